@@ -1,0 +1,123 @@
+"""The golden model against the plain per-event reference, on random cases of every mode."""
+import numpy as np
+import pytest
+import torch
+
+from firmware_export.bundle import LayerSpec, random_bundle
+from firmware_export.events import counts_from_events, events_from_counts, random_counts
+from firmware_export.golden import EventError, run_golden
+from tests.reference_model import reference_run
+
+
+def _compare(bundle, on, off, rng=None):
+    res = run_golden(bundle, on, off)
+    for b in range(on.shape[1]):
+        ref = reference_run(bundle, events_from_counts(on, off, sample=b, rng=rng))
+        for k in range(len(bundle.layers)):
+            got = [torch.nonzero(res.spikes[k][t, b]).flatten().tolist() for t in range(bundle.time_steps)]
+            assert got == ref["spikes"][k], f"layer {k + 1} spikes differ in sample {b}"
+            assert res.v[k][b].tolist() == ref["v"][k]
+            assert res.c[k][b].tolist() == ref["c"][k]
+        assert res.count[b].tolist() == ref["count"]
+        assert res.first[b].tolist() == ref["first"]
+        assert int(res.prediction[b]) == ref["prediction"]
+        assert res.events_per_layer[:, b].tolist() == ref["events"]
+        assert int(res.sops[b]) == ref["sops"]
+    return res
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_golden_matches_reference_on_random_cases(seed):
+    rng = np.random.default_rng(seed)
+    bundle = random_bundle(rng)
+    on, off = random_counts(bundle, batch=3, rng=rng, polarity=bool(seed % 2))
+    _compare(bundle, on, off, rng=rng)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_golden_matches_reference_at_saturation(seed):
+    """Narrow widths, all-positive or all-negative weights and large biases drive both states
+    into saturation in both directions."""
+    rng = np.random.default_rng(1000 + seed)
+    sign = 1 if seed % 2 else 0
+    sizes = [24, 20, 6]
+    layers = [LayerSpec(size=n, current=bool(seed % 3 == 0), leak_v=seed % 3, leak_c=seed % 2,
+                        reset=("subtract", "zero", "none")[seed % 3], fire_once=bool(seed % 4 == 1))
+              for n in sizes[1:]]
+    bundle = random_bundle(rng, sizes=sizes, layers=layers, v_width=4, c_width=3, bias_width=4,
+                           time_steps=6)
+    bundle.weights = [np.full_like(w, sign) for w in bundle.weights]
+    bundle.threshold = [np.full_like(t, 7) for t in bundle.threshold]
+    bundle.bias = [np.full_like(b, 7 if sign else -8) for b in bundle.bias]
+    bundle.validate()
+    on = torch.ones(6, 2, 24, dtype=torch.int64)
+    res = _compare(bundle, on, None)
+    extreme = 7 if sign else -8
+    assert (res.v[0] == extreme).any() or res.spikes[0].any()
+
+
+def test_empty_input_gives_bias_driven_activity():
+    rng = np.random.default_rng(5)
+    bundle = random_bundle(rng, sizes=[8, 5, 3])
+    on = torch.zeros(bundle.time_steps, 2, 8, dtype=torch.int64)
+    res = _compare(bundle, on, None)
+    assert res.events_per_layer[0].sum() == 0
+
+
+def test_potential_readout_tie_break_prefers_lowest_index():
+    rng = np.random.default_rng(1)
+    bundle = random_bundle(rng, sizes=[4, 3], readout="potential",
+                           layers=[LayerSpec(size=3, reset="none")], time_steps=1)
+    bundle.weights = [np.ones((4, 3), dtype=np.uint8)]
+    bundle.bias = [np.zeros(3, dtype=np.int64)]
+    bundle.threshold = [np.full(3, 100, dtype=np.int64)] if bundle.v_width > 7 else bundle.threshold
+    on = torch.ones(1, 1, 4, dtype=torch.int64)
+    assert int(run_golden(bundle, on).prediction[0]) == 0
+
+
+def test_first_spike_readout_prefers_earlier_spike_over_potential():
+    bundle = random_bundle(np.random.default_rng(2), sizes=[2, 2], readout="first_spike",
+                           layers=[LayerSpec(size=2, reset="none", fire_once=True)], time_steps=3,
+                           v_width=8, bias_width=8)
+    bundle.weights = [np.array([[0, 1], [0, 1]], dtype=np.uint8)]
+    bundle.bias = [np.array([5, 0], dtype=np.int64)]       # neuron 0: 3, 8, 13 -> fires at t=2
+    bundle.threshold = [np.array([10, 2], dtype=np.int64)]  # neuron 1 fires at t=0
+    on = torch.tensor([[[1, 1]], [[0, 0]], [[0, 0]]], dtype=torch.int64)
+    res = run_golden(bundle, on)
+    assert res.first[0].tolist() == [2, 0] and int(res.v[0][0, 0]) > int(res.v[0][0, 1])
+    assert int(res.prediction[0]) == 1
+
+
+def test_off_events_invert_the_weight():
+    bundle = random_bundle(np.random.default_rng(3), sizes=[1, 2], time_steps=1,
+                           layers=[LayerSpec(size=2, reset="none")], v_width=8, bias_width=4,
+                           max_input_events=8)
+    bundle.weights = [np.array([[1, 0]], dtype=np.uint8)]
+    bundle.bias = [np.zeros(2, dtype=np.int64)]
+    on = torch.zeros(1, 1, 1, dtype=torch.int64)
+    off = torch.full((1, 1, 1), 3, dtype=torch.int64)
+    assert run_golden(bundle, on, off).v[0][0].tolist() == [-3, 3]
+
+
+def test_bad_events_are_refused_with_one_line_errors():
+    bundle = random_bundle(np.random.default_rng(4), sizes=[5, 3])
+    T = bundle.time_steps
+    with pytest.raises(EventError, match=r"shape must be \[T="):
+        run_golden(bundle, torch.zeros(T + 1, 1, 5, dtype=torch.int64))
+    with pytest.raises(EventError, match="integer tensor"):
+        run_golden(bundle, torch.zeros(T, 1, 5))
+    with pytest.raises(EventError, match="exceed max_input_events"):
+        run_golden(bundle, torch.full((T, 1, 5), bundle.max_input_events, dtype=torch.int64))
+    with pytest.raises(EventError, match="index 5 out of range"):
+        counts_from_events(bundle, [[[(5, 1)]] + [[] for _ in range(T - 1)]])
+    with pytest.raises(EventError, match="polarity 2"):
+        counts_from_events(bundle, [[[(0, 2)]] + [[] for _ in range(T - 1)]])
+
+
+def test_event_list_round_trip():
+    rng = np.random.default_rng(9)
+    bundle = random_bundle(rng, sizes=[7, 3])
+    on, off = random_counts(bundle, 4, rng)
+    lists = [events_from_counts(on, off, sample=b, rng=rng) for b in range(4)]
+    on2, off2 = counts_from_events(bundle, lists)
+    assert torch.equal(on, on2) and torch.equal(off, off2)
