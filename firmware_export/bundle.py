@@ -68,8 +68,8 @@ class Bundle:
         """Check every field against docs/semantics.md; raise BundleError naming the field."""
         _check_int(where, "input_size", self.input_size, 1, MAX_NEURONS)
         _check_int(where, "time_steps", self.time_steps, 1, MAX_TIME_STEPS)
-        for name in ("v_width", "c_width", "bias_width"):
-            _check_int(where, f"widths.{name}", getattr(self, name), MIN_WIDTH, MAX_WIDTH)
+        for name, key in (("v_width", "v"), ("c_width", "c"), ("bias_width", "bias")):
+            _check_int(where, f"widths.{key}", getattr(self, name), MIN_WIDTH, MAX_WIDTH)
         if self.readout not in READOUTS:
             _fail(where, "readout", f"must be one of {', '.join(READOUTS)}, got {self.readout!r}")
         _check_int(where, "max_input_events", self.max_input_events, 1, MAX_INPUT_EVENTS)
