@@ -1,0 +1,51 @@
+# One entry point per stage of the flow. Every target creates the virtual environment first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BSNN   := $(VENV)/bin/bsnn
+STAMP  := $(VENV)/.installed
+MODEL  ?= models/default
+OUT    ?= build/verilog
+SIM    ?= verilator
+# Extra pytest arguments, e.g. make test PYTEST_ARGS="-k golden"
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test verilog sim eval lint clean
+
+help:
+	@echo "make demo      Verilog for $(MODEL), then RTL vs golden model on MNIST test images"
+	@echo "make test      the whole test suite (golden model, bundle, hardware units, cocotb on both simulators)"
+	@echo "make verilog   Verilog + memory images + manifest into $(OUT)"
+	@echo "make sim       cocotb regression: random bundles, RTL vs golden model, Verilator and Icarus"
+	@echo "make eval      accuracy of $(MODEL) on MNIST with the golden model (JSON in build/eval.json)"
+	@echo "make lint      verilator --lint-only -Wall on the generated Verilog"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[fpga]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BSNN) verilog --model $(MODEL) --out $(OUT)
+	$(BSNN) eval --model $(MODEL) --dataset mnist --split test --limit 20 --engine rtl --simulator $(SIM) --json build/demo.json
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+verilog: $(STAMP)
+	$(BSNN) verilog --model $(MODEL) --out $(OUT)
+
+sim: $(STAMP)
+	$(PY) -m pytest -q sim/tests $(PYTEST_ARGS)
+
+eval: $(STAMP)
+	$(BSNN) eval --model $(MODEL) --dataset mnist --split test --json build/eval.json
+
+lint: verilog
+	$(PY) -m sim.lint $(OUT)
+
+clean:
+	rm -rf build sim_build .pytest_cache

@@ -1,0 +1,3 @@
+from bsnn.cli import main
+import sys
+sys.exit(main())

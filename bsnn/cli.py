@@ -1,0 +1,149 @@
+"""The ``bsnn`` command: one subcommand per stage of the flow (each also a Makefile target)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sizes must be comma-separated integers, got {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes need an input size and at least one layer, all >= 1")
+    return sizes
+
+
+def cmd_random_model(args) -> int:
+    from firmware_export.bundle import LayerSpec, random_bundle, save_bundle
+
+    rng = np.random.default_rng(args.seed)
+    sizes = args.sizes
+    layers = [LayerSpec(size=n, leak_v=args.leak, reset="subtract") for n in sizes[1:-1]]
+    layers.append(LayerSpec(size=sizes[-1], reset="none"))
+    bundle = random_bundle(rng, sizes=sizes, layers=layers, time_steps=args.time_steps, v_width=16,
+                           c_width=16, bias_width=8, readout="potential", max_input_events=sizes[0])
+    # Thresholds near the typical input magnitude so that hidden layers actually spike.
+    for k, n_in in enumerate(sizes[:-1]):
+        bundle.threshold[k] = rng.integers(max(1, n_in // 16), max(2, n_in // 6) + 1,
+                                           sizes[k + 1]).astype(np.int64)
+    bundle.metadata = {"origin": f"bsnn random-model --seed {args.seed}", "trained": False,
+                       "encoding": {"kind": "rate"}}
+    save_bundle(bundle, args.out)
+    print(f"wrote random bundle {'-'.join(map(str, sizes))}, T={args.time_steps} to {args.out}")
+    return 0
+
+
+def cmd_verilog(args) -> int:
+    from firmware_export.bundle import load_bundle
+    from hdl.config import HardwareConfig
+    from hdl.generate import generate
+
+    bundle = load_bundle(args.model)
+    hw = HardwareConfig.from_toml(args.hw_config) if args.hw_config else HardwareConfig()
+    if args.lanes:
+        hw = hw.replace(lanes=args.lanes) if hasattr(hw, "replace") else HardwareConfig(lanes=args.lanes)
+    paths = generate(bundle, hw, args.out)
+    print(f"wrote Verilog and memory images for {args.model} to {args.out}")
+    if isinstance(paths, dict):
+        for name, p in paths.items():
+            print(f"  {name}: {p}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from firmware_export.bundle import load_bundle
+    from bsnn.evaluate import evaluate, summary_lines, write_report
+
+    bundle = load_bundle(args.model)
+    report = evaluate(bundle, args.dataset, args.split, args.limit, args.engine, args.simulator,
+                      args.data_root, args.encoding, progress=not args.quiet, model_path=str(args.model))
+    for line in summary_lines(report):
+        print(line)
+    if args.json:
+        write_report(report, args.json)
+        print(f"report written to {args.json}")
+    if args.engine == "rtl" and not report["bit_exact"]:
+        return 1
+    return 0
+
+
+def cmd_train(args) -> int:
+    try:
+        from training.train import run_train
+    except ImportError as exc:  # pragma: no cover - training is part of the package
+        raise SystemExit(f"bsnn: error: training is unavailable ({exc})")
+    return int(run_train(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bsnn",
+        description="Binary spiking neural networks on FPGAs: train, export, generate Verilog, "
+                    "and verify the RTL spike for spike against the golden model.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("random-model", help="write a random (untrained) bundle, for trying the flow")
+    p.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    p.add_argument("--sizes", type=_sizes, default=[784, 64, 10], help="N0,N1,...,NL (default 784,64,10)")
+    p.add_argument("--time-steps", type=int, default=4, help="time steps T (default 4)")
+    p.add_argument("--leak", type=int, default=2, help="leak shift of hidden layers, 0 = none (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_random_model)
+
+    p = sub.add_parser("verilog", help="generate the core's Verilog, memory images and manifest")
+    p.add_argument("--model", required=True, type=Path, help="bundle directory")
+    p.add_argument("--out", required=True, type=Path, help="output directory (e.g. build/verilog)")
+    p.add_argument("--hw-config", type=Path, help="hardware configuration (TOML)")
+    p.add_argument("--lanes", type=int, help="synapse lanes P (overrides the config)")
+    p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("eval", help="evaluate a bundle on a dataset (golden model or RTL)")
+    p.add_argument("--model", required=True, type=Path, help="bundle directory")
+    p.add_argument("--dataset", required=True, choices=["mnist", "fashion-mnist", "nmnist"])
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--limit", type=int, help="first N samples only")
+    p.add_argument("--engine", default="golden", choices=["golden", "rtl"])
+    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
+                   help="RTL simulator for --engine rtl (default verilator)")
+    p.add_argument("--encoding", help="override the input encoding recorded in the bundle")
+    p.add_argument("--data-root", type=Path, help="datasets folder (default ../shared/datasets)")
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train a BSNN from a TOML config")
+    try:
+        from training.train import add_train_arguments
+        add_train_arguments(p)
+    except ImportError:
+        p.add_argument("--config", type=Path, required=True)
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from firmware_export.bundle import BundleError
+    from firmware_export.golden import EventError
+    from bsnn.evaluate import EvalError
+
+    expected = (BundleError, EventError, EvalError, FileNotFoundError, ValueError)
+    try:
+        return args.func(args)
+    except expected as exc:
+        print(f"bsnn: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bsnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

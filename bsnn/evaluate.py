@@ -1,0 +1,137 @@
+"""``bsnn eval``: a bundle on a dataset, on the golden model or on the RTL, with a JSON report."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from firmware_export.bundle import Bundle, BundleError, write_atomic
+from firmware_export.golden import run_golden
+
+DEFAULT_ENCODING = {"kind": "rate"}
+
+
+class EvalError(ValueError):
+    """Bad request for an evaluation (one-line message)."""
+
+
+@dataclass
+class EncodedData:
+    on: torch.Tensor     # [T, B, N0]
+    off: torch.Tensor
+    labels: torch.Tensor  # [B]
+    encoding: dict
+
+
+def encoding_of(bundle: Bundle, override: str | None = None) -> dict:
+    """The input encoding recorded by training in ``metadata.encoding`` (docs/model-format.md)."""
+    spec = dict(bundle.metadata.get("encoding") or DEFAULT_ENCODING)
+    if override:
+        spec = {"kind": override}
+    if not isinstance(spec.get("kind"), str):
+        raise BundleError("manifest.json: metadata.encoding.kind: must be a string")
+    return spec
+
+
+def load_encoded(bundle: Bundle, dataset: str, split: str, limit: int | None,
+                 data_root=None, encoding: str | None = None) -> EncodedData:
+    from training.data import load_dataset
+    from training.encoding import Encoder
+
+    data = load_dataset(dataset, split, data_root).subset(limit)
+    if data.input_size != bundle.input_size:
+        raise EvalError(f"dataset {dataset}: samples have {data.input_size} inputs but the model "
+                        f"expects {bundle.input_size}")
+    spec = encoding_of(bundle, encoding)
+    options = {k: v for k, v in spec.items() if k != "kind"}
+    encoder = Encoder(spec["kind"], bundle.time_steps, **options)
+    samples = data.images if hasattr(data, "images") else data.events
+    gen = torch.Generator().manual_seed(int(spec.get("seed", 0)))
+    on, off = encoder(samples, generator=gen)
+    return EncodedData(on=on, off=off, labels=torch.as_tensor(data.labels), encoding=spec)
+
+
+def golden_in_batches(bundle: Bundle, on, off, batch: int = 500, progress: bool = True):
+    """Run the golden model over a dataset in batches; returns per-sample summary tensors."""
+    preds, sops, hidden = [], [], []
+    total = on.shape[1]
+    with tqdm(total=total, desc="golden", unit="sample", disable=not progress, leave=False) as bar:
+        for start in range(0, total, batch):
+            sl = slice(start, start + batch)
+            res = run_golden(bundle, on[:, sl], off[:, sl])
+            preds.append(res.prediction)
+            sops.append(res.sops)
+            hidden.append(res.hidden_spikes)
+            bar.update(res.prediction.shape[0])
+            hidden_neurons = res.hidden_neurons
+    return torch.cat(preds), torch.cat(sops), torch.cat(hidden), hidden_neurons
+
+
+def evaluate(bundle: Bundle, dataset: str, split: str = "test", limit: int | None = None,
+             engine: str = "golden", simulator: str = "verilator", data_root=None,
+             encoding: str | None = None, progress: bool = True, model_path: str = "") -> dict:
+    t0 = time.perf_counter()
+    data = load_encoded(bundle, dataset, split, limit, data_root, encoding)
+    n = int(data.labels.shape[0])
+    if n == 0:
+        raise EvalError(f"dataset {dataset} split {split}: no samples selected")
+    preds, sops, hidden, hidden_neurons = golden_in_batches(bundle, data.on, data.off, progress=progress)
+    report = {
+        "model": model_path,
+        "dataset": dataset,
+        "split": split,
+        "engine": engine,
+        "samples": n,
+        "encoding": data.encoding,
+        "time_steps": bundle.time_steps,
+        "sizes": bundle.sizes,
+        "accuracy": float((preds == data.labels).double().mean()),
+        "spikes_per_neuron": float(hidden.double().mean() / hidden_neurons),
+        "sops_per_inference": float(sops.double().mean()),
+    }
+    if engine == "rtl":
+        from sim.rtl_eval import rtl_evaluate
+
+        rtl = rtl_evaluate(bundle, data.on, data.off, simulator=simulator, progress=progress)
+        rtl_correct = (torch.as_tensor(rtl["predictions"]) == data.labels).double().mean()
+        report.update({
+            "simulator": simulator,
+            "bit_exact": rtl["bit_exact"],
+            "mismatches": rtl["mismatches"][:20],
+            "mismatch_count": len(rtl["mismatches"]),
+            "rtl_accuracy": float(rtl_correct),
+            "cycles_per_inference": float(np.mean(rtl["cycles"])),
+            "cycles_max": int(np.max(rtl["cycles"])),
+            "sops_per_cycle": float(sops.double().mean() / np.mean(rtl["cycles"])),
+            "rtl_seconds": rtl["seconds"],
+        })
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    return report
+
+
+def summary_lines(report: dict) -> list[str]:
+    lines = [f"{report['samples']} {report['dataset']} {report['split']} samples on "
+             f"{report['engine']}: accuracy {100 * report['accuracy']:.2f} %",
+             f"  spikes per hidden neuron {report['spikes_per_neuron']:.3f}, "
+             f"SOPs per inference {report['sops_per_inference']:.0f}"]
+    if report["engine"] == "rtl":
+        verdict = "bit-exact" if report["bit_exact"] else f"{report['mismatch_count']} MISMATCHING samples"
+        lines.append(f"  RTL ({report['simulator']}) vs golden model: {verdict}; "
+                     f"{report['cycles_per_inference']:.0f} cycles per inference "
+                     f"({report['sops_per_cycle']:.2f} SOPs/cycle)")
+        for m in report["mismatches"][:3]:
+            lines.append(f"  mismatch: {m}")
+    return lines
+
+
+def write_report(report: dict, path) -> None:
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        return x
+    write_atomic(path, (json.dumps({k: clean(v) for k, v in report.items()}, indent=2) + "\n").encode())
