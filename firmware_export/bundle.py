@@ -419,3 +419,12 @@ def random_bundle(rng: np.random.Generator, sizes=None, **overrides) -> Bundle:
                   max_input_events=int(2 * sizes[0]), metadata={"origin": "random_bundle"})
     fields.update({k: v for k, v in overrides.items() if k in fields})
     return Bundle(**fields).normalized().validate()
+
+
+def bundle_digest(bundle: Bundle) -> str:
+    """sha256 over the network's definition (manifest without metadata, and every data file)."""
+    bundle = bundle.normalized()
+    files = _encode_files(bundle)
+    manifest = manifest_dict(bundle, files)
+    manifest.pop("metadata")
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
