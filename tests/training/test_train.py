@@ -1,0 +1,115 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from firmware_export.bundle import load_bundle
+from firmware_export.golden import run_golden
+from training.export import export_checkpoint, load_checkpoint_model
+from training.train import build_data, load_config, main, train
+from .conftest import need
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny(tmp_path, **over):
+    cfg = {
+        "name": "tiny",
+        "data": {"dataset": "mnist", "train_limit": 384, "test_limit": 128},
+        "encoding": {"kind": "rate", "time_steps": 3},
+        "model": {"hidden": [24]},
+        "agmm": {"enabled": True},
+        "train": {"epochs": 3, "batch_size": 64, "lr": 5e-3, "out_dir": str(tmp_path / "run"),
+                  "eval_batch_size": 128, "init_batch": 128},
+        "export": {"dir": None},
+    }
+    for k, v in over.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    return load_config(None, cfg)
+
+
+@need("mnist")
+def test_tiny_training_improves_loss_and_exports_exactly(tmp_path):
+    s = train(tiny(tmp_path), progress=False)
+    hist = json.loads((tmp_path / "run" / "diagnostics.json").read_text())
+    assert len(hist) == 3 and hist[-1]["loss"] < hist[0]["loss"]
+    assert hist[-1]["test_acc"] > 0.5
+    for key in ("flip_rate", "flip_rate_layers", "firing_rate_layers", "train_acc", "test_acc"):
+        assert key in hist[-1]
+    assert (tmp_path / "run" / "diagnostics.png").stat().st_size > 1000
+    meta = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "bundle")
+    # the exported integer model has exactly the accuracy measured during training
+    assert meta["test_acc_hardware_exact"] == hist[-1]["test_acc"] == meta["test_acc_model_hardware_mode"]
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.metadata["test_acc_hardware_exact"] == meta["test_acc_hardware_exact"]
+    model, ck = load_checkpoint_model(tmp_path / "run" / "last.pt")
+    _, test = build_data(ck["config"])
+    on, off, _ = test.batch(torch.arange(32))
+    gold = run_golden(bundle, on, off)
+    res = model(on, off, hardware=True)
+    for a, b in zip(res.spikes, gold.spikes):
+        assert torch.equal(a, b)
+    assert torch.equal(res.prediction, gold.prediction)
+
+
+@need("mnist")
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(tiny(tmp_path, train={"epochs": 2, "out_dir": str(full)}), progress=False)
+    main(["--config", str(_write_toml(tmp_path, part, 2)), "--stop-after", "1", "--no-progress"])
+    assert torch.load(part / "last.pt", weights_only=False)["epoch"] == 1
+    main(["--config", str(_write_toml(tmp_path, part, 2)), "--resume", "--no-progress"])
+    a = torch.load(full / "last.pt", weights_only=False)
+    b = torch.load(part / "last.pt", weights_only=False)
+    assert b["epoch"] == 2
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    drop = lambda h: {k: v for k, v in h.items() if k != "seconds"}
+    assert [drop(h) for h in a["history"]] == [drop(h) for h in b["history"]]
+
+
+def _write_toml(tmp_path, out_dir, epochs, extra=""):
+    p = tmp_path / f"tiny_{epochs}.toml"
+    p.write_text(f"""
+name = "tiny"
+[data]
+dataset = "mnist"
+train_limit = 384
+test_limit = 128
+[encoding]
+kind = "rate"
+time_steps = 3
+[model]
+hidden = [24]
+[agmm]
+enabled = true
+[train]
+epochs = {epochs}
+batch_size = 64
+lr = 5e-3
+out_dir = "{out_dir}"
+eval_batch_size = 128
+init_batch = 128
+{extra}
+[export]
+""")
+    return p
+
+
+@need("mnist")
+def test_ddp_two_processes(tmp_path):
+    cfg = _write_toml(tmp_path, tmp_path / "ddp", 2)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                        "--master_port=29517", "-m", "training.train", "--config", str(cfg),
+                        "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    hist = summary["final"]
+    assert hist["epoch"] == 2 and 0.0 <= hist["test_acc"] <= 1.0

@@ -1,0 +1,59 @@
+"""AGMM: adaptive gradient modulation of the synaptic current, folded to the identity at inference.
+
+See docs/agmm.md for the formulation and its derivation. In short, for the synaptic current
+``X[t]`` (``[B, N]``) of a layer at step t::
+
+    g[t, b] = alpha[t] * sigmoid( mean_j X[t, b, j] / norm )        # alpha learnable per (layer, step)
+    Y[t]    = g[t] * X[t]                                           # the gated current of the method
+
+Mode ``"gradient"`` (default, hardware-exact): the forward value is ``X`` itself and the backward pass
+is that of ``Y``: ``out = X + (Y - Y.detach())``. The floating-point difference ``Y - Y.detach()`` is
+exactly zero, so the forward pass stays the integer computation of the core, while the gradients
+reaching the binary weights (and alpha) are those of the gated network. Nothing is left to fold.
+
+Mode ``"forward"`` gates the forward value as the reconstructed method does; it is *not*
+hardware-exact and is only offered for experiments (export refuses it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["AGMM"]
+
+
+class AGMM(nn.Module):
+    """Gate of one layer: learnable ``alpha[t]`` (one per step) times sigmoid of the mean input.
+
+    Parameters
+    ----------
+    time_steps : int
+        Number of steps T (one alpha per step).
+    fan_in : int
+        Fan-in of the layer; the mean is divided by ``sqrt(fan_in)`` so that the sigmoid sees the
+        current in the units of a batch-normalised pre-activation (binary weights, no batch norm).
+    mode : {"gradient", "forward"}
+    alpha_init : float
+    """
+
+    def __init__(self, time_steps: int, fan_in: int, mode: str = "gradient", alpha_init: float = 1.0):
+        super().__init__()
+        if mode not in ("gradient", "forward"):
+            raise ValueError(f"AGMM mode must be 'gradient' or 'forward', got {mode!r}")
+        self.mode = mode
+        self.norm = math.sqrt(max(1, fan_in))
+        self.alpha = nn.Parameter(torch.full((time_steps,), float(alpha_init)))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """g[t, b] with shape [T, B, 1] for a current ``x`` of shape [T, B, N]."""
+        m = x.mean(dim=-1, keepdim=True) / self.norm
+        return self.alpha.view(-1, 1, 1)[: x.shape[0]] * torch.sigmoid(m)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.gate(x) * x
+        if self.mode == "forward":
+            return y
+        return x + (y - y.detach())

@@ -1,0 +1,173 @@
+"""Dataset loaders (MNIST, Fashion-MNIST, N-MNIST subset) reading local files only; never downloads."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DatasetMissingError",
+    "ImageDataset",
+    "EventDataset",
+    "default_root",
+    "load_idx",
+    "load_mnist",
+    "load_fashion_mnist",
+    "load_nmnist",
+    "read_bs2",
+    "load_dataset",
+]
+
+NMNIST_SIDE = 34
+NMNIST_INPUTS = NMNIST_SIDE * NMNIST_SIDE  # 1156
+
+
+class DatasetMissingError(FileNotFoundError):
+    """A dataset file is not where it was looked for (nothing is ever downloaded)."""
+
+
+def default_root() -> Path:
+    """``<repo>/../shared/datasets`` unless ``BSNN_DATASETS`` is set."""
+    env = os.environ.get("BSNN_DATASETS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise DatasetMissingError(
+            f"dataset file not found: {path} (place the dataset there or pass --data-root; "
+            "nothing is downloaded)"
+        )
+    return path
+
+
+def load_idx(path: str | Path) -> np.ndarray:
+    """Read one gzip-compressed IDX file (uint8 data) into a numpy array."""
+    path = _require(Path(path))
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4:
+        raise ValueError(f"{path}: truncated IDX header")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: expected {int(np.prod(dims))} bytes of data, got {data.size}")
+    return data.reshape(dims)
+
+
+@dataclass
+class ImageDataset:
+    """Images as uint8 ``[n, 784]`` (row-major 28x28) and int64 labels ``[n]``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.images.shape[1])
+
+    def subset(self, n: int | None) -> "ImageDataset":
+        if n is None or n >= len(self):
+            return self
+        return ImageDataset(self.images[:n], self.labels[:n], self.name)
+
+
+def _load_idx_pair(directory: Path, split: str, name: str) -> ImageDataset:
+    prefix = {"train": "train", "test": "t10k"}[split]
+    images = load_idx(directory / f"{prefix}-images-idx3-ubyte.gz")
+    labels = load_idx(directory / f"{prefix}-labels-idx1-ubyte.gz")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{directory}: {images.shape[0]} images but {labels.shape[0]} labels")
+    return ImageDataset(
+        np.ascontiguousarray(images.reshape(images.shape[0], -1)), labels.astype(np.int64), name
+    )
+
+
+def load_mnist(split: str = "train", root: str | Path | None = None) -> ImageDataset:
+    """MNIST ``split`` ("train" 60000 or "test" 10000) from ``<root>/mnist``."""
+    return _load_idx_pair(Path(root or default_root()) / "mnist", split, "mnist")
+
+
+def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> ImageDataset:
+    """Fashion-MNIST ``split`` from ``<root>/fashion-mnist``."""
+    return _load_idx_pair(Path(root or default_root()) / "fashion-mnist", split, "fashion-mnist")
+
+
+def read_bs2(path: str | Path) -> np.ndarray:
+    """Events of one N-MNIST ``.bs2`` file as a structured array (x, y, p, ts[us])."""
+    raw = np.fromfile(_require(Path(path)), dtype=np.uint8)
+    if raw.size % 5:
+        raise ValueError(f"{path}: size {raw.size} is not a multiple of 5 bytes")
+    ev = raw.reshape(-1, 5).astype(np.int64)
+    out = np.empty(ev.shape[0], dtype=[("x", np.int16), ("y", np.int16), ("p", np.int8), ("ts", np.int64)])
+    out["x"] = ev[:, 0]
+    out["y"] = ev[:, 1]
+    out["p"] = ev[:, 2] >> 7
+    out["ts"] = ((ev[:, 2] & 0x7F) << 16) | (ev[:, 3] << 8) | ev[:, 4]
+    if out.size and (out["x"].max() >= NMNIST_SIDE or out["y"].max() >= NMNIST_SIDE):
+        raise ValueError(f"{path}: pixel coordinate outside 34x34")
+    return out
+
+
+@dataclass
+class EventDataset:
+    """Event samples: ``events[i]`` structured arrays (x, y, p, ts), labels int64 ``[n]``."""
+
+    events: list
+    labels: np.ndarray
+    name: str
+    input_size: int = NMNIST_INPUTS
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, n: int | None) -> "EventDataset":
+        if n is None or n >= len(self):
+            return self
+        return EventDataset(self.events[:n], self.labels[:n], self.name, self.input_size)
+
+
+def load_nmnist(split: str = "train", root: str | Path | None = None) -> EventDataset:
+    """N-MNIST subset: "train" (ids 1..1000, train1K.txt) or "test" (100, test100.txt)."""
+    directory = Path(root or default_root()) / "nmnist-small"
+    listing = _require(directory / {"train": "train1K.txt", "test": "test100.txt"}[split])
+    ids, labels = [], []
+    for line in listing.read_text().splitlines()[1:]:
+        if not line.strip():
+            continue
+        sid, lab = line.split()
+        ids.append(int(sid))
+        labels.append(int(lab))
+    events = [read_bs2(directory / f"{sid}.bs2") for sid in ids]
+    return EventDataset(events, np.asarray(labels, dtype=np.int64), "nmnist")
+
+
+_LOADERS = {
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "fashion": load_fashion_mnist,
+    "nmnist": load_nmnist,
+}
+
+
+def load_dataset(name: str, split: str, root: str | Path | None = None):
+    """Dispatch by dataset name ("mnist", "fashion-mnist", "nmnist")."""
+    try:
+        loader = _LOADERS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_LOADERS)}") from None
+    return loader(split, root)

@@ -1,0 +1,368 @@
+"""Binary spiking network whose forward pass is the integer arithmetic of docs/semantics.md.
+
+Every layer has binary weights (``sign`` of latent reals, straight-through estimator). Biases and
+thresholds are learned reals rounded to integers in the forward pass (straight-through), leaks are
+arithmetic shifts (``floor(x / 2^k)``), states saturate to their widths. The training forward pass
+therefore already computes exactly the integers the core computes; training mode only differs in
+the backward pass (surrogate spike gradient, detached reset). ``hardware=True`` runs the same
+computation in float64 without autograd and returns integer tensors: it equals
+``firmware_export.golden.run_golden`` on the exported bundle, spike for spike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .agmm import AGMM
+
+__all__ = [
+    "LayerConfig",
+    "BSNN",
+    "binary_sign",
+    "round_ste",
+    "spike_fn",
+    "predict",
+    "ForwardResult",
+]
+
+
+# ---------------------------------------------------------------- straight-through pieces
+class _BinarySign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w):
+        ctx.save_for_backward(w)
+        return torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w))
+
+    @staticmethod
+    def backward(ctx, g):
+        (w,) = ctx.saved_tensors
+        return g * (w.abs() <= 1).to(g.dtype)
+
+
+def binary_sign(w: torch.Tensor) -> torch.Tensor:
+    """+1 where ``w >= 0`` else -1; gradient passed where ``|w| <= 1`` (STE)."""
+    return _BinarySign.apply(w)
+
+
+def round_half_up(x: torch.Tensor) -> torch.Tensor:
+    return torch.floor(x + 0.5)
+
+
+def round_ste(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """``clamp(round(x), lo, hi)`` in the forward pass, identity gradient (inside the range)."""
+    xc = x.clamp(lo, hi)
+    return xc + (round_half_up(xc) - xc).detach()
+
+
+class _Spike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, width):
+        ctx.save_for_backward(u, width)
+        return (u >= 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        u, width = ctx.saved_tensors
+        sg = torch.clamp(1.0 - u.abs() / width, min=0.0) / width
+        return g * sg, None
+
+
+def spike_fn(u: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """Heaviside ``u >= 0``; triangular surrogate gradient of half-width ``width``."""
+    return _Spike.apply(u, width)
+
+
+def _floor_shift(x: torch.Tensor, k: int, exact: bool) -> torch.Tensor:
+    """``x >> k`` (floor division by 2^k); straight-through ``x / 2^k`` gradient when training."""
+    y = x / float(1 << k)
+    if exact:
+        return torch.floor(y)
+    return y + (torch.floor(y) - y).detach()
+
+
+def _sat(x: torch.Tensor, width: int) -> torch.Tensor:
+    return x.clamp(-(1 << (width - 1)), (1 << (width - 1)) - 1)
+
+
+# ---------------------------------------------------------------- configuration
+@dataclass
+class LayerConfig:
+    """One layer, with the fields of ``firmware_export.bundle.LayerSpec``."""
+
+    size: int
+    current: bool = False
+    leak_v: int = 0
+    leak_c: int = 0
+    reset: str = "subtract"
+    fire_once: bool = False
+    learn_threshold: bool = True
+    learn_bias: bool = True
+
+    def __post_init__(self):
+        if self.reset not in ("subtract", "zero", "none"):
+            raise ValueError(f"reset must be subtract, zero or none, got {self.reset!r}")
+
+
+@dataclass
+class ForwardResult:
+    spikes: list  # per layer [T, B, N_l] (float in training; bool in hardware mode)
+    v: list  # final potentials per layer [B, N_l]
+    c: list  # final currents per layer [B, N_l]
+    count: torch.Tensor  # output layer spike counts [B, N_L]
+    first: torch.Tensor  # output layer first spike step or -1 [B, N_L]
+    logits: torch.Tensor | None = None  # differentiable readout scores (training)
+    prediction: torch.Tensor | None = None
+    currents: list = field(default_factory=list)  # synaptic input per layer [T, B, N_l]
+
+
+def predict(readout: str, v: torch.Tensor, count: torch.Tensor, first: torch.Tensor,
+            time_steps: int, v_width: int) -> torch.Tensor:
+    """Predicted class per the readout rule of semantics.md section 6 (ties: lower index)."""
+    v = v.to(torch.int64)
+    off = v + (1 << (v_width - 1))  # 0 .. 2^v_width - 1
+    scale = 1 << (v_width + 1)
+    if readout == "potential":
+        key = v
+    elif readout == "spike_count":
+        key = count.to(torch.int64) * scale + off
+    elif readout == "first_spike":
+        f = torch.where(first < 0, torch.full_like(first, time_steps), first).to(torch.int64)
+        key = (time_steps - f) * scale + off
+    else:
+        raise ValueError(f"unknown readout {readout!r}")
+    # torch.argmax returns the first maximal index: the lower-index tie-break.
+    return torch.argmax(key, dim=-1)
+
+
+# ---------------------------------------------------------------- the network
+class BSNN(nn.Module):
+    """Binary-weight spiking MLP computing the core's integer semantics.
+
+    Parameters
+    ----------
+    input_size : int
+    layers : list of LayerConfig
+        Hidden layers then the output layer.
+    time_steps : int
+    v_width, c_width, bias_width : int
+    readout : {"potential", "spike_count", "first_spike"}
+    max_input_events : int
+    agmm : dict or None
+        ``{"enabled": bool, "mode": "gradient", "alpha_init": 1.0}``.
+    surrogate_width : float
+        Half-width of the triangular surrogate, as a fraction of each neuron's threshold.
+    weight_init : float
+        Latent weights start uniform in ``[-weight_init, weight_init]``.
+    logit_scale : float
+        Initial value of the learnable temperature that scales the readout into the loss
+        (argmax-invariant, so it never reaches the hardware).
+    """
+
+    def __init__(self, input_size, layers, time_steps, *, v_width=16, c_width=16, bias_width=16,
+                 readout="potential", max_input_events=None, agmm=None, surrogate_width=1.0,
+                 weight_init=0.1, logit_scale=0.1, theta_init=None):
+        super().__init__()
+        self.input_size = int(input_size)
+        self.layer_cfgs = [l if isinstance(l, LayerConfig) else LayerConfig(**l) for l in layers]
+        self.time_steps = int(time_steps)
+        self.v_width, self.c_width, self.bias_width = int(v_width), int(c_width), int(bias_width)
+        self.readout = readout
+        self.max_input_events = int(max_input_events or input_size)
+        self.surrogate_width = float(surrogate_width)
+        self.theta_max = (1 << (self.v_width - 1)) - 1
+        self.bias_lo, self.bias_hi = -(1 << (self.bias_width - 1)), (1 << (self.bias_width - 1)) - 1
+        agmm = dict(agmm or {})
+        self.agmm_enabled = bool(agmm.get("enabled", False))
+        sizes = [self.input_size] + [l.size for l in self.layer_cfgs]
+        self.weights = nn.ParameterList()
+        self.bias = nn.ParameterList()
+        self.theta = nn.ParameterList()
+        self.gates = nn.ModuleList()
+        for k, cfg in enumerate(self.layer_cfgs):
+            w = torch.empty(sizes[k], sizes[k + 1]).uniform_(-weight_init, weight_init)
+            self.weights.append(nn.Parameter(w))
+            self.bias.append(nn.Parameter(torch.zeros(cfg.size), requires_grad=cfg.learn_bias))
+            t0 = float(theta_init[k]) if theta_init is not None else float(max(1, round(sizes[k] ** 0.5)))
+            if cfg.reset == "none" and not cfg.learn_threshold:
+                t0 = float(self.theta_max)
+            self.theta.append(nn.Parameter(torch.full((cfg.size,), t0), requires_grad=cfg.learn_threshold))
+            if self.agmm_enabled:
+                self.gates.append(AGMM(self.time_steps, sizes[k], agmm.get("mode", "gradient"),
+                                       agmm.get("alpha_init", 1.0)))
+        self.log_logit_scale = nn.Parameter(torch.tensor(float(np.log(logit_scale))))
+
+    # ---------------------------------------------------------- integer parameters
+    @property
+    def sizes(self):
+        return [self.input_size] + [l.size for l in self.layer_cfgs]
+
+    def int_bias(self, k: int) -> torch.Tensor:
+        return round_ste(self.bias[k], self.bias_lo, self.bias_hi)
+
+    def int_theta(self, k: int) -> torch.Tensor:
+        return round_ste(self.theta[k], 1, self.theta_max)
+
+    @torch.no_grad()
+    def clip_latent(self, bound: float = 1.0):
+        for w in self.weights:
+            w.clamp_(-bound, bound)
+        for k in range(len(self.layer_cfgs)):
+            self.bias[k].clamp_(self.bias_lo, self.bias_hi)
+            self.theta[k].clamp_(1, self.theta_max)
+
+    # ---------------------------------------------------------- dynamics
+    def _layer(self, k, I, hardware):
+        cfg = self.layer_cfgs[k]
+        T, B, N = I.shape
+        if hardware:
+            bias = round_half_up(self.bias[k].detach().clamp(self.bias_lo, self.bias_hi)).to(I.dtype)
+            theta = round_half_up(self.theta[k].detach().clamp(1, self.theta_max)).to(I.dtype)
+        else:
+            bias, theta = self.int_bias(k), self.int_theta(k)
+        width = (theta.detach() * self.surrogate_width).clamp(min=1.0)
+        v = I.new_zeros(B, N)
+        c = I.new_zeros(B, N)
+        fired = I.new_zeros(B, N)
+        count = I.new_zeros(B, N)
+        first = torch.full((B, N), -1, dtype=torch.int64)
+        spikes = []
+        for t in range(T):
+            x = I[t]
+            if cfg.current:
+                if cfg.leak_c:
+                    c = c - _floor_shift(c, cfg.leak_c, hardware)
+                c = _sat(c + x, self.c_width)
+                drive = c
+            else:
+                drive = x
+            if cfg.leak_v:
+                v = v - _floor_shift(v, cfg.leak_v, hardware)
+            v = _sat(v + drive + bias, self.v_width)
+            if hardware:
+                s = (v >= theta).to(I.dtype)
+            else:
+                s = spike_fn(v - theta, width)
+            if cfg.fire_once:
+                s = s * (1.0 - fired)
+            sd = s.detach()
+            first = torch.where((sd > 0) & (count == 0), torch.full_like(first, t), first)
+            fired = torch.maximum(fired, sd)
+            count = count + sd
+            if cfg.reset == "subtract":
+                v = v - theta.detach() * sd if not hardware else v - theta * sd
+            elif cfg.reset == "zero":
+                v = v * (1.0 - sd)
+            spikes.append(s)
+        return torch.stack(spikes), v, c, count, first
+
+    def forward(self, on: torch.Tensor, off: torch.Tensor | None = None, hardware: bool = False,
+                keep_currents: bool = False) -> ForwardResult:
+        """Run the network on input counts ``on``/``off`` ``[T, B, N0]``.
+
+        ``hardware=False``: differentiable, float32, exact integers in the forward pass.
+        ``hardware=True``: no autograd, float64, returns int64/bool tensors like ``run_golden``.
+        """
+        if hardware:
+            with torch.no_grad():
+                return self._forward(on, off, True, keep_currents)
+        return self._forward(on, off, False, keep_currents)
+
+    def _forward(self, on, off, hardware, keep_currents):
+        dtype = torch.float64 if hardware else torch.float32
+        x = on.to(dtype) if off is None else (on.to(dtype) - off.to(dtype))
+        T, B, _ = x.shape
+        spikes, vs, cs, currents = [], [], [], []
+        count = first = None
+        for k in range(len(self.layer_cfgs)):
+            w = self.weights[k]
+            wb = torch.where(w.detach() >= 0, 1.0, -1.0).to(dtype) if hardware else binary_sign(w).to(dtype)
+            I = (x.reshape(T * B, -1) @ wb).reshape(T, B, -1)
+            if self.agmm_enabled and not hardware:
+                I = self.gates[k](I)
+            if keep_currents:
+                currents.append(I.detach())
+            s, v, c, count, first = self._layer(k, I, hardware)
+            spikes.append(s)
+            vs.append(v)
+            cs.append(c)
+            x = s
+        if hardware:
+            spikes = [s.to(torch.bool) for s in spikes]
+            vs = [v.to(torch.int64) for v in vs]
+            cs = [c.to(torch.int64) for c in cs]
+            count = count.to(torch.int64)
+            res = ForwardResult(spikes, vs, cs, count, first, None, None, currents)
+            res.prediction = predict(self.readout, vs[-1], count, first, self.time_steps, self.v_width)
+            return res
+        if self.readout == "potential":
+            score = vs[-1]
+        elif self.readout == "spike_count":
+            score = spikes[-1].sum(0)
+        else:
+            raise ValueError("training supports the 'potential' and 'spike_count' readouts")
+        logits = score * self.log_logit_scale.exp()
+        res = ForwardResult(spikes, vs, cs, count, first, logits, None, currents)
+        with torch.no_grad():
+            res.prediction = predict(self.readout, vs[-1].detach(), count, first, self.time_steps, self.v_width)
+        return res
+
+    # ---------------------------------------------------------- initialisation from data
+    @torch.no_grad()
+    def init_thresholds(self, on, off=None, factor: float = 1.0):
+        """Set each learnable threshold layer by layer to ``factor * std`` of its synaptic input."""
+        x = on.float() if off is None else on.float() - off.float()
+        T, B, _ = x.shape
+        for k, cfg in enumerate(self.layer_cfgs):
+            wb = torch.where(self.weights[k] >= 0, 1.0, -1.0)
+            I = (x.reshape(T * B, -1) @ wb).reshape(T, B, -1)
+            if cfg.learn_threshold:
+                th = float(max(1.0, round(factor * float(I.std()))))
+                self.theta[k].fill_(min(th, self.theta_max))
+            s, *_ = self._layer(k, I, True)
+            x = s.float()
+
+    # ---------------------------------------------------------- bundle conversion
+    def hardware_params(self):
+        """Integer parameters as numpy: weights uint8 [N_in, N_out], bias and threshold int64."""
+        weights, bias, theta = [], [], []
+        for k in range(len(self.layer_cfgs)):
+            weights.append((self.weights[k].detach() >= 0).to(torch.uint8).cpu().numpy())
+            bias.append(round_half_up(self.bias[k].detach().clamp(self.bias_lo, self.bias_hi)).to(torch.int64).cpu().numpy())
+            theta.append(round_half_up(self.theta[k].detach().clamp(1, self.theta_max)).to(torch.int64).cpu().numpy())
+        return weights, bias, theta
+
+    def to_bundle(self, metadata: dict | None = None):
+        """The exported integer model (``firmware_export.bundle.Bundle``)."""
+        from firmware_export.bundle import Bundle, LayerSpec
+
+        if self.agmm_enabled and any(g.mode == "forward" for g in self.gates):
+            raise ValueError("AGMM mode 'forward' is not hardware-exact and cannot be exported")
+        weights, bias, theta = self.hardware_params()
+        layers = [LayerSpec(size=c.size, current=c.current, leak_v=c.leak_v, leak_c=c.leak_c,
+                            reset=c.reset, fire_once=c.fire_once) for c in self.layer_cfgs]
+        return Bundle(
+            input_size=self.input_size, time_steps=self.time_steps, v_width=self.v_width,
+            c_width=self.c_width, bias_width=self.bias_width, readout=self.readout,
+            max_input_events=self.max_input_events, layers=layers, weights=weights, bias=bias,
+            threshold=theta, metadata=dict(metadata or {}),
+        )
+
+    @classmethod
+    def from_bundle(cls, bundle) -> "BSNN":
+        """A network whose hardware mode computes exactly what ``bundle`` describes."""
+        layers = [LayerConfig(size=l.size, current=l.current, leak_v=l.leak_v, leak_c=l.leak_c,
+                              reset=l.reset, fire_once=l.fire_once) for l in bundle.layers]
+        net = cls(bundle.input_size, layers, bundle.time_steps, v_width=bundle.v_width,
+                  c_width=bundle.c_width, bias_width=bundle.bias_width, readout=bundle.readout,
+                  max_input_events=bundle.max_input_events)
+        with torch.no_grad():
+            for k in range(len(layers)):
+                w = torch.as_tensor(np.asarray(bundle.weights[k]).astype(np.float32))
+                net.weights[k].copy_(w - 0.5)  # bit 1 -> +0.5, bit 0 -> -0.5
+                net.bias[k].copy_(torch.as_tensor(np.asarray(bundle.bias[k]), dtype=torch.float32))
+                net.theta[k].copy_(torch.as_tensor(np.asarray(bundle.threshold[k]), dtype=torch.float32))
+        return net

@@ -1,0 +1,406 @@
+"""Train a binary spiking network from a TOML config: ``bsnn train --config configs/<name>.toml``.
+
+Also ``python -m training.train --config ...`` and, for data parallelism,
+``torchrun --nproc_per_node=2 -m training.train --config ...`` (gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from . import data as data_mod
+from .diagnostics import FlipCounter, flip_rates, plot_history, weight_signs, write_history
+from .encoding import Encoder, max_events_per_step
+from .model import BSNN, LayerConfig
+
+__all__ = ["main", "add_train_arguments", "run_train", "load_config", "build_model",
+           "build_data", "evaluate", "run_eval_dataset", "DEFAULTS"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    "name": "run",
+    "data": {"dataset": "mnist", "root": None, "train_limit": None, "test_limit": None},
+    "encoding": {"kind": "rate", "time_steps": 4},
+    "model": {
+        "hidden": [400, 400, 400],
+        "num_classes": 10,
+        "current": False, "leak_v": 0, "leak_c": 0, "reset": "subtract", "fire_once": False,
+        "v_width": 16, "c_width": 16, "bias_width": 16,
+        "readout": "potential",
+        "max_input_events": None,
+        "surrogate_width": 1.0,
+        "weight_init": 0.1,
+        "logit_scale": 0.1,
+        "theta_init_factor": 1.0,
+    },
+    "agmm": {"enabled": False, "mode": "gradient", "alpha_init": 1.0},
+    "train": {
+        "epochs": 10, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "lr_param": 1e-2,
+        "lr_gate": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine",
+        "weight_clip": 1.0, "seed": 0, "threads": 1, "device": "auto",
+        "out_dir": None, "eval_batch_size": 1000, "init_batch": 512, "stop_after": None,
+    },
+    "export": {"dir": None, "golden_eval": True},
+}
+
+
+# ------------------------------------------------------------------ config
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """Defaults, then the TOML file, then ``overrides``."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        with open(path, "rb") as f:
+            cfg = _merge(cfg, tomllib.load(f))
+    if overrides:
+        cfg = _merge(cfg, overrides)
+    return cfg
+
+
+# ------------------------------------------------------------------ data
+class EncodedData:
+    """A dataset plus its encoder; ``batch(idx)`` gives ``(on, off, labels)``."""
+
+    def __init__(self, ds, encoder: Encoder):
+        self.ds, self.encoder = ds, encoder
+        self.labels = torch.as_tensor(ds.labels)
+        self._cache = None
+        if encoder.kind == "events":  # bin all samples once (int16 keeps memory small)
+            on, off = encoder(ds.events)
+            self._cache = (on.to(torch.int16), off.to(torch.int16))
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batch(self, idx, generator=None):
+        idx = torch.as_tensor(idx)
+        if self._cache is not None:
+            on, off = self._cache[0][:, idx].long(), self._cache[1][:, idx].long()
+        else:
+            on, off = self.encoder(self.ds.images[idx.numpy()], generator=generator)
+            if self.encoder.kind != "events":
+                off = None
+        return on, off, self.labels[idx]
+
+    def max_events(self) -> int:
+        if self._cache is not None:
+            return max_events_per_step(self._cache[0].long(), self._cache[1].long())
+        return self.encoder.max_input_events(self.ds.input_size)
+
+
+def build_data(cfg: dict):
+    d, e = cfg["data"], cfg["encoding"]
+    opts = {k: v for k, v in e.items() if k not in ("kind", "time_steps")}
+    enc = Encoder(e["kind"], e["time_steps"], **opts)
+    train = data_mod.load_dataset(d["dataset"], "train", d.get("root")).subset(d.get("train_limit"))
+    test = data_mod.load_dataset(d["dataset"], "test", d.get("root")).subset(d.get("test_limit"))
+    return EncodedData(train, enc), EncodedData(test, enc)
+
+
+def build_model(cfg: dict, input_size: int, max_input_events: int) -> BSNN:
+    m = cfg["model"]
+    hidden = [LayerConfig(size=n, current=m["current"], leak_v=m["leak_v"], leak_c=m["leak_c"],
+                          reset=m["reset"], fire_once=m["fire_once"]) for n in m["hidden"]]
+    if m["readout"] == "potential":  # non-leaky, non-firing integrator
+        out = LayerConfig(size=m["num_classes"], current=False, leak_v=0, reset="none",
+                          learn_threshold=False)
+    else:
+        out = LayerConfig(size=m["num_classes"], current=m["current"], leak_v=m["leak_v"],
+                          leak_c=m["leak_c"], reset=m["reset"], fire_once=m["fire_once"])
+    return BSNN(input_size, hidden + [out], cfg["encoding"]["time_steps"], v_width=m["v_width"],
+                c_width=m["c_width"], bias_width=m["bias_width"], readout=m["readout"],
+                max_input_events=m["max_input_events"] or max_input_events, agmm=cfg["agmm"],
+                surrogate_width=m["surrogate_width"], weight_init=m["weight_init"],
+                logit_scale=m["logit_scale"])
+
+
+# ------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def evaluate(model: BSNN, data: EncodedData, batch_size: int = 1000, device="cpu", hardware=False):
+    """Accuracy, mean loss and firing rate per layer (spikes / neuron / step) of ``model``."""
+    model.eval()
+    correct, loss_sum, n = 0, 0.0, 0
+    spk = [0.0] * len(model.layer_cfgs)
+    for start in range(0, len(data), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(data)))
+        on, off, y = data.batch(idx)
+        on = on.to(device)
+        off = off.to(device) if off is not None else None
+        res = model(on, off, hardware=hardware)
+        pred = res.prediction.cpu()
+        correct += int((pred == y).sum())
+        if res.logits is not None:
+            loss_sum += float(F.cross_entropy(res.logits.cpu(), y, reduction="sum"))
+        for k, s in enumerate(res.spikes):
+            spk[k] += float(s.float().sum())
+        n += len(y)
+    T = model.time_steps
+    rates = [s / (n * T * size) for s, size in zip(spk, model.sizes[1:])]
+    model.train()
+    return {"acc": correct / max(1, n), "loss": loss_sum / max(1, n), "firing_rate_layers": rates,
+            "spikes_per_neuron_hidden": (sum(spk[:-1]) / n / max(1, sum(model.sizes[1:-1])))
+            if len(spk) > 1 else spk[0] / n / model.sizes[-1]}
+
+
+def run_eval_dataset(bundle, data: EncodedData, batch_size: int = 500, limit: int | None = None):
+    """Hardware-exact accuracy of a bundle: ``firmware_export.golden.run_golden`` over a dataset."""
+    from firmware_export.golden import run_golden
+
+    n = len(data) if limit is None else min(limit, len(data))
+    correct, spikes_hidden, sops = 0, 0.0, 0.0
+    hidden = sum(l.size for l in bundle.layers[:-1]) or bundle.layers[-1].size
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(start + batch_size, n))
+        on, off, y = data.batch(idx)
+        res = run_golden(bundle, on, off)
+        correct += int((torch.as_tensor(res.prediction).cpu() == y).sum())
+        layers = res.spikes[:-1] if len(res.spikes) > 1 else res.spikes
+        spikes_hidden += float(sum(torch.as_tensor(s).sum() for s in layers))
+        sops += float(torch.as_tensor(res.sops).sum())
+    return {"acc": correct / max(1, n), "n": n, "spikes_per_neuron": spikes_hidden / n / hidden,
+            "sops_per_inference": sops / n}
+
+
+# ------------------------------------------------------------------ training
+def _seed_all(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _dist_info():
+    ws = int(os.environ.get("WORLD_SIZE", "1"))
+    return ws, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _make_optimizer(model: BSNN, tc: dict):
+    groups = [
+        {"params": list(model.weights), "lr": tc["lr"], "weight_decay": tc["weight_decay"]},
+        {"params": [p for p in list(model.bias) + list(model.theta) if p.requires_grad],
+         "lr": tc["lr_param"], "weight_decay": 0.0},
+        {"params": [model.log_logit_scale] + [g.alpha for g in model.gates], "lr": tc["lr_gate"],
+         "weight_decay": 0.0},
+    ]
+    if tc["optimizer"] == "adam":
+        return torch.optim.Adam(groups)
+    if tc["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, momentum=tc["momentum"])
+    raise ValueError(f"unknown optimizer {tc['optimizer']!r}")
+
+
+def _schedule(opt, tc: dict, total_steps: int):
+    if tc["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(1, total_steps))))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) -> dict:
+    """Train per ``cfg``; returns a summary dict (also written to ``<out_dir>/summary.json``)."""
+    tc = cfg["train"]
+    world, rank, local_rank = _dist_info()
+    if tc.get("threads"):
+        torch.set_num_threads(int(tc["threads"]))
+    use_cuda = tc["device"] == "cuda" or (tc["device"] == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    _seed_all(int(tc["seed"]))
+    out_dir = Path(tc["out_dir"] or REPO / "runs" / cfg["name"])
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(cfg, indent=1))
+
+    train_data, test_data = build_data(cfg)
+    model = build_model(cfg, train_data.ds.input_size,
+                        max(train_data.max_events(), test_data.max_events()))
+    gen = torch.Generator().manual_seed(int(tc["seed"]))
+    init_idx = torch.randperm(len(train_data), generator=gen)[: tc["init_batch"]]
+    on, off, _ = train_data.batch(init_idx, generator=gen)
+    model.init_thresholds(on, off, cfg["model"]["theta_init_factor"])
+    model.to(device)
+    opt = _make_optimizer(model, tc)
+    steps_per_epoch = math.ceil(len(train_data) / (tc["batch_size"] * world))
+    sched = _schedule(opt, tc, steps_per_epoch * tc["epochs"])
+    history, start_epoch = [], 0
+    prev_signs = weight_signs(model)
+
+    ckpt_path = out_dir / "last.pt"
+    if resume:
+        rp = Path(resume) if isinstance(resume, (str, Path)) and str(resume) not in ("True", "auto") else ckpt_path
+        if rp.exists():
+            ck = torch.load(rp, map_location=device, weights_only=False)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            history, start_epoch = ck["history"], ck["epoch"]
+            prev_signs = [s.to(device) for s in ck["signs"]]
+            torch.set_rng_state(ck["rng"])
+            if rank == 0:
+                print(f"resumed from {rp} at epoch {start_epoch}", flush=True)
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if use_cuda else None)
+
+    from tqdm import tqdm
+
+    best_acc = max([h["test_acc"] for h in history], default=-1.0)
+    last_epoch = tc["epochs"]
+    if tc.get("stop_after"):  # stop early (time-boxed runs; resume later with --resume)
+        last_epoch = min(last_epoch, start_epoch + int(tc["stop_after"]))
+    for epoch in range(start_epoch, last_epoch):
+        t0 = time.time()
+        g = torch.Generator().manual_seed(int(tc["seed"]) * 1000 + epoch)
+        perm = torch.randperm(len(train_data), generator=g)
+        per_rank = len(perm) // world if world > 1 else len(perm)
+        perm = perm[rank * per_rank:(rank + 1) * per_rank] if world > 1 else perm
+        flips = FlipCounter(model)
+        loss_sum, correct, seen = 0.0, 0, 0
+        batches = range(0, per_rank, tc["batch_size"])
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc['epochs']}", disable=not progress or rank != 0,
+                   leave=False, mininterval=5.0)
+        for start in bar:
+            idx = perm[start:start + tc["batch_size"]]
+            on, off, y = train_data.batch(idx, generator=g)
+            on, y = on.to(device), y.to(device)
+            off = off.to(device) if off is not None else None
+            res = ddp_model(on, off)
+            loss = F.cross_entropy(res.logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            model.clip_latent(tc["weight_clip"])
+            flips.update()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((res.prediction.to(device) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+        bar.close()
+        stats = torch.tensor([loss_sum, correct, seen], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(stats)
+        if rank == 0:
+            cur = weight_signs(model)
+            fl_layers, fl = flip_rates(prev_signs, cur)
+            prev_signs = cur
+            it_layers, it = flips.rates()
+            ev = evaluate(model, test_data, tc["eval_batch_size"], device)
+            rec = {
+                "epoch": epoch + 1, "loss": float(stats[0] / stats[2]),
+                "train_acc": float(stats[1] / stats[2]), "test_acc": ev["acc"], "test_loss": ev["loss"],
+                "flip_rate": fl, "flip_rate_layers": fl_layers,
+                "iter_flip_rate": it, "iter_flip_rate_layers": it_layers,
+                "firing_rate_layers": ev["firing_rate_layers"],
+                "spikes_per_neuron_hidden": ev["spikes_per_neuron_hidden"],
+                "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0,
+                "alpha": [g_.alpha.detach().cpu().tolist() for g_ in model.gates],
+            }
+            history.append(rec)
+            print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in rec.items()
+                              if k not in ("alpha", "iter_flip_rate_layers")}), flush=True)
+            write_history(history, out_dir / "diagnostics.json")
+            plot_history(history, out_dir / "diagnostics.png", cfg["name"])
+            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                  "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
+                  "signs": [s.cpu() for s in cur], "rng": torch.get_rng_state(), "config": cfg,
+                  "input_size": model.input_size, "max_input_events": model.max_input_events}
+            torch.save(ck, out_dir / "last.tmp")
+            os.replace(out_dir / "last.tmp", ckpt_path)
+            if ev["acc"] > best_acc:
+                best_acc = ev["acc"]
+                torch.save(ck, out_dir / "best.tmp")
+                os.replace(out_dir / "best.tmp", out_dir / "best.pt")
+        else:
+            prev_signs = weight_signs(model)
+        if world > 1:
+            dist.barrier()
+
+    summary = {"name": cfg["name"], "epochs": tc["epochs"], "out_dir": str(out_dir),
+               "final": history[-1] if history else None, "best_test_acc": best_acc,
+               "world_size": world}
+    if rank == 0:
+        export_dir = cfg["export"].get("dir")
+        if export_dir and history and history[-1]["epoch"] == tc["epochs"]:
+            from .export import export_checkpoint
+
+            summary["export"] = export_checkpoint(ckpt_path, REPO / export_dir if not Path(export_dir).is_absolute() else export_dir,
+                                                  golden_eval=cfg["export"].get("golden_eval", True))
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+# ------------------------------------------------------------------ CLI
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", required=True, help="TOML config (configs/<name>.toml)")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help="resume from a checkpoint (default: <out_dir>/last.pt)")
+    parser.add_argument("--epochs", type=int, help="override train.epochs")
+    parser.add_argument("--out-dir", help="override train.out_dir (checkpoints, diagnostics)")
+    parser.add_argument("--data-root", help="datasets folder (default ../shared/datasets)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default from config, 1)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+    parser.add_argument("--seed", type=int, help="override train.seed")
+    parser.add_argument("--stop-after", type=int, help="train at most this many epochs in this run")
+    parser.add_argument("--export-dir", help="export the final checkpoint to this bundle folder")
+    parser.add_argument("--no-export", action="store_true", help="do not export a bundle")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> dict:
+    over: dict = {"train": {}, "data": {}, "export": {}}
+    for key, sect, name in [("epochs", "train", "epochs"), ("out_dir", "train", "out_dir"),
+                            ("threads", "train", "threads"), ("device", "train", "device"),
+                            ("seed", "train", "seed"), ("stop_after", "train", "stop_after"), ("data_root", "data", "root"),
+                            ("export_dir", "export", "dir")]:
+        val = getattr(args, key, None)
+        if val is not None:
+            over[sect][name] = val
+    if getattr(args, "no_export", False):
+        over["export"]["dir"] = None
+    cfg = load_config(args.config, over)
+    try:
+        return train(cfg, resume=args.resume, progress=not getattr(args, "no_progress", False))
+    except data_mod.DatasetMissingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv=None) -> int:
+    parser = add_train_arguments(argparse.ArgumentParser(prog="bsnn train", description=__doc__))
+    run_train(parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
