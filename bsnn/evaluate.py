@@ -48,7 +48,7 @@ def load_encoded(bundle: Bundle, dataset: str, split: str, limit: int | None,
         raise EvalError(f"dataset {dataset}: samples have {data.input_size} inputs but the model "
                         f"expects {bundle.input_size}")
     spec = encoding_of(bundle, encoding)
-    options = {k: v for k, v in spec.items() if k != "kind"}
+    options = {k: v for k, v in spec.items() if k not in ("kind", "time_steps")}
     encoder = Encoder(spec["kind"], bundle.time_steps, **options)
     samples = data.images if hasattr(data, "images") else data.events
     gen = torch.Generator().manual_seed(int(spec.get("seed", 0)))
