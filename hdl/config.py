@@ -1,0 +1,249 @@
+"""Build configuration of the BSNN core: the hardware options and the geometry derived from a bundle."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.utils import bits_for, ceil_log2
+
+__all__ = ["HardwareConfig", "CoreGeometry", "BuildMismatch", "build_key", "check_fits",
+           "COUNT_WIDTH", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS"]
+
+#: Width of the per-output-neuron spike counter and first-spike step (T <= 65535).
+COUNT_WIDTH = 16
+#: Width of the ``step`` field of result records and of the time-step registers.
+STEP_WIDTH = 16
+#: Width of the ``layer`` field of result records; layers are numbered 1 .. L <= 15.
+LAYER_WIDTH = 4
+MAX_LAYERS = (1 << LAYER_WIDTH) - 1
+
+
+class BuildMismatch(ValueError):
+    """A bundle does not fit a given build (the message lists every mismatching field)."""
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Options of one hardware build that do not come from the model bundle.
+
+    Parameters
+    ----------
+    lanes : int
+        ``P``, the number of synapse lanes: neurons whose accumulators one weight word updates
+        per cycle (also the weight-memory word width).
+    trace : bool
+        Whether the build can emit SPIKE records at all (``False`` removes that path; the
+        run-time GLOBAL trace-enable bit then has no effect).
+    max_input_events : int or None
+        Capacity for input events per step: it sizes the accumulators, and a bundle is loadable
+        only if its ``max_input_events`` is at most this. ``None`` takes the bundle's value.
+    """
+    lanes: int = 8
+    trace: bool = True
+    max_input_events: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= 256:
+            raise ValueError(f"hardware config: lanes: must be an integer in [1, 256], got {self.lanes!r}")
+        if not isinstance(self.trace, bool):
+            raise ValueError(f"hardware config: trace: must be true or false, got {self.trace!r}")
+        if self.max_input_events is not None and (
+                isinstance(self.max_input_events, bool) or not isinstance(self.max_input_events, int)
+                or not 1 <= self.max_input_events <= (1 << 24) - 1):
+            raise ValueError("hardware config: max_input_events: must be null or an integer in "
+                             f"[1, {(1 << 24) - 1}], got {self.max_input_events!r}")
+
+    def replace(self, **changes) -> "HardwareConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HardwareConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"hardware config: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path) -> "HardwareConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_toml(cls, path) -> "HardwareConfig":
+        import tomllib
+        d = tomllib.loads(Path(path).read_text())
+        return cls.from_dict(d.get("hardware", d))
+
+
+@dataclass(frozen=True)
+class CoreGeometry:
+    """Everything fixed in one build (the *build key*) and the numbers derived from it.
+
+    A bundle can be loaded into a build through the config port if and only if
+    :func:`check_fits` accepts it: same layer sizes, ``v_width`` and ``c_width``;
+    ``bias_width`` and ``max_input_events`` at most the build's.
+    """
+    sizes: tuple          # (N_0, N_1, ..., N_L)
+    v_width: int
+    c_width: int
+    bias_width: int
+    lanes: int
+    trace: bool
+    max_input_events: int  # capacity of the build
+
+    def __post_init__(self):
+        if len(self.sizes) < 2:
+            raise ValueError("geometry: sizes: need N_0 and at least one layer")
+        if len(self.sizes) - 1 > MAX_LAYERS:
+            raise ValueError(f"geometry: sizes: at most {MAX_LAYERS} layers, got {len(self.sizes) - 1}")
+        if any(n < 1 for n in self.sizes):
+            raise ValueError(f"geometry: sizes: every size must be >= 1, got {list(self.sizes)}")
+        if not 2 <= self.v_width <= 32 or not 2 <= self.c_width <= 32 or not 2 <= self.bias_width <= 32:
+            raise ValueError("geometry: widths must be in [2, 32]")
+
+    # --- layers -----------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def layer_sizes(self) -> tuple:
+        return tuple(self.sizes[1:])
+
+    @property
+    def chunks(self) -> tuple:
+        """Weight words per source for each layer: ceil(N_l / P)."""
+        return tuple(-(-n // self.lanes) for n in self.layer_sizes)
+
+    @property
+    def weight_base(self) -> tuple:
+        """First weight-memory word of each layer."""
+        bases, acc = [], 0
+        for l in range(self.n_layers):
+            bases.append(acc)
+            acc += self.sizes[l] * self.chunks[l]
+        return tuple(bases)
+
+    @property
+    def weight_depth(self) -> int:
+        return sum(self.sizes[l] * self.chunks[l] for l in range(self.n_layers))
+
+    @property
+    def neuron_base(self) -> tuple:
+        """First address of each layer in the concatenated neuron memories (bias, threshold, state)."""
+        bases, acc = [], 0
+        for n in self.layer_sizes:
+            bases.append(acc)
+            acc += n
+        return tuple(bases)
+
+    @property
+    def neuron_total(self) -> int:
+        return sum(self.layer_sizes)
+
+    @property
+    def max_chunks(self) -> int:
+        return max(self.chunks)
+
+    @property
+    def fifo_depth(self) -> int:
+        """Depth of the spike queue: the largest hidden layer (0 when there is none)."""
+        hidden = self.layer_sizes[:-1]
+        return max(hidden) if hidden else 0
+
+    # --- widths -----------------------------------------------------------------------------
+    @property
+    def idx_w(self) -> int:
+        """Index field width: wide enough to hold the largest size itself, so that an
+        out-of-range input index can always be expressed (and reported)."""
+        return bits_for(max(self.sizes))
+
+    @property
+    def max_events_into_layer(self) -> int:
+        """Most events one layer can receive in one step: the input capacity or N_{l-1}."""
+        return max([self.max_input_events] + list(self.sizes[1:-1]))
+
+    @property
+    def acc_w(self) -> int:
+        """Width of one lane's unsigned XNOR popcount accumulator (never saturates)."""
+        return bits_for(self.max_events_into_layer)
+
+    @property
+    def syn_w(self) -> int:
+        """Width of the signed synaptic input I = 2 * popcount - n."""
+        return self.acc_w + 1
+
+    @property
+    def in_count_w(self) -> int:
+        return bits_for(self.max_input_events)
+
+    @property
+    def weight_addr_w(self) -> int:
+        return max(1, ceil_log2(self.weight_depth))
+
+    @property
+    def cfg_addr_w(self) -> int:
+        return max(16, bits_for(max(self.weight_depth, self.neuron_total) - 1))
+
+    @property
+    def cfg_data_w(self) -> int:
+        return max(self.lanes, self.v_width, self.bias_width, 16, self.in_count_w)
+
+    # --- build key --------------------------------------------------------------------------
+    def key(self) -> dict:
+        """The build key as a JSON-able dict."""
+        return {"sizes": list(self.sizes), "v_width": self.v_width, "c_width": self.c_width,
+                "bias_width": self.bias_width, "lanes": self.lanes, "trace": self.trace,
+                "max_input_events": self.max_input_events}
+
+    @classmethod
+    def from_key(cls, key: dict) -> "CoreGeometry":
+        return cls(sizes=tuple(int(n) for n in key["sizes"]), v_width=int(key["v_width"]),
+                   c_width=int(key["c_width"]), bias_width=int(key["bias_width"]),
+                   lanes=int(key["lanes"]), trace=bool(key["trace"]),
+                   max_input_events=int(key["max_input_events"]))
+
+    @classmethod
+    def from_bundle(cls, bundle, hw: HardwareConfig | None = None) -> "CoreGeometry":
+        hw = HardwareConfig() if hw is None else hw
+        cap = bundle.max_input_events if hw.max_input_events is None else hw.max_input_events
+        geom = cls(sizes=tuple(int(n) for n in bundle.sizes), v_width=int(bundle.v_width),
+                   c_width=int(bundle.c_width), bias_width=int(bundle.bias_width),
+                   lanes=hw.lanes, trace=hw.trace, max_input_events=int(cap))
+        check_fits(bundle, geom)
+        return geom
+
+
+def build_key(bundle, hw: HardwareConfig | None = None) -> dict:
+    """The build key of the build :func:`hdl.generate.generate` makes for ``bundle`` and ``hw``:
+    everything a second bundle must match (see :func:`check_fits`) to be loadable into it."""
+    return CoreGeometry.from_bundle(bundle, hw).key()
+
+
+def check_fits(bundle, build) -> None:
+    """Raise :class:`BuildMismatch` unless ``bundle`` can be loaded into ``build``.
+
+    ``build`` is a :class:`CoreGeometry`, a build-key dict, or a hardware manifest dict (as
+    written by :func:`hdl.generate.generate`, whose ``"build_key"`` entry is used).
+    """
+    if isinstance(build, dict):
+        build = CoreGeometry.from_key(build.get("build_key", build))
+    problems = []
+    if list(bundle.sizes) != list(build.sizes):
+        problems.append(f"sizes {list(bundle.sizes)} != build's {list(build.sizes)}")
+    for name in ("v_width", "c_width"):
+        if getattr(bundle, name) != getattr(build, name):
+            problems.append(f"{name} {getattr(bundle, name)} != build's {getattr(build, name)}")
+    if bundle.bias_width > build.bias_width:
+        problems.append(f"bias_width {bundle.bias_width} > build's {build.bias_width}")
+    if bundle.max_input_events > build.max_input_events:
+        problems.append(f"max_input_events {bundle.max_input_events} > build's capacity "
+                        f"{build.max_input_events}")
+    if bundle.time_steps > (1 << STEP_WIDTH) - 1:
+        problems.append(f"time_steps {bundle.time_steps} > {(1 << STEP_WIDTH) - 1}")
+    if problems:
+        raise BuildMismatch("bundle does not fit this build: " + "; ".join(problems))

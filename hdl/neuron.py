@@ -1,0 +1,214 @@
+"""LIF neuron update unit: the exact neuron arithmetic of docs/semantics.md section 5."""
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import COUNT_WIDTH, LAYER_WIDTH, STEP_WIDTH, CoreGeometry
+from .layouts import (ConfigTarget, ConfigWriteLayout, LayerModeLayout, NeuronCommandLayout,
+                      NeuronResultLayout, ResetMode)
+
+__all__ = ["NeuronUnit", "saturate"]
+
+
+def saturate(m, x, width, name):
+    """A signed(width) signal holding ``x`` clamped to ``[-2^(width-1), 2^(width-1) - 1]``."""
+    hi, lo = (1 << (width - 1)) - 1, -(1 << (width - 1))
+    out = Signal(signed(width), name=name)
+    m.d.comb += out.eq(Mux(x > hi, Const(hi, signed(width)),
+                           Mux(x < lo, Const(lo, signed(width)), x)))
+    return out
+
+
+def leak(m, x, shift, name):
+    """``x >> shift`` (arithmetic), or 0 when ``shift == 0``."""
+    out = Signal(x.shape(), name=name)
+    m.d.comb += out.eq(Mux(shift == 0, 0, x >> shift))
+    return out
+
+
+class NeuronUnit(wiring.Component):
+    """Leaky integrate-and-fire update of one neuron per cycle, plus the neuron memories.
+
+    Memories (none is reset by ``rst``; ``clear`` zeroes the state ones):
+    state ``{v, c, fired}`` and parameters ``bias``, ``threshold`` for every neuron, layers
+    concatenated (address ``neuron_base[layer] + index``); ``{count, first}`` for the output
+    layer; one LAYER_MODE register (:class:`LayerModeLayout`) per layer.
+
+    Ports
+    -----
+    i_cmd : In(stream.Signature(NeuronCommandLayout))
+        Update neuron ``index`` of layer ``layer`` with synaptic input ``value`` (state written
+        back), or with ``dump`` set, report its stored state unchanged.
+    o_result : Out(stream.Signature(NeuronResultLayout))
+        One record per command, in order, 1 cycle after the command is accepted; the unit takes
+        one command per cycle while ``o_result`` is ready (two-stage pipeline: memory read, then
+        update and write-back when the record is accepted).
+    layer : In(LAYER_WIDTH)
+        Layer (0-based) of the commands; stable while commands are in flight.
+    step : In(16)
+        Current time step, recorded as ``first`` of an output neuron's first spike.
+    clear : In(1)
+        Pulse: drop any command in flight and zero the state memories (``neuron_total`` cycles).
+    busy : Out(1)
+        High while clearing.
+    i_write : In(stream.Signature(ConfigWriteLayout))
+        Always ready. BIAS / THRESHOLD (address < neuron_total) and LAYER_MODE (address <
+        L) writes are stored, others ignored. Write only while no command is in flight.
+    """
+    def __init__(self, geom: CoreGeometry, *, bias=(), threshold=(), modes=()):
+        self._geom = geom
+        self.bias_init = list(bias)
+        self.threshold_init = list(threshold)
+        self.mode_init = list(modes) + [0] * (geom.n_layers - len(modes))
+        super().__init__({
+            "i_cmd": In(stream.Signature(NeuronCommandLayout(geom.idx_w, geom.syn_w))),
+            "o_result": Out(stream.Signature(NeuronResultLayout(geom.idx_w, geom.v_width))),
+            "layer": In(LAYER_WIDTH),
+            "step": In(STEP_WIDTH),
+            "clear": In(1),
+            "busy": Out(1),
+            "i_write": In(stream.Signature(ConfigWriteLayout(geom.cfg_addr_w, geom.cfg_data_w))),
+        })
+
+    def elaborate(self, platform):
+        g = self._geom
+        m = Module()
+        S, NL, L = g.neuron_total, g.layer_sizes[-1], g.n_layers
+        vw, cw = g.v_width, g.c_width
+
+        state_layout = data.StructLayout({"v": signed(vw), "c": signed(cw), "fired": 1})
+        stat_layout = data.StructLayout({"count": COUNT_WIDTH, "first": STEP_WIDTH})
+        m.submodules.state = state = Memory(shape=state_layout, depth=S, init=[])
+        m.submodules.stat = stat = Memory(shape=stat_layout, depth=NL, init=[])
+        m.submodules.bias = bias = Memory(shape=signed(g.bias_width), depth=S, init=self.bias_init)
+        m.submodules.threshold = thr = Memory(shape=unsigned(vw - 1), depth=S,
+                                              init=self.threshold_init)
+        st_w = state.write_port()
+        st_r = state.read_port(transparent_for=(st_w,))
+        ss_w = stat.write_port()
+        ss_r = stat.read_port(transparent_for=(ss_w,))
+        b_w = bias.write_port()
+        b_r = bias.read_port(transparent_for=(b_w,))
+        t_w = thr.write_port()
+        t_r = thr.read_port(transparent_for=(t_w,))
+
+        mode_layout = LayerModeLayout()
+        modes = Array(Signal(16, init=word, name=f"mode{l}") for l, word in enumerate(self.mode_init))
+        mode = Signal(mode_layout)
+        m.d.comb += mode.eq(modes[self.layer])
+
+        # ---- config writes ----
+        w = self.i_write.payload
+        m.d.comb += [
+            self.i_write.ready.eq(1),
+            b_w.addr.eq(w.address), b_w.data.eq(w.data),
+            b_w.en.eq(self.i_write.valid & (w.target == ConfigTarget.BIAS) & (w.address < S)),
+            t_w.addr.eq(w.address), t_w.data.eq(w.data),
+            t_w.en.eq(self.i_write.valid & (w.target == ConfigTarget.THRESHOLD) & (w.address < S)),
+        ]
+        with m.If(self.i_write.valid & (w.target == ConfigTarget.LAYER_MODE)):
+            with m.Switch(w.address):
+                for l in range(L):
+                    with m.Case(l):
+                        m.d.sync += modes[l].eq(w.data[:16])
+
+        # ---- pipeline ----
+        nbase = Signal(range(S))
+        with m.Switch(self.layer):
+            for l in range(L):
+                with m.Case(l):
+                    m.d.comb += nbase.eq(g.neuron_base[l])
+        is_out = Signal()
+        m.d.comb += is_out.eq(self.layer == L - 1)
+
+        s1_valid = Signal()
+        s1 = Signal(NeuronCommandLayout(g.idx_w, g.syn_w))
+        s1_addr = Signal(range(S))
+        clearing = Signal()
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~s1_valid | self.o_result.ready),
+            self.i_cmd.ready.eq(advance & ~clearing),
+        ]
+        rd_addr = Signal(range(S))
+        m.d.comb += rd_addr.eq(nbase + self.i_cmd.payload.index)
+        for port in (st_r, b_r, t_r):
+            m.d.comb += [port.addr.eq(rd_addr), port.en.eq(advance)]
+        m.d.comb += [ss_r.addr.eq(self.i_cmd.payload.index), ss_r.en.eq(advance)]
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(self.i_cmd.valid & ~clearing), s1.eq(self.i_cmd.payload),
+                         s1_addr.eq(rd_addr)]
+
+        # ---- the arithmetic of section 5 ----
+        v_old = st_r.data.v
+        c_old = st_r.data.c
+        fired_old = st_r.data.fired
+        syn = s1.value
+        theta = t_r.data
+        b = b_r.data
+        count_old = Mux(is_out, ss_r.data.count, 0)
+        first_old = Mux(is_out, ss_r.data.first, 0)
+
+        leak_c = leak(m, c_old, mode.leak_c, "leak_c")
+        c_new = saturate(m, c_old - leak_c + syn, cw, "c_new")
+        drive = Signal(signed(max(cw, g.syn_w)))
+        m.d.comb += drive.eq(Mux(mode.current, c_new, syn))
+        leak_v = leak(m, v_old, mode.leak_v, "leak_v")
+        v_sat = saturate(m, v_old - leak_v + drive + b, vw, "v_sat")
+        spike = Signal()
+        m.d.comb += spike.eq((v_sat >= theta) & ~(mode.fire_once & fired_old))
+        v_new = Signal(signed(vw))
+        with m.If(spike & (mode.reset == ResetMode.SUBTRACT)):
+            m.d.comb += v_new.eq(v_sat - theta)
+        with m.Elif(spike & (mode.reset == ResetMode.ZERO)):
+            m.d.comb += v_new.eq(0)
+        with m.Else():
+            m.d.comb += v_new.eq(v_sat)
+        count_new = Signal(COUNT_WIDTH)
+        first_new = Signal(STEP_WIDTH)
+        m.d.comb += [
+            count_new.eq(count_old + spike),
+            first_new.eq(Mux(spike & (count_old == 0), self.step, first_old)),
+        ]
+
+        r = self.o_result.payload
+        m.d.comb += [
+            self.o_result.valid.eq(s1_valid),
+            r.index.eq(s1.index),
+            r.last.eq(s1.last),
+            r.dump.eq(s1.dump),
+        ]
+        with m.If(s1.dump):
+            m.d.comb += [r.spike.eq(0), r.v.eq(v_old), r.count.eq(count_old),
+                         r.first.eq(first_old), r.fired.eq(fired_old)]
+        with m.Else():
+            m.d.comb += [r.spike.eq(spike), r.v.eq(v_new), r.count.eq(count_new),
+                         r.first.eq(first_new), r.fired.eq(fired_old | spike)]
+
+        commit = self.o_result.valid & self.o_result.ready & ~s1.dump
+        m.d.comb += [
+            st_w.addr.eq(s1_addr),
+            st_w.data.v.eq(v_new),
+            st_w.data.c.eq(Mux(mode.current, c_new, c_old)),
+            st_w.data.fired.eq(fired_old | spike),
+            st_w.en.eq(commit),
+            ss_w.addr.eq(s1.index),
+            ss_w.data.count.eq(count_new),
+            ss_w.data.first.eq(first_new),
+            ss_w.en.eq(commit & is_out),
+        ]
+
+        # ---- clear ----
+        clr = Signal(range(S))
+        m.d.comb += [clearing.eq(self.busy)]
+        with m.If(self.busy):
+            m.d.comb += [st_w.addr.eq(clr), st_w.data.eq(0), st_w.en.eq(1),
+                         ss_w.addr.eq(clr), ss_w.data.eq(0), ss_w.en.eq(clr < NL)]
+            m.d.sync += clr.eq(clr + 1)
+            with m.If(clr == S - 1):
+                m.d.sync += self.busy.eq(0)
+        with m.If(self.clear):
+            m.d.sync += [self.busy.eq(1), clr.eq(0), s1_valid.eq(0)]
+
+        return m

@@ -1,0 +1,81 @@
+"""Readout unit: the predicted class by the rules and tie-breaks of docs/semantics.md section 6."""
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import COUNT_WIDTH, STEP_WIDTH, CoreGeometry
+from .layouts import ClassLayout, NeuronResultLayout, ReadoutRule
+
+__all__ = ["ReadoutUnit"]
+
+
+class ReadoutUnit(wiring.Component):
+    """Streaming arg-best over the output neurons.
+
+    Candidates (the final state of each output neuron) arrive in ascending index; a candidate
+    replaces the best so far only if strictly better, so the lowest index wins every full tie.
+    Keys: ``spike_count``: larger count, then larger v; ``potential``: larger v;
+    ``first_spike``: earlier first spike (never fired ranks after every step), then larger v.
+    Rule value 3 behaves as ``spike_count``.
+
+    Ports
+    -----
+    i_cand : In(stream.Signature(NeuronResultLayout))
+        Ready whenever no decision is waiting in ``o_class`` (one candidate per cycle);
+        ``last`` marks the final candidate. ``index``, ``v``, ``count``, ``first``, ``fired``
+        are used.
+    o_class : Out(stream.Signature(ClassLayout))
+        Valid the cycle after the last candidate is accepted, until taken.
+    rule : In(2)
+        :class:`ReadoutRule`; stable during a readout.
+    clear : In(1)
+        Pulse: forget candidates and any pending decision.
+    """
+    def __init__(self, geom: CoreGeometry):
+        self._geom = geom
+        super().__init__({
+            "i_cand": In(stream.Signature(NeuronResultLayout(geom.idx_w, geom.v_width))),
+            "o_class": Out(stream.Signature(ClassLayout(geom.idx_w, geom.v_width))),
+            "rule": In(2),
+            "clear": In(1),
+        })
+
+    def elaborate(self, platform):
+        g = self._geom
+        m = Module()
+        have = Signal()
+        b_index = Signal(g.idx_w)
+        b_v = Signal(signed(g.v_width))
+        b_count = Signal(COUNT_WIDTH)
+        b_fkey = Signal(STEP_WIDTH + 1)     # first spike step; 2^16 when never fired
+
+        c = self.i_cand.payload
+        c_fkey = Signal(STEP_WIDTH + 1)
+        m.d.comb += c_fkey.eq(Mux(c.fired, c.first, 1 << STEP_WIDTH))
+
+        better = Signal()
+        with m.Switch(self.rule):
+            with m.Case(ReadoutRule.POTENTIAL):
+                m.d.comb += better.eq(c.v > b_v)
+            with m.Case(ReadoutRule.FIRST_SPIKE):
+                m.d.comb += better.eq((c_fkey < b_fkey) | ((c_fkey == b_fkey) & (c.v > b_v)))
+            with m.Default():
+                m.d.comb += better.eq((c.count > b_count) | ((c.count == b_count) & (c.v > b_v)))
+        take = Signal()
+        m.d.comb += [take.eq(~have | better), self.i_cand.ready.eq(~self.o_class.valid)]
+
+        with m.If(self.i_cand.valid & self.i_cand.ready):
+            with m.If(take):
+                m.d.sync += [b_index.eq(c.index), b_v.eq(c.v), b_count.eq(c.count),
+                             b_fkey.eq(c_fkey)]
+            with m.If(c.last):
+                m.d.sync += [have.eq(0), self.o_class.valid.eq(1),
+                             self.o_class.payload.index.eq(Mux(take, c.index, b_index)),
+                             self.o_class.payload.value.eq(Mux(take, c.v, b_v))]
+            with m.Else():
+                m.d.sync += have.eq(1)
+        with m.If(self.o_class.valid & self.o_class.ready):
+            m.d.sync += self.o_class.valid.eq(0)
+        with m.If(self.clear):
+            m.d.sync += [have.eq(0), self.o_class.valid.eq(0)]
+        return m

@@ -1,0 +1,189 @@
+"""XNOR-popcount synapse lanes: per-neuron synaptic input sums of one layer and one time step."""
+from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import LAYER_WIDTH, CoreGeometry
+from .layouts import SynapseEventLayout, SynapticInputLayout
+from .weights import ReadPortSignature
+
+__all__ = ["SynapseUnit"]
+
+
+class SynapseUnit(wiring.Component):
+    """``P`` XNOR-popcount lanes with an accumulator memory.
+
+    For every event ``(index, polarity)`` into layer ``layer`` the unit reads the ``chunks[layer]``
+    weight words of source ``index`` and adds, in lane ``m`` of chunk ``k``,
+    ``XNOR(polarity, w[index][k*P+m])`` to the unsigned popcount of neuron ``k*P+m``.
+    A ``flush`` event ends the layer's events: the unit then streams out, in ascending neuron
+    index, the exact synaptic input ``I[j] = 2 * popcount[j] - n`` (``n`` = events since the
+    previous flush) of every neuron of the layer, zeroing the accumulators as it goes.
+
+    The accumulators are one memory of ``max_chunks`` words of ``P`` lanes of ``acc_w`` bits;
+    ``acc_w`` holds the most events a layer can receive in a step, so nothing ever saturates.
+
+    Ports
+    -----
+    i_event : In(stream.Signature(SynapseEventLayout))
+        Accepts one event per ``chunks[layer]`` cycles (ready is high on the first chunk),
+        a flush in one cycle; not ready while draining or clearing.
+    o_input : Out(stream.Signature(SynapticInputLayout))
+        ``N[layer]`` records after each flush, ``last`` on the final one. The first record is
+        valid 2 cycles after the flush is accepted; then one per cycle while ready is high.
+    weights : Out(ReadPortSignature)
+        To the weight memory (latency 1).
+    layer : In(LAYER_WIDTH)
+        Layer being processed (0-based); must be stable from the first event to the last record.
+    clear : In(1)
+        Pulse: abandon everything and zero all accumulators (``max_chunks`` cycles).
+    busy : Out(1)
+        High while clearing.
+    """
+    def __init__(self, geom: CoreGeometry):
+        self._geom = geom
+        super().__init__({
+            "i_event": In(stream.Signature(SynapseEventLayout(geom.idx_w))),
+            "o_input": Out(stream.Signature(SynapticInputLayout(geom.idx_w, geom.syn_w))),
+            "weights": Out(ReadPortSignature(geom.weight_addr_w, geom.lanes)),
+            "layer": In(LAYER_WIDTH),
+            "clear": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        g = self._geom
+        P, C = g.lanes, g.max_chunks
+        m = Module()
+
+        acc_layout = data.ArrayLayout(unsigned(g.acc_w), P)
+        m.submodules.acc = acc = Memory(shape=acc_layout, depth=C, init=[])
+        wp = acc.write_port()
+        rp = acc.read_port(transparent_for=(wp,))
+
+        # Per-layer constants selected by `layer`.
+        chunks = Signal(range(C + 1))
+        n_neurons = Signal(range(max(g.layer_sizes) + 1))
+        with m.Switch(self.layer):
+            for l in range(g.n_layers):
+                with m.Case(l):
+                    m.d.comb += [chunks.eq(g.chunks[l]), n_neurons.eq(g.layer_sizes[l])]
+
+        n = Signal(range(g.max_events_into_layer + 1))   # events since the last flush
+
+        # ---- accumulate pipeline: stage 0 issues reads, stage 1 writes the sums back ----
+        k = Signal(range(C))                         # chunk of the event being issued
+        cur_index = Signal(g.idx_w)
+        cur_pol = Signal()
+        iss = Signal()
+        iss_index = Signal(g.idx_w)
+        iss_pol = Signal()
+        iss_k = Signal(range(C))
+        s1_valid = Signal()
+        s1_pol = Signal()
+        s1_k = Signal(range(C))
+
+        waddr = Signal(g.weight_addr_w)
+        with m.Switch(self.layer):
+            for l in range(g.n_layers):
+                with m.Case(l):
+                    m.d.comb += waddr.eq(g.weight_base[l] + iss_index * g.chunks[l] + iss_k)
+        m.d.comb += [self.weights.addr.eq(waddr), self.weights.en.eq(1)]
+
+        m.d.sync += [s1_valid.eq(iss), s1_pol.eq(iss_pol), s1_k.eq(iss_k)]
+        with m.If(s1_valid):
+            m.d.comb += [wp.en.eq(1), wp.addr.eq(s1_k)]
+            for lane in range(P):
+                xnor = ~(self.weights.data[lane] ^ s1_pol)
+                m.d.comb += wp.data[lane].eq(rp.data[lane] + xnor)
+
+        # ---- drain: one neuron per cycle from a registered read ----
+        d_j = Signal(range(max(g.layer_sizes)))
+        d_k = Signal(range(C))
+        d_m = Signal(range(P))
+        d_more = Signal()
+        o_valid = Signal()
+        o_j = Signal(range(max(g.layer_sizes)))
+        o_k = Signal(range(C))
+        o_m = Signal(range(P))
+        o_last = Signal()
+
+        pop = Signal(g.acc_w)
+        m.d.comb += [
+            pop.eq(rp.data[o_m]),
+            self.o_input.valid.eq(o_valid),
+            self.o_input.payload.index.eq(o_j),
+            self.o_input.payload.value.eq((pop << 1) - n),
+            self.o_input.payload.last.eq(o_last),
+        ]
+
+        clr = Signal(range(C))
+
+        def on_clear():
+            # Last in every state, so that it overrides the state's own transitions.
+            with m.If(self.clear):
+                m.d.sync += [k.eq(0), n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0)]
+                m.next = "CLEAR"
+
+        with m.FSM():
+            with m.State("ACCUM"):
+                m.d.comb += [rp.en.eq(1), rp.addr.eq(iss_k)]
+                with m.If(k == 0):
+                    m.d.comb += self.i_event.ready.eq(1)
+                    with m.If(self.i_event.valid):
+                        with m.If(self.i_event.payload.flush):
+                            m.d.sync += [d_j.eq(0), d_k.eq(0), d_m.eq(0), d_more.eq(1),
+                                         o_valid.eq(0)]
+                            m.next = "DRAIN"
+                        with m.Else():
+                            m.d.comb += [iss.eq(1), iss_index.eq(self.i_event.payload.index),
+                                         iss_pol.eq(self.i_event.payload.polarity), iss_k.eq(0)]
+                            m.d.sync += [n.eq(n + 1), cur_index.eq(self.i_event.payload.index),
+                                         cur_pol.eq(self.i_event.payload.polarity)]
+                            with m.If(chunks > 1):
+                                m.d.sync += k.eq(1)
+                with m.Else():
+                    m.d.comb += [iss.eq(1), iss_index.eq(cur_index), iss_pol.eq(cur_pol),
+                                 iss_k.eq(k)]
+                    with m.If(k == chunks - 1):
+                        m.d.sync += k.eq(0)
+                    with m.Else():
+                        m.d.sync += k.eq(k + 1)
+                on_clear()
+
+            with m.State("DRAIN"):
+                advance = ~o_valid | self.o_input.ready
+                m.d.comb += [rp.en.eq(advance), rp.addr.eq(d_k)]
+                with m.If(advance):
+                    m.d.sync += [o_valid.eq(d_more), o_j.eq(d_j), o_k.eq(d_k), o_m.eq(d_m),
+                                 o_last.eq(d_j == n_neurons - 1)]
+                    with m.If(d_more):
+                        m.d.sync += d_j.eq(d_j + 1)
+                        with m.If(d_j == n_neurons - 1):
+                            m.d.sync += d_more.eq(0)
+                        with m.If(d_m == P - 1):
+                            m.d.sync += [d_m.eq(0), d_k.eq(d_k + 1)]
+                        with m.Else():
+                            m.d.sync += d_m.eq(d_m + 1)
+                with m.If(self.o_input.valid & self.o_input.ready):
+                    with m.If((o_m == P - 1) | o_last):
+                        m.d.comb += [wp.en.eq(1), wp.addr.eq(o_k)]
+                        for lane in range(P):
+                            m.d.comb += wp.data[lane].eq(0)
+                    with m.If(o_last):
+                        m.d.sync += [n.eq(0), o_valid.eq(0)]
+                        m.next = "ACCUM"
+                on_clear()
+
+            with m.State("CLEAR"):
+                m.d.comb += [self.busy.eq(1), wp.en.eq(1), wp.addr.eq(clr)]
+                for lane in range(P):
+                    m.d.comb += wp.data[lane].eq(0)
+                m.d.sync += clr.eq(clr + 1)
+                with m.If(clr == C - 1):
+                    m.d.sync += clr.eq(0)
+                    m.next = "ACCUM"
+                on_clear()
+
+        return m
