@@ -1,0 +1,135 @@
+"""Generation of a core build from a bundle: Verilog, memory images, hardware manifest."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from .config import BuildMismatch, CoreGeometry, HardwareConfig, build_key, check_fits
+from .core import BSNNCore
+from .images import (bias_image, config_writes_for, global_words, layer_mode_words,
+                     threshold_image, weight_words)
+from .layouts import ConfigTarget, ErrorBit, GlobalAddress, ResultKind
+
+__all__ = ["generate", "config_writes", "build_key", "check_fits", "BuildMismatch",
+           "hardware_manifest", "cycle_estimate", "VERILOG_NAME", "MANIFEST_NAME"]
+
+VERILOG_NAME = "bsnn_core.v"
+MANIFEST_NAME = "hardware.json"
+MANIFEST_FORMAT = "bsnn-hardware"
+MANIFEST_VERSION = 1
+
+
+def config_writes(bundle, hw_config: HardwareConfig | None = None, build=None) -> list[tuple[int, int, int]]:
+    """``(target, address, data)`` writes that load ``bundle`` into a build through ``i_config``.
+
+    ``build`` (a hardware manifest dict, build-key dict or :class:`CoreGeometry`) is the build
+    to load into; by default the build ``generate(bundle, hw_config)`` would make. Raises
+    :class:`BuildMismatch` when the bundle does not fit.
+    """
+    if build is None:
+        geom = CoreGeometry.from_bundle(bundle, hw_config)
+    elif isinstance(build, CoreGeometry):
+        geom = build
+    else:
+        geom = CoreGeometry.from_key(build.get("build_key", build))
+    return config_writes_for(bundle, geom, trace=True)
+
+
+def _hex_lines(values, width):
+    digits = max(1, -(-width // 4))
+    mask = (1 << width) - 1
+    return "".join(f"{v & mask:0{digits}x}\n" for v in values)
+
+
+def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer) -> int:
+    """Busy cycles of one inference without stalls or dropped events (docs/architecture.md):
+    ``max(S, C) + N_L + 3 + T * (sum_l (N_l + 3) + L - 1) + sum_l ceil(N_l / P) * E_l``."""
+    S, C, L = geom.neuron_total, geom.max_chunks, geom.n_layers
+    per_step = sum(n + 3 for n in geom.layer_sizes) + L - 1
+    events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
+    return max(S, C) + geom.layer_sizes[-1] + 3 + time_steps * per_step + events
+
+
+def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) -> dict:
+    g = CoreGeometry.from_bundle(bundle, hw)
+    return {
+        "format": MANIFEST_FORMAT,
+        "schema_version": MANIFEST_VERSION,
+        "top": "bsnn_core",
+        "verilog": VERILOG_NAME,
+        "hardware_config": hw.to_dict(),
+        "build_key": g.key(),
+        "ports": {
+            "i_events": {"payload_width": g.idx_w + 2,
+                         "fields": {"index": [0, g.idx_w], "polarity": [g.idx_w, 1],
+                                    "end_of_step": [g.idx_w + 1, 1]}},
+            "o_results": {"payload_width": 2 + 16 + 4 + g.idx_w + g.v_width,
+                          "fields": {"kind": [0, 2], "step": [2, 16], "layer": [18, 4],
+                                     "index": [22, g.idx_w], "value": [22 + g.idx_w, g.v_width]},
+                          "value_signed": True,
+                          "kinds": {"SPIKE": ResultKind.SPIKE, "POTENTIAL": ResultKind.POTENTIAL,
+                                    "CLASS": ResultKind.CLASS}},
+            "i_config": {"payload_width": 3 + g.cfg_addr_w + g.cfg_data_w,
+                         "fields": {"target": [0, 3], "address": [3, g.cfg_addr_w],
+                                    "data": [3 + g.cfg_addr_w, g.cfg_data_w]},
+                         "targets": {"WEIGHTS": ConfigTarget.WEIGHTS, "BIAS": ConfigTarget.BIAS,
+                                     "THRESHOLD": ConfigTarget.THRESHOLD,
+                                     "LAYER_MODE": ConfigTarget.LAYER_MODE,
+                                     "GLOBAL": ConfigTarget.GLOBAL},
+                         "global_addresses": {"TIME_STEPS": GlobalAddress.TIME_STEPS,
+                                              "READOUT": GlobalAddress.READOUT,
+                                              "MAX_INPUT_EVENTS": GlobalAddress.MAX_INPUT_EVENTS,
+                                              "TRACE": GlobalAddress.TRACE},
+                         "layer_mode_bits": {"current": [0, 1], "fire_once": [1, 1],
+                                             "reset": [2, 2], "leak_v": [4, 6], "leak_c": [10, 6]}},
+            "cycles_width": 32,
+            "error_bits": {"INDEX": ErrorBit.INDEX, "OVERFLOW": ErrorBit.OVERFLOW},
+        },
+        "widths": {"idx": g.idx_w, "v": g.v_width, "c": g.c_width, "bias": g.bias_width,
+                   "acc": g.acc_w, "syn": g.syn_w, "cfg_addr": g.cfg_addr_w,
+                   "cfg_data": g.cfg_data_w},
+        "lanes": g.lanes,
+        "memories": {
+            "weights": {"file": "weights.hex", "depth": g.weight_depth, "width": g.lanes,
+                        "layer_base": list(g.weight_base), "chunks": list(g.chunks),
+                        "address": "base_l + i * chunks_l + k; bit m -> neuron k*P + m"},
+            "bias": {"file": "bias.hex", "depth": g.neuron_total, "width": g.bias_width,
+                     "layer_base": list(g.neuron_base)},
+            "threshold": {"file": "threshold.hex", "depth": g.neuron_total,
+                          "width": g.v_width - 1, "layer_base": list(g.neuron_base)},
+            "layer_mode": {"file": "layer_mode.hex", "depth": g.n_layers, "width": 16},
+            "global": {"file": "global.hex", "depth": 4, "width": 32},
+            "accumulators": {"depth": g.max_chunks, "width": g.lanes * g.acc_w},
+            "neuron_state": {"depth": g.neuron_total, "width": g.v_width + g.c_width + 1},
+            "spike_queue": {"depth": g.fifo_depth, "width": g.idx_w},
+        },
+        "cycle_formula": "max(S, C) + N_L + 3 + T * (sum_l (N_l + 3) + L - 1) + sum_l chunks_l * E_l",
+    }
+
+
+def generate(bundle, hw_config: HardwareConfig | None = None, out_dir="build/verilog") -> dict:
+    """Write ``bsnn_core.v``, the memory images (``$readmemh`` hex, one word per line) and the
+    hardware manifest for ``bundle`` into ``out_dir``; return ``{name: path}``."""
+    hw = HardwareConfig() if hw_config is None else hw_config
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    core = BSNNCore(bundle, hw)
+    g = core.geom
+    text = verilog.convert(core, name="bsnn_core", emit_src=False, strip_internal_attrs=True)
+    paths = {}
+
+    def write(name, content):
+        p = out / name
+        p.write_text(content)
+        paths[name] = str(p)
+
+    write(VERILOG_NAME, text)
+    write("weights.hex", _hex_lines(weight_words(bundle, g), g.lanes))
+    write("bias.hex", _hex_lines(bias_image(bundle), g.bias_width))
+    write("threshold.hex", _hex_lines(threshold_image(bundle), g.v_width - 1))
+    write("layer_mode.hex", _hex_lines(layer_mode_words(bundle), 16))
+    write("global.hex", _hex_lines(global_words(bundle, True).values(), 32))
+    write(MANIFEST_NAME, json.dumps(hardware_manifest(bundle, hw, core), indent=2) + "\n")
+    return paths
