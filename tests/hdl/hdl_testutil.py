@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from hdl.layouts import ResultKind
 
-__all__ = ["stream_put", "stream_get", "run_sim", "CoreRunner", "events_of"]
+__all__ = ["stream_put", "stream_get", "stream_exchange", "run_sim", "CoreRunner", "events_of"]
 
 
 async def stream_put(ctx, stream, items, rng=None, p_valid=1.0):
@@ -35,6 +35,30 @@ async def stream_get(ctx, stream, out, count=None, rng=None, p_ready=1.0, stop=N
             if stop is not None and stop(payload):
                 break
     ctx.set(stream.ready, 0)
+
+
+async def stream_exchange(ctx, i_stream, items, o_stream, count, rng=None, p_valid=1.0,
+                          p_ready=1.0):
+    """Drive ``items`` into ``i_stream`` and collect ``count`` payloads of ``o_stream`` in the
+    same cycle loop (for units whose input stalls while their output is not taken)."""
+    pending, out = list(items), []
+    while len(out) < count or pending:
+        if pending and (rng is None or rng.random() < p_valid):
+            ctx.set(i_stream.valid, 1)
+            ctx.set(i_stream.payload, pending[0])
+        else:
+            ctx.set(i_stream.valid, 0)
+        ready = len(out) < count and (rng is None or rng.random() < p_ready)
+        ctx.set(o_stream.ready, ready)
+        _, _, iv, ir, ov, op = await ctx.tick().sample(i_stream.valid, i_stream.ready,
+                                                       o_stream.valid, o_stream.payload)
+        if iv and ir:
+            pending.pop(0)
+        if ov and ready:
+            out.append(op)
+    ctx.set(i_stream.valid, 0)
+    ctx.set(o_stream.ready, 0)
+    return out
 
 
 def run_sim(dut, *testbenches, deadline_cycles=200_000, vcd=None):
