@@ -103,8 +103,9 @@ class CoreRunner:
     ``jobs`` is a list of ``("config", writes)`` or ``("infer", steps_of_events)``; the results
     of every inference are collected as a dict: spikes, potentials, cls, cycles, error, records.
     """
-    def __init__(self, core, rng, p_valid=1.0, p_ready=1.0):
+    def __init__(self, core, rng, p_valid=1.0, p_ready=1.0, top=None):
         self.core = core
+        self.top = core if top is None else top
         self.rng = rng
         self.p_valid = p_valid
         self.p_ready = p_ready
@@ -121,10 +122,7 @@ class CoreRunner:
                     items = [{"target": t, "address": a, "data": d} for t, a, d in arg]
                     await stream_put(ctx, core.i_config, items, rng, self.p_valid)
                     continue
-                items = []
-                for ev in arg:
-                    items += [{"index": i, "polarity": p, "end_of_step": 0} for i, p in ev]
-                    items.append({"index": 0, "polarity": 0, "end_of_step": 1})
+                items = event_items(arg)
                 job = {"items": items, "records": [], "fed": False, "collected": False}
                 ctx.set(core.start, 1)
                 await ctx.tick()
@@ -133,7 +131,7 @@ class CoreRunner:
                 await ctx.tick().until(core.done)
                 assert job["fed"] and job["collected"]
                 assert not ctx.get(core.busy)
-                self.results.append(self._decode(job["records"], ctx.get(core.cycles),
+                self.results.append(decode_records(core.geom, job["records"], ctx.get(core.cycles),
                                                  ctx.get(core.error)))
                 state["job"] = None
             state["finished"] = True
@@ -157,28 +155,64 @@ class CoreRunner:
                                  p_ready=self.p_ready, stop=lambda r: r.kind == ResultKind.CLASS)
                 job["collected"] = True
 
-        run_sim(core, control, feeder, monitor, deadline_cycles=deadline_cycles)
+        run_sim(self.top, control, feeder, monitor, deadline_cycles=deadline_cycles)
         n_infer = sum(1 for k, _ in jobs if k == "infer")
         assert len(self.results) == n_infer, f"only {len(self.results)} of {n_infer} inferences finished"
         return self.results
 
-    def _decode(self, records, cycles, error):
-        g = self.core.geom
-        T_seen = max([r.step for r in records] + [0]) + 1
-        spikes = [[] for _ in range(g.n_layers)]
-        potentials, cls, order = [], None, []
-        for r in records:
-            if r.kind == ResultKind.SPIKE:
-                spikes[r.layer - 1].append((r.step, r.index))
-                order.append((r.step, r.layer, r.index))
-            elif r.kind == ResultKind.POTENTIAL:
-                potentials.append((r.index, r.value))
-            elif r.kind == ResultKind.CLASS:
-                cls = (r.index, r.value)
-        assert order == sorted(order), "SPIKE records out of (step, layer, index) order"
-        assert records and records[-1].kind == ResultKind.CLASS
-        return {"spikes": spikes, "potentials": potentials, "cls": cls, "cycles": cycles,
-                "error": error, "records": records, "steps_seen": T_seen}
+def decode_records(g, records, cycles=None, error=None):
+    T_seen = max([r.step for r in records] + [0]) + 1
+    spikes = [[] for _ in range(g.n_layers)]
+    potentials, cls, order = [], None, []
+    for r in records:
+        if r.kind == ResultKind.SPIKE:
+            spikes[r.layer - 1].append((r.step, r.index))
+            order.append((r.step, r.layer, r.index))
+        elif r.kind == ResultKind.POTENTIAL:
+            potentials.append((r.index, r.value))
+        elif r.kind == ResultKind.CLASS:
+            cls = (r.index, r.value)
+    assert order == sorted(order), "SPIKE records out of (step, layer, index) order"
+    assert records and records[-1].kind == ResultKind.CLASS
+    return {"spikes": spikes, "potentials": potentials, "cls": cls, "cycles": cycles,
+            "error": error, "records": records, "steps_seen": T_seen}
+
+
+def event_items(steps):
+    """Input-event stream payloads of one inference (events, then end_of_step, per step)."""
+    items = []
+    for ev in steps:
+        items += [{"index": i, "polarity": p, "end_of_step": 0} for i, p in ev]
+        items.append({"index": 0, "polarity": 0, "end_of_step": 1})
+    return items
+
+
+async def infer_inline(ctx, core, steps, rng=None, p_valid=1.0, p_ready=1.0):
+    """One inference in a single cycle loop: start, feed events, collect records until CLASS."""
+    ctx.set(core.start, 1)
+    await ctx.tick()
+    ctx.set(core.start, 0)
+    pending, records = event_items(steps), []
+    while not (records and records[-1].kind == ResultKind.CLASS):
+        if pending and (rng is None or rng.random() < p_valid):
+            ctx.set(core.i_events.valid, 1)
+            ctx.set(core.i_events.payload, pending[0])
+        else:
+            ctx.set(core.i_events.valid, 0)
+        ready = rng is None or rng.random() < p_ready
+        ctx.set(core.o_results.ready, ready)
+        _, _, iv, ir, ov, op = await ctx.tick().sample(core.i_events.valid, core.i_events.ready,
+                                                       core.o_results.valid, core.o_results.payload)
+        if iv and ir:
+            pending.pop(0)
+        if ov and ready:
+            records.append(op)
+    ctx.set(core.i_events.valid, 0)
+    ctx.set(core.o_results.ready, 0)
+    assert not pending, "the core finished without consuming all events"
+    _, _, done, cycles, error = await ctx.tick().sample(core.done, core.cycles, core.error)
+    assert done
+    return records, cycles, error
 
 
 def spike_matrix(spike_list, T, n):
