@@ -9,7 +9,7 @@ from pathlib import Path
 from amaranth.utils import bits_for, ceil_log2
 
 __all__ = ["HardwareConfig", "CoreGeometry", "BuildMismatch", "build_key", "check_fits",
-           "COUNT_WIDTH", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS"]
+           "COUNT_WIDTH", "span", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS"]
 
 #: Width of the per-output-neuron spike counter and first-spike step (T <= 65535).
 COUNT_WIDTH = 16
@@ -18,6 +18,12 @@ STEP_WIDTH = 16
 #: Width of the ``layer`` field of result records; layers are numbered 1 .. L <= 15.
 LAYER_WIDTH = 4
 MAX_LAYERS = (1 << LAYER_WIDTH) - 1
+
+
+def span(n: int) -> range:
+    """``range(n)`` for counters and memory depths, at least 2 so that no signal or address in
+    the generated Verilog is zero bits wide (degenerate sizes such as one neuron or one chunk)."""
+    return range(max(2, n))
 
 
 class BuildMismatch(ValueError):

@@ -3,7 +3,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import LAYER_WIDTH, STEP_WIDTH, CoreGeometry, HardwareConfig
+from .config import LAYER_WIDTH, STEP_WIDTH, CoreGeometry, HardwareConfig, span
 from .images import bias_image, global_words, layer_mode_words, threshold_image, weight_words
 from .layouts import (ConfigTarget, ConfigWriteLayout, ErrorBit, GlobalAddress, InputEventLayout,
                       NeuronCommandLayout, ReadoutRule, ResultKind, ResultLayout)
@@ -93,7 +93,7 @@ class BSNNCore(wiring.Component):
         n_in = Signal(range(g.max_input_events + 1))
         n_spk = Signal(range(max(g.layer_sizes) + 1))   # spikes of the layer being updated
         remaining = Signal(range(max(g.layer_sizes) + 1))
-        dump_j = Signal(range(g.layer_sizes[-1]))
+        dump_j = Signal(span(g.layer_sizes[-1]))
         dump_more = Signal()
         error = Signal(ErrorBit.WIDTH)
         cycles = Signal(32)

@@ -4,7 +4,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .config import COUNT_WIDTH, LAYER_WIDTH, STEP_WIDTH, CoreGeometry
+from .config import COUNT_WIDTH, LAYER_WIDTH, STEP_WIDTH, CoreGeometry, span
 from .layouts import (ConfigTarget, ConfigWriteLayout, LayerModeLayout, NeuronCommandLayout,
                       NeuronResultLayout, ResetMode)
 
@@ -79,10 +79,10 @@ class NeuronUnit(wiring.Component):
 
         state_layout = data.StructLayout({"v": signed(vw), "c": signed(cw), "fired": 1})
         stat_layout = data.StructLayout({"count": COUNT_WIDTH, "first": STEP_WIDTH})
-        m.submodules.state = state = Memory(shape=state_layout, depth=S, init=[])
-        m.submodules.stat = stat = Memory(shape=stat_layout, depth=NL, init=[])
-        m.submodules.bias = bias = Memory(shape=signed(g.bias_width), depth=S, init=self.bias_init)
-        m.submodules.threshold = thr = Memory(shape=unsigned(vw - 1), depth=S,
+        m.submodules.state = state = Memory(shape=state_layout, depth=len(span(S)), init=[])
+        m.submodules.stat = stat = Memory(shape=stat_layout, depth=len(span(NL)), init=[])
+        m.submodules.bias = bias = Memory(shape=signed(g.bias_width), depth=len(span(S)), init=self.bias_init)
+        m.submodules.threshold = thr = Memory(shape=unsigned(vw - 1), depth=len(span(S)),
                                               init=self.threshold_init)
         st_w = state.write_port()
         st_r = state.read_port(transparent_for=(st_w,))
@@ -114,7 +114,7 @@ class NeuronUnit(wiring.Component):
                         m.d.sync += modes[l].eq(w.data[:16])
 
         # ---- pipeline ----
-        nbase = Signal(range(S))
+        nbase = Signal(span(S))
         with m.Switch(self.layer):
             for l in range(L):
                 with m.Case(l):
@@ -124,14 +124,14 @@ class NeuronUnit(wiring.Component):
 
         s1_valid = Signal()
         s1 = Signal(NeuronCommandLayout(g.idx_w, g.syn_w))
-        s1_addr = Signal(range(S))
+        s1_addr = Signal(span(S))
         clearing = Signal()
         advance = Signal()
         m.d.comb += [
             advance.eq(~s1_valid | self.o_result.ready),
             self.i_cmd.ready.eq(advance & ~clearing),
         ]
-        rd_addr = Signal(range(S))
+        rd_addr = Signal(span(S))
         m.d.comb += rd_addr.eq(nbase + self.i_cmd.payload.index)
         for port in (st_r, b_r, t_r):
             m.d.comb += [port.addr.eq(rd_addr), port.en.eq(advance)]
@@ -200,7 +200,7 @@ class NeuronUnit(wiring.Component):
         ]
 
         # ---- clear ----
-        clr = Signal(range(S))
+        clr = Signal(span(S))
         m.d.comb += [clearing.eq(self.busy)]
         with m.If(self.busy):
             m.d.comb += [st_w.addr.eq(clr), st_w.data.eq(0), st_w.en.eq(1),

@@ -4,7 +4,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .config import LAYER_WIDTH, CoreGeometry
+from .config import LAYER_WIDTH, CoreGeometry, span
 from .layouts import SynapseEventLayout, SynapticInputLayout
 from .weights import ReadPortSignature
 
@@ -58,31 +58,33 @@ class SynapseUnit(wiring.Component):
         m = Module()
 
         acc_layout = data.ArrayLayout(unsigned(g.acc_w), P)
-        m.submodules.acc = acc = Memory(shape=acc_layout, depth=C, init=[])
+        m.submodules.acc = acc = Memory(shape=acc_layout, depth=len(span(C)), init=[])
         wp = acc.write_port()
         rp = acc.read_port(transparent_for=(wp,))
 
         # Per-layer constants selected by `layer`.
         chunks = Signal(range(C + 1))
+        multi_chunk = Signal()
         n_neurons = Signal(range(max(g.layer_sizes) + 1))
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
-                    m.d.comb += [chunks.eq(g.chunks[l]), n_neurons.eq(g.layer_sizes[l])]
+                    m.d.comb += [chunks.eq(g.chunks[l]), multi_chunk.eq(g.chunks[l] > 1),
+                                 n_neurons.eq(g.layer_sizes[l])]
 
         n = Signal(range(g.max_events_into_layer + 1))   # events since the last flush
 
         # ---- accumulate pipeline: stage 0 issues reads, stage 1 writes the sums back ----
-        k = Signal(range(C))                         # chunk of the event being issued
+        k = Signal(span(C))                         # chunk of the event being issued
         cur_index = Signal(g.idx_w)
         cur_pol = Signal()
         iss = Signal()
         iss_index = Signal(g.idx_w)
         iss_pol = Signal()
-        iss_k = Signal(range(C))
+        iss_k = Signal(span(C))
         s1_valid = Signal()
         s1_pol = Signal()
-        s1_k = Signal(range(C))
+        s1_k = Signal(span(C))
 
         waddr = Signal(g.weight_addr_w)
         with m.Switch(self.layer):
@@ -99,14 +101,14 @@ class SynapseUnit(wiring.Component):
                 m.d.comb += wp.data[lane].eq(rp.data[lane] + xnor)
 
         # ---- drain: one neuron per cycle from a registered read ----
-        d_j = Signal(range(max(g.layer_sizes)))
-        d_k = Signal(range(C))
-        d_m = Signal(range(P))
+        d_j = Signal(span(max(g.layer_sizes)))
+        d_k = Signal(span(C))
+        d_m = Signal(span(P))
         d_more = Signal()
         o_valid = Signal()
-        o_j = Signal(range(max(g.layer_sizes)))
-        o_k = Signal(range(C))
-        o_m = Signal(range(P))
+        o_j = Signal(span(max(g.layer_sizes)))
+        o_k = Signal(span(C))
+        o_m = Signal(span(P))
         o_last = Signal()
 
         pop = Signal(g.acc_w)
@@ -118,7 +120,7 @@ class SynapseUnit(wiring.Component):
             self.o_input.payload.last.eq(o_last),
         ]
 
-        clr = Signal(range(C))
+        clr = Signal(span(C))
 
         def on_clear():
             # Last in every state, so that it overrides the state's own transitions.
@@ -141,7 +143,7 @@ class SynapseUnit(wiring.Component):
                                          iss_pol.eq(self.i_event.payload.polarity), iss_k.eq(0)]
                             m.d.sync += [n.eq(n + 1), cur_index.eq(self.i_event.payload.index),
                                          cur_pol.eq(self.i_event.payload.polarity)]
-                            with m.If(chunks > 1):
+                            with m.If(multi_chunk):
                                 m.d.sync += k.eq(1)
                 with m.Else():
                     m.d.comb += [iss.eq(1), iss_index.eq(cur_index), iss_pol.eq(cur_pol),

@@ -4,7 +4,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .config import CoreGeometry
+from .config import CoreGeometry, span
 from .layouts import ConfigTarget, ConfigWriteLayout
 
 __all__ = ["ReadPortSignature", "WeightMemory"]
@@ -55,7 +55,8 @@ class WeightMemory(wiring.Component):
     def elaborate(self, platform):
         g = self._geom
         m = Module()
-        m.submodules.mem = mem = Memory(shape=g.lanes, depth=g.weight_depth, init=self.init)
+        m.submodules.mem = mem = Memory(shape=g.lanes, depth=len(span(g.weight_depth)),
+                                        init=self.init)
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,))
         w = self.i_write.payload

@@ -49,6 +49,9 @@ CASES = [  # sizes, lanes
     ([6, 11, 3, 4], 3),
     ([12, 6], 8),
     ([5, 17, 9, 2], 16),
+    ([1, 1], 1),             # degenerate: one input, one neuron
+    ([3, 1, 1, 2], 8),       # one-neuron hidden layers
+    ([4, 8, 16], 8),         # exact multiples of P
 ]
 
 
