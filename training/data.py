@@ -171,3 +171,43 @@ def load_dataset(name: str, split: str, root: str | Path | None = None):
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_LOADERS)}") from None
     return loader(split, root)
+
+
+def random_shift(images: np.ndarray, max_shift: int, generator=None, side: int = 28) -> np.ndarray:
+    """Translate each ``side x side`` uint8 image by a random integer offset in
+    ``[-max_shift, max_shift]`` on both axes, zero-filled (training-time augmentation)."""
+    import torch
+
+    if max_shift <= 0:
+        return images
+    x = torch.as_tensor(np.asarray(images)).reshape(-1, side, side)
+    b = x.shape[0]
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
+    off = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator)
+    ar = torch.arange(side)
+    rows = (off[0][:, None] + ar)[:, :, None]
+    cols = (off[1][:, None] + ar)[:, None, :]
+    out = padded[torch.arange(b)[:, None, None], rows, cols]
+    return out.reshape(b, -1).numpy()
+
+
+def random_shift_counts(counts, max_shift: int, generator=None, side: int = 34, offsets=None):
+    """Translate event counts ``[T, B, side*side]`` per sample (same offset at every step, zero-filled).
+
+    ``offsets`` (``[2, B]`` in ``0 .. 2*max_shift``) lets ON and OFF counts share one draw.
+    Returns ``(shifted, offsets)``.
+    """
+    import torch
+
+    if max_shift <= 0:
+        return counts, offsets
+    T, b, _ = counts.shape
+    x = counts.reshape(T, b, side, side)
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
+    if offsets is None:
+        offsets = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator)
+    ar = torch.arange(side)
+    rows = (offsets[0][:, None] + ar)[None, :, :, None]
+    cols = (offsets[1][:, None] + ar)[None, :, None, :]
+    out = padded[torch.arange(T)[:, None, None, None], torch.arange(b)[None, :, None, None], rows, cols]
+    return out.reshape(T, b, -1), offsets

@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 DEFAULTS = {
     "name": "run",
-    "data": {"dataset": "mnist", "root": None, "train_limit": None, "test_limit": None},
+    "data": {"dataset": "mnist", "root": None, "train_limit": None, "test_limit": None,
+             "augment_shift": 0},
     "encoding": {"kind": "rate", "time_steps": 4},
     "model": {
         "hidden": [400, 400, 400],
@@ -85,8 +86,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 class EncodedData:
     """A dataset plus its encoder; ``batch(idx)`` gives ``(on, off, labels)``."""
 
-    def __init__(self, ds, encoder: Encoder):
-        self.ds, self.encoder = ds, encoder
+    def __init__(self, ds, encoder: Encoder, augment_shift: int = 0):
+        self.ds, self.encoder, self.augment_shift = ds, encoder, int(augment_shift or 0)
         self.labels = torch.as_tensor(ds.labels)
         self._cache = None
         if encoder.kind == "events":  # bin all samples once (int16 keeps memory small)
@@ -100,8 +101,14 @@ class EncodedData:
         idx = torch.as_tensor(idx)
         if self._cache is not None:
             on, off = self._cache[0][:, idx].long(), self._cache[1][:, idx].long()
+            if self.augment_shift:
+                on, o = data_mod.random_shift_counts(on, self.augment_shift, generator)
+                off, _ = data_mod.random_shift_counts(off, self.augment_shift, offsets=o)
         else:
-            on, off = self.encoder(self.ds.images[idx.numpy()], generator=generator)
+            images = self.ds.images[idx.numpy()]
+            if self.augment_shift:
+                images = data_mod.random_shift(images, self.augment_shift, generator)
+            on, off = self.encoder(images, generator=generator)
             if self.encoder.kind != "events":
                 off = None
         return on, off, self.labels[idx]
@@ -118,7 +125,7 @@ def build_data(cfg: dict):
     enc = Encoder(e["kind"], e["time_steps"], **opts)
     train = data_mod.load_dataset(d["dataset"], "train", d.get("root")).subset(d.get("train_limit"))
     test = data_mod.load_dataset(d["dataset"], "test", d.get("root")).subset(d.get("test_limit"))
-    return EncodedData(train, enc), EncodedData(test, enc)
+    return EncodedData(train, enc, d.get("augment_shift", 0)), EncodedData(test, enc)
 
 
 def build_model(cfg: dict, input_size: int, max_input_events: int) -> BSNN:

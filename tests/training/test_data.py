@@ -44,3 +44,28 @@ def test_bs2_decoding(tmp_path):
     ev = data.read_bs2(tmp_path / "1.bs2")
     assert ev["x"].tolist() == [3, 0] and ev["y"].tolist() == [33, 1]
     assert ev["p"].tolist() == [1, 0] and ev["ts"].tolist() == [0x012345, 7]
+
+
+def test_random_shift():
+    import torch
+
+    img = np.zeros((3, 784), np.uint8)
+    img[:, 14 * 28 + 14] = 255
+    out = data.random_shift(img, 2, torch.Generator().manual_seed(0))
+    assert out.shape == img.shape and (out == 255).sum(1).tolist() == [1, 1, 1]
+    pos = np.argmax(out, 1)
+    assert all(abs(p // 28 - 14) <= 2 and abs(p % 28 - 14) <= 2 for p in pos)
+    assert data.random_shift(img, 0) is img
+
+
+def test_random_shift_counts():
+    import torch
+
+    on = torch.zeros(2, 3, 34 * 34, dtype=torch.int64)
+    on[:, :, 17 * 34 + 17] = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    off = on.clone()
+    a, o = data.random_shift_counts(on, 3, torch.Generator().manual_seed(1))
+    b, _ = data.random_shift_counts(off, 3, offsets=o)
+    assert torch.equal(a, b) and torch.equal(a.sum(2), on.sum(2))
+    pos = a[0].argmax(1)
+    assert torch.equal(a[1].argmax(1), pos)  # same offset at every step
