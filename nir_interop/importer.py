@@ -1,0 +1,295 @@
+"""NIR graph -> Bundle: bit-exact for graphs this package exported, compiled for foreign ones.
+
+Foreign graphs (snnTorch, Norse, ...) are compiled to the core's discrete integer neuron; the
+mapping and its error are documented in docs/nir.md and recorded in ``metadata.nir_import``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+
+from firmware_export.bundle import READOUTS, Bundle, BundleError, LayerSpec
+
+from .errors import NIRImportError
+from .export import FORMAT, VERSION
+from .graph import ChainLayer, dynamics, parse_chain, read_nir, resolve_dt
+
+__all__ = ["import_nir", "read_nir", "leak_shift", "CALIBRATION_FACTORS"]
+
+# Threshold factors tried per layer when calibration data is given (2^(i/4), i = -8..8).
+CALIBRATION_FACTORS = tuple(float(2 ** (i / 4)) for i in range(-8, 9))
+_EPS = 1e-9
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SO" and value.size == 1:
+        return _text(value.reshape(-1)[0])
+    return value
+
+
+def _is_own(graph: nir.NIRGraph) -> bool:
+    return _text((graph.metadata or {}).get("bsnn_format")) == FORMAT
+
+
+def import_nir(graph_or_path, *, v_width: int | None = None, c_width: int | None = None,
+               bias_width: int | None = None, time_steps: int | None = None, readout: str | None = None,
+               max_input_events: int | None = None, dt: float | None = None, reset="auto",
+               discretization: str = "euler", calibration=None, encoding: dict | None = None,
+               use_metadata: bool = True) -> Bundle:
+    """Compile a NIR graph (object or file path) to a validated :class:`Bundle`.
+
+    A graph written by :func:`nir_interop.export_nir` is rebuilt bit-exactly from its metadata
+    (arguments given must agree with it). Any other graph (or ``use_metadata=False``) is compiled:
+
+    * ``v_width``, ``c_width`` (default 16), ``bias_width`` (default ``v_width``): state widths;
+    * ``time_steps``: T (required unless the graph's metadata states it);
+    * ``readout`` (default ``spike_count``), ``max_input_events`` (default N_0: one event per
+      input per step), ``encoding`` (default ``{"kind": "rate"}``, stored in metadata);
+    * ``dt``: seconds per step (default: graph metadata ``dt``, else 1e-4 s as snnTorch assumes);
+    * ``reset``: ``auto`` (the node's ``reset_rule`` hint, else NIR's reset to ``v_reset = 0``),
+      or ``zero``/``subtract``/``none``, or a dict ``{neuron_node_name: rule}``;
+    * ``discretization``: ``euler`` (``beta = 1 - dt/tau``, what snnTorch and Norse use) or
+      ``exp`` (``beta = exp(-dt/tau)``, zero-order hold);
+    * ``calibration``: optional input counts ``on`` or ``(on, off)`` [T, B, N_0]; each layer's
+      thresholds are then scaled by the factor (from :data:`CALIBRATION_FACTORS`) whose spike rate
+      best matches the float reference simulation of the graph.
+
+    Raises :class:`NIRImportError` (one line naming the node) for what the core cannot express.
+    """
+    graph = graph_or_path if isinstance(graph_or_path, nir.NIRGraph) else read_nir(graph_or_path)
+    if use_metadata and _is_own(graph):
+        return _import_own(graph, dict(v_width=v_width, c_width=c_width, bias_width=bias_width,
+                                       time_steps=time_steps, readout=readout,
+                                       max_input_events=max_input_events))
+    return _import_foreign(graph, v_width=v_width, c_width=c_width, bias_width=bias_width,
+                           time_steps=time_steps, readout=readout, max_input_events=max_input_events,
+                           dt=dt, reset=reset, discretization=discretization, calibration=calibration,
+                           encoding=encoding)
+
+
+def _validated(bundle: Bundle) -> Bundle:
+    try:
+        return bundle.normalized().validate("nir import")
+    except BundleError as exc:
+        raise NIRImportError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Graphs this package exported: the metadata is authoritative, the NIR fields are cross-checked.
+
+def _import_own(graph: nir.NIRGraph, given: dict) -> Bundle:
+    meta = graph.metadata
+    version = int(np.asarray(meta.get("bsnn_version", -1)).reshape(-1)[0])
+    if version != VERSION:
+        raise NIRImportError(f"graph: bsnn_version {version} is not supported (this tool reads {VERSION})")
+    try:
+        sem = json.loads(_text(meta["bsnn"]))
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise NIRImportError(f"graph: metadata.bsnn: missing or malformed ({exc})") from None
+    for key, value in given.items():
+        if value is not None and value != sem.get(key):
+            raise NIRImportError(f"graph: {key}={value} differs from the exported {key}={sem.get(key)} "
+                                 f"(pass use_metadata=False to recompile the graph)")
+    input_size, chain = parse_chain(graph)
+    if input_size != sem["input_size"]:
+        raise NIRImportError(f"graph: input size {input_size} differs from metadata input_size {sem['input_size']}")
+    layers, weights, bias, threshold = [], [], [], []
+    for k, layer in enumerate(chain):
+        nm = layer.node.metadata or {}
+        try:
+            lm = json.loads(_text(nm["bsnn_layer"]))
+            theta = np.asarray(nm["bsnn_threshold"], dtype=np.int64).reshape(-1)
+            b = np.asarray(nm["bsnn_bias"], dtype=np.int64).reshape(-1)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NIRImportError(f"node {layer.neuron!r}: bsnn metadata missing or malformed ({exc})") from None
+        if lm.get("layer") != k:
+            raise NIRImportError(f"node {layer.neuron!r}: metadata says layer {lm.get('layer')}, found at layer {k}")
+        spec = LayerSpec(size=layer.size, current=bool(lm["current"]), leak_v=int(lm["leak_v"]),
+                         leak_c=int(lm["leak_c"]), reset=str(lm["reset"]), fire_once=bool(lm["fire_once"]))
+        w = layer.weight
+        if not np.all(np.abs(w) == 1):
+            raise NIRImportError(f"node {layer.synapse!r}: weights must be +1/-1 in a bsnn export")
+        _cross_check(layer, spec, theta, b, sem)
+        layers.append(spec)
+        weights.append((w.T > 0).astype(np.uint8))
+        bias.append(b)
+        threshold.append(theta)
+    return _validated(Bundle(
+        input_size=input_size, time_steps=sem["time_steps"], layers=layers, weights=weights, bias=bias,
+        threshold=threshold, v_width=sem["v_width"], c_width=sem["c_width"], bias_width=sem["bias_width"],
+        readout=sem["readout"], max_input_events=sem["max_input_events"], metadata=sem.get("metadata", {})))
+
+
+def _cross_check(layer: ChainLayer, spec: LayerSpec, theta, b, sem):
+    """The NIR fields must say what the metadata says (a graph edited after export is refused)."""
+    node, name = layer.node, layer.neuron
+    expected = nir.CubaLIF if spec.current else (nir.IF if spec.leak_v == 0 else nir.LIF)
+    if not isinstance(node, expected):
+        raise NIRImportError(f"node {name!r}: {type(node).__name__} does not match its bsnn metadata "
+                             f"(expected {expected.__name__})")
+    if theta.shape != (layer.size,) or b.shape != (layer.size,):
+        raise NIRImportError(f"node {name!r}: bsnn_threshold/bsnn_bias must have {layer.size} values")
+    problems = []
+    if not np.array_equal(np.asarray(node.v_threshold, dtype=np.float64).reshape(-1), theta - 0.5):
+        problems.append("v_threshold")
+    if spec.current:
+        kv = spec.leak_v or sem["v_width"]
+        if not np.array_equal(np.asarray(node.v_leak, dtype=np.float64).reshape(-1), b * 2.0 ** kv):
+            problems.append("v_leak")
+        if np.any(layer.bias != 0):
+            problems.append(f"{layer.synapse}.bias")
+    elif not np.array_equal(layer.bias, b.astype(np.float64)):
+        problems.append(f"{layer.synapse}.bias")
+    if problems:
+        raise NIRImportError(f"node {name!r}: {', '.join(problems)} disagree with the bsnn metadata (graph "
+                             f"edited after export?); pass use_metadata=False to recompile it")
+
+
+# ---------------------------------------------------------------------------------------------
+# Foreign graphs: continuous-time parameters -> the core's integer neuron.
+
+def leak_shift(factor: np.ndarray, width: int) -> tuple[int, float]:
+    """The shift k (0 = no leak) whose per-step factor ``1 - 2^-k`` (1 for k = 0) is closest to
+    ``factor`` (mean absolute error over the layer's neurons); returns (k, max abs error)."""
+    candidates = [(0, 1.0)] + [(k, 1.0 - 2.0 ** -k) for k in range(1, width)]
+    errs = [float(np.mean(np.abs(q - factor))) for _, q in candidates]
+    k, q = candidates[int(np.argmin(errs))]
+    return k, float(np.max(np.abs(q - factor)))
+
+
+def _stats(x) -> dict:
+    x = np.asarray(x, dtype=np.float64)
+    return {"min": float(x.min()), "mean": float(x.mean()), "max": float(x.max())}
+
+
+def _graph_int(graph, key):
+    value = (graph.metadata or {}).get(key)
+    return None if value is None else int(np.asarray(value).reshape(-1)[0])
+
+
+def _import_foreign(graph, *, v_width, c_width, bias_width, time_steps, readout, max_input_events, dt,
+                    reset, discretization, calibration, encoding) -> Bundle:
+    input_size, chain = parse_chain(graph)
+    dt, dt_source = resolve_dt(graph, dt)
+    v_width = 16 if v_width is None else v_width
+    c_width = 16 if c_width is None else c_width
+    bias_width = v_width if bias_width is None else bias_width
+    if time_steps is None:
+        time_steps = _graph_int(graph, "time_steps")
+        if time_steps is None:
+            raise NIRImportError("graph: time_steps is required (NIR graphs do not state how many "
+                                 "steps an inference runs)")
+    if readout is None:
+        hint = _text((graph.metadata or {}).get("readout"))
+        readout = hint if hint in READOUTS else "spike_count"
+    max_input_events = input_size if max_input_events is None else max_input_events
+    for name, value in (("v_width", v_width), ("c_width", c_width), ("bias_width", bias_width)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 2 <= value <= 32:
+            raise NIRImportError(f"{name}: must be an integer in [2, 32], got {value!r}")
+    vmax = (1 << (v_width - 1)) - 1
+    bmin, bmax = -(1 << (bias_width - 1)), (1 << (bias_width - 1)) - 1
+
+    layers, weights, biases, thetas, scaled_thetas, reports = [], [], [], [], [], []
+    for layer in chain:
+        d = dynamics(layer, dt, discretization, reset)
+        w = layer.weight
+        s = np.abs(w).mean(axis=1)                              # per-neuron scale, mean |w_j|
+        dead = s == 0
+        s = np.where(dead, 1.0, s)
+        gain = d.g_in * s if not d.current else d.g_in * d.g_cv * s   # one integer step of v, in v units
+        if np.any(gain <= 0):
+            raise NIRImportError(f"node {layer.neuron!r}: input gain must be > 0 (r, w_in and tau "
+                                 f"give {float(gain.min()):g})")
+        k_v, err_v = leak_shift(d.beta, v_width)
+        report = {"synapse": layer.synapse, "neuron": layer.neuron, "type": d.kind, "reset": d.reset,
+                  "beta": _stats(d.beta), "leak_v": k_v, "beta_quantized": 1.0 if k_v == 0 else 1 - 2.0 ** -k_v,
+                  "beta_abs_error_max": err_v}
+        k_c = 0
+        if d.current:
+            k_c, err_c = leak_shift(d.alpha, c_width)
+            report.update({"alpha": _stats(d.alpha), "leak_c": k_c,
+                           "alpha_quantized": 1.0 if k_c == 0 else 1 - 2.0 ** -k_c, "alpha_abs_error_max": err_c})
+            has_bias = layer.bias != 0
+            if np.any(has_bias & (d.alpha >= 1)):
+                raise NIRImportError(f"node {layer.synapse!r}: a bias into a non-leaky synaptic current "
+                                     f"(tau_syn -> inf) grows without bound; the core cannot express it")
+            steady = np.where(has_bias, layer.bias / np.where(has_bias, 1 - d.alpha, 1.0), 0.0)
+            bias_real = steady / s + d.drive / gain
+        else:
+            bias_real = layer.bias / s + d.drive / gain
+        theta_real = d.theta / gain                              # NIR fires on v > theta
+        theta_int = np.floor(theta_real + _EPS) + 1              # integer v > x  <=>  v >= floor(x) + 1
+        bias_int = np.round(bias_real)
+        binarized = np.where(w >= 0, 1.0, -1.0)
+        rel = np.linalg.norm(w - s[:, None] * binarized) / max(np.linalg.norm(w), 1e-300)
+        report.update({
+            "weight_scale": _stats(s), "weight_binarization_rel_error": float(rel),
+            "zero_weight_rows": int(dead.sum()),
+            "threshold_real": _stats(theta_real),
+            "threshold_clipped": int(((theta_int < 1) | (theta_int > vmax)).sum()),
+            "bias_real": _stats(bias_real), "bias_rounding_error_max": float(np.max(np.abs(bias_int - bias_real))),
+            "bias_clipped": int(((bias_int < bmin) | (bias_int > bmax)).sum()),
+            "fire_once": d.fire_once,
+        })
+        layers.append(LayerSpec(size=layer.size, current=d.current, leak_v=k_v, leak_c=k_c,
+                                reset=d.reset, fire_once=d.fire_once))
+        weights.append((w.T >= 0).astype(np.uint8))
+        biases.append(np.clip(bias_int, bmin, bmax).astype(np.int64))
+        thetas.append(np.clip(theta_int, 1, vmax).astype(np.int64))
+        scaled_thetas.append(theta_real)
+        reports.append(report)
+
+    metadata = {
+        "origin": "nir_interop.import_nir (compiled from a foreign NIR graph)",
+        "encoding": dict(encoding) if encoding else {"kind": "rate"},
+        "nir_import": {"dt": dt, "dt_source": dt_source, "discretization": discretization,
+                       "nir_version": getattr(nir, "__version__", "?"), "layers": reports},
+    }
+    bundle = _validated(Bundle(
+        input_size=input_size, time_steps=int(time_steps), layers=layers, weights=weights, bias=biases,
+        threshold=thetas, v_width=int(v_width), c_width=int(c_width), bias_width=int(bias_width),
+        readout=readout, max_input_events=int(max_input_events), metadata=metadata))
+    if calibration is not None:
+        _calibrate(bundle, graph, scaled_thetas, calibration, dt=dt, discretization=discretization, reset=reset)
+    return bundle
+
+
+def _calibrate(bundle: Bundle, graph, scaled_thetas, calibration, *, dt, discretization, reset):
+    """Per layer, in order: scale the thresholds by the factor whose mean spike rate on the
+    calibration inputs best matches the float reference simulation of the NIR graph."""
+    from firmware_export.golden import run_golden
+
+    from .reference import simulate_nir
+
+    on, off = calibration if isinstance(calibration, (tuple, list)) else (calibration, None)
+    if not isinstance(on, torch.Tensor) or on.dim() != 3 or on.shape[0] != bundle.time_steps:
+        raise NIRImportError(f"calibration: must be input counts [T={bundle.time_steps}, B, N0] (or a pair "
+                             f"on, off), got {getattr(on, 'shape', type(on).__name__)}")
+    ref = simulate_nir(graph, on, off, dt=dt, discretization=discretization, reset=reset,
+                       readout=bundle.readout)
+    vmax = (1 << (bundle.v_width - 1)) - 1
+    chosen = []
+    for k, theta_real in enumerate(scaled_thetas):
+        target = float(ref.spikes[k].mean())
+        best = None
+        for f in sorted(CALIBRATION_FACTORS, key=lambda x: abs(np.log(x))):   # ties: closest to 1
+            bundle.threshold[k] = np.clip(np.floor(f * theta_real + _EPS) + 1, 1, vmax).astype(np.int64)
+            sub = Bundle(**{**bundle.__dict__, "layers": bundle.layers[:k + 1],
+                            "weights": bundle.weights[:k + 1], "bias": bundle.bias[:k + 1],
+                            "threshold": bundle.threshold[:k + 1]})
+            rate = float(run_golden(sub, on.to(torch.int64), None if off is None else off.to(torch.int64))
+                         .spikes[k].double().mean())
+            err = abs(rate - target)
+            if best is None or err < best[0] - 1e-12:
+                best = (err, f, rate)
+        err, f, rate = best
+        bundle.threshold[k] = np.clip(np.floor(f * theta_real + _EPS) + 1, 1, vmax).astype(np.int64)
+        chosen.append({"factor": f, "rate_float": target, "rate_int": rate})
+    bundle.metadata["nir_import"]["calibration"] = {"samples": int(on.shape[1]), "layers": chosen}
+    _validated(bundle)
