@@ -79,12 +79,12 @@ class BSNNCore(wiring.Component):
             m.submodules.spikes = spikes = fifo.SyncFIFOBuffered(width=g.idx_w,
                                                                  depth=max(2, g.fifo_depth))
 
-        # ---- run-time globals ----
+        # ---- run-time globals (configuration: like the memories, kept across rst) ----
         gl = self._globals
-        T = Signal(STEP_WIDTH, init=gl[GlobalAddress.TIME_STEPS])
-        rule = Signal(2, init=gl[GlobalAddress.READOUT])
-        max_ev = Signal(g.cfg_data_w, init=gl[GlobalAddress.MAX_INPUT_EVENTS])
-        trace_en = Signal(init=1)
+        T = Signal(STEP_WIDTH, init=gl[GlobalAddress.TIME_STEPS], reset_less=True)
+        rule = Signal(2, init=gl[GlobalAddress.READOUT], reset_less=True)
+        max_ev = Signal(g.cfg_data_w, init=gl[GlobalAddress.MAX_INPUT_EVENTS], reset_less=True)
+        trace_en = Signal(init=1, reset_less=True)
         m.d.comb += rdo.rule.eq(rule)
 
         # ---- sequencer registers ----

@@ -94,7 +94,8 @@ class NeuronUnit(wiring.Component):
         t_r = thr.read_port(transparent_for=(t_w,))
 
         mode_layout = LayerModeLayout()
-        modes = Array(Signal(16, init=word, name=f"mode{l}") for l, word in enumerate(self.mode_init))
+        modes = Array(Signal(16, init=word, name=f"mode{l}", reset_less=True)
+                      for l, word in enumerate(self.mode_init))
         mode = Signal(mode_layout)
         m.d.comb += mode.eq(modes[self.layer])
 
