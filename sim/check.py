@@ -36,6 +36,8 @@ def compare_sample(bundle, res, b: int, rtl_sample: dict, trace: bool = True) ->
     """None when the RTL sample equals the golden model, else a one-line description."""
     if rtl_sample.get("timeout"):
         return "timeout: the core never emitted its CLASS record"
+    if rtl_sample.get("unconsumed_input"):
+        return "the core finished before taking all input events"
     if rtl_sample.get("error"):
         return f"core raised error flags {rtl_sample['error']:#x} on valid input"
     expected = expected_records(bundle, res, b)

@@ -27,6 +27,7 @@ class StreamDriver:
         self.payload = getattr(dut, f"{name}__payload")
         self.rng, self.p_idle = rng, p_idle
         self.valid.value = 0
+        self.payload.value = 0   # a defined payload while idle keeps X out of 4-state simulators
 
     async def send(self, word):
         while self.p_idle and self.rng.random() < self.p_idle:
@@ -94,13 +95,16 @@ async def _run_sample(dut, proto, events, results, steps, max_cycles):
     if words is None:
         feeder.cancel()
         return {"timeout": True, "records": [], "cycles": None, "error": None}
-    await feeder
+    await RisingEdge(dut.clk)
+    if not feeder.done():   # the core finished without taking all of its input
+        feeder.cancel()
+        return {"timeout": False, "records": [list(proto.unpack_result(w)) for w in words],
+                "cycles": None, "error": None, "unconsumed_input": True}
     for _ in range(max_cycles):
         await ReadOnly()
         if int(dut.busy.value) == 0:
             break
         await RisingEdge(dut.clk)
-    await ReadOnly()
     sample = {"timeout": False, "records": [list(proto.unpack_result(w)) for w in words],
               "cycles": int(dut.cycles.value.to_unsigned()), "error": int(dut.error.value.to_unsigned())}
     await RisingEdge(dut.clk)
@@ -109,7 +113,8 @@ async def _run_sample(dut, proto, events, results, steps, max_cycles):
 
 @cocotb.test()
 async def run_job(dut):
-    job = json.loads(open(os.environ["BSNN_JOB"]).read())
+    with open(os.environ["BSNN_JOB"]) as f:
+        job = json.load(f)
     proto = Protocol.from_key(job["build_key"])
     rng = random.Random(job.get("seed", 0))
     stall = job.get("stall", {})

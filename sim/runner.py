@@ -20,6 +20,10 @@ from .toolchain import REPO, prepare_environment
 TOPLEVEL = "bsnn_core"
 
 
+class SimulationError(RuntimeError):
+    pass
+
+
 def build_dir_for(verilog: Path, simulator: str) -> Path:
     digest = hashlib.sha256(Path(verilog).read_bytes()).hexdigest()[:16]
     return REPO / "build" / "sim" / f"{simulator}-{digest}"
@@ -69,14 +73,23 @@ def run_job(verilog: Path, job: dict, simulator: str, waves: bool = False) -> di
         job_path.write_text(json.dumps(job))
         env = {"BSNN_JOB": str(job_path), "BSNN_RESULT": str(result_path),
                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        log_path = Path(tmp) / "sim.log"
         t0 = time.perf_counter()
-        runner.test(hdl_toplevel=TOPLEVEL, test_module="sim.cocotb_core", build_dir=bdir,
-                    test_dir=Path(tmp), extra_env=env, waves=waves,
-                    results_xml=str(Path(tmp) / "results.xml"), log_file=Path(tmp) / "sim.log")
+        try:
+            runner.test(hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog", test_module="sim.cocotb_core",
+                        build_dir=bdir, test_dir=Path(tmp), extra_env=env, waves=waves,
+                        results_xml=str(Path(tmp) / "results.xml"), log_file=log_path)
+        except SystemExit:   # cocotb's runner exits when a test fails
+            pass
         seconds = time.perf_counter() - t0
         if not result_path.exists():
-            log = (Path(tmp) / "sim.log").read_text(errors="replace") if (Path(tmp) / "sim.log").exists() else ""
-            raise RuntimeError(f"{simulator}: the cocotb run produced no results\n{log[-3000:]}")
+            log = log_path.read_text(errors="replace") if log_path.exists() else ""
+            raise SimulationError(f"{simulator}: the cocotb run produced no results\n{log[-4000:]}")
+        if waves:
+            for wave in Path(tmp).glob("*.[vf][cs][dt]"):
+                target = REPO / "build" / "waves" / wave.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(wave, target)
         result = json.loads(result_path.read_text())
     result["seconds"] = seconds
     return result
