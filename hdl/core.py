@@ -76,8 +76,11 @@ class BSNNCore(wiring.Component):
         m.submodules.readout = rdo = ReadoutUnit(g)
         wiring.connect(m, syn.weights, wmem.read)
         if g.fifo_depth:
-            m.submodules.spikes = spikes = fifo.SyncFIFOBuffered(width=g.idx_w,
-                                                                 depth=max(2, g.fifo_depth))
+            # Depth: the largest hidden layer, + 1 because the FIFO's output register takes its
+            # first entry one cycle late (with depth N, a 2-neuron layer spiking back to back
+            # would stall the update for a cycle), and at least 3 (see SyncFIFOBuffered).
+            m.submodules.spikes = spikes = fifo.SyncFIFOBuffered(
+                width=g.idx_w, depth=max(3, g.fifo_depth + 1))
 
         # ---- run-time globals (configuration: like the memories, kept across rst) ----
         gl = self._globals

@@ -103,7 +103,8 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
             "global": {"file": "global.hex", "depth": 4, "width": 32},
             "accumulators": {"depth": g.max_chunks, "width": g.lanes * g.acc_w},
             "neuron_state": {"depth": g.neuron_total, "width": g.v_width + g.c_width + 1},
-            "spike_queue": {"depth": g.fifo_depth, "width": g.idx_w},
+            "spike_queue": {"depth": max(3, g.fifo_depth + 1) if g.fifo_depth else 0,
+                            "width": g.idx_w},
         },
         "cycle_formula": "max(S, C) + N_L + 3 + T * (sum_l (N_l + 3) + L - 1) + sum_l chunks_l * E_l",
     }

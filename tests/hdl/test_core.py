@@ -4,7 +4,7 @@ import pytest
 import torch
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 
-from firmware_export.bundle import random_bundle
+from firmware_export.bundle import LayerSpec, random_bundle
 from firmware_export.events import random_counts
 from firmware_export.golden import run_golden
 from hdl.config import CoreGeometry, HardwareConfig
@@ -13,7 +13,7 @@ from hdl.generate import config_writes, cycle_estimate
 from hdl.layouts import ConfigTarget, ErrorBit, GlobalAddress, ResultKind
 
 from hdl_testutil import (CoreRunner, decode_records, events_of, infer_inline, run_sim,
-                          spike_matrix)
+                          spike_matrix, stream_put)
 
 
 def check_against_golden(bundle, result, gold, b, trace=True):
@@ -90,12 +90,22 @@ def test_many_bundles_loaded_through_config_port():
         check_against_golden(bundle, res, gold, 0)
 
 
-@pytest.mark.parametrize("sizes,lanes", [([9, 7, 5], 4), ([6, 11, 3, 4], 3), ([4, 1], 1)])
+@pytest.mark.parametrize("sizes,lanes", [([9, 7, 5], 4), ([6, 11, 3, 4], 3), ([4, 1], 1),
+                                         ([8, 2, 5], 1), ([6, 3, 1, 2], 2)])
 def test_cycle_formula(sizes, lanes):
     rng = np.random.default_rng(sum(sizes))
     bundle = random_bundle(rng, sizes=sizes, time_steps=5)
+    # Make the hidden layers spike densely (all neurons, back to back, in most steps): all
+    # weights +1, ON events only, no bias, theta 1, no reset.
+    for k in range(len(sizes) - 2):
+        bundle.layers[k] = LayerSpec(size=sizes[k + 1], reset="none")
+        bundle.weights[k][:] = 1
+        bundle.bias[k][:] = 0
+        bundle.threshold[k][:] = 1
+    bundle.validate()
     core = BSNNCore(bundle, HardwareConfig(lanes=lanes))
-    on, off = random_counts(bundle, 2, rng, density=0.5)
+    on, _ = random_counts(bundle, 2, rng, density=0.5)
+    off = torch.zeros_like(on)
     gold = run_golden(bundle, on, off)
     results = CoreRunner(core, rng).run([("infer", events_of(on, off, b, rng)) for b in range(2)])
     for b, res in enumerate(results):
@@ -162,9 +172,12 @@ class ResetHarness(Elaboratable):
 
 
 def test_reset_mid_inference_then_clean_inference():
+    """Load bundle B into a build of A, abandon an inference with rst: B (memories and the
+    configuration registers) survives, and the next inferences are exact."""
     rng = np.random.default_rng(21)
-    bundle = random_bundle(rng, sizes=[8, 9, 5])
-    core = BSNNCore(bundle, HardwareConfig(lanes=4))
+    base = random_bundle(rng, sizes=[8, 9, 5], v_width=10, c_width=9, bias_width=4)
+    bundle = random_bundle(rng, sizes=[8, 9, 5], v_width=10, c_width=9, bias_width=4)
+    core = BSNNCore(base, HardwareConfig(lanes=4))
     top = ResetHarness(core)
     on, off = random_counts(bundle, 2, rng, density=0.5)
     gold = run_golden(bundle, on, off)
@@ -172,6 +185,8 @@ def test_reset_mid_inference_then_clean_inference():
     got = []
 
     async def bench(ctx):
+        await stream_put(ctx, core.i_config, [{"target": t, "address": a, "data": d}
+                                              for t, a, d in config_writes(bundle, build=core.geom)])
         # Abandon an inference half-way (events partly fed, results not taken), reset.
         ctx.set(core.start, 1)
         await ctx.tick()
@@ -239,3 +254,17 @@ def test_config_refused_while_busy_and_start_ignored_while_busy():
 
     run_sim(core, bench, deadline_cycles=5_000)
     check_against_golden(bundle, decode_records(core.geom, seen["records"]), gold, 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_bundles(seed):
+    """Random shapes, modes, widths and readouts (random_bundle draws them all)."""
+    rng = np.random.default_rng(1000 + seed)
+    bundle = random_bundle(rng)
+    core = BSNNCore(bundle, HardwareConfig(lanes=int(rng.choice([1, 2, 3, 8]))))
+    on, off = random_counts(bundle, 2, rng)
+    gold = run_golden(bundle, on, off)
+    results = CoreRunner(core, rng, p_valid=0.8, p_ready=0.8).run(
+        [("infer", events_of(on, off, b, rng)) for b in range(2)])
+    for b, res in enumerate(results):
+        check_against_golden(bundle, res, gold, b)
