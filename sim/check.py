@@ -32,14 +32,18 @@ def normalize(record) -> tuple:
     return ("unknown", kind, step, layer, index, value)
 
 
-def compare_sample(bundle, res, b: int, rtl_sample: dict, trace: bool = True) -> str | None:
-    """None when the RTL sample equals the golden model, else a one-line description."""
+def compare_sample(bundle, res, b: int, rtl_sample: dict, trace: bool = True,
+                   expected_error: int = 0) -> str | None:
+    """None when the RTL sample equals the golden model (and raised exactly
+    ``expected_error``), else a one-line description."""
+    if rtl_sample.get("aborted"):
+        return "the sample was aborted by a reset; there is nothing to compare"
     if rtl_sample.get("timeout"):
         return "timeout: the core never emitted its CLASS record"
     if rtl_sample.get("unconsumed_input"):
         return "the core finished before taking all input events"
-    if rtl_sample.get("error"):
-        return f"core raised error flags {rtl_sample['error']:#x} on valid input"
+    if (rtl_sample.get("error") or 0) != expected_error:
+        return f"core raised error flags {rtl_sample.get('error') or 0:#x}, expected {expected_error:#x}"
     expected = expected_records(bundle, res, b)
     if not trace:
         expected = [r for r in expected if r[0] != "spike"]

@@ -80,8 +80,26 @@ async def _pulse(dut, signal):
     signal.value = 0
 
 
-async def _run_sample(dut, proto, events, results, steps, max_cycles):
-    """One inference: start, feed events with end-of-step markers, collect until CLASS."""
+async def _abort_with_reset(dut, events, results, feeder, cycles):
+    """Let an inference run ``cycles`` cycles, then assert rst in the middle of it."""
+    collector = cocotb.start_soon(results.receive_until(lambda w: False, cycles))
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    feeder.cancel()
+    collector.cancel()
+    events.valid.value = 0
+    results.ready.value = 0
+    dut.rst.value = 1
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    return {"aborted": True, "timeout": False, "records": [], "cycles": None, "error": None}
+
+
+async def _run_sample(dut, proto, events, results, steps, max_cycles, abort_after=None):
+    """One inference: start, feed events with end-of-step markers, collect until CLASS.
+    With ``abort_after``, reset the core that many cycles into the inference instead."""
     await _pulse(dut, dut.start)
 
     async def feed():
@@ -91,6 +109,8 @@ async def _run_sample(dut, proto, events, results, steps, max_cycles):
             await events.send(proto.pack_event(0, 0, True))
 
     feeder = cocotb.start_soon(feed())
+    if abort_after is not None:
+        return await _abort_with_reset(dut, events, results, feeder, abort_after)
     words = await results.receive_until(lambda w: proto.unpack_result(w)[0] == RESULT_CLASS, max_cycles)
     if words is None:
         feeder.cancel()
@@ -135,7 +155,8 @@ async def run_job(dut):
         samples = []
         for sample in program["samples"]:
             samples.append(await _run_sample(dut, proto, events, results, sample["steps"],
-                                             job.get("max_cycles", 1_000_000)))
+                                             job.get("max_cycles", 1_000_000),
+                                             sample.get("abort_after")))
         out["programs"].append({"samples": samples})
     with open(os.environ["BSNN_RESULT"], "w") as f:
         json.dump(out, f)
