@@ -8,6 +8,7 @@ against the golden model happens here, in ordinary Python (``sim.check``).
 from __future__ import annotations
 
 import fcntl
+import re
 import hashlib
 import json
 import os
@@ -53,8 +54,26 @@ def build(verilog: Path, simulator: str, waves: bool = False) -> Path:
     return bdir
 
 
+_TIME0_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*dump_module\$\d+)\s*= 0;$", re.M)
+
+
+def icarus_time_zero_fix(text: str) -> str:
+    """Make Yosys' combinational blocks evaluate at time zero in Icarus Verilog.
+
+    Yosys puts a dummy ``reg ...dump_module$N = 0;`` into every ``always @*`` block so that
+    simulators run it once at time zero; Icarus 11 does not count a declaration initialiser as an
+    event, so blocks whose inputs never change (a constant layer base, say) keep X forever. One
+    ``#0`` toggle of that register is the event they wait for; the design is unchanged.
+    """
+    return _TIME0_TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #0 {m.group(2)} = 1'b1;", text)
+
+
 def _compile(verilog: Path, simulator: str, waves: bool, bdir: Path) -> None:
     runner = _runner(simulator)
+    if simulator == "icarus":
+        patched = bdir / "bsnn_core_icarus.v"
+        patched.write_text(icarus_time_zero_fix(Path(verilog).read_text()))
+        verilog = patched
     args = []
     if simulator == "verilator":
         args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "unique", "--x-initial", "unique",
