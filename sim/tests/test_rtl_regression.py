@@ -27,8 +27,14 @@ BUILDS = [
     ([20, 16, 11, 5], 10, 9, 6, 8),
     ([9, 3], 5, 4, 3, 8),
 ]
-BUNDLES_PER_BUILD = int(os.environ.get("BSNN_RTL_BUNDLES", "18"))   # 3 x 18 = 54 bundles
 SAMPLES_PER_BUNDLE = 2
+DEFAULT_CASES = 216   # per simulator: 3 builds x 36 bundles x 2 samples
+
+
+@pytest.fixture
+def bundles_per_build(request):
+    cases = request.config.getoption("--cases") or int(os.environ.get("BSNN_RTL_CASES", DEFAULT_CASES))
+    return max(1, -(-cases // (len(BUILDS) * SAMPLES_PER_BUNDLE)))
 
 
 def _require(simulator):
@@ -39,21 +45,21 @@ def _require(simulator):
         pytest.skip(reason)
 
 
-def _bundles(build_index, rng):
+def _bundles(build_index, rng, count):
     sizes, v_width, c_width, bias_width, _ = BUILDS[build_index]
     cap = 2 * sizes[0]
     return [random_bundle(rng, sizes=sizes, v_width=v_width, c_width=c_width, bias_width=bias_width,
-                          max_input_events=cap) for _ in range(BUNDLES_PER_BUILD)]
+                          max_input_events=cap) for _ in range(count)]
 
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 @pytest.mark.parametrize("build_index", range(len(BUILDS)))
-def test_random_bundles_match_golden_model(simulator, build_index):
+def test_random_bundles_match_golden_model(simulator, build_index, bundles_per_build):
     _require(simulator)
-    seed = 1000 * build_index + (7 if simulator == "icarus" else 3)
+    seed = int(os.environ.get("BSNN_RTL_SEED", 0)) * 10_000 + 1000 * build_index + (7 if simulator == "icarus" else 3)
     rng = np.random.default_rng(seed)
-    bundles = _bundles(build_index, rng)
+    bundles = _bundles(build_index, rng, bundles_per_build)
     lanes = BUILDS[build_index][4]
     hw = HardwareConfig(lanes=lanes)
     verilog, manifest = generated_design(bundles[0], hw)
@@ -74,6 +80,9 @@ def test_random_bundles_match_golden_model(simulator, build_index):
         for b, sample in enumerate(prog["samples"]):
             problem = compare_sample(bundle, golden, b, sample)
             if problem:
-                failures.append(f"bundle {i} sample {b}: {problem} "
-                                f"(reproduce: build {build_index}, seed {seed}, {simulator})")
+                failures.append(
+                    f"bundle {i} sample {b}: {problem} (reproduce: BSNN_RTL_SEED={seed // 10_000} "
+                    f"python -m pytest sim/tests/test_rtl_regression.py --cases "
+                    f"{bundles_per_build * len(BUILDS) * SAMPLES_PER_BUNDLE} "
+                    f"-k '{build_index}-{simulator}')")
     assert not failures, "\n".join(failures[:10])
