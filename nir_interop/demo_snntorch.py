@@ -1,0 +1,235 @@
+"""snnTorch -> NIR file -> bundle -> golden model, on MNIST: interoperability shown with numbers.
+
+Trains a small ``snn.Leaky`` network in snnTorch (784-H-10, reset to zero, rate-coded input from
+``training.encoding.encode_images``), exports it with snnTorch's own NIR exporter, writes and
+reads the NIR file, compiles it with :func:`nir_interop.import_nir` and evaluates the integer
+bundle on the golden model. Two trainings are compared:
+
+* ``float``: ordinary float weights; the import binarises them after training (sign, per-neuron
+  scale folded into thresholds and biases), which costs accuracy;
+* ``binary``: the same network trained binarisation-aware in snnTorch (straight-through sign with
+  per-neuron scale ``mean|w_j|``); the effective weights ``mean|w_j| * sign(w_j)`` are what
+  snnTorch exports, so the import's binarisation is exact and only the neuron quantisation
+  (leak shift, integer thresholds and biases) remains.
+
+Each is imported without and with calibration (thresholds scaled per layer to match the spike
+rates of the float reference simulation on a few training images).
+
+    .venv/bin/python -m nir_interop.demo_snntorch --out runs/nir_demo
+
+writes ``report.json``, the NIR files and the bundles under ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from firmware_export.bundle import save_bundle
+from firmware_export.golden import run_golden
+
+from . import import_nir, read_nir, simulate_nir
+
+
+class BinaryLinear(torch.nn.Linear):
+    """``nn.Linear`` whose forward uses ``mean|w_j| * sign(w_j)`` (straight-through gradient).
+
+    It stays an ``nn.Linear``, so snnTorch's exporter writes its ``weight``; :meth:`freeze`
+    replaces the latent weights by the effective binarised ones before export.
+    """
+
+    def effective_weight(self) -> torch.Tensor:
+        s = self.weight.abs().mean(dim=1, keepdim=True)
+        return torch.where(self.weight >= 0, 1.0, -1.0) * s
+
+    def forward(self, x):
+        w = self.weight + (self.effective_weight() - self.weight).detach()
+        return F.linear(x, w, self.bias)
+
+    @torch.no_grad()
+    def freeze(self):
+        self.weight.copy_(self.effective_weight())
+
+
+def build_net(n_in: int, hidden: int, n_out: int, beta: float, binary: bool):
+    import snntorch as snn
+
+    linear = BinaryLinear if binary else torch.nn.Linear
+
+    def leaky(n, output=False):
+        # Per-neuron beta/threshold tensors: snnTorch 1.0's exporter writes scalar parameters with
+        # shape (), which NIR's type check then rejects.
+        return snn.Leaky(beta=torch.full((n,), beta), threshold=torch.ones(n), init_hidden=True,
+                         reset_mechanism="zero", output=output)
+
+    return torch.nn.Sequential(linear(n_in, hidden), leaky(hidden), linear(hidden, n_out), leaky(n_out, True))
+
+
+def run_snntorch(net, on: torch.Tensor):
+    """Run the snnTorch net on counts [T, B, N]; returns (output spikes [T, B, C], final mem [B, C]).
+
+    The final potential is taken after the reset of the last step (snnTorch applies a reset in
+    the step after the spike), which is the potential the core's readout compares.
+    """
+    from snntorch import utils as snn_utils
+
+    snn_utils.reset(net)
+    spikes = []
+    mem = None
+    for t in range(on.shape[0]):
+        spk, mem = net(on[t].to(torch.float32))
+        spikes.append(spk)
+    return torch.stack(spikes), torch.where(spikes[-1] > 0, torch.zeros_like(mem), mem)
+
+
+def count_readout(count: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """spike_count readout of docs/semantics.md (count, then potential, then lowest index)."""
+    best = count == count.max(dim=1, keepdim=True).values
+    return torch.argmax(torch.where(best, v, torch.full_like(v, -torch.inf)), dim=1)
+
+
+def train(net, pool_on, pool_labels, steps: int, batch: int, lr: float, seed: int):
+    """Adam on cross-entropy of the output spike counts, batches drawn from the encoded pool."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        idx = torch.randint(0, pool_on.shape[1], (batch,), generator=gen)
+        spikes, _ = run_snntorch(net, pool_on[:, idx])
+        loss = F.cross_entropy(spikes.sum(dim=0), pool_labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def accuracy(pred, labels) -> float:
+    return float((pred == labels).double().mean())
+
+
+def run_mode(mode: str, args, pool_on, pool_labels, test_on, test_labels, calib_on, out: Path) -> dict:
+    from snntorch.export_nir import export_to_nir
+    import nir
+
+    torch.manual_seed(args.seed)
+    t0 = time.time()
+    net = build_net(test_on.shape[2], args.hidden, 10, args.beta, binary=(mode == "binary"))
+    losses = train(net, pool_on, pool_labels, args.steps, args.batch, args.lr, args.seed)
+    train_s = time.time() - t0
+    if mode == "binary":
+        for m in net:
+            if isinstance(m, BinaryLinear):
+                m.freeze()
+    net.eval()
+    with torch.no_grad():
+        spikes, mem = run_snntorch(net, test_on)
+    count = spikes.sum(dim=0).to(torch.int64)
+    pred_snn = count_readout(count, mem.double())
+
+    nir_path = out / f"{mode}.nir"
+    graph = export_to_nir(net, torch.zeros(1, test_on.shape[2]), ignore_dims=[0])
+    nir.write(nir_path, graph)
+    graph = read_nir(nir_path)                       # from here on only the file is used
+    ref = simulate_nir(graph, test_on)
+
+    result = {
+        "train_steps": args.steps, "train_seconds": round(train_s, 1),
+        "final_loss_mean_last_20": float(np.mean(losses[-20:])),
+        "snntorch_accuracy": accuracy(pred_snn, test_labels),
+        "nir_float_reference_accuracy": accuracy(ref.prediction, test_labels),
+        "nir_float_reference_output_spikes_equal_snntorch": bool(torch.equal(ref.spikes[-1], spikes.double())),
+        "nir_float_reference_prediction_agreement_with_snntorch": accuracy(ref.prediction, pred_snn),
+        "nir_file": str(nir_path),
+    }
+    for name, calib in (("plain", None), ("calibrated", calib_on)):
+        t1 = time.time()
+        bundle = import_nir(nir_path, time_steps=args.time_steps, v_width=args.v_width, calibration=calib)
+        bundle.metadata["origin"] = (f"nir_interop.demo_snntorch ({mode} training, {name} import) "
+                                     f"from {nir_path.name}")
+        g = run_golden(bundle, test_on)
+        bundle_dir = save_bundle(bundle, out / f"bundle_{mode}_{name}")
+        layers = bundle.metadata["nir_import"]["layers"]
+        result[f"import_{name}"] = {
+            "golden_accuracy": accuracy(g.prediction, test_labels),
+            "agreement_with_snntorch": accuracy(g.prediction, pred_snn),
+            "hidden_spikes_per_neuron_int": float(g.spikes_per_neuron.mean()),
+            "hidden_spikes_per_neuron_float": float(ref.spikes[0].sum(dim=(0, 2)).mean() / ref.spikes[0].shape[2]),
+            "leak_shifts": [layer["leak_v"] for layer in layers],
+            "beta_abs_error_max": [layer["beta_abs_error_max"] for layer in layers],
+            "weight_binarization_rel_error": [layer["weight_binarization_rel_error"] for layer in layers],
+            "threshold_int_range": [[int(t.min()), int(t.max())] for t in bundle.threshold],
+            "calibration": bundle.metadata["nir_import"].get("calibration"),
+            "bundle": str(bundle_dir),
+            "import_and_eval_seconds": round(time.time() - t1, 1),
+        }
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/nir_demo")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--time-steps", type=int, default=16)
+    p.add_argument("--beta", type=float, default=0.9)
+    p.add_argument("--steps", type=int, default=300, help="training steps per mode")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--v-width", type=int, default=16)
+    p.add_argument("--test-limit", type=int, default=2000)
+    p.add_argument("--calibration-samples", type=int, default=256)
+    p.add_argument("--train-pool", type=int, default=8192, help="training images encoded once and sampled")
+    p.add_argument("--modes", default="float,binary")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=None)
+    args = p.parse_args(argv)
+
+    import snntorch
+
+    from training.data import load_mnist
+    from training.encoding import encode_images
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_data = load_mnist("train", args.data_root)
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    test = load_mnist("test", args.data_root).subset(args.test_limit)
+    test_on, _ = encode_images(test.images, args.time_steps, "rate")
+    test_labels = torch.as_tensor(test.labels)
+    pool = train_data.subset(args.train_pool)
+    pool_on = encode_images(pool.images, args.time_steps, "rate")[0].to(torch.uint8)   # 0/1 per step
+    pool_labels = torch.as_tensor(pool.labels)
+    # Calibration images: the last training images (outside the pool; only their spike rates
+    # are used, never their labels).
+    calib_on, _ = encode_images(train_data.images[-args.calibration_samples:], args.time_steps, "rate")
+    t0 = time.time()
+    report = {
+        "command": "python -m nir_interop.demo_snntorch " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "config": {k: v for k, v in vars(args).items()},
+        "versions": {"snntorch": snntorch.__version__, "nir": __import__("nir").__version__,
+                     "torch": torch.__version__, "python": platform.python_version()},
+        "dataset": {"name": "mnist", "test_samples": len(test), "encoding": {"kind": "rate"}},
+        "modes": {},
+    }
+    for mode in args.modes.split(","):
+        report["modes"][mode] = run_mode(mode, args, pool_on, pool_labels, test_on, test_labels, calib_on, out)
+        print(f"{mode}: " + json.dumps({k: v for k, v in report["modes"][mode].items()
+                                        if "accuracy" in k or k.startswith("import_")}, default=str)[:600])
+    report["total_seconds"] = round(time.time() - t0, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out / 'report.json'} ({report['total_seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
