@@ -256,7 +256,7 @@ def test_config_refused_while_busy_and_start_ignored_while_busy():
     check_against_golden(bundle, decode_records(core.geom, seen["records"]), gold, 0)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(16))
 def test_random_bundles(seed):
     """Random shapes, modes, widths and readouts (random_bundle draws them all)."""
     rng = np.random.default_rng(1000 + seed)
@@ -268,3 +268,22 @@ def test_random_bundles(seed):
         [("infer", events_of(on, off, b, rng)) for b in range(2)])
     for b, res in enumerate(results):
         check_against_golden(bundle, res, gold, b)
+
+
+def test_committed_default_model():
+    """The repository's default model (784-64-10), P = 16: spikes, potentials, class, cycles."""
+    from pathlib import Path
+    from firmware_export.bundle import load_bundle
+    path = Path(__file__).resolve().parents[2] / "models" / "default"
+    if not (path / "manifest.json").exists():
+        pytest.skip("models/default not present")
+    bundle = load_bundle(path)
+    rng = np.random.default_rng(99)
+    core = BSNNCore(bundle, HardwareConfig(lanes=16))
+    on, off = random_counts(bundle, 2, rng, density=0.1)
+    gold = run_golden(bundle, on, off)
+    results = CoreRunner(core, rng).run([("infer", events_of(on, off, b, rng)) for b in range(2)])
+    for b, res in enumerate(results):
+        check_against_golden(bundle, res, gold, b)
+        assert res["cycles"] == cycle_estimate(core.geom, bundle.time_steps,
+                                               gold.events_per_layer[:, b].tolist())
