@@ -203,6 +203,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     train_data = load_mnist("train", args.data_root)
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    warnings.filterwarnings("ignore", message="nirtorch.extract_nir_graph is being deprecated")
     test = load_mnist("test", args.data_root).subset(args.test_limit)
     test_on, _ = encode_images(test.images, args.time_steps, "rate")
     test_labels = torch.as_tensor(test.labels)
