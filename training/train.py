@@ -384,7 +384,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
-def run_train(args: argparse.Namespace) -> dict:
+def run_train(args: argparse.Namespace) -> int:
+    """``bsnn train``: train per ``args.config`` (and overrides); returns the exit status 0."""
     over: dict = {"train": {}, "data": {}, "export": {}}
     for key, sect, name in [("epochs", "train", "epochs"), ("out_dir", "train", "out_dir"),
                             ("threads", "train", "threads"), ("device", "train", "device"),
@@ -397,7 +398,8 @@ def run_train(args: argparse.Namespace) -> dict:
         over["export"]["dir"] = None
     cfg = load_config(args.config, over)
     try:
-        return train(cfg, resume=args.resume, progress=not getattr(args, "no_progress", False))
+        train(cfg, resume=args.resume, progress=not getattr(args, "no_progress", False))
+        return 0
     except data_mod.DatasetMissingError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
@@ -405,8 +407,7 @@ def run_train(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     parser = add_train_arguments(argparse.ArgumentParser(prog="bsnn train", description=__doc__))
-    run_train(parser.parse_args(argv))
-    return 0
+    return run_train(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -113,3 +113,26 @@ def test_ddp_two_processes(tmp_path):
     assert summary["world_size"] == 2
     hist = summary["final"]
     assert hist["epoch"] == 2 and 0.0 <= hist["test_acc"] <= 1.0
+
+
+@need("mnist")
+def test_bsnn_cli_train(tmp_path):
+    from bsnn.cli import main as bsnn_main
+
+    cfg = _write_toml(tmp_path, tmp_path / "cli", 1)
+    assert bsnn_main(["train", "--config", str(cfg), "--no-progress",
+                      "--export-dir", str(tmp_path / "bundle")]) == 0
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.sizes == [784, 24, 10] and bundle.readout == "potential"
+    assert bundle.metadata["test_acc_hardware_exact"] == bundle.metadata["training_test_acc"]
+
+
+def test_missing_dataset_cli_error(tmp_path, capsys):
+    import pytest
+
+    cfg = _write_toml(tmp_path, tmp_path / "x", 1)
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(cfg), "--data-root", str(tmp_path / "nowhere")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: dataset file not found") and "\n" not in err
