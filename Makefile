@@ -23,7 +23,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[fpga]'
+	$(PY) -m pip install --quiet -e '.[fpga,test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BSNN) eval --model $(MODEL) --dataset mnist --split test --limit 20 --engine rtl --simulator $(SIM) --json build/demo.json
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs -n 2 $(PYTEST_ARGS)
 
 verilog: $(STAMP)
 	$(BSNN) verilog --model $(MODEL) --out $(OUT)
