@@ -223,3 +223,45 @@ def test_malformed_chains_are_refused_naming_the_node():
         import_nir(chain(affine(3, 4), lif(3), affine(2, 4), lif(2)), time_steps=2)
     with pytest.raises(NIRImportError, match=r"^node 'n1': dt/tau = 2 > 1"):
         import_nir(chain(affine(3, 4), lif(3, tau=5e-5)), time_steps=2)
+
+
+# --- robustness ----------------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), v_width=st.integers(2, 32), c_width=st.integers(2, 32),
+       discretization=st.sampled_from(["euler", "exp"]))
+def test_random_foreign_chains_compile_to_valid_bundles_or_refuse_cleanly(seed, v_width, c_width,
+                                                                          discretization):
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(1, 9)) for _ in range(int(rng.integers(2, 5)))]
+    nodes = []
+    for n_in, n in zip(sizes, sizes[1:]):
+        w = rng.normal(0, 10 ** rng.uniform(-3, 2), (n, n_in)) * (rng.random((n, n_in)) < 0.9)
+        if rng.random() < 0.5:
+            nodes.append(nir.Affine(weight=w, bias=rng.normal(0, 10 ** rng.uniform(-3, 2), n)))
+        else:
+            nodes.append(nir.Linear(weight=w))
+        tau = 1e-4 / rng.uniform(0.001, 1.2, n)
+        thr = rng.normal(1, 2, n) * 10 ** rng.uniform(-2, 3)
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            nodes.append(nir.LIF(tau=tau, r=rng.uniform(0.1, 1e3, n), v_leak=rng.normal(0, 1, n),
+                                 v_threshold=thr, v_reset=np.zeros(n)))
+        elif kind == 1:
+            nodes.append(nir.IF(r=rng.uniform(0.1, 1e5, n), v_threshold=thr))
+        else:
+            nodes.append(nir.CubaLIF(tau_syn=1e-4 / rng.uniform(0.001, 1.0, n), tau_mem=tau,
+                                     r=rng.uniform(0.1, 1e3, n), v_leak=rng.normal(0, 1, n),
+                                     v_threshold=thr, w_in=rng.uniform(0.1, 10, n)))
+    try:
+        bundle = import_nir(chain(*nodes), time_steps=3, v_width=v_width, c_width=c_width,
+                            discretization=discretization)
+    except NIRImportError as exc:
+        assert "\n" not in str(exc)
+        return
+    bundle.validate()
+    on = (torch.rand(3, 4, sizes[0], generator=torch.Generator().manual_seed(seed % 997)) < 0.5)
+    run_golden(bundle, on.to(torch.int64))
