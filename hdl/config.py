@@ -45,14 +45,23 @@ class HardwareConfig:
     max_input_events : int or None
         Capacity for input events per step: it sizes the accumulators, and a bundle is loadable
         only if its ``max_input_events`` is at most this. ``None`` takes the bundle's value.
+    neuron_lanes : int
+        ``U``, neurons updated per cycle (neuron banks). A power of two that divides ``lanes``
+        (the synapse unit drains ``U`` of the ``P`` lanes of an accumulator word per cycle).
     """
     lanes: int = 8
     trace: bool = True
     max_input_events: int | None = None
+    neuron_lanes: int = 1
 
     def __post_init__(self):
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= 256:
             raise ValueError(f"hardware config: lanes: must be an integer in [1, 256], got {self.lanes!r}")
+        U = self.neuron_lanes
+        if (isinstance(U, bool) or not isinstance(U, int) or U < 1 or U & (U - 1)
+                or self.lanes % U):
+            raise ValueError("hardware config: neuron_lanes: must be a power of two that divides "
+                             f"lanes ({self.lanes}), got {U!r}")
         if not isinstance(self.trace, bool):
             raise ValueError(f"hardware config: trace: must be true or false, got {self.trace!r}")
         if self.max_input_events is not None and (
@@ -100,6 +109,7 @@ class CoreGeometry:
     lanes: int
     trace: bool
     max_input_events: int  # capacity of the build
+    neuron_lanes: int = 1  # U: neurons updated per cycle
 
     def __post_init__(self):
         if len(self.sizes) < 2:
@@ -108,6 +118,10 @@ class CoreGeometry:
             raise ValueError(f"geometry: sizes: at most {MAX_LAYERS} layers, got {len(self.sizes) - 1}")
         if any(n < 1 for n in self.sizes):
             raise ValueError(f"geometry: sizes: every size must be >= 1, got {list(self.sizes)}")
+        U = self.neuron_lanes
+        if U < 1 or U & (U - 1) or self.lanes % U:
+            raise ValueError(f"geometry: neuron_lanes {U} must be a power of two dividing lanes "
+                             f"{self.lanes}")
         if not 2 <= self.v_width <= 32 or not 2 <= self.c_width <= 32 or not 2 <= self.bias_width <= 32:
             raise ValueError("geometry: widths must be in [2, 32]")
 
@@ -150,6 +164,29 @@ class CoreGeometry:
     @property
     def neuron_total(self) -> int:
         return sum(self.layer_sizes)
+
+    @property
+    def groups(self) -> tuple:
+        """Neuron-update groups per layer: ceil(N_l / U) (one group per cycle)."""
+        return tuple(-(-n // self.neuron_lanes) for n in self.layer_sizes)
+
+    @property
+    def bank_base(self) -> tuple:
+        """First address of each layer in every neuron bank's memories."""
+        bases, acc = [], 0
+        for n in self.groups:
+            bases.append(acc)
+            acc += n
+        return tuple(bases)
+
+    @property
+    def bank_depth(self) -> int:
+        """Depth of each neuron bank's memories (bank u holds neurons j = g*U + u)."""
+        return sum(self.groups)
+
+    @property
+    def group_w(self) -> int:
+        return bits_for(max(self.groups))
 
     @property
     def max_chunks(self) -> int:
@@ -204,14 +241,15 @@ class CoreGeometry:
         """The build key as a JSON-able dict."""
         return {"sizes": list(self.sizes), "v_width": self.v_width, "c_width": self.c_width,
                 "bias_width": self.bias_width, "lanes": self.lanes, "trace": self.trace,
-                "max_input_events": self.max_input_events}
+                "max_input_events": self.max_input_events, "neuron_lanes": self.neuron_lanes}
 
     @classmethod
     def from_key(cls, key: dict) -> "CoreGeometry":
         return cls(sizes=tuple(int(n) for n in key["sizes"]), v_width=int(key["v_width"]),
                    c_width=int(key["c_width"]), bias_width=int(key["bias_width"]),
                    lanes=int(key["lanes"]), trace=bool(key["trace"]),
-                   max_input_events=int(key["max_input_events"]))
+                   max_input_events=int(key["max_input_events"]),
+                   neuron_lanes=int(key.get("neuron_lanes", 1)))
 
     @classmethod
     def from_bundle(cls, bundle, hw: HardwareConfig | None = None) -> "CoreGeometry":
@@ -219,7 +257,8 @@ class CoreGeometry:
         cap = bundle.max_input_events if hw.max_input_events is None else hw.max_input_events
         geom = cls(sizes=tuple(int(n) for n in bundle.sizes), v_width=int(bundle.v_width),
                    c_width=int(bundle.c_width), bias_width=int(bundle.bias_width),
-                   lanes=hw.lanes, trace=hw.trace, max_input_events=int(cap))
+                   lanes=hw.lanes, trace=hw.trace, max_input_events=int(cap),
+                   neuron_lanes=hw.neuron_lanes)
         check_fits(bundle, geom)
         return geom
 

@@ -1,12 +1,13 @@
 """The event-driven BSNN core: sequencer (steps, layers, events) around the datapath units."""
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import LAYER_WIDTH, STEP_WIDTH, CoreGeometry, HardwareConfig, span
 from .images import bias_image, global_words, layer_mode_words, threshold_image, weight_words
 from .layouts import (ConfigTarget, ConfigWriteLayout, ErrorBit, GlobalAddress, InputEventLayout,
-                      NeuronCommandLayout, ReadoutRule, ResultKind, ResultLayout)
+                      NeuronResultLayout, ResultKind,
+                      ResultLayout, SpikeGroupLayout)
 from .neuron import NeuronUnit
 from .readout import ReadoutUnit
 from .synapse import SynapseUnit
@@ -64,23 +65,43 @@ class BSNNCore(wiring.Component):
             "error": Out(ErrorBit.WIDTH),
         })
 
+    def _bank_image(self, image, u, pad):
+        """The part of a concatenated per-neuron image that bank ``u`` holds, in bank order."""
+        g = self.geom
+        out = []
+        for l, n in enumerate(g.layer_sizes):
+            base = g.neuron_base[l]
+            for grp in range(g.groups[l]):
+                j = grp * g.neuron_lanes + u
+                out.append(image[base + j] if j < n and base + j < len(image) else pad)
+        return out
+
     def elaborate(self, platform):
         g = self.geom
         L = g.n_layers
+        U = g.neuron_lanes
         m = Module()
 
         m.submodules.weights = wmem = WeightMemory(g, init=self._weights)
         m.submodules.synapse = syn = SynapseUnit(g)
-        m.submodules.neuron = neu = NeuronUnit(g, bias=self._bias, threshold=self._threshold,
-                                               modes=self._modes)
+        banks = []
+        for u in range(U):
+            bank = NeuronUnit(g, bias=self._bank_image(self._bias, u, 0),
+                              threshold=self._bank_image(self._threshold, u, 1),
+                              modes=self._modes, sizes=g.groups)
+            m.submodules[f"neuron{u}" if U > 1 else "neuron"] = bank
+            banks.append(bank)
+        neu = banks[0]
         m.submodules.readout = rdo = ReadoutUnit(g)
         wiring.connect(m, syn.weights, wmem.read)
-        if g.fifo_depth:
-            # Depth: the largest hidden layer, + 1 because the FIFO's output register takes its
-            # first entry one cycle late (with depth N, a 2-neuron layer spiking back to back
-            # would stall the update for a cycle), and at least 3 (see SyncFIFOBuffered).
+        hidden_groups = g.groups[:-1]
+        if hidden_groups:
+            # Entries: one per group of U neurons with at least one spike. Depth: the most
+            # groups of a hidden layer, + 1 because the FIFO's output register takes its first
+            # entry one cycle late, and at least 3 (see SyncFIFOBuffered).
+            group_layout = SpikeGroupLayout(g.group_w, U)
             m.submodules.spikes = spikes = fifo.SyncFIFOBuffered(
-                width=g.idx_w, depth=max(3, g.fifo_depth + 1))
+                width=group_layout.size, depth=max(3, max(hidden_groups) + 1))
 
         # ---- run-time globals (configuration: like the memories, kept across rst) ----
         gl = self._globals
@@ -94,24 +115,54 @@ class BSNNCore(wiring.Component):
         t = Signal(STEP_WIDTH)
         layer = Signal(LAYER_WIDTH)
         n_in = Signal(range(g.max_input_events + 1))
-        n_spk = Signal(range(max(g.layer_sizes) + 1))   # spikes of the layer being updated
-        remaining = Signal(range(max(g.layer_sizes) + 1))
-        dump_j = Signal(span(g.layer_sizes[-1]))
+        n_words = Signal(range(max(g.groups) + 1))    # spike groups of the layer being updated
+        remaining = Signal(range(max(g.groups) + 1))
+        dump_g = Signal(span(g.groups[-1]))
         dump_more = Signal()
         error = Signal(ErrorBit.WIDTH)
         cycles = Signal(32)
         done = Signal()
-        m.d.comb += [syn.layer.eq(layer), neu.layer.eq(layer), neu.step.eq(t),
-                     self.error.eq(error), self.cycles.eq(cycles), self.done.eq(done)]
+        m.d.comb += [syn.layer.eq(layer), self.error.eq(error), self.cycles.eq(cycles),
+                     self.done.eq(done)]
+        for bank in banks:
+            m.d.comb += [bank.layer.eq(layer), bank.step.eq(t)]
         m.d.sync += done.eq(0)
+
+        # Size of the layer being processed (lanes at or beyond it are padding).
+        n_size = Signal(range(max(g.layer_sizes) + 1))
+        with m.Switch(layer):
+            for l in range(L):
+                with m.Case(l):
+                    m.d.comb += n_size.eq(g.layer_sizes[l])
 
         # ---- config port: fan out to the always-ready units while idle ----
         idle = Signal()
         cfg = self.i_config.payload
         m.d.comb += self.i_config.ready.eq(idle)
-        for unit in (wmem, neu):
-            m.d.comb += [unit.i_write.valid.eq(self.i_config.valid & idle),
-                         unit.i_write.payload.eq(cfg)]
+        m.d.comb += [wmem.i_write.valid.eq(self.i_config.valid & idle),
+                     wmem.i_write.payload.eq(cfg)]
+        # BIAS / THRESHOLD address neuron_base[l] + j goes to bank j % U, address
+        # bank_base[l] + j // U; LAYER_MODE writes go to every bank.
+        log_u = U.bit_length() - 1
+        n_sel = Signal(span(U))
+        n_local = Signal(g.cfg_addr_w)
+        n_in_range = Signal()
+        for l in range(L):
+            # Layers are tried in order, so the lower bound is implied by the earlier tests.
+            cond = cfg.address < g.neuron_base[l] + g.layer_sizes[l]
+            with (m.If(cond) if l == 0 else m.Elif(cond)):
+                j = Signal(g.cfg_addr_w, name=f"cfg_j{l}")
+                m.d.comb += [j.eq(cfg.address - g.neuron_base[l]), n_in_range.eq(1),
+                             n_local.eq(g.bank_base[l] + (j >> log_u))]
+                if U > 1:
+                    m.d.comb += n_sel.eq(j[:log_u])
+        for u, bank in enumerate(banks):
+            mine = (cfg.target == ConfigTarget.LAYER_MODE) | (n_in_range & (n_sel == u))
+            m.d.comb += [bank.i_write.valid.eq(self.i_config.valid & idle & mine),
+                         bank.i_write.payload.target.eq(cfg.target),
+                         bank.i_write.payload.data.eq(cfg.data),
+                         bank.i_write.payload.address.eq(
+                             Mux(cfg.target == ConfigTarget.LAYER_MODE, cfg.address, n_local))]
         with m.If(self.i_config.valid & idle & (cfg.target == ConfigTarget.GLOBAL)):
             with m.Switch(cfg.address):
                 with m.Case(GlobalAddress.TIME_STEPS):
@@ -128,15 +179,50 @@ class BSNNCore(wiring.Component):
         res = self.o_results.payload
         ev = self.i_events.payload
         sev = syn.i_event.payload
-        nres = neu.o_result.payload
+
+        # ---- the result group of the neuron banks (all banks move in lockstep) ----
+        res_valid = neu.o_result.valid
+        grp_ready = Signal()
+        for bank in banks:
+            m.d.comb += bank.o_result.ready.eq(grp_ready)
+        j0 = Signal(g.idx_w + log_u + 1)
+        m.d.comb += j0.eq(neu.o_result.payload.index * U)
+        spike_mask = Signal(U)
+        valid_mask = Signal(U)
+        for u, bank in enumerate(banks):
+            m.d.comb += [spike_mask[u].eq(bank.o_result.payload.spike),
+                         valid_mask[u].eq(j0 + u < g.layer_sizes[-1])]
+        # Lanes of the group still to be emitted as records, one per cycle, lowest first.
+        emit = Signal(U)
+        sent = Signal(U)
+        rem = Signal(U)
+        sel = Signal(span(U))
+        onehot = Signal(U)
+        any_rem = Signal()
+        last_one = Signal()
+        m.d.comb += rem.eq(emit & ~sent)
+        for u in reversed(range(U)):
+            with m.If(rem[u]):
+                m.d.comb += sel.eq(u)
+        m.d.comb += [onehot.eq(rem & (1 << sel)), any_rem.eq(rem != 0),
+                     last_one.eq((rem & ~onehot) == 0)]
+        lane = Signal(NeuronResultLayout(g.idx_w, g.v_width))
+        with m.Switch(sel):
+            for u, bank in enumerate(banks):
+                with m.Case(u):
+                    m.d.comb += lane.eq(bank.o_result.payload)
+        lane_j = Signal(g.idx_w + log_u + 1)
+        m.d.comb += lane_j.eq(j0 + sel)
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
                 with m.If(self.start):
-                    m.d.comb += [syn.clear.eq(1), neu.clear.eq(1), rdo.clear.eq(1)]
-                    m.d.sync += [t.eq(0), layer.eq(0), n_in.eq(0), n_spk.eq(0), error.eq(0),
-                                 cycles.eq(0)]
+                    m.d.comb += [syn.clear.eq(1), rdo.clear.eq(1)]
+                    for bank in banks:
+                        m.d.comb += bank.clear.eq(1)
+                    m.d.sync += [t.eq(0), layer.eq(0), n_in.eq(0), n_words.eq(0), error.eq(0),
+                                 cycles.eq(0), sent.eq(0)]
                     m.next = "CLEAR"
 
             with m.State("CLEAR"):
@@ -166,60 +252,80 @@ class BSNNCore(wiring.Component):
                                      self.i_events.ready.eq(syn.i_event.ready)]
                         with m.If(self.i_events.valid & syn.i_event.ready):
                             m.d.sync += n_in.eq(n_in + 1)
-                if g.fifo_depth:
+                if hidden_groups:
                     with m.Else():
+                        head = Signal(group_layout)
+                        taken = Signal(U)
+                        hrem = Signal(U)
+                        hsel = Signal(span(U))
+                        hlast = Signal()
+                        m.d.comb += [head.eq(spikes.r_stream.payload), hrem.eq(head.mask & ~taken)]
+                        for u in reversed(range(U)):
+                            with m.If(hrem[u]):
+                                m.d.comb += hsel.eq(u)
+                        m.d.comb += hlast.eq((hrem & ~(1 << hsel)) == 0)
                         with m.If(remaining == 0):
                             m.d.comb += [syn.i_event.valid.eq(1), sev.flush.eq(1)]
                             with m.If(syn.i_event.ready):
                                 m.next = "UPDATE"
                         with m.Else():
                             m.d.comb += [syn.i_event.valid.eq(spikes.r_stream.valid),
-                                         sev.index.eq(spikes.r_stream.payload),
+                                         sev.index.eq(head.group * U + hsel),
                                          sev.polarity.eq(1),
-                                         spikes.r_stream.ready.eq(syn.i_event.ready)]
+                                         spikes.r_stream.ready.eq(syn.i_event.ready & hlast)]
                             with m.If(spikes.r_stream.valid & syn.i_event.ready):
-                                m.d.sync += remaining.eq(remaining - 1)
+                                with m.If(hlast):
+                                    m.d.sync += [remaining.eq(remaining - 1), taken.eq(0)]
+                                with m.Else():
+                                    m.d.sync += taken.eq(taken | (1 << hsel))
 
             with m.State("UPDATE"):
-                m.d.comb += [neu.i_cmd.valid.eq(syn.o_input.valid),
-                             neu.i_cmd.payload.index.eq(syn.o_input.payload.index),
-                             neu.i_cmd.payload.value.eq(syn.o_input.payload.value),
-                             neu.i_cmd.payload.last.eq(syn.o_input.payload.last),
-                             syn.o_input.ready.eq(neu.i_cmd.ready)]
+                for u, bank in enumerate(banks):
+                    cmd = bank.i_cmd.payload
+                    m.d.comb += [bank.i_cmd.valid.eq(syn.o_input.valid),
+                                 cmd.index.eq(syn.o_input.payload.group),
+                                 cmd.value.eq(syn.o_input.payload.value[u]),
+                                 cmd.last.eq(syn.o_input.payload.last)]
+                    if U > 1:
+                        # Padding lanes beyond the layer: report only, never write back.
+                        m.d.comb += cmd.dump.eq(syn.o_input.payload.group * U + u >= n_size)
+                m.d.comb += syn.o_input.ready.eq(neu.i_cmd.ready)
                 is_hidden = Signal()
-                need_trace = Signal()
                 need_fifo = Signal()
                 fifo_ready = Signal()
                 m.d.comb += [
                     is_hidden.eq(layer != L - 1),
-                    need_trace.eq(nres.spike & trace_en if g.trace else 0),
-                    need_fifo.eq(nres.spike & is_hidden if g.fifo_depth else 0),
-                    fifo_ready.eq(spikes.w_stream.ready if g.fifo_depth else 1),
+                    emit.eq(Mux(trace_en, spike_mask, 0) if g.trace else 0),
+                    need_fifo.eq((spike_mask != 0) & is_hidden if hidden_groups else 0),
+                    fifo_ready.eq(spikes.w_stream.ready if hidden_groups else 1),
                 ]
-                # Fork: a spike goes to the trace output and (hidden layers) the spike queue;
-                # each side transfers only together with the other.
+                # A group is finished when its last traced spike record is accepted (at once
+                # when it has none) together with its spike-queue entry (hidden layers).
+                finishing = Signal()
                 m.d.comb += [
-                    self.o_results.valid.eq(neu.o_result.valid & need_trace
-                                            & (~need_fifo | fifo_ready)),
+                    finishing.eq(~any_rem | (last_one & self.o_results.ready)),
+                    self.o_results.valid.eq(res_valid & any_rem & (~need_fifo | fifo_ready)),
                     res.kind.eq(ResultKind.SPIKE), res.step.eq(t), res.layer.eq(layer + 1),
-                    res.index.eq(nres.index), res.value.eq(nres.v),
-                    neu.o_result.ready.eq((~need_trace | self.o_results.ready)
-                                          & (~need_fifo | fifo_ready)),
+                    res.index.eq(lane_j), res.value.eq(lane.v),
+                    grp_ready.eq(finishing & (~need_fifo | fifo_ready)),
                 ]
-                if g.fifo_depth:
-                    m.d.comb += [spikes.w_stream.valid.eq(neu.o_result.valid & need_fifo
-                                                          & (~need_trace | self.o_results.ready)),
-                                 spikes.w_stream.payload.eq(nres.index)]
-                with m.If(neu.o_result.valid & neu.o_result.ready):
-                    with m.If(nres.spike):
-                        m.d.sync += n_spk.eq(n_spk + 1)
-                    with m.If(nres.last):
-                        m.d.sync += n_spk.eq(0)
+                if hidden_groups:
+                    m.d.comb += [spikes.w_stream.valid.eq(res_valid & need_fifo & finishing),
+                                 spikes.w_stream.payload.eq(
+                                     Cat(neu.o_result.payload.index[:g.group_w], spike_mask))]
+                with m.If(self.o_results.valid & self.o_results.ready & ~last_one):
+                    m.d.sync += sent.eq(sent | onehot)
+                with m.If(res_valid & grp_ready):
+                    m.d.sync += sent.eq(0)
+                    with m.If(need_fifo):
+                        m.d.sync += n_words.eq(n_words + 1)
+                    with m.If(neu.o_result.payload.last):
+                        m.d.sync += n_words.eq(0)
                         with m.If(is_hidden):
-                            m.d.sync += [layer.eq(layer + 1), remaining.eq(n_spk + nres.spike)]
+                            m.d.sync += [layer.eq(layer + 1), remaining.eq(n_words + need_fifo)]
                             m.next = "SETTLE"
                         with m.Elif(last_step):
-                            m.d.sync += [dump_j.eq(0), dump_more.eq(1)]
+                            m.d.sync += [dump_g.eq(0), dump_more.eq(1)]
                             m.next = "DUMP"
                         with m.Else():
                             m.d.sync += [t.eq(t + 1), layer.eq(0)]
@@ -230,24 +336,34 @@ class BSNNCore(wiring.Component):
                 m.next = "ACCUM"
 
             with m.State("DUMP"):
-                cmd = neu.i_cmd.payload
-                m.d.comb += [neu.i_cmd.valid.eq(dump_more), cmd.index.eq(dump_j), cmd.dump.eq(1),
-                             cmd.last.eq(dump_j == g.layer_sizes[-1] - 1)]
+                for bank in banks:
+                    cmd = bank.i_cmd.payload
+                    m.d.comb += [bank.i_cmd.valid.eq(dump_more), cmd.index.eq(dump_g),
+                                 cmd.dump.eq(1), cmd.last.eq(dump_g == g.groups[-1] - 1)]
                 with m.If(neu.i_cmd.valid & neu.i_cmd.ready):
-                    m.d.sync += dump_j.eq(dump_j + 1)
-                    with m.If(cmd.last):
+                    m.d.sync += dump_g.eq(dump_g + 1)
+                    with m.If(neu.i_cmd.payload.last):
                         m.d.sync += dump_more.eq(0)
+                xfer = Signal()
+                cand_last = Signal()
                 m.d.comb += [
+                    emit.eq(valid_mask),
+                    cand_last.eq(lane_j == g.layer_sizes[-1] - 1),
                     # The readout is always ready during the dump; it observes the transfers.
-                    self.o_results.valid.eq(neu.o_result.valid & rdo.i_cand.ready),
+                    self.o_results.valid.eq(res_valid & any_rem & rdo.i_cand.ready),
                     res.kind.eq(ResultKind.POTENTIAL), res.step.eq(t), res.layer.eq(L),
-                    res.index.eq(nres.index), res.value.eq(nres.v),
-                    rdo.i_cand.valid.eq(neu.o_result.valid & self.o_results.ready),
-                    rdo.i_cand.payload.eq(nres),
-                    neu.o_result.ready.eq(self.o_results.ready & rdo.i_cand.ready),
+                    res.index.eq(lane_j), res.value.eq(lane.v),
+                    rdo.i_cand.valid.eq(res_valid & any_rem & self.o_results.ready),
+                    rdo.i_cand.payload.eq(lane),
+                    rdo.i_cand.payload.index.eq(lane_j),
+                    rdo.i_cand.payload.last.eq(cand_last),
+                    xfer.eq(res_valid & any_rem & self.o_results.ready & rdo.i_cand.ready),
+                    grp_ready.eq(xfer & last_one),
                 ]
-                with m.If(neu.o_result.valid & neu.o_result.ready & nres.last):
-                    m.next = "CLASS"
+                with m.If(xfer):
+                    m.d.sync += sent.eq(Mux(last_one, 0, sent | onehot))
+                    with m.If(cand_last):
+                        m.next = "CLASS"
 
             with m.State("CLASS"):
                 m.d.comb += [

@@ -13,7 +13,7 @@ from .images import (bias_image, config_writes_for, global_words, layer_mode_wor
 from .layouts import ConfigTarget, ErrorBit, GlobalAddress, ResultKind
 
 __all__ = ["generate", "config_writes", "build_key", "check_fits", "BuildMismatch",
-           "hardware_manifest", "cycle_estimate", "VERILOG_NAME", "MANIFEST_NAME"]
+           "hardware_manifest", "cycle_estimate", "cycles_bound", "VERILOG_NAME", "MANIFEST_NAME"]
 
 VERILOG_NAME = "bsnn_core.v"
 MANIFEST_NAME = "hardware.json"
@@ -43,13 +43,40 @@ def _hex_lines(values, width):
     return "".join(f"{v & mask:0{digits}x}\n" for v in values)
 
 
-def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer) -> int:
+def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes=None,
+                   trace: bool = True) -> int:
     """Busy cycles of one inference without stalls or dropped events (docs/architecture.md):
-    ``max(S, C) + N_L + 3 + T * (sum_l (N_l + 3) + L - 1) + sum_l ceil(N_l / P) * E_l``."""
-    S, C, L = geom.neuron_total, geom.max_chunks, geom.n_layers
-    per_step = sum(n + 3 for n in geom.layer_sizes) + L - 1
+    ``max(S_b, C) + N_L + 3 + T * (sum_l (G_l + 3) + L - 1) + sum_l ceil(N_l / P) * E_l + X``.
+
+    ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l``. ``X`` (only with ``U > 1`` and
+    the trace on) is the serialisation of SPIKE records: a group of ``U`` neurons with ``k > 1``
+    spikes in one step takes ``k`` cycles instead of 1. ``spikes`` (per layer, ``[T, N_l]``
+    0/1 arrays, as ``GoldenResult.spikes[l][:, b]``) is needed for ``X``.
+    """
+    U, C, L = geom.neuron_lanes, geom.max_chunks, geom.n_layers
+    Sb = geom.bank_depth
+    per_step = sum(n + 3 for n in geom.groups) + L - 1
     events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
-    return max(S, C) + geom.layer_sizes[-1] + 3 + time_steps * per_step + events
+    extra = 0
+    if U > 1 and trace and geom.trace:
+        if spikes is None:
+            raise ValueError("cycle_estimate: spikes are needed when neuron_lanes > 1 and trace is on")
+        import numpy as np
+        for l, n in enumerate(geom.layer_sizes):
+            s = np.asarray(spikes[l], dtype=np.int64).reshape(time_steps, n)
+            pad = np.zeros((time_steps, geom.groups[l] * U), dtype=np.int64)
+            pad[:, :n] = s
+            k = pad.reshape(time_steps, geom.groups[l], U).sum(axis=2)
+            extra += int(np.maximum(k - 1, 0).sum())
+    return max(Sb, C) + geom.layer_sizes[-1] + 3 + time_steps * per_step + events + extra
+
+
+def cycles_bound(geom: CoreGeometry, time_steps: int, events_per_layer) -> int:
+    """The event bound of docs/performance.md: every event into layer ``l`` touches its whole
+    fan-out at ``P`` synapses per cycle, and every neuron is updated every step at ``U`` neurons
+    per cycle: ``sum_l E_l * ceil(N_l / P) + T * sum_l ceil(N_l / U)``."""
+    events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
+    return events + int(time_steps) * sum(geom.groups)
 
 
 def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) -> dict:
@@ -106,7 +133,9 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
             "spike_queue": {"depth": max(3, g.fifo_depth + 1) if g.fifo_depth else 0,
                             "width": g.idx_w},
         },
-        "cycle_formula": "max(S, C) + N_L + 3 + T * (sum_l (N_l + 3) + L - 1) + sum_l chunks_l * E_l",
+        "neuron_lanes": g.neuron_lanes,
+        "cycle_formula": "max(S_b, C) + N_L + 3 + T * (sum_l (G_l + 3) + L - 1) + sum_l chunks_l * E_l + X",
+        "cycles_bound": "sum_l chunks_l * E_l + T * sum_l G_l",
     }
 
 

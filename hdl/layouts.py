@@ -6,7 +6,7 @@ from .config import COUNT_WIDTH, LAYER_WIDTH, STEP_WIDTH
 
 __all__ = [
     "InputEventLayout", "ResultLayout", "ConfigWriteLayout", "LayerModeLayout",
-    "SynapseEventLayout", "SynapticInputLayout", "NeuronCommandLayout", "NeuronResultLayout",
+    "SynapseEventLayout", "SynapticInputLayout", "SpikeGroupLayout", "NeuronCommandLayout", "NeuronResultLayout",
     "ClassLayout",
     "ResultKind", "ConfigTarget", "GlobalAddress", "ResetMode", "ReadoutRule", "ErrorBit",
 ]
@@ -93,15 +93,23 @@ class SynapseEventLayout(data.StructLayout):
 
 
 class SynapticInputLayout(data.StructLayout):
-    """The synaptic input ``value`` = I[index] of one neuron; ``last`` marks the layer's last."""
-    def __init__(self, idx_w, syn_w):
-        super().__init__({"index": unsigned(idx_w), "value": signed(syn_w), "last": 1})
+    """The synaptic inputs of one group of ``U`` neurons: ``value[u]`` = I[group * U + u];
+    ``last`` marks the layer's last group (lanes beyond the layer's size carry no meaning)."""
+    def __init__(self, group_w, syn_w, U=1):
+        super().__init__({"group": unsigned(group_w),
+                          "value": data.ArrayLayout(signed(syn_w), U), "last": 1})
 
 
 class NeuronCommandLayout(data.StructLayout):
     """Update neuron ``index`` with input ``value``, or (``dump = 1``) only report its state."""
     def __init__(self, idx_w, syn_w):
         super().__init__({"index": unsigned(idx_w), "value": signed(syn_w), "last": 1, "dump": 1})
+
+
+class SpikeGroupLayout(data.StructLayout):
+    """A spike-queue entry: the spikes (``mask`` bit u = neuron group * U + u) of one group."""
+    def __init__(self, group_w, U):
+        super().__init__({"group": unsigned(group_w), "mask": U})
 
 
 class NeuronResultLayout(data.StructLayout):

@@ -56,8 +56,11 @@ class NeuronUnit(wiring.Component):
         Always ready. BIAS / THRESHOLD (address < neuron_total) and LAYER_MODE (address <
         L) writes are stored, others ignored. Write only while no command is in flight.
     """
-    def __init__(self, geom: CoreGeometry, *, bias=(), threshold=(), modes=()):
+    def __init__(self, geom: CoreGeometry, *, bias=(), threshold=(), modes=(), sizes=None):
         self._geom = geom
+        # Layer sizes of this unit's memories: the whole layers, or (one bank of a U-lane
+        # neuron array) the groups of each layer, bank u holding neurons j = group * U + u.
+        self._sizes = tuple(geom.layer_sizes if sizes is None else sizes)
         self.bias_init = list(bias)
         self.threshold_init = list(threshold)
         self.mode_init = list(modes) + [0] * (geom.n_layers - len(modes))
@@ -74,7 +77,9 @@ class NeuronUnit(wiring.Component):
     def elaborate(self, platform):
         g = self._geom
         m = Module()
-        S, NL, L = g.neuron_total, g.layer_sizes[-1], g.n_layers
+        sizes = self._sizes
+        S, NL, L = sum(sizes), sizes[-1], g.n_layers
+        bases = [sum(sizes[:l]) for l in range(L)]
         vw, cw = g.v_width, g.c_width
 
         state_layout = data.StructLayout({"v": signed(vw), "c": signed(cw), "fired": 1})
@@ -119,7 +124,7 @@ class NeuronUnit(wiring.Component):
         with m.Switch(self.layer):
             for l in range(L):
                 with m.Case(l):
-                    m.d.comb += nbase.eq(g.neuron_base[l])
+                    m.d.comb += nbase.eq(bases[l])
         is_out = Signal()
         m.d.comb += is_out.eq(self.layer == L - 1)
 

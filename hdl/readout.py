@@ -1,5 +1,5 @@
 """Readout unit: the predicted class by the rules and tie-breaks of docs/semantics.md section 6."""
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -1,5 +1,5 @@
 """XNOR-popcount synapse lanes: per-neuron synaptic input sums of one layer and one time step."""
-from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -17,9 +17,10 @@ class SynapseUnit(wiring.Component):
     For every event ``(index, polarity)`` into layer ``layer`` the unit reads the ``chunks[layer]``
     weight words of source ``index`` and adds, in lane ``m`` of chunk ``k``,
     ``XNOR(polarity, w[index][k*P+m])`` to the unsigned popcount of neuron ``k*P+m``.
-    A ``flush`` event ends the layer's events: the unit then streams out, in ascending neuron
-    index, the exact synaptic input ``I[j] = 2 * popcount[j] - n`` (``n`` = events since the
-    previous flush) of every neuron of the layer, zeroing the accumulators as it goes.
+    A ``flush`` event ends the layer's events: the unit then streams out, in ascending groups of
+    ``U = neuron_lanes`` neurons (one group per cycle), the exact synaptic input
+    ``I[j] = 2 * popcount[j] - n`` (``n`` = events since the previous flush) of every neuron of
+    the layer, zeroing the accumulators as it goes.
 
     The accumulators are one memory of ``max_chunks`` words of ``P`` lanes of ``acc_w`` bits;
     ``acc_w`` holds the most events a layer can receive in a step, so nothing ever saturates.
@@ -30,7 +31,7 @@ class SynapseUnit(wiring.Component):
         Accepts one event per ``chunks[layer]`` cycles (ready is high on the first chunk),
         a flush in one cycle; not ready while draining or clearing.
     o_input : Out(stream.Signature(SynapticInputLayout))
-        ``N[layer]`` records after each flush, ``last`` on the final one. The first record is
+        ``ceil(N[layer] / U)`` group records after each flush, ``last`` on the final one. The first record is
         valid 2 cycles after the flush is accepted; then one per cycle while ready is high.
     weights : Out(ReadPortSignature)
         To the weight memory (latency 1).
@@ -45,7 +46,8 @@ class SynapseUnit(wiring.Component):
         self._geom = geom
         super().__init__({
             "i_event": In(stream.Signature(SynapseEventLayout(geom.idx_w))),
-            "o_input": Out(stream.Signature(SynapticInputLayout(geom.idx_w, geom.syn_w))),
+            "o_input": Out(stream.Signature(SynapticInputLayout(geom.group_w, geom.syn_w,
+                                                                geom.neuron_lanes))),
             "weights": Out(ReadPortSignature(geom.weight_addr_w, geom.lanes)),
             "layer": In(LAYER_WIDTH),
             "clear": In(1),
@@ -65,12 +67,12 @@ class SynapseUnit(wiring.Component):
         # Per-layer constants selected by `layer`.
         chunks = Signal(range(C + 1))
         multi_chunk = Signal()
-        n_neurons = Signal(range(max(g.layer_sizes) + 1))
+        n_groups = Signal(range(max(g.groups) + 1))
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
                     m.d.comb += [chunks.eq(g.chunks[l]), multi_chunk.eq(g.chunks[l] > 1),
-                                 n_neurons.eq(g.layer_sizes[l])]
+                                 n_groups.eq(g.groups[l])]
 
         n = Signal(range(g.max_events_into_layer + 1))   # events since the last flush
 
@@ -100,25 +102,30 @@ class SynapseUnit(wiring.Component):
                 xnor = ~(self.weights.data[lane] ^ s1_pol)
                 m.d.comb += wp.data[lane].eq(rp.data[lane] + xnor)
 
-        # ---- drain: one neuron per cycle from a registered read ----
-        d_j = Signal(span(max(g.layer_sizes)))
+        # ---- drain: one group of U neurons per cycle from a registered read ----
+        U = g.neuron_lanes
+        Q = P // U                                  # groups per accumulator word
+        d_g = Signal(span(max(g.groups)))
         d_k = Signal(span(C))
-        d_m = Signal(span(P))
+        d_q = Signal(span(Q))
         d_more = Signal()
         o_valid = Signal()
-        o_j = Signal(span(max(g.layer_sizes)))
+        o_g = Signal(span(max(g.groups)))
         o_k = Signal(span(C))
-        o_m = Signal(span(P))
+        o_q = Signal(span(Q))
         o_last = Signal()
 
-        pop = Signal(g.acc_w)
         m.d.comb += [
-            pop.eq(rp.data[o_m]),
             self.o_input.valid.eq(o_valid),
-            self.o_input.payload.index.eq(o_j),
-            self.o_input.payload.value.eq((pop << 1) - n),
+            self.o_input.payload.group.eq(o_g),
             self.o_input.payload.last.eq(o_last),
         ]
+        words = [rp.data[q * U:(q + 1) * U] for q in range(Q)]
+        with m.Switch(o_q):
+            for q in range(Q):
+                with m.Case(q):
+                    for u in range(U):
+                        m.d.comb += self.o_input.payload.value[u].eq((words[q][u] << 1) - n)
 
         clr = Signal(span(C))
 
@@ -135,7 +142,7 @@ class SynapseUnit(wiring.Component):
                     m.d.comb += self.i_event.ready.eq(1)
                     with m.If(self.i_event.valid):
                         with m.If(self.i_event.payload.flush):
-                            m.d.sync += [d_j.eq(0), d_k.eq(0), d_m.eq(0), d_more.eq(1),
+                            m.d.sync += [d_g.eq(0), d_k.eq(0), d_q.eq(0), d_more.eq(1),
                                          o_valid.eq(0)]
                             m.next = "DRAIN"
                         with m.Else():
@@ -158,18 +165,18 @@ class SynapseUnit(wiring.Component):
                 advance = ~o_valid | self.o_input.ready
                 m.d.comb += [rp.en.eq(advance), rp.addr.eq(d_k)]
                 with m.If(advance):
-                    m.d.sync += [o_valid.eq(d_more), o_j.eq(d_j), o_k.eq(d_k), o_m.eq(d_m),
-                                 o_last.eq(d_j == n_neurons - 1)]
+                    m.d.sync += [o_valid.eq(d_more), o_g.eq(d_g), o_k.eq(d_k), o_q.eq(d_q),
+                                 o_last.eq(d_g == n_groups - 1)]
                     with m.If(d_more):
-                        m.d.sync += d_j.eq(d_j + 1)
-                        with m.If(d_j == n_neurons - 1):
+                        m.d.sync += d_g.eq(d_g + 1)
+                        with m.If(d_g == n_groups - 1):
                             m.d.sync += d_more.eq(0)
-                        with m.If(d_m == P - 1):
-                            m.d.sync += [d_m.eq(0), d_k.eq(d_k + 1)]
+                        with m.If(d_q == Q - 1):
+                            m.d.sync += [d_q.eq(0), d_k.eq(d_k + 1)]
                         with m.Else():
-                            m.d.sync += d_m.eq(d_m + 1)
+                            m.d.sync += d_q.eq(d_q + 1)
                 with m.If(self.o_input.valid & self.o_input.ready):
-                    with m.If((o_m == P - 1) | o_last):
+                    with m.If((o_q == Q - 1) | o_last):
                         m.d.comb += [wp.en.eq(1), wp.addr.eq(o_k)]
                         for lane in range(P):
                             m.d.comb += wp.data[lane].eq(0)

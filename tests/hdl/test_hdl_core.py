@@ -7,7 +7,7 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module
 from firmware_export.bundle import LayerSpec, random_bundle
 from firmware_export.events import random_counts
 from firmware_export.golden import run_golden
-from hdl.config import CoreGeometry, HardwareConfig
+from hdl.config import HardwareConfig
 from hdl.core import BSNNCore
 from hdl.generate import config_writes, cycle_estimate
 from hdl.layouts import ConfigTarget, ErrorBit, GlobalAddress, ResultKind
@@ -44,8 +44,13 @@ def counts_of(bundle, steps):
     return on, off
 
 
-CASES = [  # sizes, lanes
+CASES = [  # sizes, lanes[, neuron_lanes]
     ([9, 7, 5], 4),
+    ([9, 7, 5], 4, 2),
+    ([6, 11, 3, 4], 4, 4),
+    ([5, 17, 9, 2], 16, 8),
+    ([3, 1, 1, 2], 8, 2),    # one-neuron hidden layers, padding lanes
+    ([4, 8, 16], 8, 8),
     ([6, 11, 3, 4], 3),
     ([12, 6], 8),
     ([5, 17, 9, 2], 16),
@@ -57,10 +62,10 @@ CASES = [  # sizes, lanes
 
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_core_matches_golden_with_stalls(case):
-    sizes, lanes = CASES[case]
+    sizes, lanes, *u = CASES[case]
     rng = np.random.default_rng(case)
     bundle = random_bundle(rng, sizes=sizes)
-    core = BSNNCore(bundle, HardwareConfig(lanes=lanes))
+    core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=u[0] if u else 1))
     on, off = random_counts(bundle, 2, rng)
     gold = run_golden(bundle, on, off)
     jobs = [("infer", events_of(on, off, b, rng)) for b in range(2)]
@@ -70,12 +75,13 @@ def test_core_matches_golden_with_stalls(case):
         assert res["error"] == 0
 
 
-def test_many_bundles_loaded_through_config_port():
+@pytest.mark.parametrize("U", [1, 4])
+def test_many_bundles_loaded_through_config_port(U):
     """One build, several random bundles of its build key, loaded with config_writes."""
-    rng = np.random.default_rng(42)
+    rng = np.random.default_rng(42 + U)
     sizes = [8, 10, 6]
     base = random_bundle(rng, sizes=sizes, v_width=9, c_width=7, bias_width=5)
-    hw = HardwareConfig(lanes=4, max_input_events=2 * sizes[0])
+    hw = HardwareConfig(lanes=4, max_input_events=2 * sizes[0], neuron_lanes=U)
     core = BSNNCore(base, hw)
     jobs, expected = [], []
     for k in range(4):
@@ -90,9 +96,11 @@ def test_many_bundles_loaded_through_config_port():
         check_against_golden(bundle, res, gold, 0)
 
 
-@pytest.mark.parametrize("sizes,lanes", [([9, 7, 5], 4), ([6, 11, 3, 4], 3), ([4, 1], 1),
-                                         ([8, 2, 5], 1), ([6, 3, 1, 2], 2)])
-def test_cycle_formula(sizes, lanes):
+@pytest.mark.parametrize("sizes,lanes,U", [([9, 7, 5], 4, 1), ([6, 11, 3, 4], 3, 1), ([4, 1], 1, 1),
+                                           ([8, 2, 5], 1, 1), ([6, 3, 1, 2], 2, 1),
+                                           ([9, 7, 5], 4, 4), ([6, 11, 3, 4], 4, 2),
+                                           ([6, 3, 1, 2], 2, 2), ([8, 20, 9], 8, 8)])
+def test_cycle_formula(sizes, lanes, U):
     rng = np.random.default_rng(sum(sizes))
     bundle = random_bundle(rng, sizes=sizes, time_steps=5)
     # Make the hidden layers spike densely (all neurons, back to back, in most steps): all
@@ -103,7 +111,7 @@ def test_cycle_formula(sizes, lanes):
         bundle.bias[k][:] = 0
         bundle.threshold[k][:] = 1
     bundle.validate()
-    core = BSNNCore(bundle, HardwareConfig(lanes=lanes))
+    core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=U))
     on, _ = random_counts(bundle, 2, rng, density=0.5)
     off = torch.zeros_like(on)
     gold = run_golden(bundle, on, off)
@@ -111,19 +119,21 @@ def test_cycle_formula(sizes, lanes):
     for b, res in enumerate(results):
         check_against_golden(bundle, res, gold, b)
         assert res["cycles"] == cycle_estimate(core.geom, bundle.time_steps,
-                                               gold.events_per_layer[:, b].tolist())
+                                               gold.events_per_layer[:, b].tolist(),
+                                               [s[:, b].numpy() for s in gold.spikes])
 
 
-def test_trace_off_build_and_runtime_trace_bit():
+@pytest.mark.parametrize("U", [1, 2])
+def test_trace_off_build_and_runtime_trace_bit(U):
     rng = np.random.default_rng(5)
     bundle = random_bundle(rng, sizes=[7, 6, 4])
     on, off = random_counts(bundle, 1, rng)
     gold = run_golden(bundle, on, off)
     steps = events_of(on, off, 0, rng)
-    core = BSNNCore(bundle, HardwareConfig(lanes=4, trace=False))
+    core = BSNNCore(bundle, HardwareConfig(lanes=4, trace=False, neuron_lanes=U))
     res = CoreRunner(core, rng).run([("infer", steps)])[0]
     check_against_golden(bundle, res, gold, 0, trace=False)
-    core = BSNNCore(bundle, HardwareConfig(lanes=4, trace=True))
+    core = BSNNCore(bundle, HardwareConfig(lanes=4, trace=True, neuron_lanes=U))
     res = CoreRunner(core, rng, p_ready=0.5).run(
         [("config", [(ConfigTarget.GLOBAL, GlobalAddress.TRACE, 0)]), ("infer", steps),
          ("config", [(ConfigTarget.GLOBAL, GlobalAddress.TRACE, 1)]), ("infer", steps)])
@@ -286,4 +296,5 @@ def test_committed_default_model():
     for b, res in enumerate(results):
         check_against_golden(bundle, res, gold, b)
         assert res["cycles"] == cycle_estimate(core.geom, bundle.time_steps,
-                                               gold.events_per_layer[:, b].tolist())
+                                               gold.events_per_layer[:, b].tolist(),
+                                               [s[:, b].numpy() for s in gold.spikes])

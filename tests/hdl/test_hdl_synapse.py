@@ -28,11 +28,12 @@ class Harness(wiring.Component):
         return m
 
 
-@pytest.mark.parametrize("lanes,sizes", [(4, [7, 9, 5]), (1, [5, 3, 2]), (8, [6, 8, 17])])
-def test_synapse_sums(lanes, sizes):
-    rng = np.random.default_rng(lanes)
+@pytest.mark.parametrize("lanes,sizes,U", [(4, [7, 9, 5], 1), (1, [5, 3, 2], 1), (8, [6, 8, 17], 1),
+                                           (4, [7, 9, 5], 2), (8, [6, 8, 17], 4), (8, [5, 3, 2], 8)])
+def test_synapse_sums(lanes, sizes, U):
+    rng = np.random.default_rng(lanes + 10 * U)
     bundle = random_bundle(rng, sizes=sizes, max_input_events=3 * sizes[0])
-    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=lanes))
+    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=lanes, neuron_lanes=U))
     dut = Harness(g, weight_words(bundle, g))
     syn = dut.syn
     # Batches: (layer, events). Layer-1 events have both polarities and repeats, up to the
@@ -69,7 +70,8 @@ def test_synapse_sums(lanes, sizes):
             n = sizes[l + 1]
             out = []
             pending = list(items)
-            while len(out) < n or pending:
+            n_groups = -(-n // U)
+            while len(out) < n_groups or pending:
                 if pending and rng.random() < 0.7:
                     ctx.set(syn.i_event.valid, 1)
                     ctx.set(syn.i_event.payload, pending[0])
@@ -85,9 +87,10 @@ def test_synapse_sums(lanes, sizes):
                     out.append(op)
             ctx.set(syn.i_event.valid, 0)
             ctx.set(syn.o_input.ready, 0)
-            assert [r.index for r in out] == list(range(n))
-            assert [bool(r.last) for r in out] == [j == n - 1 for j in range(n)]
-            got.append([r.value for r in out])
+            assert [r.group for r in out] == list(range(n_groups))
+            assert [bool(r.last) for r in out] == [k == n_groups - 1 for k in range(n_groups)]
+            got.append([r.value[j % U] for r in out for j in range(r.group * U, r.group * U + U)
+                        if j < n])
 
     run_sim(dut, bench, deadline_cycles=50_000)
     assert got == expected
@@ -127,7 +130,7 @@ def test_synapse_clear_discards_partial_sums():
         while len(got) < 6:
             _, _, v, p = await ctx.tick().sample(syn.o_input.valid, syn.o_input.payload)
             if v:
-                got.append(p.value)
+                got.append(p.value[0])
 
     run_sim(dut, bench, deadline_cycles=2000)
     assert got == [0] * 6
