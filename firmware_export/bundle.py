@@ -14,6 +14,7 @@ import numpy as np
 SCHEMA_VERSION = 1
 FORMAT_NAME = "bsnn-bundle"
 MANIFEST = "manifest.json"
+MANIFEST_SUM = "manifest.sha256"   # sha256sum format, so that no byte of the bundle goes unchecked
 RESETS = ("subtract", "zero", "none")
 READOUTS = ("spike_count", "potential", "first_spike")
 
@@ -245,7 +246,9 @@ def save_bundle(bundle: Bundle, out_dir) -> Path:
         text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
     except TypeError as exc:
         raise BundleError(f"bundle: metadata: not JSON-serialisable ({exc})") from None
-    replace_dir_atomic(Path(out_dir), {**files, MANIFEST: text.encode()})
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    replace_dir_atomic(Path(out_dir), {**files, MANIFEST: text.encode(),
+                                       MANIFEST_SUM: f"{digest}  {MANIFEST}\n".encode()})
     return Path(out_dir)
 
 
@@ -283,6 +286,16 @@ def load_bundle(path) -> Bundle:
         raw = mpath.read_bytes()
     except FileNotFoundError:
         raise BundleError(f"{where}: file: missing") from None
+    spath = root / MANIFEST_SUM
+    try:
+        sum_line = spath.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{spath}: file: missing") from None
+    expected_line = f"{hashlib.sha256(raw).hexdigest()}  {MANIFEST}\n".encode()
+    if sum_line != expected_line:
+        if len(sum_line) != len(expected_line) or not sum_line.endswith(f"  {MANIFEST}\n".encode()):
+            raise BundleError(f"{spath}: format: expected '<sha256>  {MANIFEST}' on one line")
+        raise BundleError(f"{where}: sha256: checksum mismatch with {MANIFEST_SUM} (corrupted or modified)")
     try:
         m = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
