@@ -133,6 +133,11 @@ async def _run_sample(dut, proto, events, results, steps, max_cycles, abort_afte
 
 @cocotb.test()
 async def run_job(dut):
+    await drive_job(dut)
+
+
+async def drive_job(dut):
+    """The job in BSNN_JOB through the core; results to BSNN_RESULT."""
     with open(os.environ["BSNN_JOB"]) as f:
         job = json.load(f)
     proto = Protocol.from_key(job["build_key"])

