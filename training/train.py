@@ -55,6 +55,7 @@ DEFAULTS = {
         "lr_gate": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine",
         "weight_clip": 1.0, "seed": 0, "threads": 1, "device": "auto",
         "out_dir": None, "eval_batch_size": 1000, "init_batch": 512, "stop_after": None,
+        "init_from": None,
     },
     "export": {"dir": None, "golden_eval": True},
 }
@@ -249,6 +250,9 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
     init_idx = torch.randperm(len(train_data), generator=gen)[: tc["init_batch"]]
     on, off, _ = train_data.batch(init_idx, generator=gen)
     model.init_thresholds(on, off, cfg["model"]["theta_init_factor"])
+    if tc.get("init_from"):  # fine-tuning: start from the model of another run's checkpoint
+        src = torch.load(REPO / tc["init_from"], map_location="cpu", weights_only=False)
+        model.load_state_dict(src["model"])
     model.to(device)
     opt = _make_optimizer(model, tc)
     steps_per_epoch = math.ceil(len(train_data) / (tc["batch_size"] * world))
