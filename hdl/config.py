@@ -91,7 +91,11 @@ class HardwareConfig:
     def from_toml(cls, path) -> "HardwareConfig":
         import tomllib
         d = tomllib.loads(Path(path).read_text())
-        return cls.from_dict(d.get("hardware", d))
+        if "hardware" in d:
+            d = d["hardware"]
+        elif "board" in d:
+            d = {k: v for k, v in d.items() if k != "board"}
+        return cls.from_dict(d)
 
 
 @dataclass(frozen=True)

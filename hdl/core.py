@@ -272,7 +272,10 @@ class BSNNCore(wiring.Component):
                             m.d.comb += [syn.i_event.valid.eq(spikes.r_stream.valid),
                                          sev.index.eq(head.group * U + hsel),
                                          sev.polarity.eq(1),
-                                         spikes.r_stream.ready.eq(syn.i_event.ready & hlast)]
+                                         # (gated with valid: no X from an empty
+                                         # queue's payload reaches the FIFO in simulation)
+                                         spikes.r_stream.ready.eq(spikes.r_stream.valid
+                                                                  & syn.i_event.ready & hlast)]
                             with m.If(spikes.r_stream.valid & syn.i_event.ready):
                                 with m.If(hlast):
                                     m.d.sync += [remaining.eq(remaining - 1), taken.eq(0)]
@@ -307,7 +310,7 @@ class BSNNCore(wiring.Component):
                     self.o_results.valid.eq(res_valid & any_rem & (~need_fifo | fifo_ready)),
                     res.kind.eq(ResultKind.SPIKE), res.step.eq(t), res.layer.eq(layer + 1),
                     res.index.eq(lane_j), res.value.eq(lane.v),
-                    grp_ready.eq(finishing & (~need_fifo | fifo_ready)),
+                    grp_ready.eq(res_valid & finishing & (~need_fifo | fifo_ready)),
                 ]
                 if hidden_groups:
                     m.d.comb += [spikes.w_stream.valid.eq(res_valid & need_fifo & finishing),

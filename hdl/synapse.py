@@ -120,12 +120,15 @@ class SynapseUnit(wiring.Component):
             self.o_input.payload.group.eq(o_g),
             self.o_input.payload.last.eq(o_last),
         ]
-        words = [rp.data[q * U:(q + 1) * U] for q in range(Q)]
+        # The U popcounts of group o_q of the word, as a signal of its own (so that the payload
+        # is a plain assignment in the Verilog: Icarus needs no time-zero event for it).
+        pops = Signal(data.ArrayLayout(unsigned(g.acc_w), U))
         with m.Switch(o_q):
             for q in range(Q):
                 with m.Case(q):
-                    for u in range(U):
-                        m.d.comb += self.o_input.payload.value[u].eq((words[q][u] << 1) - n)
+                    m.d.comb += pops.eq(rp.data.as_value()[q * U * g.acc_w:(q + 1) * U * g.acc_w])
+        for u in range(U):
+            m.d.comb += self.o_input.payload.value[u].eq((pops[u] << 1) - n)
 
         clr = Signal(span(C))
 

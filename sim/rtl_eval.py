@@ -28,8 +28,10 @@ def generated_design(bundle, hw=None) -> tuple[Path, dict]:
     from firmware_export.bundle import bundle_digest
 
     hw = hw or HardwareConfig()
+    # The generator's own sources are part of the key: a changed core is never served stale.
+    sources = b"".join(p.read_bytes() for p in sorted((REPO / "hdl").glob("*.py")))
     digest = hashlib.sha256((bundle_digest(bundle) + json.dumps(hw.to_dict(), sort_keys=True)
-                             ).encode()).hexdigest()[:16]
+                             ).encode() + sources).hexdigest()[:16]
     out = REPO / "build" / "rtl" / digest
     if not (out / "hardware.json").exists():
         generate(bundle, hw, out)
@@ -57,9 +59,12 @@ def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool =
             job = {"build_key": key, "programs": [{"config_writes": [], "samples": samples}],
                    "max_cycles": 50_000_000}
             return run_job(verilog, job, simulator)["programs"][0]["samples"]
+    from hdl.config import CoreGeometry
+    from hdl.generate import cycles_bound
+    geom = CoreGeometry.from_key(key)
     chunk = CHUNK.get(simulator, 50)
     n = on.shape[1]
-    predictions, cycles, mismatches = [], [], []
+    predictions, cycles, bounds, mismatches = [], [], [], []
     t0 = time.perf_counter()
     with tqdm(total=n, desc=f"rtl ({simulator})", unit="sample", disable=not progress, leave=False) as bar:
         for start in range(0, n, chunk):
@@ -74,6 +79,9 @@ def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool =
                 records = rtl["records"]
                 predictions.append(records[-1][3] if records else -1)
                 cycles.append(rtl["cycles"] if rtl["cycles"] is not None else 0)
+                bounds.append(cycles_bound(geom, bundle.time_steps,
+                                           golden.events_per_layer[:, b].tolist()))
             bar.update(sl.stop - sl.start)
-    return {"predictions": predictions, "cycles": np.asarray(cycles), "mismatches": mismatches,
+    return {"predictions": predictions, "cycles": np.asarray(cycles),
+            "cycles_bound": np.asarray(bounds), "mismatches": mismatches,
             "bit_exact": not mismatches, "seconds": round(time.perf_counter() - t0, 3)}

@@ -20,12 +20,14 @@ from sim.rtl_eval import generated_design
 from sim.runner import run_job
 from sim.toolchain import availability
 
-# (sizes, v_width, c_width, bias_width, lanes): a single layer, a deep one, lanes wider than a
-# layer and a layer wider than the lanes, narrow widths that saturate.
+# (sizes, v_width, c_width, bias_width, lanes[, neuron_lanes]): a single layer, a deep one, lanes
+# wider than a layer and a layer wider than the lanes, narrow widths that saturate, and U > 1
+# neuron-update lanes with padding groups.
 BUILDS = [
     ([12, 10, 6], 8, 6, 4, 4),
     ([20, 16, 11, 5], 10, 9, 6, 8),
     ([9, 3], 5, 4, 3, 8),
+    ([20, 13, 11, 5], 10, 9, 6, 8, 4),
 ]
 SAMPLES_PER_BUNDLE = 2
 DEFAULT_CASES = 216   # per simulator: 3 builds x 36 bundles x 2 samples
@@ -46,7 +48,7 @@ def _require(simulator):
 
 
 def _bundles(build_index, rng, count):
-    sizes, v_width, c_width, bias_width, _ = BUILDS[build_index]
+    sizes, v_width, c_width, bias_width = BUILDS[build_index][:4]
     cap = 2 * sizes[0]
     return [random_bundle(rng, sizes=sizes, v_width=v_width, c_width=c_width, bias_width=bias_width,
                           max_input_events=cap) for _ in range(count)]
@@ -60,8 +62,8 @@ def test_random_bundles_match_golden_model(simulator, build_index, bundles_per_b
     seed = int(os.environ.get("BSNN_RTL_SEED", 0)) * 10_000 + 1000 * build_index + (7 if simulator == "icarus" else 3)
     rng = np.random.default_rng(seed)
     bundles = _bundles(build_index, rng, bundles_per_build)
-    lanes = BUILDS[build_index][4]
-    hw = HardwareConfig(lanes=lanes)
+    lanes, *u = BUILDS[build_index][4:]
+    hw = HardwareConfig(lanes=lanes, neuron_lanes=u[0] if u else 1)
     verilog, manifest = generated_design(bundles[0], hw)
     geom = CoreGeometry.from_key(manifest["build_key"])
     programs, goldens = [], []
