@@ -226,7 +226,9 @@ class BSNNCore(wiring.Component):
                     m.next = "CLEAR"
 
             with m.State("CLEAR"):
-                with m.If(~syn.busy & ~neu.busy):
+                # The neuron banks go on clearing while layer 1 accumulates the first step's
+                # events: they take no command before their clear is complete.
+                with m.If(~syn.busy):
                     m.next = "ACCUM"
 
             with m.State("ACCUM"):

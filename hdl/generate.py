@@ -44,11 +44,13 @@ def _hex_lines(values, width):
 
 
 def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes=None,
-                   trace: bool = True) -> int:
+                   trace: bool = True, first_step_events: int = 0) -> int:
     """Busy cycles of one inference without stalls or dropped events (docs/architecture.md):
-    ``max(S_b, C) + N_L + 3 + T * (sum_l (G_l + 3) + L - 1) + sum_l ceil(N_l / P) * E_l + X``.
+    ``max(C, S_b - 3 - E_{1,0} * ceil(N_1 / P)) + N_L + 3 + T * (sum_l (G_l + 3) + L - 1)
+    + sum_l ceil(N_l / P) * E_l + X``.
 
-    ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l``. ``X`` (only with ``U > 1`` and
+    ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l`` (the neuron clear, which overlaps
+    the accumulation of the ``E_{1,0} = first_step_events`` input events of step 0). ``X`` (only with ``U > 1`` and
     the trace on) is the serialisation of SPIKE records: a group of ``U`` neurons with ``k > 1``
     spikes in one step takes ``k`` cycles instead of 1. ``spikes`` (per layer, ``[T, N_l]``
     0/1 arrays, as ``GoldenResult.spikes[l][:, b]``) is needed for ``X``.
@@ -68,7 +70,8 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
             pad[:, :n] = s
             k = pad.reshape(time_steps, geom.groups[l], U).sum(axis=2)
             extra += int(np.maximum(k - 1, 0).sum())
-    return max(Sb, C) + geom.layer_sizes[-1] + 3 + time_steps * per_step + events + extra
+    clear = max(C, Sb - 3 - int(first_step_events) * geom.chunks[0])
+    return clear + geom.layer_sizes[-1] + 3 + time_steps * per_step + events + extra
 
 
 def cycles_bound(geom: CoreGeometry, time_steps: int, events_per_layer) -> int:
@@ -134,7 +137,7 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
                             "width": g.idx_w},
         },
         "neuron_lanes": g.neuron_lanes,
-        "cycle_formula": "max(S_b, C) + N_L + 3 + T * (sum_l (G_l + 3) + L - 1) + sum_l chunks_l * E_l + X",
+        "cycle_formula": "max(C, S_b - 3 - E_1_step0 * chunks_1) + N_L + 3 + T * (sum_l (G_l + 3) + L - 1) + sum_l chunks_l * E_l + X",
         "cycles_bound": "sum_l chunks_l * E_l + T * sum_l G_l",
     }
 

@@ -99,7 +99,9 @@ def test_many_bundles_loaded_through_config_port(U):
 @pytest.mark.parametrize("sizes,lanes,U", [([9, 7, 5], 4, 1), ([6, 11, 3, 4], 3, 1), ([4, 1], 1, 1),
                                            ([8, 2, 5], 1, 1), ([6, 3, 1, 2], 2, 1),
                                            ([9, 7, 5], 4, 4), ([6, 11, 3, 4], 4, 2),
-                                           ([6, 3, 1, 2], 2, 2), ([8, 20, 9], 8, 8)])
+                                           ([6, 3, 1, 2], 2, 2), ([8, 20, 9], 8, 8),
+                                           # neuron clear longer than step 0's accumulation
+                                           ([2, 40, 30], 8, 1), ([2, 40, 30], 8, 2)])
 def test_cycle_formula(sizes, lanes, U):
     rng = np.random.default_rng(sum(sizes))
     bundle = random_bundle(rng, sizes=sizes, time_steps=5)
@@ -120,7 +122,8 @@ def test_cycle_formula(sizes, lanes, U):
         check_against_golden(bundle, res, gold, b)
         assert res["cycles"] == cycle_estimate(core.geom, bundle.time_steps,
                                                gold.events_per_layer[:, b].tolist(),
-                                               [s[:, b].numpy() for s in gold.spikes])
+                                               [s[:, b].numpy() for s in gold.spikes],
+                                               first_step_events=int(on[0, b].sum()))
 
 
 @pytest.mark.parametrize("U", [1, 2])
@@ -297,4 +300,5 @@ def test_committed_default_model():
         check_against_golden(bundle, res, gold, b)
         assert res["cycles"] == cycle_estimate(core.geom, bundle.time_steps,
                                                gold.events_per_layer[:, b].tolist(),
-                                               [s[:, b].numpy() for s in gold.spikes])
+                                               [s[:, b].numpy() for s in gold.spikes],
+                                               first_step_events=int(on[0, b].sum()))

@@ -1,0 +1,115 @@
+"""Core speed on MNIST test images: cycles measured in RTL simulation against the event bound.
+
+    .venv/bin/python bench/core_speed.py --model models/default --hw configs/hw/ulx3s-85f.toml \
+        --limit 100 --json build/core_speed.json [--fmax-mhz 100]
+
+Every image runs through the generated Verilog (the compiled Verilator harness of
+``bsnn eval --engine rtl``) and is checked bit-exact against the golden model; the cycle count is
+the core's own ``cycles`` output. Per inference the JSON holds the cycles, the SOPs (semantics
+section 7), SOPs per cycle, the event bound of docs/performance.md and the ratio cycles / bound;
+the summary adds the SOPs per *synaptic* cycle (cycles in which the synapse unit issues a weight
+word: ``sum_l E_l * ceil(N_l / P)``), and with ``--fmax-mhz`` the inferences per second.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="verilator",
+            fmax_mhz=None, progress=False) -> dict:
+    import numpy as np
+
+    from bsnn.evaluate import load_encoded
+    from firmware_export.bundle import load_bundle
+    from firmware_export.golden import run_golden
+    from hdl.config import CoreGeometry
+    from hdl.generate import cycles_bound
+    from sim.rtl_eval import rtl_evaluate
+
+    bundle = load_bundle(model)
+    geom = CoreGeometry.from_bundle(bundle, hw)
+    data = load_encoded(bundle, dataset, split, limit)
+    gold = run_golden(bundle, data.on, data.off)
+    rtl = rtl_evaluate(bundle, data.on, data.off, simulator=simulator, progress=progress, hw=hw)
+    if not rtl["bit_exact"]:
+        raise SystemExit(f"core_speed: RTL differs from the golden model: {rtl['mismatches'][:3]}")
+    per = []
+    for b, cyc in enumerate(rtl["cycles"].tolist()):
+        events = gold.events_per_layer[:, b].tolist()
+        sops = int(gold.sops[b])
+        bound = cycles_bound(geom, bundle.time_steps, events)
+        syn_cycles = sum(int(c) * int(e) for c, e in zip(geom.chunks, events))
+        per.append({"cycles": int(cyc), "sops": sops, "sops_per_cycle": sops / cyc,
+                    "cycles_bound": bound, "bound_ratio": cyc / bound,
+                    "synaptic_cycles": syn_cycles, "events_per_layer": [int(e) for e in events]})
+    cycles = np.array([p["cycles"] for p in per], dtype=float)
+    ratios = np.array([p["bound_ratio"] for p in per])
+    sops = np.array([p["sops"] for p in per], dtype=float)
+    syn = np.array([p["synaptic_cycles"] for p in per], dtype=float)
+    summary = {
+        "model": str(model), "dataset": dataset, "split": split, "samples": len(per),
+        "sizes": list(geom.sizes), "time_steps": bundle.time_steps,
+        "hardware": hw.to_dict(), "lanes_P": geom.lanes, "neuron_lanes_U": geom.neuron_lanes,
+        "bit_exact": True, "accuracy": float(np.mean(np.array(rtl["predictions"])
+                                                    == data.labels.numpy())),
+        "cycles_mean": float(cycles.mean()), "cycles_max": int(cycles.max()),
+        "cycles_bound_mean": float(np.mean([p["cycles_bound"] for p in per])),
+        "bound_ratio_mean": float(ratios.mean()), "bound_ratio_max": float(ratios.max()),
+        "sops_mean": float(sops.mean()),
+        "sops_per_cycle": float(sops.sum() / cycles.sum()),
+        "sops_per_synaptic_cycle": float(sops.sum() / max(1.0, syn.sum())),
+        "synaptic_lane_use": float(sops.sum() / max(1.0, syn.sum()) / geom.lanes),
+    }
+    if fmax_mhz:
+        summary["fmax_mhz"] = float(fmax_mhz)
+        summary["inferences_per_second"] = float(fmax_mhz) * 1e6 / float(cycles.mean())
+        summary["inferences_per_second_worst"] = float(fmax_mhz) * 1e6 / float(cycles.max())
+    return {"summary": summary, "per_inference": per}
+
+
+def main(argv=None) -> int:
+    from hdl.config import HardwareConfig
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="models/default", type=Path)
+    p.add_argument("--hw", type=Path, help="hardware config TOML (e.g. configs/hw/icebreaker.toml)")
+    p.add_argument("--lanes", type=int, help="P (overrides --hw)")
+    p.add_argument("--neuron-lanes", type=int, help="U (overrides --hw)")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=100, help="first N images (default 100)")
+    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    p.add_argument("--fmax-mhz", type=float, help="clock for inferences/s (e.g. nextpnr's Fmax)")
+    p.add_argument("--json", type=Path, default=Path("build/core_speed.json"))
+    args = p.parse_args(argv)
+    hw = HardwareConfig.from_toml(args.hw) if args.hw else HardwareConfig()
+    if args.lanes:
+        hw = hw.replace(lanes=args.lanes)
+    if args.neuron_lanes:
+        hw = hw.replace(neuron_lanes=args.neuron_lanes)
+    result = measure(args.model, hw, args.dataset, args.split, args.limit, args.simulator,
+                     args.fmax_mhz)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    s = result["summary"]
+    line = (f"{s['samples']} images, P={s['lanes_P']} U={s['neuron_lanes_U']}: "
+            f"{s['cycles_mean']:.0f} cycles/inference (bound {s['cycles_bound_mean']:.0f}, "
+            f"ratio {s['bound_ratio_mean']:.3f} mean, {s['bound_ratio_max']:.3f} max), "
+            f"{s['sops_per_cycle']:.2f} SOPs/cycle, {s['sops_per_synaptic_cycle']:.2f} SOPs per "
+            f"synaptic cycle ({100 * s['synaptic_lane_use']:.0f} % of P)")
+    if "inferences_per_second" in s:
+        line += f", {s['inferences_per_second']:.0f} inferences/s at {s['fmax_mhz']:.1f} MHz"
+    print(line)
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
