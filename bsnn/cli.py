@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
+    from nir_interop.cli import add_nir_parser
+    add_nir_parser(sub)   # bsnn nir export | import
+
     p = sub.add_parser("train", help="train a BSNN from a TOML config")
     try:
         from training.train import add_train_arguments

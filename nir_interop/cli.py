@@ -34,6 +34,9 @@ def cmd_nir_import(args) -> int:
                    max_input_events=args.max_input_events, use_metadata=not args.recompile)
     foreign = dict(dt=args.dt, reset=args.reset, discretization=args.discretization,
                    encoding={"kind": args.encoding} if args.encoding else None)
+    if (args.nir_file is None) == (args.nir is None):
+        raise ValueError("nir import: give the NIR file once, as FILE.nir or --nir FILE")
+    args.nir = args.nir or args.nir_file
     bundle = import_nir(args.nir, **options, **foreign)
     compiled = "nir_import" in bundle.metadata
     if compiled and args.calibrate:
@@ -64,7 +67,8 @@ def add_nir_parser(sub) -> None:
     p.set_defaults(func=cmd_nir_export)
 
     p = nsub.add_parser("import", help="compile a NIR graph (snnTorch, Norse, ... or our own) to a bundle")
-    p.add_argument("--nir", required=True, help="NIR file")
+    p.add_argument("nir_file", nargs="?", metavar="FILE.nir", help="NIR file")
+    p.add_argument("--nir", help="NIR file (same as the positional argument)")
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--time-steps", type=int, default=None, help="T (required for foreign graphs)")
     p.add_argument("--v-width", type=int, default=None)
