@@ -10,7 +10,7 @@ SIM    ?= verilator
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k golden"
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test verilog sim eval lint clean
+.PHONY: help venv demo test verilog sim eval lint formal bench nir-demo clean
 
 help:
 	@echo "make demo      Verilog for $(MODEL), then RTL vs golden model on MNIST test images"
@@ -19,6 +19,9 @@ help:
 	@echo "make sim       cocotb regression: random bundles, RTL vs golden model, Verilator and Icarus"
 	@echo "make eval      accuracy of $(MODEL) on MNIST with the golden model (JSON in build/eval.json)"
 	@echo "make lint      verilator --lint-only -Wall on the generated Verilog"
+	@echo "make formal    bounded formal checks (SymbiYosys + z3): stream rules, spike queue"
+	@echo "make bench     simulated cycles/s: compiled Verilator harness vs cocotb on Verilator and Icarus"
+	@echo "make nir-demo  snnTorch -> NIR -> bundle, accuracy before and after"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,13 +42,22 @@ verilog: $(STAMP)
 	$(BSNN) verilog --model $(MODEL) --out $(OUT)
 
 sim: $(STAMP)
-	$(PY) -m pytest -q sim/tests $(PYTEST_ARGS)
+	$(BSNN) sim $(if $(CASES),--cases $(CASES))
 
 eval: $(STAMP)
 	$(BSNN) eval --model $(MODEL) --dataset mnist --split test --json build/eval.json
 
 lint: verilog
-	$(PY) -m sim.lint $(OUT)
+	$(BSNN) lint $(OUT)
+
+formal: $(STAMP)
+	$(PY) -m pytest -q tests/formal
+
+bench: $(STAMP)
+	$(PY) -m bench.sim_speed --model $(MODEL)
+
+nir-demo: $(STAMP)
+	$(PY) -m nir_interop.demo_snntorch --out build/nir_demo
 
 clean:
 	rm -rf build sim_build .pytest_cache

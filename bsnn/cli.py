@@ -72,6 +72,31 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_sim(args) -> int:
+    """The cocotb regression (random bundles, stalls, adversarial cases) through pytest."""
+    import pytest
+
+    tests = Path(__file__).resolve().parent.parent / "sim" / "tests"
+    argv = ["-q", "-rs", str(tests)]
+    if args.cases:
+        argv += ["--cases", str(args.cases)]
+    if args.simulator:
+        argv += ["-k", args.simulator]
+    if args.seed is not None:
+        import os
+        os.environ["BSNN_RTL_SEED"] = str(args.seed)
+    return int(pytest.main(argv))
+
+
+def cmd_lint(args) -> int:
+    from sim.lint import lint
+
+    target = args.verilog / "bsnn_core.v" if args.verilog.is_dir() else args.verilog
+    code, out = lint(target)
+    print(out if code else f"verilator --lint-only -Wall: {target} is clean")
+    return code
+
+
 def cmd_train(args) -> int:
     try:
         from training.train import run_train
@@ -115,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sim", help="cocotb regression: RTL vs golden model on random bundles")
+    p.add_argument("--cases", type=int, help="random cases per simulator (default 216; more for soak runs)")
+    p.add_argument("--simulator", choices=["verilator", "icarus"], help="only this simulator")
+    p.add_argument("--seed", type=int, help="seed of the random cases (printed by a failing run)")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("lint", help="verilator --lint-only -Wall on generated Verilog")
+    p.add_argument("verilog", type=Path, nargs="?", default=Path("build/verilog"),
+                   help="a directory from 'bsnn verilog' or a .v file (default build/verilog)")
+    p.set_defaults(func=cmd_lint)
 
     from nir_interop.cli import add_nir_parser
     add_nir_parser(sub)   # bsnn nir export | import
