@@ -48,11 +48,16 @@ class HardwareConfig:
     neuron_lanes : int
         ``U``, neurons updated per cycle (neuron banks). A power of two that divides ``lanes``
         (the synapse unit drains ``U`` of the ``P`` lanes of an accumulator word per cycle).
+    weight_memory : str
+        ``"bram"`` (inferred block RAM, initial contents from the bundle) or ``"spram"``
+        (iCE40UP5K ``SB_SPRAM256KA`` primitives, ``lanes <= 16``, up to 65,536 words, no initial
+        contents: the weights are loaded at run time through ``i_config``).
     """
     lanes: int = 8
     trace: bool = True
     max_input_events: int | None = None
     neuron_lanes: int = 1
+    weight_memory: str = "bram"
 
     def __post_init__(self):
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= 256:
@@ -62,6 +67,12 @@ class HardwareConfig:
                 or self.lanes % U):
             raise ValueError("hardware config: neuron_lanes: must be a power of two that divides "
                              f"lanes ({self.lanes}), got {U!r}")
+        if self.weight_memory not in ("bram", "spram"):
+            raise ValueError("hardware config: weight_memory: must be \"bram\" or \"spram\", "
+                             f"got {self.weight_memory!r}")
+        if self.weight_memory == "spram" and self.lanes > 16:
+            raise ValueError(f"hardware config: weight_memory \"spram\" needs lanes <= 16 (SPRAM "
+                             f"words are 16 bits), got {self.lanes}")
         if not isinstance(self.trace, bool):
             raise ValueError(f"hardware config: trace: must be true or false, got {self.trace!r}")
         if self.max_input_events is not None and (

@@ -11,7 +11,7 @@ from .layouts import (ConfigTarget, ConfigWriteLayout, ErrorBit, GlobalAddress, 
 from .neuron import NeuronUnit
 from .readout import ReadoutUnit
 from .synapse import SynapseUnit
-from .weights import WeightMemory
+from .weights import SPRAMWeightMemory, WeightMemory
 
 __all__ = ["BSNNCore"]
 
@@ -82,7 +82,10 @@ class BSNNCore(wiring.Component):
         U = g.neuron_lanes
         m = Module()
 
-        m.submodules.weights = wmem = WeightMemory(g, init=self._weights)
+        if self.hw.weight_memory == "spram":
+            m.submodules.weights = wmem = SPRAMWeightMemory(g)
+        else:
+            m.submodules.weights = wmem = WeightMemory(g, init=self._weights)
         m.submodules.synapse = syn = SynapseUnit(g)
         banks = []
         for u in range(U):

@@ -46,7 +46,7 @@ def _hex_lines(values, width):
 def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes=None,
                    trace: bool = True, first_step_events: int = 0) -> int:
     """Busy cycles of one inference without stalls or dropped events (docs/architecture.md):
-    ``max(C, S_b - 3 - E_{1,0} * ceil(N_1 / P)) + N_L + 3 + T * (sum_l (G_l + 3) + L - 1)
+    ``max(C, S_b - 3 - E_{1,0} * ceil(N_1 / P)) + N_L + 5 + T * (sum_l (G_l + 5) + L - 1)
     + sum_l ceil(N_l / P) * E_l + X``.
 
     ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l`` (the neuron clear, which overlaps
@@ -57,7 +57,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     """
     U, C, L = geom.neuron_lanes, geom.max_chunks, geom.n_layers
     Sb = geom.bank_depth
-    per_step = sum(n + 3 for n in geom.groups) + L - 1
+    per_step = sum(n + 5 for n in geom.groups) + L - 1
     events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
     extra = 0
     if U > 1 and trace and geom.trace:
@@ -71,7 +71,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
             k = pad.reshape(time_steps, geom.groups[l], U).sum(axis=2)
             extra += int(np.maximum(k - 1, 0).sum())
     clear = max(C, Sb - 3 - int(first_step_events) * geom.chunks[0])
-    return clear + geom.layer_sizes[-1] + 3 + time_steps * per_step + events + extra
+    return clear + geom.layer_sizes[-1] + 5 + time_steps * per_step + events + extra
 
 
 def cycles_bound(geom: CoreGeometry, time_steps: int, events_per_layer) -> int:
@@ -137,7 +137,7 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
                             "width": g.idx_w},
         },
         "neuron_lanes": g.neuron_lanes,
-        "cycle_formula": "max(C, S_b - 3 - E_1_step0 * chunks_1) + N_L + 3 + T * (sum_l (G_l + 3) + L - 1) + sum_l chunks_l * E_l + X",
+        "cycle_formula": "max(C, S_b - 3 - E_1_step0 * chunks_1) + N_L + 5 + T * (sum_l (G_l + 5) + L - 1) + sum_l chunks_l * E_l + X",
         "cycles_bound": "sum_l chunks_l * E_l + T * sum_l G_l",
     }
 

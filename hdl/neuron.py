@@ -41,9 +41,10 @@ class NeuronUnit(wiring.Component):
         Update neuron ``index`` of layer ``layer`` with synaptic input ``value`` (state written
         back), or with ``dump`` set, report its stored state unchanged.
     o_result : Out(stream.Signature(NeuronResultLayout))
-        One record per command, in order, 1 cycle after the command is accepted; the unit takes
-        one command per cycle while ``o_result`` is ready (two-stage pipeline: memory read, then
-        update and write-back when the record is accepted).
+        One record per command, in order, 3 cycles after the command is accepted; the unit takes
+        one command per cycle while ``o_result`` is ready (pipeline: memory read; leaks and sums;
+        saturation, comparison, reset and write-back; result register; one global enable).
+        Two commands for the same neuron must be at least 2 commands (or idle cycles) apart.
     layer : In(LAYER_WIDTH)
         Layer (0-based) of the commands; stable while commands are in flight.
     step : In(16)
@@ -119,7 +120,10 @@ class NeuronUnit(wiring.Component):
                     with m.Case(l):
                         m.d.sync += modes[l].eq(w.data[:16])
 
-        # ---- pipeline ----
+        # ---- pipeline: R (memory read) -> A (leaks, current, potential sum) -> B (saturate,
+        # compare, reset; state written back) -> C (result register). One global enable. ----
+        mode_r = Signal(mode_layout)     # the layer's mode, registered (layer is stable long before)
+        m.d.sync += mode_r.eq(mode)
         nbase = Signal(span(S))
         with m.Switch(self.layer):
             for l in range(L):
@@ -128,13 +132,16 @@ class NeuronUnit(wiring.Component):
         is_out = Signal()
         m.d.comb += is_out.eq(self.layer == L - 1)
 
-        s1_valid = Signal()
-        s1 = Signal(NeuronCommandLayout(g.idx_w, g.syn_w))
+        cmd_layout = NeuronCommandLayout(g.idx_w, g.syn_w)
+        s1_valid, s2_valid, s3_valid = Signal(), Signal(), Signal()
+        s1 = Signal(cmd_layout)
+        s2 = Signal(cmd_layout)
         s1_addr = Signal(span(S))
+        s2_addr = Signal(span(S))
         clearing = Signal()
         advance = Signal()
         m.d.comb += [
-            advance.eq(~s1_valid | self.o_result.ready),
+            advance.eq(~s3_valid | self.o_result.ready),
             self.i_cmd.ready.eq(advance & ~clearing),
         ]
         rd_addr = Signal(span(S))
@@ -144,62 +151,71 @@ class NeuronUnit(wiring.Component):
         m.d.comb += [ss_r.addr.eq(self.i_cmd.payload.index), ss_r.en.eq(advance)]
         with m.If(advance):
             m.d.sync += [s1_valid.eq(self.i_cmd.valid & ~clearing), s1.eq(self.i_cmd.payload),
-                         s1_addr.eq(rd_addr)]
+                         s1_addr.eq(rd_addr),
+                         s2_valid.eq(s1_valid), s2.eq(s1), s2_addr.eq(s1_addr),
+                         s3_valid.eq(s2_valid)]
 
-        # ---- the arithmetic of section 5 ----
+        # ---- stage A: the arithmetic of section 5 up to the unsaturated potential ----
         v_old = st_r.data.v
         c_old = st_r.data.c
-        fired_old = st_r.data.fired
         syn = s1.value
-        theta = t_r.data
-        b = b_r.data
-        count_old = Mux(is_out, ss_r.data.count, 0)
-        first_old = Mux(is_out, ss_r.data.first, 0)
-
-        leak_c = leak(m, c_old, mode.leak_c, "leak_c")
+        leak_c = leak(m, c_old, mode_r.leak_c, "leak_c")
         c_new = saturate(m, c_old - leak_c + syn, cw, "c_new")
         drive = Signal(signed(max(cw, g.syn_w)))
-        m.d.comb += drive.eq(Mux(mode.current, c_new, syn))
-        leak_v = leak(m, v_old, mode.leak_v, "leak_v")
-        v_sat = saturate(m, v_old - leak_v + drive + b, vw, "v_sat")
+        m.d.comb += drive.eq(Mux(mode_r.current, c_new, syn))
+        leak_v = leak(m, v_old, mode_r.leak_v, "leak_v")
+        v_sum = v_old - leak_v + drive + b_r.data
+        a_sum = Signal(v_sum.shape())
+        a_c = Signal(signed(cw))
+        a_v_old = Signal(signed(vw))
+        a_fired = Signal()
+        a_theta = Signal(unsigned(vw - 1))
+        a_count = Signal(COUNT_WIDTH)
+        a_first = Signal(STEP_WIDTH)
+        with m.If(advance):
+            m.d.sync += [a_sum.eq(v_sum), a_c.eq(Mux(mode_r.current, c_new, c_old)),
+                         a_v_old.eq(v_old), a_fired.eq(st_r.data.fired), a_theta.eq(t_r.data),
+                         a_count.eq(Mux(is_out, ss_r.data.count, 0)),
+                         a_first.eq(Mux(is_out, ss_r.data.first, 0))]
+
+        # ---- stage B: saturate, compare, reset ----
+        v_sat = saturate(m, a_sum, vw, "v_sat")
         spike = Signal()
-        m.d.comb += spike.eq((v_sat >= theta) & ~(mode.fire_once & fired_old))
+        m.d.comb += spike.eq((v_sat >= a_theta) & ~(mode_r.fire_once & a_fired))
         v_new = Signal(signed(vw))
-        with m.If(spike & (mode.reset == ResetMode.SUBTRACT)):
-            m.d.comb += v_new.eq(v_sat - theta)
-        with m.Elif(spike & (mode.reset == ResetMode.ZERO)):
+        with m.If(spike & (mode_r.reset == ResetMode.SUBTRACT)):
+            m.d.comb += v_new.eq(v_sat - a_theta)
+        with m.Elif(spike & (mode_r.reset == ResetMode.ZERO)):
             m.d.comb += v_new.eq(0)
         with m.Else():
             m.d.comb += v_new.eq(v_sat)
         count_new = Signal(COUNT_WIDTH)
         first_new = Signal(STEP_WIDTH)
         m.d.comb += [
-            count_new.eq(count_old + spike),
-            first_new.eq(Mux(spike & (count_old == 0), self.step, first_old)),
+            count_new.eq(a_count + spike),
+            first_new.eq(Mux(spike & (a_count == 0), self.step, a_first)),
         ]
 
+        # ---- stage C: the result register ----
         r = self.o_result.payload
-        m.d.comb += [
-            self.o_result.valid.eq(s1_valid),
-            r.index.eq(s1.index),
-            r.last.eq(s1.last),
-            r.dump.eq(s1.dump),
-        ]
-        with m.If(s1.dump):
-            m.d.comb += [r.spike.eq(0), r.v.eq(v_old), r.count.eq(count_old),
-                         r.first.eq(first_old), r.fired.eq(fired_old)]
-        with m.Else():
-            m.d.comb += [r.spike.eq(spike), r.v.eq(v_new), r.count.eq(count_new),
-                         r.first.eq(first_new), r.fired.eq(fired_old | spike)]
+        m.d.comb += self.o_result.valid.eq(s3_valid)
+        with m.If(advance):
+            m.d.sync += [r.index.eq(s2.index), r.last.eq(s2.last), r.dump.eq(s2.dump)]
+            with m.If(s2.dump):
+                m.d.sync += [r.spike.eq(0), r.v.eq(a_v_old), r.count.eq(a_count),
+                             r.first.eq(a_first), r.fired.eq(a_fired)]
+            with m.Else():
+                m.d.sync += [r.spike.eq(spike), r.v.eq(v_new), r.count.eq(count_new),
+                             r.first.eq(first_new), r.fired.eq(a_fired | spike)]
 
-        commit = self.o_result.valid & self.o_result.ready & ~s1.dump
+        commit = s2_valid & advance & ~s2.dump
         m.d.comb += [
-            st_w.addr.eq(s1_addr),
+            st_w.addr.eq(s2_addr),
             st_w.data.v.eq(v_new),
-            st_w.data.c.eq(Mux(mode.current, c_new, c_old)),
-            st_w.data.fired.eq(fired_old | spike),
+            st_w.data.c.eq(a_c),
+            st_w.data.fired.eq(a_fired | spike),
             st_w.en.eq(commit),
-            ss_w.addr.eq(s1.index),
+            ss_w.addr.eq(s2.index),
             ss_w.data.count.eq(count_new),
             ss_w.data.first.eq(first_new),
             ss_w.en.eq(commit & is_out),
@@ -215,6 +231,7 @@ class NeuronUnit(wiring.Component):
             with m.If(clr == S - 1):
                 m.d.sync += self.busy.eq(0)
         with m.If(self.clear):
-            m.d.sync += [self.busy.eq(1), clr.eq(0), s1_valid.eq(0)]
+            m.d.sync += [self.busy.eq(1), clr.eq(0), s1_valid.eq(0), s2_valid.eq(0),
+                         s3_valid.eq(0)]
 
         return m

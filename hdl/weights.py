@@ -7,7 +7,11 @@ from amaranth.lib.wiring import In, Out
 from .config import CoreGeometry, span
 from .layouts import ConfigTarget, ConfigWriteLayout
 
-__all__ = ["ReadPortSignature", "WeightMemory"]
+__all__ = ["ReadPortSignature", "WeightMemory", "SPRAMWeightMemory", "SPRAM_WORDS"]
+
+#: Words of one iCE40UP5K SB_SPRAM256KA (16 bits each); the UP5K has four.
+SPRAM_WORDS = 16384
+SPRAM_COUNT = 4
 
 
 class ReadPortSignature(wiring.Signature):
@@ -70,4 +74,61 @@ class WeightMemory(wiring.Component):
             wp.en.eq(self.i_write.valid & (w.target == ConfigTarget.WEIGHTS)
                      & (w.address < g.weight_depth)),
         ]
+        return m
+
+
+class SPRAMWeightMemory(wiring.Component):
+    """Weight memory in iCE40UP5K single-port RAM (``SB_SPRAM256KA``, 16K x 16 bits each).
+
+    Same ports and timing as :class:`WeightMemory`, for ``P <= 16`` and up to four SPRAMs
+    (65,536 words). SPRAM has no initial contents: the weights must be written through
+    ``i_write`` after configuration (the host link does that). A write and a read in the same
+    cycle (the core writes only while idle, when reads are don't-care) perform the write.
+    """
+    def __init__(self, geom: CoreGeometry):
+        if geom.lanes > 16:
+            raise ValueError(f"SPRAM weight memory: lanes {geom.lanes} > 16")
+        self.banks = -(-geom.weight_depth // SPRAM_WORDS)
+        if self.banks > SPRAM_COUNT:
+            raise ValueError(f"SPRAM weight memory: {geom.weight_depth} words of {geom.lanes} bits "
+                             f"need {self.banks} SPRAMs, the iCE40UP5K has {SPRAM_COUNT}")
+        self._geom = geom
+        super().__init__({
+            "read": In(ReadPortSignature(geom.weight_addr_w, geom.lanes)),
+            "i_write": In(stream.Signature(ConfigWriteLayout(geom.cfg_addr_w, geom.cfg_data_w))),
+        })
+
+    def elaborate(self, platform):
+        from amaranth.hdl import ClockSignal, Const, Instance, Mux, Signal
+        g = self._geom
+        m = Module()
+        w = self.i_write.payload
+        we = Signal()
+        addr = Signal(max(16, g.weight_addr_w))
+        m.d.comb += [
+            self.i_write.ready.eq(1),
+            we.eq(self.i_write.valid & (w.target == ConfigTarget.WEIGHTS)
+                  & (w.address < g.weight_depth)),
+            addr.eq(Mux(we, w.address, self.read.addr)),
+        ]
+        sel = addr[14:16]
+        last_sel = Signal(2)
+        with m.If(self.read.en & ~we):
+            m.d.sync += last_sel.eq(sel)
+        outs = []
+        for b in range(self.banks):
+            dout = Signal(16, name=f"spram{b}_dout")
+            outs.append(dout)
+            mine = sel == b
+            m.submodules[f"spram{b}"] = Instance(
+                "SB_SPRAM256KA",
+                i_ADDRESS=addr[:14], i_DATAIN=w.data[:16],
+                i_MASKWREN=Const(0b1111, 4), i_WREN=we & mine,
+                i_CHIPSELECT=(we | self.read.en) & mine,
+                i_CLOCK=ClockSignal(), i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1),
+                i_POWEROFF=Const(1, 1), o_DATAOUT=dout)
+        with m.Switch(last_sel):
+            for b, dout in enumerate(outs):
+                with m.Case(b):
+                    m.d.comb += self.read.data.eq(dout[:g.lanes])
         return m

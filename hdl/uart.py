@@ -1,0 +1,147 @@
+"""UART receiver and transmitter (8 data bits, no parity, 1 stop bit) with byte streams."""
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["UARTRx", "UARTTx", "uart_divisor"]
+
+
+def uart_divisor(clk_hz: float, baud: int) -> int:
+    """Clock cycles per bit for ``baud`` at ``clk_hz``; refuses a rate error above 2 %."""
+    if baud <= 0 or clk_hz <= 0:
+        raise ValueError(f"uart: clock {clk_hz} Hz and baud rate {baud} must be positive")
+    div = round(clk_hz / baud)
+    if div < 4:
+        raise ValueError(f"uart: {clk_hz} Hz is too slow for {baud} baud (need >= 4 cycles/bit)")
+    err = abs(clk_hz / div - baud) / baud
+    if err > 0.02:
+        raise ValueError(f"uart: {clk_hz} Hz / {div} = {clk_hz / div:.0f} baud is {100 * err:.1f} % "
+                         f"off {baud} (more than 2 %)")
+    return div
+
+
+class UARTRx(wiring.Component):
+    """UART receiver: 8N1 frames on ``rx`` become bytes on ``o_data``.
+
+    Parameters
+    ----------
+    divisor : int
+        Clock cycles per bit (>= 4); see :func:`uart_divisor`.
+
+    Ports
+    -----
+    rx : In(1)
+        The serial line (idle high); synchronised inside.
+    o_data : Out(stream.Signature(8))
+        One byte per frame with a valid stop bit. A byte not taken before the next frame ends
+        is replaced by it and ``overrun`` is set.
+    overrun : Out(1)
+        Sticky: a byte was lost because ``o_data`` was not ready.
+    frame_error : Out(1)
+        Sticky: a frame had a low stop bit (the byte was dropped).
+    """
+    rx: In(1, init=1)
+    o_data: Out(stream.Signature(8))
+    overrun: Out(1)
+    frame_error: Out(1)
+
+    def __init__(self, divisor: int):
+        if not isinstance(divisor, int) or divisor < 4:
+            raise ValueError(f"uart: divisor must be an integer >= 4, got {divisor!r}")
+        self.divisor = divisor
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        rx = Signal(init=1)
+        m.submodules.sync = FFSynchronizer(self.rx, rx, init=1)
+        timer = Signal(range(self.divisor * 3 // 2 + 1))
+        bit = Signal(range(10))
+        shift = Signal(8)
+        with m.If(self.o_data.valid & self.o_data.ready):
+            m.d.sync += self.o_data.valid.eq(0)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(~rx):
+                    # Wait to the middle of the start bit.
+                    m.d.sync += [timer.eq(self.divisor // 2 - 1), bit.eq(0)]
+                    m.next = "START"
+            with m.State("START"):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Elif(rx):
+                    m.next = "IDLE"          # a glitch, not a start bit
+                with m.Else():
+                    m.d.sync += timer.eq(self.divisor - 1)
+                    m.next = "DATA"
+            with m.State("DATA"):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Else():
+                    m.d.sync += [shift.eq(Cat(shift[1:], rx)),
+                                 timer.eq(self.divisor - 1), bit.eq(bit + 1)]
+                    with m.If(bit == 7):
+                        m.next = "STOP"
+            with m.State("STOP"):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Else():
+                    with m.If(rx):
+                        with m.If(self.o_data.valid & ~self.o_data.ready):
+                            m.d.sync += self.overrun.eq(1)
+                        m.d.sync += [self.o_data.payload.eq(shift), self.o_data.valid.eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += self.frame_error.eq(1)
+                        m.next = "BREAK"
+            with m.State("BREAK"):
+                with m.If(rx):
+                    m.next = "IDLE"
+        return m
+
+
+class UARTTx(wiring.Component):
+    """UART transmitter: bytes from ``i_data`` go out on ``tx`` as 8N1 frames.
+
+    Parameters
+    ----------
+    divisor : int
+        Clock cycles per bit (>= 4).
+
+    Ports
+    -----
+    i_data : In(stream.Signature(8))
+        Ready while the transmitter is idle; one byte per 10 bit times.
+    tx : Out(1)
+        The serial line, idle high.
+    """
+    i_data: In(stream.Signature(8))
+    tx: Out(1, init=1)
+
+    def __init__(self, divisor: int):
+        if not isinstance(divisor, int) or divisor < 4:
+            raise ValueError(f"uart: divisor must be an integer >= 4, got {divisor!r}")
+        self.divisor = divisor
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        timer = Signal(range(self.divisor))
+        shift = Signal(10)          # start bit, 8 data bits LSB first, stop bit
+        bits = Signal(range(11))
+        m.d.comb += self.i_data.ready.eq(bits == 0)
+        with m.If(bits == 0):
+            m.d.sync += self.tx.eq(1)
+            with m.If(self.i_data.valid):
+                m.d.sync += [shift.eq((1 << 9) | (self.i_data.payload << 1)), bits.eq(10),
+                             timer.eq(0)]
+        with m.Else():
+            with m.If(timer == 0):
+                m.d.sync += [self.tx.eq(shift[0]), shift.eq(shift >> 1),
+                             timer.eq(self.divisor - 1)]
+            with m.Else():
+                m.d.sync += timer.eq(timer - 1)
+                with m.If(timer == 1):
+                    m.d.sync += bits.eq(bits - 1)
+        return m

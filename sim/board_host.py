@@ -1,0 +1,203 @@
+"""Host side of the board's UART protocol (docs/uart-protocol.md), over any byte stream.
+
+A *link* is an object with ``async write(data: bytes)`` and ``async read(n) -> bytes``: a real
+board through pyserial (:class:`SerialLink`), or a cocotb bit-level UART driver on the board
+top's pins in simulation (``sim/cocotb_board.py``). The same :class:`BoardHost` code talks to
+both::
+
+    import asyncio
+    from sim.board_host import BoardHost, SerialLink
+    host = BoardHost(SerialLink("/dev/ttyUSB1", 115200), "build/bitstream/icebreaker-default/hardware.json")
+    result = asyncio.run(host.infer([[(12, 1), (300, 1)], [], [(5, 0)], []]))
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hdl.config import CoreGeometry
+from hdl.hostlink import PROTOCOL_VERSION, Opcode, Reply, frame_sizes
+from hdl.layouts import InputEventLayout, ResultKind, ResultLayout
+
+__all__ = ["BoardHost", "SerialLink", "InferenceResult", "ProtocolError", "encode_config",
+           "encode_event"]
+
+#: Command bytes the host sends between two PINGs (half the device's 512-byte receive FIFO).
+WINDOW = 256
+
+
+class ProtocolError(RuntimeError):
+    pass
+
+
+@dataclass
+class InferenceResult:
+    records: list = field(default_factory=list)   # (kind, step, layer, index, value)
+    cycles: int = 0
+    error: int = 0
+
+    @property
+    def prediction(self) -> int:
+        return self.records[-1][3]
+
+    @property
+    def spikes(self):
+        return [r for r in self.records if r[0] == ResultKind.SPIKE]
+
+    @property
+    def potentials(self):
+        return [(r[3], r[4]) for r in self.records if r[0] == ResultKind.POTENTIAL]
+
+
+def _le(value: int, n: int) -> bytes:
+    return int(value).to_bytes(n, "little")
+
+
+def encode_config(geom: CoreGeometry, target: int, address: int, data: int) -> bytes:
+    s = frame_sizes(geom)
+    return bytes([Opcode.CONFIG, target]) + _le(address, s["A"]) + _le(data, s["D"])
+
+
+def encode_event(geom: CoreGeometry, index: int, polarity: int, end_of_step: bool) -> bytes:
+    word = InputEventLayout(geom.idx_w).const(
+        {"index": index, "polarity": polarity, "end_of_step": int(end_of_step)}).as_bits()
+    return bytes([Opcode.EVENT]) + _le(word, frame_sizes(geom)["K"])
+
+
+class BoardHost:
+    """Drives a board top: load bundles, run inferences, read results, cycles and errors.
+
+    Parameters
+    ----------
+    link : object with ``async write(bytes)`` and ``async read(n) -> bytes``
+    build : CoreGeometry, build-key dict, or path to the build's ``hardware.json``
+    """
+    def __init__(self, link, build):
+        if isinstance(build, (str, Path)):
+            build = json.loads(Path(build).read_text())
+        if isinstance(build, dict):
+            build = CoreGeometry.from_key(build.get("build_key", build))
+        self.link = link
+        self.geom = build
+        self.sizes = frame_sizes(build)
+        self._result_layout = ResultLayout(build.idx_w, build.v_width)
+        self._pending = bytearray()       # sent since the last PING
+        self.frames = []                  # (header, payload) frames not consumed yet
+
+    # ---- frames ------------------------------------------------------------------------------
+    def _length(self, header: int) -> int:
+        lengths = {Reply.RESULT: self.sizes["R"], Reply.DONE: 5, Reply.PONG: 1, Reply.INFO: 9}
+        if header not in lengths:
+            raise ProtocolError(f"unknown frame header 0x{header:02x} from the device")
+        return lengths[header]
+
+    async def _read_frame(self):
+        header = (await self.link.read(1))[0]
+        return header, await self.link.read(self._length(header))
+
+    async def _wait_for(self, header: int):
+        """Read frames until one with ``header``; others are kept in ``self.frames``."""
+        while True:
+            h, payload = await self._read_frame()
+            if h == header:
+                return payload
+            self.frames.append((h, payload))
+
+    # ---- commands ----------------------------------------------------------------------------
+    async def _send(self, data: bytes) -> None:
+        """Send command bytes, with a PING round trip whenever WINDOW bytes are outstanding
+        (the device's receive FIFO never overflows, whatever the core's backpressure)."""
+        if len(self._pending) + len(data) > WINDOW:
+            await self.sync()
+        self._pending += data
+        await self.link.write(data)
+
+    async def sync(self) -> int:
+        """PING: returns the status byte once every command sent before has been executed."""
+        await self.link.write(bytes([Opcode.PING]))
+        status = (await self._wait_for(Reply.PONG))[0]
+        self._pending.clear()
+        return status
+
+    async def status(self) -> dict:
+        s = await self.sync()
+        return {"busy": s & 1, "error": (s >> 1) & 3, "rx_overrun": (s >> 3) & 1,
+                "rx_frame_error": (s >> 4) & 1, "protocol_error": (s >> 5) & 1}
+
+    async def info(self) -> dict:
+        await self.link.write(bytes([Opcode.INFO]))
+        p = await self._wait_for(Reply.INFO)
+        keys = ["version", "idx_w", "v_width", "cfg_addr_w", "cfg_data_w", "A", "D", "K", "R"]
+        info = dict(zip(keys, p))
+        want = {"version": PROTOCOL_VERSION, "idx_w": self.geom.idx_w,
+                "v_width": self.geom.v_width, "cfg_addr_w": self.geom.cfg_addr_w,
+                "cfg_data_w": self.geom.cfg_data_w, **self.sizes}
+        if info != want:
+            raise ProtocolError(f"the device's build differs from the host's: {info} != {want}")
+        return info
+
+    async def configure(self, writes) -> None:
+        """Config-port writes ``(target, address, data)`` (see ``hdl.generate.config_writes``);
+        the core takes them only while idle."""
+        for target, address, data in writes:
+            await self._send(encode_config(self.geom, target, address, data))
+        await self.sync()
+
+    async def load(self, bundle) -> None:
+        """Load a bundle of the build's key (weights, bias, thresholds, modes, globals)."""
+        from hdl.generate import config_writes
+        await self.configure(config_writes(bundle, build=self.geom))
+
+    async def infer(self, steps) -> InferenceResult:
+        """One inference: ``steps`` is a list (one per time step) of ``(index, polarity)``."""
+        await self._send(bytes([Opcode.START]))
+        for step in steps:
+            for index, polarity in step:
+                await self._send(encode_event(self.geom, int(index), int(polarity), False))
+            await self._send(encode_event(self.geom, 0, 0, True))
+        result = InferenceResult()
+        while True:
+            if self.frames:
+                h, payload = self.frames.pop(0)
+            else:
+                h, payload = await self._read_frame()
+            if h == Reply.RESULT:
+                r = self._result_layout.from_bits(int.from_bytes(payload, "little"))
+                result.records.append((int(r.kind), int(r.step), int(r.layer), int(r.index),
+                                       int(r.value)))
+            elif h == Reply.DONE:
+                result.cycles = int.from_bytes(payload[:4], "little")
+                result.error = payload[4]
+                break
+            elif h == Reply.PONG:
+                continue          # a flow-control PING answered while results were coming
+            else:
+                raise ProtocolError(f"unexpected frame 0x{h:02x} during an inference")
+        self._pending.clear()
+        return result
+
+
+class SerialLink:
+    """A real board's UART through pyserial (``pip install pyserial``)."""
+    def __init__(self, port: str, baud: int = 115200, timeout: float = 5.0):
+        import serial
+        self.port = serial.Serial(port, baud, timeout=timeout)
+
+    async def write(self, data: bytes) -> None:
+        self.port.write(data)
+
+    async def read(self, n: int) -> bytes:
+        data = self.port.read(n)
+        if len(data) != n:
+            raise TimeoutError(f"serial: {len(data)} of {n} bytes before the timeout")
+        return data
+
+    def close(self):
+        self.port.close()
+
+
+def run(coro):
+    """Run a BoardHost coroutine from synchronous code (real boards)."""
+    return asyncio.run(coro)

@@ -1,0 +1,89 @@
+"""cocotb test of a board top (hdl.board.BoardTop) through its UART pins only.
+
+The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, config writes to load
+first and the samples; :class:`sim.board_host.BoardHost` speaks the protocol of
+docs/uart-protocol.md through :class:`UARTPins`, a bit-level UART driver and receiver on the
+``rx`` / ``tx`` pins. Every sample's records, cycles and error flags go to ``BSNN_BOARD_RESULT``;
+the comparison with the golden model happens in the pytest (sim/tests/test_board_uart.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from sim.board_host import BoardHost
+
+
+class UARTPins:
+    """A byte stream over the board top's UART pins: ``write`` shifts 8N1 frames into ``rx``;
+    a receiver task decodes ``tx`` (sampling mid-bit) into a buffer that ``read`` consumes."""
+    def __init__(self, dut, divisor: int, timeout_cycles: int):
+        self.dut, self.div, self.timeout = dut, divisor, timeout_cycles
+        self.buf = bytearray()
+        self.frame_errors = 0
+        dut.rx.value = 1
+        cocotb.start_soon(self._receive())
+
+    async def write(self, data: bytes) -> None:
+        for byte in data:
+            for bit in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
+                self.dut.rx.value = bit
+                await ClockCycles(self.dut.clk, self.div)
+
+    async def _receive(self):
+        dut, div = self.dut, self.div
+        while True:
+            await RisingEdge(dut.clk)
+            if int(dut.tx.value) != 0:
+                continue
+            await ClockCycles(dut.clk, div // 2)
+            if int(dut.tx.value) != 0:
+                continue                      # a glitch
+            byte = 0
+            for i in range(8):
+                await ClockCycles(dut.clk, div)
+                byte |= int(dut.tx.value) << i
+            await ClockCycles(dut.clk, div)
+            if int(dut.tx.value) != 1:
+                self.frame_errors += 1
+            self.buf.append(byte)
+
+    async def read(self, n: int) -> bytes:
+        waited = 0
+        while len(self.buf) < n:
+            await ClockCycles(self.dut.clk, self.div)
+            waited += self.div
+            if waited > self.timeout:
+                raise TimeoutError(f"uart: no byte from the board top for {waited} cycles")
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+
+@cocotb.test()
+async def run_board_job(dut):
+    job = json.loads(open(os.environ["BSNN_BOARD_JOB"]).read())
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    dut.rx.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 3)
+    link = UARTPins(dut, job["divisor"], job.get("timeout_cycles", 2_000_000))
+    host = BoardHost(link, job["build_key"])
+    out = {"info": await host.info()}
+    if job.get("config_writes"):
+        await host.configure([tuple(w) for w in job["config_writes"]])
+    samples = []
+    for steps in job["samples"]:
+        res = await host.infer(steps)
+        samples.append({"records": res.records, "cycles": res.cycles, "error": res.error})
+    out["samples"] = samples
+    out["status"] = await host.status()
+    out["uart_frame_errors"] = link.frame_errors
+    with open(os.environ["BSNN_BOARD_RESULT"], "w") as f:
+        json.dump(out, f)

