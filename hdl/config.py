@@ -48,6 +48,10 @@ class HardwareConfig:
     neuron_lanes : int
         ``U``, neurons updated per cycle (neuron banks). A power of two that divides ``lanes``
         (the synapse unit drains ``U`` of the ``P`` lanes of an accumulator word per cycle).
+    neuron_pipeline : str
+        ``"short"`` (3 stages: read, arithmetic, saturate/compare/reset, result) or ``"long"``
+        (6 stages, every adder and saturation in a stage of its own, for slow fabrics such as
+        the iCE40). Each stage costs one cycle per layer and step.
     weight_memory : str
         ``"bram"`` (inferred block RAM, initial contents from the bundle) or ``"spram"``
         (iCE40UP5K ``SB_SPRAM256KA`` primitives, ``lanes <= 16``, up to 65,536 words, no initial
@@ -58,6 +62,7 @@ class HardwareConfig:
     max_input_events: int | None = None
     neuron_lanes: int = 1
     weight_memory: str = "bram"
+    neuron_pipeline: str = "short"
 
     def __post_init__(self):
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= 256:
@@ -67,6 +72,9 @@ class HardwareConfig:
                 or self.lanes % U):
             raise ValueError("hardware config: neuron_lanes: must be a power of two that divides "
                              f"lanes ({self.lanes}), got {U!r}")
+        if self.neuron_pipeline not in ("short", "long"):
+            raise ValueError("hardware config: neuron_pipeline: must be \"short\" or \"long\", "
+                             f"got {self.neuron_pipeline!r}")
         if self.weight_memory not in ("bram", "spram"):
             raise ValueError("hardware config: weight_memory: must be \"bram\" or \"spram\", "
                              f"got {self.weight_memory!r}")
@@ -125,6 +133,7 @@ class CoreGeometry:
     trace: bool
     max_input_events: int  # capacity of the build
     neuron_lanes: int = 1  # U: neurons updated per cycle
+    neuron_pipeline: str = "short"
 
     def __post_init__(self):
         if len(self.sizes) < 2:
@@ -195,6 +204,11 @@ class CoreGeometry:
         return tuple(bases)
 
     @property
+    def neuron_latency(self) -> int:
+        """Cycles from a neuron command to its result (pipeline depth)."""
+        return 6 if self.neuron_pipeline == "long" else 3
+
+    @property
     def bank_depth(self) -> int:
         """Depth of each neuron bank's memories (bank u holds neurons j = g*U + u)."""
         return sum(self.groups)
@@ -256,7 +270,8 @@ class CoreGeometry:
         """The build key as a JSON-able dict."""
         return {"sizes": list(self.sizes), "v_width": self.v_width, "c_width": self.c_width,
                 "bias_width": self.bias_width, "lanes": self.lanes, "trace": self.trace,
-                "max_input_events": self.max_input_events, "neuron_lanes": self.neuron_lanes}
+                "max_input_events": self.max_input_events, "neuron_lanes": self.neuron_lanes,
+                "neuron_pipeline": self.neuron_pipeline}
 
     @classmethod
     def from_key(cls, key: dict) -> "CoreGeometry":
@@ -264,7 +279,8 @@ class CoreGeometry:
                    c_width=int(key["c_width"]), bias_width=int(key["bias_width"]),
                    lanes=int(key["lanes"]), trace=bool(key["trace"]),
                    max_input_events=int(key["max_input_events"]),
-                   neuron_lanes=int(key.get("neuron_lanes", 1)))
+                   neuron_lanes=int(key.get("neuron_lanes", 1)),
+                   neuron_pipeline=str(key.get("neuron_pipeline", "short")))
 
     @classmethod
     def from_bundle(cls, bundle, hw: HardwareConfig | None = None) -> "CoreGeometry":
@@ -273,7 +289,7 @@ class CoreGeometry:
         geom = cls(sizes=tuple(int(n) for n in bundle.sizes), v_width=int(bundle.v_width),
                    c_width=int(bundle.c_width), bias_width=int(bundle.bias_width),
                    lanes=hw.lanes, trace=hw.trace, max_input_events=int(cap),
-                   neuron_lanes=hw.neuron_lanes)
+                   neuron_lanes=hw.neuron_lanes, neuron_pipeline=hw.neuron_pipeline)
         check_fits(bundle, geom)
         return geom
 

@@ -133,92 +133,107 @@ class NeuronUnit(wiring.Component):
         m.d.comb += is_out.eq(self.layer == L - 1)
 
         cmd_layout = NeuronCommandLayout(g.idx_w, g.syn_w)
-        s1_valid, s2_valid, s3_valid = Signal(), Signal(), Signal()
-        s1 = Signal(cmd_layout)
-        s2 = Signal(cmd_layout)
-        s1_addr = Signal(span(S))
-        s2_addr = Signal(span(S))
+        long = g.neuron_pipeline == "long"
         clearing = Signal()
         advance = Signal()
-        m.d.comb += [
-            advance.eq(~s3_valid | self.o_result.ready),
-            self.i_cmd.ready.eq(advance & ~clearing),
-        ]
+        valids = []                     # valid bit of every pipeline register, in order
+
+        def stage(values, registered=True):
+            """The pipeline register after a stage: ``values`` (name -> value) delayed by one
+            enabled cycle (or passed through when ``registered`` is false)."""
+            if not registered:
+                return values
+            out = {}
+            for name, v in values.items():
+                r = Signal(v.shape(), name=f"p{len(valids)}_{name}")
+                with m.If(advance):
+                    m.d.sync += r.eq(v)
+                out[name] = r
+            ok = Signal(name=f"p{len(valids)}_valid")
+            with m.If(advance):
+                m.d.sync += ok.eq(values["valid"])
+            out["valid"] = ok
+            valids.append(ok)
+            return out
+
         rd_addr = Signal(span(S))
         m.d.comb += rd_addr.eq(nbase + self.i_cmd.payload.index)
         for port in (st_r, b_r, t_r):
             m.d.comb += [port.addr.eq(rd_addr), port.en.eq(advance)]
         m.d.comb += [ss_r.addr.eq(self.i_cmd.payload.index), ss_r.en.eq(advance)]
-        with m.If(advance):
-            m.d.sync += [s1_valid.eq(self.i_cmd.valid & ~clearing), s1.eq(self.i_cmd.payload),
-                         s1_addr.eq(rd_addr),
-                         s2_valid.eq(s1_valid), s2.eq(s1), s2_addr.eq(s1_addr),
-                         s3_valid.eq(s2_valid)]
-
-        # ---- stage A: the arithmetic of section 5 up to the unsaturated potential ----
+        cmd_in = Signal(cmd_layout)
+        m.d.comb += cmd_in.eq(self.i_cmd.payload)
+        # Stage R: the memories read (their data registers are this stage's register).
+        p = stage({"valid": self.i_cmd.valid & ~clearing, "cmd": cmd_in, "addr": rd_addr})
         v_old = st_r.data.v
         c_old = st_r.data.c
-        syn = s1.value
+        # Stage A1: leaks (shifts by a run-time amount) and the potential's base.
         leak_c = leak(m, c_old, mode_r.leak_c, "leak_c")
-        c_new = saturate(m, c_old - leak_c + syn, cw, "c_new")
-        drive = Signal(signed(max(cw, g.syn_w)))
-        m.d.comb += drive.eq(Mux(mode_r.current, c_new, syn))
         leak_v = leak(m, v_old, mode_r.leak_v, "leak_v")
-        v_sum = v_old - leak_v + drive + b_r.data
-        a_sum = Signal(v_sum.shape())
-        a_c = Signal(signed(cw))
-        a_v_old = Signal(signed(vw))
-        a_fired = Signal()
-        a_theta = Signal(unsigned(vw - 1))
-        a_count = Signal(COUNT_WIDTH)
-        a_first = Signal(STEP_WIDTH)
-        with m.If(advance):
-            m.d.sync += [a_sum.eq(v_sum), a_c.eq(Mux(mode_r.current, c_new, c_old)),
-                         a_v_old.eq(v_old), a_fired.eq(st_r.data.fired), a_theta.eq(t_r.data),
-                         a_count.eq(Mux(is_out, ss_r.data.count, 0)),
-                         a_first.eq(Mux(is_out, ss_r.data.first, 0))]
-
-        # ---- stage B: saturate, compare, reset ----
-        v_sat = saturate(m, a_sum, vw, "v_sat")
+        p = stage({**p, "l_c": c_old - leak_c, "v_base": v_old - leak_v + b_r.data,
+                   "c_old": c_old, "v_old": v_old, "fired": st_r.data.fired,
+                   "theta": t_r.data, "count": Mux(is_out, ss_r.data.count, 0),
+                   "first": Mux(is_out, ss_r.data.first, 0)}, long)
+        # Stage A2: the current.
+        cmd_view = cmd_layout(p["cmd"])
+        c_new = saturate(m, p["l_c"] + cmd_view.value, cw, "c_new")
+        p = stage({**p, "c_new": c_new}, long)
+        # Stage A3: the unsaturated potential.
+        cmd_view = cmd_layout(p["cmd"])
+        drive = Signal(signed(max(cw, g.syn_w)))
+        m.d.comb += drive.eq(Mux(mode_r.current, p["c_new"], cmd_view.value))
+        p = stage({**p, "v_sum": p["v_base"] + drive,
+                   "c_keep": Mux(mode_r.current, p["c_new"], p["c_old"])})
+        # Stage B1: saturation.
+        v_sat = saturate(m, p["v_sum"], vw, "v_sat")
+        p = stage({**p, "v_sat": v_sat}, long)
+        # Stage B2: comparison, reset, spike statistics; the state is written back here.
+        cmd_view = cmd_layout(p["cmd"])
+        theta = p["theta"]
         spike = Signal()
-        m.d.comb += spike.eq((v_sat >= a_theta) & ~(mode_r.fire_once & a_fired))
+        m.d.comb += spike.eq((p["v_sat"] >= theta) & ~(mode_r.fire_once & p["fired"]))
         v_new = Signal(signed(vw))
         with m.If(spike & (mode_r.reset == ResetMode.SUBTRACT)):
-            m.d.comb += v_new.eq(v_sat - a_theta)
+            m.d.comb += v_new.eq(p["v_sat"] - theta)
         with m.Elif(spike & (mode_r.reset == ResetMode.ZERO)):
             m.d.comb += v_new.eq(0)
         with m.Else():
-            m.d.comb += v_new.eq(v_sat)
+            m.d.comb += v_new.eq(p["v_sat"])
         count_new = Signal(COUNT_WIDTH)
         first_new = Signal(STEP_WIDTH)
         m.d.comb += [
-            count_new.eq(a_count + spike),
-            first_new.eq(Mux(spike & (a_count == 0), self.step, a_first)),
+            count_new.eq(p["count"] + spike),
+            first_new.eq(Mux(spike & (p["count"] == 0), self.step, p["first"])),
         ]
-
-        # ---- stage C: the result register ----
-        r = self.o_result.payload
-        m.d.comb += self.o_result.valid.eq(s3_valid)
-        with m.If(advance):
-            m.d.sync += [r.index.eq(s2.index), r.last.eq(s2.last), r.dump.eq(s2.dump)]
-            with m.If(s2.dump):
-                m.d.sync += [r.spike.eq(0), r.v.eq(a_v_old), r.count.eq(a_count),
-                             r.first.eq(a_first), r.fired.eq(a_fired)]
-            with m.Else():
-                m.d.sync += [r.spike.eq(spike), r.v.eq(v_new), r.count.eq(count_new),
-                             r.first.eq(first_new), r.fired.eq(a_fired | spike)]
-
-        commit = s2_valid & advance & ~s2.dump
+        commit = p["valid"] & advance & ~cmd_view.dump
         m.d.comb += [
-            st_w.addr.eq(s2_addr),
+            st_w.addr.eq(p["addr"]),
             st_w.data.v.eq(v_new),
-            st_w.data.c.eq(a_c),
-            st_w.data.fired.eq(a_fired | spike),
+            st_w.data.c.eq(p["c_keep"]),
+            st_w.data.fired.eq(p["fired"] | spike),
             st_w.en.eq(commit),
-            ss_w.addr.eq(s2.index),
+            ss_w.addr.eq(cmd_view.index),
             ss_w.data.count.eq(count_new),
             ss_w.data.first.eq(first_new),
             ss_w.en.eq(commit & is_out),
+        ]
+        # Stage C: the result register.
+        r = self.o_result.payload
+        res = Signal(self.o_result.payload.shape())
+        m.d.comb += [res.index.eq(cmd_view.index), res.last.eq(cmd_view.last),
+                     res.dump.eq(cmd_view.dump)]
+        with m.If(cmd_view.dump):
+            m.d.comb += [res.spike.eq(0), res.v.eq(p["v_old"]), res.count.eq(p["count"]),
+                         res.first.eq(p["first"]), res.fired.eq(p["fired"])]
+        with m.Else():
+            m.d.comb += [res.spike.eq(spike), res.v.eq(v_new), res.count.eq(count_new),
+                         res.first.eq(first_new), res.fired.eq(p["fired"] | spike)]
+        p = stage({"valid": p["valid"], "res": res})
+        m.d.comb += [
+            self.o_result.valid.eq(p["valid"]),
+            r.eq(p["res"]),
+            advance.eq(~p["valid"] | self.o_result.ready),
+            self.i_cmd.ready.eq(advance & ~clearing),
         ]
 
         # ---- clear ----
@@ -231,7 +246,7 @@ class NeuronUnit(wiring.Component):
             with m.If(clr == S - 1):
                 m.d.sync += self.busy.eq(0)
         with m.If(self.clear):
-            m.d.sync += [self.busy.eq(1), clr.eq(0), s1_valid.eq(0), s2_valid.eq(0),
-                         s3_valid.eq(0)]
+            m.d.sync += [self.busy.eq(1), clr.eq(0)]
+            m.d.sync += [v.eq(0) for v in valids]
 
         return m

@@ -27,7 +27,7 @@ BUILDS = [
     ([12, 10, 6], 8, 6, 4, 4),
     ([20, 16, 11, 5], 10, 9, 6, 8),
     ([9, 3], 5, 4, 3, 8),
-    ([20, 13, 11, 5], 10, 9, 6, 8, 4),
+    ([20, 13, 11, 5], 10, 9, 6, 8, 4, "long"),
 ]
 SAMPLES_PER_BUNDLE = 2
 DEFAULT_CASES = 216   # per simulator: 3 builds x 36 bundles x 2 samples
@@ -63,7 +63,8 @@ def test_random_bundles_match_golden_model(simulator, build_index, bundles_per_b
     rng = np.random.default_rng(seed)
     bundles = _bundles(build_index, rng, bundles_per_build)
     lanes, *u = BUILDS[build_index][4:]
-    hw = HardwareConfig(lanes=lanes, neuron_lanes=u[0] if u else 1)
+    hw = HardwareConfig(lanes=lanes, neuron_lanes=u[0] if u else 1,
+                        neuron_pipeline=u[1] if len(u) > 1 else "short")
     verilog, manifest = generated_design(bundles[0], hw)
     geom = CoreGeometry.from_key(manifest["build_key"])
     programs, goldens = [], []

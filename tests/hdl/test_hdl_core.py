@@ -51,6 +51,9 @@ CASES = [  # sizes, lanes[, neuron_lanes]
     ([5, 17, 9, 2], 16, 8),
     ([3, 1, 1, 2], 8, 2),    # one-neuron hidden layers, padding lanes
     ([4, 8, 16], 8, 8),
+    ([9, 7, 5], 4, 1, "long"),   # long neuron pipeline
+    ([6, 11, 3, 4], 4, 2, "long"),
+    ([1, 1], 1, 1, "long"),
     ([6, 11, 3, 4], 3),
     ([12, 6], 8),
     ([5, 17, 9, 2], 16),
@@ -65,7 +68,8 @@ def test_core_matches_golden_with_stalls(case):
     sizes, lanes, *u = CASES[case]
     rng = np.random.default_rng(case)
     bundle = random_bundle(rng, sizes=sizes)
-    core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=u[0] if u else 1))
+    core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=u[0] if u else 1,
+                                           neuron_pipeline=u[1] if len(u) > 1 else "short"))
     on, off = random_counts(bundle, 2, rng)
     gold = run_golden(bundle, on, off)
     jobs = [("infer", events_of(on, off, b, rng)) for b in range(2)]
@@ -101,8 +105,11 @@ def test_many_bundles_loaded_through_config_port(U):
                                            ([9, 7, 5], 4, 4), ([6, 11, 3, 4], 4, 2),
                                            ([6, 3, 1, 2], 2, 2), ([8, 20, 9], 8, 8),
                                            # neuron clear longer than step 0's accumulation
-                                           ([2, 40, 30], 8, 1), ([2, 40, 30], 8, 2)])
+                                           ([2, 40, 30], 8, 1), ([2, 40, 30], 8, 2),
+                                           ([9, 7, 5], 4, (4, "long")), ([1, 1], 1, (1, "long")),
+                                           ([2, 40, 30], 8, (2, "long"))])
 def test_cycle_formula(sizes, lanes, U):
+    U, pipeline = U if isinstance(U, tuple) else (U, "short")
     rng = np.random.default_rng(sum(sizes))
     bundle = random_bundle(rng, sizes=sizes, time_steps=5)
     # Make the hidden layers spike densely (all neurons, back to back, in most steps): all
@@ -113,7 +120,7 @@ def test_cycle_formula(sizes, lanes, U):
         bundle.bias[k][:] = 0
         bundle.threshold[k][:] = 1
     bundle.validate()
-    core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=U))
+    core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=U, neuron_pipeline=pipeline))
     on, _ = random_counts(bundle, 2, rng, density=0.5)
     off = torch.zeros_like(on)
     gold = run_golden(bundle, on, off)

@@ -69,7 +69,8 @@ def test_build_key_and_mismatch_messages():
     a = random_bundle(rng, sizes=[5, 9, 3], v_width=10, c_width=8, bias_width=6)
     key = build_key(a, HardwareConfig(lanes=4, max_input_events=20))
     assert key == {"sizes": [5, 9, 3], "v_width": 10, "c_width": 8, "bias_width": 6, "lanes": 4,
-                   "trace": True, "max_input_events": 20, "neuron_lanes": 1}
+                   "trace": True, "max_input_events": 20, "neuron_lanes": 1,
+                   "neuron_pipeline": "short"}
     ok = random_bundle(rng, sizes=[5, 9, 3], v_width=10, c_width=8, bias_width=4)
     check_fits(ok, key)
     bad = random_bundle(rng, sizes=[5, 8, 3], v_width=11, c_width=8, bias_width=7,
