@@ -142,8 +142,12 @@ class BSNNCore(wiring.Component):
         idle = Signal()
         cfg = self.i_config.payload
         m.d.comb += self.i_config.ready.eq(idle)
-        m.d.comb += [wmem.i_write.valid.eq(self.i_config.valid & idle),
-                     wmem.i_write.payload.eq(cfg)]
+        # Memory writes go through one register stage (timing: the address decode below starts
+        # from flip-flops); they land one cycle after the transfer.
+        cfg_v = Signal()
+        cfg_r = Signal.like(cfg)
+        m.d.sync += [cfg_v.eq(self.i_config.valid & idle), cfg_r.eq(cfg)]
+        m.d.comb += [wmem.i_write.valid.eq(cfg_v), wmem.i_write.payload.eq(cfg_r)]
         # BIAS / THRESHOLD address neuron_base[l] + j goes to bank j % U, address
         # bank_base[l] + j // U; LAYER_MODE writes go to every bank.
         log_u = U.bit_length() - 1
@@ -152,20 +156,20 @@ class BSNNCore(wiring.Component):
         n_in_range = Signal()
         for l in range(L):
             # Layers are tried in order, so the lower bound is implied by the earlier tests.
-            cond = cfg.address < g.neuron_base[l] + g.layer_sizes[l]
+            cond = cfg_r.address < g.neuron_base[l] + g.layer_sizes[l]
             with (m.If(cond) if l == 0 else m.Elif(cond)):
                 j = Signal(g.cfg_addr_w, name=f"cfg_j{l}")
-                m.d.comb += [j.eq(cfg.address - g.neuron_base[l]), n_in_range.eq(1),
+                m.d.comb += [j.eq(cfg_r.address - g.neuron_base[l]), n_in_range.eq(1),
                              n_local.eq(g.bank_base[l] + (j >> log_u))]
                 if U > 1:
                     m.d.comb += n_sel.eq(j[:log_u])
         for u, bank in enumerate(banks):
-            mine = (cfg.target == ConfigTarget.LAYER_MODE) | (n_in_range & (n_sel == u))
-            m.d.comb += [bank.i_write.valid.eq(self.i_config.valid & idle & mine),
-                         bank.i_write.payload.target.eq(cfg.target),
-                         bank.i_write.payload.data.eq(cfg.data),
+            mine = (cfg_r.target == ConfigTarget.LAYER_MODE) | (n_in_range & (n_sel == u))
+            m.d.comb += [bank.i_write.valid.eq(cfg_v & mine),
+                         bank.i_write.payload.target.eq(cfg_r.target),
+                         bank.i_write.payload.data.eq(cfg_r.data),
                          bank.i_write.payload.address.eq(
-                             Mux(cfg.target == ConfigTarget.LAYER_MODE, cfg.address, n_local))]
+                             Mux(cfg_r.target == ConfigTarget.LAYER_MODE, cfg_r.address, n_local))]
         with m.If(self.i_config.valid & idle & (cfg.target == ConfigTarget.GLOBAL)):
             with m.Switch(cfg.address):
                 with m.Case(GlobalAddress.TIME_STEPS):

@@ -28,8 +28,9 @@ class SynapseUnit(wiring.Component):
     Ports
     -----
     i_event : In(stream.Signature(SynapseEventLayout))
-        Accepts one event per ``chunks[layer]`` cycles (ready is high on the first chunk),
-        a flush in one cycle; not ready while draining or clearing.
+        Into a one-entry input register (which also computes the event's first weight-word
+        address); one event per ``chunks[layer]`` cycles, a flush in one cycle; the register
+        waits while the unit drains or clears.
     o_input : Out(stream.Signature(SynapticInputLayout))
         ``ceil(N[layer] / U)`` group records after each flush, ``last`` on the final one. The first record is
         valid 2 cycles after the flush is accepted; then one per cycle while ready is high.
@@ -76,24 +77,37 @@ class SynapseUnit(wiring.Component):
 
         n = Signal(range(g.max_events_into_layer + 1))   # events since the last flush
 
+        # ---- input register: the event and its first weight-word address (timing) ----
+        ev_valid = Signal()
+        ev_flush = Signal()
+        ev_pol = Signal()
+        ev_row = Signal(g.weight_addr_w)
+        ev_take = Signal()
+        row_in = Signal(g.weight_addr_w)
+        with m.Switch(self.layer):
+            for l in range(g.n_layers):
+                with m.Case(l):
+                    m.d.comb += row_in.eq(g.weight_base[l] + self.i_event.payload.index * g.chunks[l])
+        m.d.comb += self.i_event.ready.eq((~ev_valid | ev_take) & ~self.busy)
+        with m.If(self.i_event.valid & self.i_event.ready):
+            m.d.sync += [ev_valid.eq(1), ev_flush.eq(self.i_event.payload.flush),
+                         ev_pol.eq(self.i_event.payload.polarity), ev_row.eq(row_in)]
+        with m.Elif(ev_take):
+            m.d.sync += ev_valid.eq(0)
+
         # ---- accumulate pipeline: stage 0 issues reads, stage 1 writes the sums back ----
         k = Signal(span(C))                         # chunk of the event being issued
-        cur_index = Signal(g.idx_w)
+        cur_row = Signal(g.weight_addr_w)
         cur_pol = Signal()
         iss = Signal()
-        iss_index = Signal(g.idx_w)
+        iss_row = Signal(g.weight_addr_w)
         iss_pol = Signal()
         iss_k = Signal(span(C))
         s1_valid = Signal()
         s1_pol = Signal()
         s1_k = Signal(span(C))
 
-        waddr = Signal(g.weight_addr_w)
-        with m.Switch(self.layer):
-            for l in range(g.n_layers):
-                with m.Case(l):
-                    m.d.comb += waddr.eq(g.weight_base[l] + iss_index * g.chunks[l] + iss_k)
-        m.d.comb += [self.weights.addr.eq(waddr), self.weights.en.eq(1)]
+        m.d.comb += [self.weights.addr.eq(iss_row + iss_k), self.weights.en.eq(1)]
 
         m.d.sync += [s1_valid.eq(iss), s1_pol.eq(iss_pol), s1_k.eq(iss_k)]
         with m.If(s1_valid):
@@ -135,28 +149,28 @@ class SynapseUnit(wiring.Component):
         def on_clear():
             # Last in every state, so that it overrides the state's own transitions.
             with m.If(self.clear):
-                m.d.sync += [k.eq(0), n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0)]
+                m.d.sync += [k.eq(0), n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0),
+                             ev_valid.eq(0)]
                 m.next = "CLEAR"
 
         with m.FSM():
             with m.State("ACCUM"):
                 m.d.comb += [rp.en.eq(1), rp.addr.eq(iss_k)]
                 with m.If(k == 0):
-                    m.d.comb += self.i_event.ready.eq(1)
-                    with m.If(self.i_event.valid):
-                        with m.If(self.i_event.payload.flush):
+                    with m.If(ev_valid):
+                        m.d.comb += ev_take.eq(1)
+                        with m.If(ev_flush):
                             m.d.sync += [d_g.eq(0), d_k.eq(0), d_q.eq(0), d_more.eq(1),
                                          o_valid.eq(0)]
                             m.next = "DRAIN"
                         with m.Else():
-                            m.d.comb += [iss.eq(1), iss_index.eq(self.i_event.payload.index),
-                                         iss_pol.eq(self.i_event.payload.polarity), iss_k.eq(0)]
-                            m.d.sync += [n.eq(n + 1), cur_index.eq(self.i_event.payload.index),
-                                         cur_pol.eq(self.i_event.payload.polarity)]
+                            m.d.comb += [iss.eq(1), iss_row.eq(ev_row), iss_pol.eq(ev_pol),
+                                         iss_k.eq(0)]
+                            m.d.sync += [n.eq(n + 1), cur_row.eq(ev_row), cur_pol.eq(ev_pol)]
                             with m.If(multi_chunk):
                                 m.d.sync += k.eq(1)
                 with m.Else():
-                    m.d.comb += [iss.eq(1), iss_index.eq(cur_index), iss_pol.eq(cur_pol),
+                    m.d.comb += [iss.eq(1), iss_row.eq(cur_row), iss_pol.eq(cur_pol),
                                  iss_k.eq(k)]
                     with m.If(k == chunks - 1):
                         m.d.sync += k.eq(0)
