@@ -29,6 +29,7 @@ class GoldenResult:
     sops: torch.Tensor      # int64 [B], synaptic operations
     hidden_spikes: torch.Tensor  # int64 [B], spikes of hidden layers (output layer if L == 1)
     hidden_neurons: int
+    ranges: list | None = None   # per layer, with track_ranges: extremes of the exact sums
 
     @property
     def spikes_per_neuron(self) -> torch.Tensor:
@@ -68,9 +69,34 @@ def check_input_counts(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | Non
     return on, off
 
 
+class _Range:
+    """Extremes of the exact (unsaturated) sums of one layer, and how often saturation acted."""
+
+    def __init__(self):
+        self.lo = {"syn": 0, "c": 0, "v": 0}
+        self.hi = {"syn": 0, "c": 0, "v": 0}
+        self.saturated = {"c": 0, "v": 0}
+
+    def see(self, name, exact, width=None):
+        if exact.numel():
+            self.lo[name] = min(self.lo[name], int(exact.min()))
+            self.hi[name] = max(self.hi[name], int(exact.max()))
+        if width is not None:
+            lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+            self.saturated[name] += int(((exact < lo) | (exact > hi)).sum())
+
+    def as_dict(self):
+        return {"min": dict(self.lo), "max": dict(self.hi), "saturated": dict(self.saturated)}
+
+
 @torch.no_grad()
-def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None) -> GoldenResult:
-    """Run ``bundle`` on input event counts ``on``/``off`` ([T, B, N_0], ON/OFF events per step)."""
+def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None,
+               track_ranges: bool = False) -> GoldenResult:
+    """Run ``bundle`` on input event counts ``on``/``off`` ([T, B, N_0], ON/OFF events per step).
+
+    With ``track_ranges``, ``result.ranges[l]`` records the smallest and largest exact value of
+    the synaptic input, the current and the potential sums before saturation, and how many
+    neuron updates saturated (what an exporter needs to choose widths from data)."""
     on, off = check_input_counts(bundle, on, off)
     T, B = on.shape[0], on.shape[1]
     L = len(bundle.layers)
@@ -87,6 +113,7 @@ def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None
     events_per_layer = torch.zeros(L, B, dtype=torch.int64)
     net_input = (on - off).to(torch.float32)   # an OFF event adds -w: XNOR(0, w) = NOT w
     input_events = on + off
+    ranges = [_Range() for _ in bundle.layers] if track_ranges else None
     for t in range(T):
         x = net_input[t]
         n_events = input_events[t].sum(dim=1)
@@ -94,11 +121,18 @@ def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None
             events_per_layer[k] += n_events
             syn = (x @ signed_w[k]).round().to(torch.int64)
             if layer.current:
-                c[k] = saturate(c[k] - leak(c[k], layer.leak_c) + syn, bundle.c_width)
+                c_exact = c[k] - leak(c[k], layer.leak_c) + syn
+                c[k] = saturate(c_exact, bundle.c_width)
                 drive = c[k]
             else:
                 drive = syn
-            v[k] = saturate(v[k] - leak(v[k], layer.leak_v) + drive + bias[k], bundle.v_width)
+            v_exact = v[k] - leak(v[k], layer.leak_v) + drive + bias[k]
+            if ranges is not None:
+                ranges[k].see("syn", syn)
+                ranges[k].see("v", v_exact, bundle.v_width)
+                if layer.current:
+                    ranges[k].see("c", c_exact, bundle.c_width)
+            v[k] = saturate(v_exact, bundle.v_width)
             s = v[k] >= theta[k]
             if layer.fire_once:
                 s &= ~fired[k]
@@ -121,7 +155,8 @@ def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None
     hidden_neurons = sum(bundle.layers[k].size for k in hidden)
     return GoldenResult(spikes=spikes, v=v, c=c, count=count, first=first, prediction=prediction,
                         events_per_layer=events_per_layer, sops=sops, hidden_spikes=hidden_spikes,
-                        hidden_neurons=hidden_neurons)
+                        hidden_neurons=hidden_neurons,
+                        ranges=[r.as_dict() for r in ranges] if ranges is not None else None)
 
 
 def readout(bundle: Bundle, count: torch.Tensor, first: torch.Tensor, v_final: torch.Tensor) -> torch.Tensor:
