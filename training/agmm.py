@@ -37,20 +37,28 @@ class AGMM(nn.Module):
         current in the units of a batch-normalised pre-activation (binary weights, no batch norm).
     mode : {"gradient", "forward"}
     alpha_init : float
+    alpha_min : float or None
+        If set, the gate uses ``max(alpha, alpha_min)``. In mode "gradient" alpha has no effect on
+        the forward value, so its gradient never meets a consequence and alpha drifts freely
+        (measured: to negative values, which reverses the modulated gradient of those steps);
+        ``alpha_min = 0`` keeps the modulation a non-negative reweighting (docs/agmm.md).
     """
 
-    def __init__(self, time_steps: int, fan_in: int, mode: str = "gradient", alpha_init: float = 1.0):
+    def __init__(self, time_steps: int, fan_in: int, mode: str = "gradient", alpha_init: float = 1.0,
+                 alpha_min: float | None = None):
         super().__init__()
         if mode not in ("gradient", "forward"):
             raise ValueError(f"AGMM mode must be 'gradient' or 'forward', got {mode!r}")
         self.mode = mode
         self.norm = math.sqrt(max(1, fan_in))
+        self.alpha_min = alpha_min
         self.alpha = nn.Parameter(torch.full((time_steps,), float(alpha_init)))
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """g[t, b] with shape [T, B, 1] for a current ``x`` of shape [T, B, N]."""
         m = x.mean(dim=-1, keepdim=True) / self.norm
-        return self.alpha.view(-1, 1, 1)[: x.shape[0]] * torch.sigmoid(m)
+        alpha = self.alpha if self.alpha_min is None else self.alpha.clamp(min=self.alpha_min)
+        return alpha.view(-1, 1, 1)[: x.shape[0]] * torch.sigmoid(m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate(x) * x

@@ -192,7 +192,7 @@ class BSNN(nn.Module):
             self.theta.append(nn.Parameter(torch.full((cfg.size,), t0), requires_grad=cfg.learn_threshold))
             if self.agmm_enabled:
                 self.gates.append(AGMM(self.time_steps, sizes[k], agmm.get("mode", "gradient"),
-                                       agmm.get("alpha_init", 1.0)))
+                                       agmm.get("alpha_init", 1.0), agmm.get("alpha_min")))
         self.log_logit_scale = nn.Parameter(torch.tensor(float(np.log(logit_scale))))
 
     # ---------------------------------------------------------- integer parameters

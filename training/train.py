@@ -49,7 +49,7 @@ DEFAULTS = {
         "logit_scale": 0.1,
         "theta_init_factor": 1.0,
     },
-    "agmm": {"enabled": False, "mode": "gradient", "alpha_init": 1.0},
+    "agmm": {"enabled": False, "mode": "gradient", "alpha_init": 1.0, "alpha_min": None},
     "train": {
         "epochs": 10, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "lr_param": 1e-2,
         "lr_gate": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine",

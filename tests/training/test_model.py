@@ -107,3 +107,13 @@ def test_agmm_on_off_same_forward_different_gradients():
     torch.nn.functional.cross_entropy(rb.logits, y).backward()
     assert not torch.allclose(a.weights[0].grad, b.weights[0].grad)
     assert np.array_equal(a.to_bundle().weights[0], b.to_bundle().weights[0])
+
+
+def test_agmm_alpha_min_clamps_gate():
+    x = torch.ones(2, 1, 4)
+    gate = AGMM(2, 4, alpha_min=0.0)
+    with torch.no_grad():
+        gate.alpha.copy_(torch.tensor([-1.0, 2.0]))
+    g = gate.gate(x)
+    assert g[0].item() == 0.0 and g[1].item() > 1.0
+    assert AGMM(2, 4).gate(x).shape == (2, 1, 1)
