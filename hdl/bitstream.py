@@ -94,10 +94,25 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     out = Path(out_dir) if out_dir else REPO / "build" / "bitstream" / f"{board_name}-{model.name}"
     out.mkdir(parents=True, exist_ok=True)
 
-    platform, top, hw, geom, plan = platform_top(bundle, hw, board, baud, weights, target_mhz)
+    from hdl.board import memory_templates, plan_build
+    from hdl.images import global_words, layer_mode_words
+    from hdl.weights_patch import patch, template_images, write_hex
+    hw, geom, plan = plan_build(bundle, hw, board, weights)
+    # Random template contents in the weight, bias and threshold memories, replaced by the
+    # bundle's images after place-and-route (so that `make weights` can swap them later).
+    templates = memory_templates(geom, seed)
+    platform, top, hw, geom, plan = platform_top(bundle, hw, board, baud, weights, target_mhz,
+                                                 memory_init=templates)
     (out / "hardware.json").write_text(json.dumps(
         {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
-         "uart_baud": baud, "memory_plan": plan}, indent=2) + "\n")
+         "family": board.family, "uart_baud": baud, "memory_plan": plan,
+         "weights_in": hw.weight_memory,
+         "register_init": {"layer_modes": layer_mode_words(bundle),
+                           "globals": {str(k): v for k, v in global_words(bundle, True).items()}}},
+        indent=2) + "\n")
+    (out / "template").mkdir(exist_ok=True)
+    for mem, (width, words) in template_images(templates, geom).items():
+        write_hex(out / "template" / f"{mem}.hex", width, words)
     env = yowasp_environment()
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -118,6 +133,12 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     parsed = parse_nextpnr_report(out / "report.json")
     summary = summarise(parsed, board.family)
     bit = out / (f"{name}.bin" if board.family == "ice40" else f"{name}.bit")
+    # Keep the placed design with the templates, then put the bundle's images in.
+    ext = "asc" if board.family == "ice40" else "config"
+    shutil.copyfile(out / f"{name}.{ext}", out / f"template.{ext}")
+    patched = None
+    if hw.weight_memory == "bram":
+        patched = patch(out, bundle, bit)
 
     report = {
         "board": board_name, "device": board.device, "model": str(model),
@@ -128,6 +149,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
                   "constraint_mhz": summary["constraint_mhz"], "fmax_mhz": summary["fmax_mhz"]},
         "utilization": {k: v for k, v in summary.items() if isinstance(v, dict)},
         "nextpnr": parsed, "bitstream": os.path.relpath(bit, REPO), "build_seconds": round(seconds, 1),
+        "memories_patched": patched and {"memories": patched["memories"],
+                                         "verified_by_readback": patched["verified_by_readback"]},
         "command": f"make bitstream BOARD={board_name} MODEL={model}",
     }
     if throughput_images:

@@ -14,7 +14,7 @@ from .uart import UARTRx, UARTTx, uart_divisor
 from .weights import SPRAM_COUNT, SPRAM_WORDS
 
 __all__ = ["BoardTop", "BOARDS", "Board", "DeviceFitError", "plan_build", "memory_plan",
-           "platform_top"]
+           "platform_top", "memory_templates"]
 
 
 class DeviceFitError(ValueError):
@@ -136,8 +136,9 @@ class BoardTop(wiring.Component):
     busy: Out(1)
     error: Out(2)
 
-    def __init__(self, bundle, hw: HardwareConfig, divisor: int, rx_depth: int = 512):
-        self.core = BSNNCore(bundle, hw)
+    def __init__(self, bundle, hw: HardwareConfig, divisor: int, rx_depth: int = 512,
+                 memory_init=None):
+        self.core = BSNNCore(bundle, hw, memory_init=memory_init)
         self.geom = self.core.geom
         self.divisor = divisor
         self.rx_depth = rx_depth
@@ -182,8 +183,25 @@ class _PlatformTop(Elaboratable):
         return m
 
 
+def memory_templates(geom: CoreGeometry, seed: int = 1) -> dict:
+    """Random power-up contents for the weight, bias and threshold memories (as in
+    :class:`BSNNCore`'s ``memory_init``): patterns that icebram / ecpbram can find in a
+    bitstream and replace by a bundle's images (hdl/weights_patch.py)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    U, d = geom.neuron_lanes, max(2, geom.bank_depth)
+    bw, tw = geom.bias_width, geom.v_width - 1
+    return {
+        "weights": [int(x) for x in rng.integers(0, 1 << geom.lanes, max(2, geom.weight_depth),
+                                                  dtype=np.uint64)],
+        "bias": [[int(x) for x in rng.integers(-(1 << (bw - 1)), 1 << (bw - 1), d)]
+                 for _ in range(U)],
+        "threshold": [[int(x) for x in rng.integers(0, 1 << tw, d)] for _ in range(U)],
+    }
+
+
 def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
-                 weights: str = "auto", target_mhz: float | None = None):
+                 weights: str = "auto", target_mhz: float | None = None, memory_init=None):
     """``(platform, elaboratable, hw, geom, plan)`` for building the board top of ``bundle``.
 
     The platform is the amaranth-boards platform of ``board`` with its oscillator's clock
@@ -204,5 +222,5 @@ def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
         resources.append(r)
     platform_cls = type(f"{base.__name__}_Timed", (base,), {"resources": resources})
     platform = platform_cls()
-    top = BoardTop(bundle, hw, uart_divisor(board.osc_hz, baud))
+    top = BoardTop(bundle, hw, uart_divisor(board.osc_hz, baud), memory_init=memory_init)
     return platform, _PlatformTop(top), hw, geom, plan

@@ -45,13 +45,17 @@ class BSNNCore(wiring.Component):
     error : Out(ErrorBit.WIDTH)
         Sticky since start: bit 0 index >= N_0, bit 1 more than max_input_events in a step.
     """
-    def __init__(self, bundle, hw: HardwareConfig | None = None):
+    def __init__(self, bundle, hw: HardwareConfig | None = None, memory_init=None):
         hw = HardwareConfig() if hw is None else hw
         self.geom = g = CoreGeometry.from_bundle(bundle, hw)
         self.hw = hw
         self._weights = weight_words(bundle, g)
         self._bias = bias_image(bundle)
         self._threshold = threshold_image(bundle)
+        # Optional replacement power-up contents, as the memories hold them ({"weights": words,
+        # "bias": [per bank], "threshold": [per bank]}): hdl.bitstream builds with random
+        # templates that icebram / ecpbram later replace (hdl/weights_patch.py).
+        self._memory_init = dict(memory_init or {})
         self._modes = layer_mode_words(bundle)
         self._globals = global_words(bundle, trace=True)
         super().__init__({
@@ -64,6 +68,12 @@ class BSNNCore(wiring.Component):
             "cycles": Out(32),
             "error": Out(ErrorBit.WIDTH),
         })
+
+    def bank_images(self, bundle):
+        """The bias and threshold images of every neuron bank for ``bundle`` (memory order)."""
+        return ([self._bank_image(bias_image(bundle), u, 0) for u in range(self.geom.neuron_lanes)],
+                [self._bank_image(threshold_image(bundle), u, 1)
+                 for u in range(self.geom.neuron_lanes)])
 
     def _bank_image(self, image, u, pad):
         """The part of a concatenated per-neuron image that bank ``u`` holds, in bank order."""
@@ -85,12 +95,15 @@ class BSNNCore(wiring.Component):
         if self.hw.weight_memory == "spram":
             m.submodules.weights = wmem = SPRAMWeightMemory(g)
         else:
-            m.submodules.weights = wmem = WeightMemory(g, init=self._weights)
+            m.submodules.weights = wmem = WeightMemory(
+                g, init=self._memory_init.get("weights", self._weights))
         m.submodules.synapse = syn = SynapseUnit(g)
         banks = []
         for u in range(U):
-            bank = NeuronUnit(g, bias=self._bank_image(self._bias, u, 0),
-                              threshold=self._bank_image(self._threshold, u, 1),
+            mi = self._memory_init
+            bank = NeuronUnit(g, bias=mi["bias"][u] if "bias" in mi else self._bank_image(self._bias, u, 0),
+                              threshold=mi["threshold"][u] if "threshold" in mi
+                              else self._bank_image(self._threshold, u, 1),
                               modes=self._modes, sizes=g.groups)
             m.submodules[f"neuron{u}" if U > 1 else "neuron"] = bank
             banks.append(bank)

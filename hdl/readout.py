@@ -21,11 +21,12 @@ class ReadoutUnit(wiring.Component):
     Ports
     -----
     i_cand : In(stream.Signature(NeuronResultLayout))
-        Ready whenever no decision is waiting in ``o_class`` (one candidate per cycle);
+        Registered, then compared (one candidate per cycle); not ready while a decision waits
+        in ``o_class`` or the last candidate is being decided;
         ``last`` marks the final candidate. ``index``, ``v``, ``count``, ``first``, ``fired``
         are used.
     o_class : Out(stream.Signature(ClassLayout))
-        Valid the cycle after the last candidate is accepted, until taken.
+        Valid two cycles after the last candidate is accepted, until taken.
     rule : In(2)
         :class:`ReadoutRule`; stable during a readout.
     clear : In(1)
@@ -49,7 +50,14 @@ class ReadoutUnit(wiring.Component):
         b_count = Signal(COUNT_WIDTH)
         b_fkey = Signal(STEP_WIDTH + 1)     # first spike step; 2^16 when never fired
 
-        c = self.i_cand.payload
+        # The candidate is registered first (timing: the comparison starts from flip-flops).
+        c_valid = Signal()
+        c = Signal(NeuronResultLayout(g.idx_w, g.v_width))
+        m.d.comb += self.i_cand.ready.eq(~self.o_class.valid & ~(c_valid & c.last))
+        m.d.sync += c_valid.eq(self.i_cand.valid & self.i_cand.ready)
+        with m.If(self.i_cand.valid & self.i_cand.ready):
+            m.d.sync += c.eq(self.i_cand.payload)
+
         c_fkey = Signal(STEP_WIDTH + 1)
         m.d.comb += c_fkey.eq(Mux(c.fired, c.first, 1 << STEP_WIDTH))
 
@@ -62,9 +70,9 @@ class ReadoutUnit(wiring.Component):
             with m.Default():
                 m.d.comb += better.eq((c.count > b_count) | ((c.count == b_count) & (c.v > b_v)))
         take = Signal()
-        m.d.comb += [take.eq(~have | better), self.i_cand.ready.eq(~self.o_class.valid)]
+        m.d.comb += take.eq(~have | better)
 
-        with m.If(self.i_cand.valid & self.i_cand.ready):
+        with m.If(c_valid):
             with m.If(take):
                 m.d.sync += [b_index.eq(c.index), b_v.eq(c.v), b_count.eq(c.count),
                              b_fkey.eq(c_fkey)]
@@ -77,5 +85,5 @@ class ReadoutUnit(wiring.Component):
         with m.If(self.o_class.valid & self.o_class.ready):
             m.d.sync += self.o_class.valid.eq(0)
         with m.If(self.clear):
-            m.d.sync += [have.eq(0), self.o_class.valid.eq(0)]
+            m.d.sync += [have.eq(0), self.o_class.valid.eq(0), c_valid.eq(0)]
         return m

@@ -1,0 +1,171 @@
+"""``make weights``: put another bundle of the same build key into an existing bitstream, without
+synthesis or place-and-route (icebram for iCE40, ecpbram for ECP5, from the YoWASP packages).
+
+    .venv/bin/python -m hdl.weights_patch --build build/bitstream/icebreaker-default \
+        --model models/other --out build/bitstream/icebreaker-default/other.bin
+
+``hdl.bitstream`` builds every board top with random *template* contents in the weight, bias and
+threshold memories (``hdl.board.memory_templates``) and keeps the unpatched placed design
+(``template.asc`` / ``template.config``) and the template images (``template/*.hex``). Patching
+replaces each template image by the bundle's image. The result is checked by patching it back:
+the bundle's images must be found exactly where the templates were, so that replacing them by
+the templates again reproduces the template design bit for bit.
+
+Only memory contents can change this way: the layer modes and the GLOBAL registers (T, readout,
+max_input_events) are flip-flop initial values, so a bundle that differs there is refused (load
+it over the UART instead, docs/uart-protocol.md). SPRAM weights are never in a bitstream.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["main", "patch", "memory_images", "write_hex", "PatchError"]
+
+
+class PatchError(RuntimeError):
+    pass
+
+
+def _tool(name):
+    return str(Path(sys.executable).parent / f"yowasp-{name}")
+
+
+def memory_images(bundle, geom) -> dict:
+    """``{memory name: (width, words)}`` of ``bundle`` as the build's memories hold them (the
+    same names as the template files)."""
+    from hdl.core import BSNNCore
+    from hdl.config import HardwareConfig
+    from hdl.images import weight_words
+
+    core = BSNNCore(bundle, HardwareConfig(lanes=geom.lanes, trace=geom.trace,
+                                           max_input_events=geom.max_input_events,
+                                           neuron_lanes=geom.neuron_lanes,
+                                           neuron_pipeline=geom.neuron_pipeline))
+    bias, thr = core.bank_images(bundle)
+    d = max(2, geom.bank_depth)
+    images = {"weights": (geom.lanes, weight_words(bundle, geom) + [0] * (max(2, geom.weight_depth)
+                                                                         - geom.weight_depth))}
+    for u in range(geom.neuron_lanes):
+        images[f"bias{u}"] = (geom.bias_width, bias[u] + [0] * (d - len(bias[u])))
+        images[f"threshold{u}"] = (geom.v_width - 1, thr[u] + [1] * (d - len(thr[u])))
+    return images
+
+
+def template_images(templates: dict, geom) -> dict:
+    images = {"weights": (geom.lanes, templates["weights"])}
+    for u in range(geom.neuron_lanes):
+        images[f"bias{u}"] = (geom.bias_width, templates["bias"][u])
+        images[f"threshold{u}"] = (geom.v_width - 1, templates["threshold"][u])
+    return images
+
+
+def write_hex(path, width, words, multiple=256) -> None:
+    """One word per line (two's complement), zero-padded to a multiple of ``multiple`` words."""
+    digits = max(1, -(-width // 4))
+    mask = (1 << width) - 1
+    padded = list(words) + [0] * (-len(words) % multiple)
+    Path(path).write_text("".join(f"{int(w) & mask:0{digits}x}\n" for w in padded))
+
+
+def _run(cmd, stdin=None, stdout=None, cwd=None):
+    proc = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd)
+    if proc.returncode != 0:
+        raise PatchError(f"{Path(cmd[0]).name} failed: {proc.stderr.decode(errors='replace').strip()[-800:]}")
+
+
+def _replace(family, src, dst, from_hex, to_hex, cwd):
+    """One memory: ``src`` design file -> ``dst`` with ``from_hex`` replaced by ``to_hex``."""
+    if family == "ice40":
+        with open(cwd / src, "rb") as fi, open(cwd / dst, "wb") as fo:
+            _run([_tool("icebram"), str(from_hex), str(to_hex)], stdin=fi, stdout=fo, cwd=cwd)
+    else:
+        _run([_tool("ecpbram"), "-i", str(src), "-o", str(dst), "-f", str(from_hex),
+              "-t", str(to_hex)], cwd=cwd)
+
+
+def patch(build_dir, bundle, out=None, verify=True) -> dict:
+    """Patch ``bundle`` into the bitstream build in ``build_dir``; returns a summary dict."""
+    from hdl.config import BuildMismatch, CoreGeometry, check_fits
+    from hdl.images import global_words, layer_mode_words
+
+    build_dir = Path(build_dir)
+    manifest = json.loads((build_dir / "hardware.json").read_text())
+    geom = CoreGeometry.from_key(manifest["build_key"])
+    check_fits(bundle, geom)         # BuildMismatch with every difference
+    if manifest.get("weights_in", "bram") == "spram" or \
+            manifest.get("hardware_config", {}).get("weight_memory") == "spram":
+        raise PatchError("this build keeps its weights in SPRAM, which a bitstream cannot hold: "
+                         "load the bundle over the UART (sim/board_host.py BoardHost.load)")
+    regs = manifest.get("register_init", {})
+    want = {"layer_modes": layer_mode_words(bundle),
+            "globals": {str(k): v for k, v in global_words(bundle, True).items()}}
+    diff = [k for k in want if regs.get(k) != want[k]]
+    if diff:
+        raise PatchError(f"the bundle differs from the build in {', '.join(diff)} (flip-flop "
+                         "initial values, not memories): rebuild, or load it over the UART")
+    family = manifest["family"]
+    ext = "asc" if family == "ice40" else "config"
+    tdir = build_dir / "template"
+    new_dir = build_dir / "patch"
+    new_dir.mkdir(exist_ok=True)
+    images = memory_images(bundle, geom)
+    names = list(images)
+    for name, (width, words) in images.items():
+        write_hex(new_dir / f"{name}.hex", width, words)
+    # Chain the replacements: template -> ... -> patched design.
+    cur = f"template.{ext}"
+    for i, name in enumerate(names):
+        nxt = f"patch/step{i}.{ext}"
+        _replace(family, cur, nxt, f"template/{name}.hex", f"patch/{name}.hex", build_dir)
+        cur = nxt
+    final = f"patch/patched.{ext}"
+    os.replace(build_dir / cur, build_dir / final)
+    checked = False
+    if verify:
+        cur = final
+        for i, name in enumerate(names):
+            nxt = f"patch/back{i}.{ext}"
+            _replace(family, cur, nxt, f"patch/{name}.hex", f"template/{name}.hex", build_dir)
+            cur = nxt
+        if (build_dir / cur).read_bytes() != (build_dir / f"template.{ext}").read_bytes():
+            raise PatchError("read-back check failed: replacing the bundle's images by the "
+                             "templates again does not reproduce the template design")
+        checked = True
+    out = Path(out) if out else build_dir / ("patched.bin" if family == "ice40" else "patched.bit")
+    if family == "ice40":
+        _run([_tool("icepack"), final, os.path.relpath(out.resolve(), build_dir.resolve())],
+             cwd=build_dir)
+    else:
+        _run([_tool("ecppack"), "--input", final,
+              "--bit", os.path.relpath(out.resolve(), build_dir.resolve())], cwd=build_dir)
+    return {"bitstream": str(out), "memories": names, "verified_by_readback": checked,
+            "build_key": geom.key()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="bsnn weights", description=__doc__.split("\n\n")[0])
+    p.add_argument("--build", required=True, type=Path,
+                   help="bitstream build directory (from hdl.bitstream)")
+    p.add_argument("--model", required=True, type=Path, help="bundle of the same build key")
+    p.add_argument("--out", type=Path, help="patched bitstream (default <build>/patched.bin|bit)")
+    p.add_argument("--no-verify", action="store_true")
+    args = p.parse_args(argv)
+    from firmware_export.bundle import load_bundle
+    from hdl.config import BuildMismatch
+    try:
+        res = patch(args.build, load_bundle(args.model), args.out, verify=not args.no_verify)
+    except (PatchError, BuildMismatch) as exc:
+        print(f"bsnn weights: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {res['bitstream']} ({', '.join(res['memories'])} replaced; "
+          f"read-back check {'passed' if res['verified_by_readback'] else 'skipped'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
