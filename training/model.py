@@ -117,6 +117,10 @@ class ForwardResult:
     logits: torch.Tensor | None = None  # differentiable readout scores (training)
     prediction: torch.Tensor | None = None
     currents: list = field(default_factory=list)  # synaptic input per layer [T, B, N_l]
+    # with trace=True, per layer {"u": pre-reset potential [T,B,N], "slope": drive + bias [T,B,N],
+    # "theta": threshold as used [N], "spikes": [T,B,N], "input", "w", "bias", neuron options}
+    # for the sparse-firing regularizers of training/ssr.py
+    traces: list = field(default_factory=list)
 
 
 def predict(readout: str, v: torch.Tensor, count: torch.Tensor, first: torch.Tensor,
@@ -215,7 +219,7 @@ class BSNN(nn.Module):
             self.theta[k].clamp_(1, self.theta_max)
 
     # ---------------------------------------------------------- dynamics
-    def _layer(self, k, I, hardware):
+    def _layer(self, k, I, hardware, trace=None, trace_extra=None):
         cfg = self.layer_cfgs[k]
         T, B, N = I.shape
         if hardware:
@@ -229,7 +233,7 @@ class BSNN(nn.Module):
         fired = I.new_zeros(B, N)
         count = I.new_zeros(B, N)
         first = torch.full((B, N), -1, dtype=torch.int64)
-        spikes = []
+        spikes, us, slopes = [], [], []
         for t in range(T):
             x = I[t]
             if cfg.current:
@@ -248,6 +252,9 @@ class BSNN(nn.Module):
                 s = spike_fn(v - theta, width)
             if cfg.fire_once:
                 s = s * (1.0 - fired)
+            if trace is not None:
+                us.append(v)
+                slopes.append(drive + bias)
             sd = s.detach()
             first = torch.where((sd > 0) & (count == 0), torch.full_like(first, t), first)
             fired = torch.maximum(fired, sd)
@@ -257,10 +264,15 @@ class BSNN(nn.Module):
             elif cfg.reset == "zero":
                 v = v * (1.0 - sd)
             spikes.append(s)
+        if trace is not None:
+            trace.append({"u": torch.stack(us), "slope": torch.stack(slopes), "theta": theta,
+                          "spikes": torch.stack(spikes), "bias": bias, "width": width, "current": cfg.current,
+                          "fire_once": cfg.fire_once,
+                          "leak_v": cfg.leak_v, "leak_c": cfg.leak_c, **(trace_extra or {})})
         return torch.stack(spikes), v, c, count, first
 
     def forward(self, on: torch.Tensor, off: torch.Tensor | None = None, hardware: bool = False,
-                keep_currents: bool = False) -> ForwardResult:
+                keep_currents: bool = False, trace: bool = False) -> ForwardResult:
         """Run the network on input counts ``on``/``off`` ``[T, B, N0]``.
 
         ``hardware=False``: differentiable, float32, exact integers in the forward pass.
@@ -268,14 +280,15 @@ class BSNN(nn.Module):
         """
         if hardware:
             with torch.no_grad():
-                return self._forward(on, off, True, keep_currents)
-        return self._forward(on, off, False, keep_currents)
+                return self._forward(on, off, True, keep_currents, trace)
+        return self._forward(on, off, False, keep_currents, trace)
 
-    def _forward(self, on, off, hardware, keep_currents):
+    def _forward(self, on, off, hardware, keep_currents, trace=False):
         dtype = torch.float64 if hardware else torch.float32
         x = on.to(dtype) if off is None else (on.to(dtype) - off.to(dtype))
         T, B, _ = x.shape
         spikes, vs, cs, currents = [], [], [], []
+        traces = [] if trace else None
         count = first = None
         for k in range(len(self.layer_cfgs)):
             w = self.weights[k]
@@ -285,7 +298,8 @@ class BSNN(nn.Module):
                 I = self.gates[k](I)
             if keep_currents:
                 currents.append(I.detach())
-            s, v, c, count, first = self._layer(k, I, hardware)
+            s, v, c, count, first = self._layer(k, I, hardware, traces,
+                                                {"input": x.detach(), "w": wb} if trace else None)
             spikes.append(s)
             vs.append(v)
             cs.append(c)
@@ -295,17 +309,24 @@ class BSNN(nn.Module):
             vs = [v.to(torch.int64) for v in vs]
             cs = [c.to(torch.int64) for c in cs]
             count = count.to(torch.int64)
-            res = ForwardResult(spikes, vs, cs, count, first, None, None, currents)
+            res = ForwardResult(spikes, vs, cs, count, first, None, None, currents, traces or [])
             res.prediction = predict(self.readout, vs[-1], count, first, self.time_steps, self.v_width)
             return res
         if self.readout == "potential":
             score = vs[-1]
         elif self.readout == "spike_count":
             score = spikes[-1].sum(0)
+        elif self.readout == "first_spike":
+            # earliness = T - first (0 if never fired): the number of steps since the first spike,
+            # differentiable through the surrogate spikes; the final potential (bounded to less
+            # than one step) breaks ties as the hardware's second key does.
+            fired = torch.clamp(torch.cumsum(spikes[-1], 0), max=1.0)
+            theta_out = self.int_theta(len(self.layer_cfgs) - 1).detach()
+            score = fired.sum(0) + 0.5 * torch.clamp(vs[-1] / theta_out, -1.0, 1.0)
         else:
-            raise ValueError("training supports the 'potential' and 'spike_count' readouts")
+            raise ValueError(f"unknown readout {self.readout!r}")
         logits = score * self.log_logit_scale.exp()
-        res = ForwardResult(spikes, vs, cs, count, first, logits, None, currents)
+        res = ForwardResult(spikes, vs, cs, count, first, logits, None, currents, traces or [])
         with torch.no_grad():
             res.prediction = predict(self.readout, vs[-1].detach(), count, first, self.time_steps, self.v_width)
         return res

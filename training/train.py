@@ -26,6 +26,7 @@ from . import data as data_mod
 from .diagnostics import FlipCounter, flip_rates, plot_history, weight_signs, write_history
 from .encoding import Encoder, max_events_per_step
 from .model import BSNN, LayerConfig
+from .ssr import SSRConfig, ssr_penalty
 
 __all__ = ["main", "add_train_arguments", "run_train", "load_config", "build_model",
            "build_data", "evaluate", "run_eval_dataset", "DEFAULTS"]
@@ -50,6 +51,8 @@ DEFAULTS = {
         "theta_init_factor": 1.0,
     },
     "agmm": {"enabled": False, "mode": "gradient", "alpha_init": 1.0, "alpha_min": None},
+    # sparse-firing regularization (training/ssr.py, docs/ssr.md): loss = CE + gamma * R
+    "ssr": {"method": "none", "gamma": 0.0, "v_hat": 1.0, "horizon": 0, "layers": "hidden", "local": True},
     "train": {
         "epochs": 10, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "lr_param": 1e-2,
         "lr_gate": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine",
@@ -281,6 +284,7 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
 
     from tqdm import tqdm
 
+    ssr = SSRConfig.from_dict(cfg.get("ssr"))
     best_acc = max([h["test_acc"] for h in history], default=-1.0)
     last_epoch = tc["epochs"]
     if tc.get("stop_after"):  # stop early (time-boxed runs; resume later with --resume)
@@ -292,7 +296,7 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
         per_rank = len(perm) // world if world > 1 else len(perm)
         perm = perm[rank * per_rank:(rank + 1) * per_rank] if world > 1 else perm
         flips = FlipCounter(model)
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen, reg_sum = 0.0, 0, 0, 0.0
         batches = range(0, per_rank, tc["batch_size"])
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc['epochs']}", disable=not progress or rank != 0,
                    leave=False, mininterval=5.0)
@@ -301,10 +305,15 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
             on, off, y = train_data.batch(idx, generator=g)
             on, y = on.to(device), y.to(device)
             off = off.to(device) if off is not None else None
-            res = ddp_model(on, off)
+            res = ddp_model(on, off, trace=ssr.active) if ssr.active else ddp_model(on, off)
             loss = F.cross_entropy(res.logits, y)
+            total = loss
+            if ssr.active:
+                reg = ssr_penalty(res.traces, ssr)
+                total = loss + ssr.gamma * reg
+                reg_sum += float(reg.detach()) * len(y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             opt.step()
             sched.step()
             model.clip_latent(tc["weight_clip"])
@@ -330,6 +339,7 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
                 "iter_flip_rate": it, "iter_flip_rate_layers": it_layers,
                 "firing_rate_layers": ev["firing_rate_layers"],
                 "spikes_per_neuron_hidden": ev["spikes_per_neuron_hidden"],
+                "ssr_penalty": reg_sum / max(1, seen) if ssr.active else None,
                 "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0,
                 "alpha": [g_.alpha.detach().cpu().tolist() for g_ in model.gates],
             }
