@@ -104,9 +104,14 @@ init_batch = 128
 @need("mnist")
 def test_ddp_two_processes(tmp_path):
     cfg = _write_toml(tmp_path, tmp_path / "ddp", 2)
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                        "--master_port=29517", "-m", "training.train", "--config", str(cfg),
+                        f"--master_port={port}", "-m", "training.train", "--config", str(cfg),
                         "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
