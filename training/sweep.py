@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 __all__ = ["add_sweep_arguments", "run_sweep", "evaluate_bundle", "sweep_points", "plot_sweep",
-           "select_best", "main"]
+           "select_best", "markdown_table", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,8 +77,14 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="measure RTL cycles (Verilator) on the first N test samples of each point")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the reference points (initial checkpoint, gamma-0 fine-tune)")
+    parser.add_argument("--no-finetuned-reference", action="store_true",
+                        help="keep the initial-checkpoint reference but skip the gamma-0 fine-tune")
     parser.add_argument("--redo", action="store_true", help="recompute points already in <out>.json")
-    parser.add_argument("--plot-only", action="store_true", help="only redraw the plots from <out>.json")
+    parser.add_argument("--reeval", action="store_true",
+                        help="re-evaluate every point of <out>.json from its saved bundle (no training), "
+                        "e.g. after a change of the core's cycle model")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="only redraw the plots from <out>.json and print the table")
     parser.add_argument("--ship", help="copy the best point that meets the target to this bundle folder")
     parser.add_argument("--target-spikes", type=float, default=0.2,
                         help="target spikes per hidden neuron per inference (default 0.2)")
@@ -180,7 +186,24 @@ def _load(path: Path) -> dict:
     return {"points": []}
 
 
+def _rel(x):
+    """Paths inside the repository are stored relative to it (the JSON goes into docs/)."""
+    if isinstance(x, dict):
+        return {k: _rel(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rel(v) for v in x]
+    if isinstance(x, str) and x.startswith(str(REPO) + "/"):
+        return x[len(str(REPO)) + 1:]
+    return x
+
+
+def _abs(path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else REPO / p
+
+
 def _save(doc: dict, path: Path):
+    doc = _rel(doc)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
@@ -234,7 +257,7 @@ def plot_sweep(doc: dict, prefix: str | Path, title: str = ""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [p for p in doc["points"] if "eval" in p]
+    pts = [p for p in doc.get("points", []) if "eval" in p]
     if not pts:
         return []
     groups = _series(pts)
@@ -293,6 +316,25 @@ def plot_sweep(doc: dict, prefix: str | Path, title: str = ""):
     return [f1, f2]
 
 
+def markdown_table(doc: dict) -> str:
+    """The sweep as a Markdown table (accuracy, firing per layer, SOPs, cycles)."""
+    pts = [p for p in doc.get("points", []) if "eval" in p]
+    if not pts:
+        return ""
+    nh = len(pts[0]["eval"]["spikes_per_neuron_layers"])
+    head = ["point", "method", "gamma", "v_hat", "accuracy (%)", "spikes/neuron"] + \
+        [f"layer {j + 1}" for j in range(nh)] + ["SOPs/inference", "cycles/inference"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in pts:
+        e = p["eval"]
+        rows.append("| " + " | ".join([p["key"], p["method"], f"{p['gamma']:g}",
+                                        "" if p.get("v_hat") is None else f"{p['v_hat']:g}",
+                                        f"{100 * e['acc']:.2f}", f"{e['spikes_per_neuron']:.3f}"] +
+                                       [f"{x:.3f}" for x in e["spikes_per_neuron_layers"]] +
+                                       [f"{e['sops_per_inference']:.0f}", f"{e['cycles_per_inference']:.0f}"]) + " |")
+    return "\n".join(rows)
+
+
 # ------------------------------------------------------------------ the sweep
 def run_sweep(args: argparse.Namespace) -> int:
     from firmware_export.bundle import load_bundle, save_bundle
@@ -305,6 +347,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     base = load_config(args.config)
     if args.plot_only:
         plot_sweep(doc, args.out, doc.get("title", ""))
+        print(markdown_table(doc))
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -333,6 +376,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                           reference=not args.no_reference and bool(init_from), fssr_gammas=fssr_gammas)
     if not args.no_reference and not init_from:
         points.insert(0, {"key": "none", "method": "none", "gamma": 0.0, "v_hat": None})
+    if args.no_finetuned_reference:
+        points = [p for p in points if p["method"] != "none"]
     doc.update({"config": str(args.config), "init_from": init_from, "title": doc.get("title") or
                 f"{name}: {base['data']['dataset']}, {'-'.join(map(str, [784] + list(base['model']['hidden']) + [base['model']['num_classes']]))}, "
                 f"T={base['encoding']['time_steps']}, binary weights, golden model",
@@ -340,6 +385,12 @@ def run_sweep(args: argparse.Namespace) -> int:
                 "command": doc.get("command") or "python -m training.sweep " + " ".join(sys.argv[1:])})
     done = {p["key"]: p for p in doc["points"]}
     _, test = build_data(base)
+    if args.reeval:
+        for p in doc["points"]:
+            p["eval"] = evaluate_bundle(load_bundle(_abs(p["bundle"])), test, rtl_samples=args.rtl_samples)
+            print(f"[sweep] {p['key']}: re-evaluated, {p['eval']['cycles_per_inference']:.0f} cycles", flush=True)
+        _save(doc, out_json)
+        points = []
     for pt in points:
         if pt["key"] in done and not args.redo:
             print(f"[sweep] {pt['key']}: done already", flush=True)
@@ -395,7 +446,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     print(json.dumps(doc["selection"], indent=1))
     if args.ship and best is not None:
         ship = Path(args.ship)
-        b = load_bundle(best["bundle"])
+        b = load_bundle(_abs(best["bundle"]))
         b.metadata = dict(b.metadata, sweep=str(out_json), sweep_point=best["key"],
                           reference_model={"point": ref["key"], "checkpoint": ref["checkpoint"],
                                            "test_acc_hardware_exact": ref["eval"]["acc"],
