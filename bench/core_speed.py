@@ -82,6 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--hw", type=Path, help="hardware config TOML (e.g. configs/hw/icebreaker.toml)")
     p.add_argument("--lanes", type=int, help="P (overrides --hw)")
     p.add_argument("--neuron-lanes", type=int, help="U (overrides --hw)")
+    p.add_argument("--trace", choices=["on", "off"], help="build-time trace (overrides --hw)")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=100, help="first N images (default 100)")
@@ -94,6 +95,8 @@ def main(argv=None) -> int:
         hw = hw.replace(lanes=args.lanes)
     if args.neuron_lanes:
         hw = hw.replace(neuron_lanes=args.neuron_lanes)
+    if args.trace:
+        hw = hw.replace(trace=args.trace == "on")
     result = measure(args.model, hw, args.dataset, args.split, args.limit, args.simulator,
                      args.fmax_mhz)
     args.json.parent.mkdir(parents=True, exist_ok=True)

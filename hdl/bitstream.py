@@ -100,7 +100,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     hw, geom, plan = plan_build(bundle, hw, board, weights)
     # Random template contents in the weight, bias and threshold memories, replaced by the
     # bundle's images after place-and-route (so that `make weights` can swap them later).
-    templates = memory_templates(geom, seed)
+    templates = memory_templates(geom, seed, board.family)
     platform, top, hw, geom, plan = platform_top(bundle, hw, board, baud, weights, target_mhz,
                                                  memory_init=templates)
     (out / "hardware.json").write_text(json.dumps(

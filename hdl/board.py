@@ -183,20 +183,34 @@ class _PlatformTop(Elaboratable):
         return m
 
 
-def memory_templates(geom: CoreGeometry, seed: int = 1) -> dict:
+def template_depth(family: str, width: int, depth: int) -> int:
+    """``depth`` rounded up to whole block RAMs of the shape synthesis picks for ``width``
+    (so that a template fills every block it occupies with random data: no block holds
+    constant padding that icebram / ecpbram could match in several places)."""
+    if family == "ice40":
+        block = 256 if width > 8 else 512 if width > 4 else 1024 if width > 2 else 2048
+    else:
+        block = 512 if width > 18 else 1024 if width > 9 else 2048 if width > 4 else 4096
+    return -(-max(2, depth) // block) * block
+
+
+def memory_templates(geom: CoreGeometry, seed: int = 1, family: str = "ice40") -> dict:
     """Random power-up contents for the weight, bias and threshold memories (as in
-    :class:`BSNNCore`'s ``memory_init``): patterns that icebram / ecpbram can find in a
-    bitstream and replace by a bundle's images (hdl/weights_patch.py)."""
+    :class:`BSNNCore`'s ``memory_init``), each filling whole block RAMs: patterns that
+    icebram / ecpbram can find in a bitstream and replace by a bundle's images
+    (hdl/weights_patch.py)."""
     import numpy as np
     rng = np.random.default_rng(seed)
-    U, d = geom.neuron_lanes, max(2, geom.bank_depth)
+    U = geom.neuron_lanes
     bw, tw = geom.bias_width, geom.v_width - 1
+    dw = template_depth(family, geom.lanes, geom.weight_depth)
+    db = template_depth(family, bw, geom.bank_depth)
+    dt = template_depth(family, tw, geom.bank_depth)
     return {
-        "weights": [int(x) for x in rng.integers(0, 1 << geom.lanes, max(2, geom.weight_depth),
-                                                  dtype=np.uint64)],
-        "bias": [[int(x) for x in rng.integers(-(1 << (bw - 1)), 1 << (bw - 1), d)]
+        "weights": [int(x) for x in rng.integers(0, 1 << geom.lanes, dw, dtype=np.uint64)],
+        "bias": [[int(x) for x in rng.integers(-(1 << (bw - 1)), 1 << (bw - 1), db)]
                  for _ in range(U)],
-        "threshold": [[int(x) for x in rng.integers(0, 1 << tw, d)] for _ in range(U)],
+        "threshold": [[int(x) for x in rng.integers(0, 1 << tw, dt)] for _ in range(U)],
     }
 
 

@@ -87,8 +87,11 @@ class NeuronUnit(wiring.Component):
         stat_layout = data.StructLayout({"count": COUNT_WIDTH, "first": STEP_WIDTH})
         m.submodules.state = state = Memory(shape=state_layout, depth=len(span(S)), init=[])
         m.submodules.stat = stat = Memory(shape=stat_layout, depth=len(span(NL)), init=[])
-        m.submodules.bias = bias = Memory(shape=signed(g.bias_width), depth=len(span(S)), init=self.bias_init)
-        m.submodules.threshold = thr = Memory(shape=unsigned(vw - 1), depth=len(span(S)),
+        m.submodules.bias = bias = Memory(shape=signed(g.bias_width),
+                                          depth=max(len(span(S)), len(self.bias_init)),
+                                          init=self.bias_init)
+        m.submodules.threshold = thr = Memory(shape=unsigned(vw - 1),
+                                              depth=max(len(span(S)), len(self.threshold_init)),
                                               init=self.threshold_init)
         st_w = state.write_port()
         st_r = state.read_port(transparent_for=(st_w,))

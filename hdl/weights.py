@@ -59,7 +59,10 @@ class WeightMemory(wiring.Component):
     def elaborate(self, platform):
         g = self._geom
         m = Module()
-        m.submodules.mem = mem = Memory(shape=g.lanes, depth=len(span(g.weight_depth)),
+        # An init longer than the depth (a bitstream template filling whole block RAMs) makes
+        # the memory that deep; the words beyond weight_depth are never addressed.
+        m.submodules.mem = mem = Memory(shape=g.lanes,
+                                        depth=max(len(span(g.weight_depth)), len(self.init)),
                                         init=self.init)
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,))

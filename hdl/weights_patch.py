@@ -35,9 +35,10 @@ def _tool(name):
     return str(Path(sys.executable).parent / f"yowasp-{name}")
 
 
-def memory_images(bundle, geom) -> dict:
+def memory_images(bundle, geom, templates: dict | None = None) -> dict:
     """``{memory name: (width, words)}`` of ``bundle`` as the build's memories hold them (the
-    same names as the template files)."""
+    same names as the template files). Where a template is longer than the image (it fills
+    whole block RAMs), its words are kept beyond the image, so no block holds constant padding."""
     from hdl.core import BSNNCore
     from hdl.config import HardwareConfig
     from hdl.images import weight_words
@@ -47,13 +48,19 @@ def memory_images(bundle, geom) -> dict:
                                            neuron_lanes=geom.neuron_lanes,
                                            neuron_pipeline=geom.neuron_pipeline))
     bias, thr = core.bank_images(bundle)
-    d = max(2, geom.bank_depth)
-    images = {"weights": (geom.lanes, weight_words(bundle, geom) + [0] * (max(2, geom.weight_depth)
-                                                                         - geom.weight_depth))}
+    images = {"weights": (geom.lanes, weight_words(bundle, geom))}
     for u in range(geom.neuron_lanes):
-        images[f"bias{u}"] = (geom.bias_width, bias[u] + [0] * (d - len(bias[u])))
-        images[f"threshold{u}"] = (geom.v_width - 1, thr[u] + [1] * (d - len(thr[u])))
+        images[f"bias{u}"] = (geom.bias_width, bias[u])
+        images[f"threshold{u}"] = (geom.v_width - 1, thr[u])
+    if templates:
+        for name, (width, words) in list(images.items()):
+            tw = templates[name][1]
+            images[name] = (width, list(words) + list(tw[len(words):]))
     return images
+
+
+def read_hex(path) -> list[int]:
+    return [int(line, 16) for line in Path(path).read_text().split()]
 
 
 def template_images(templates: dict, geom) -> dict:
@@ -65,7 +72,8 @@ def template_images(templates: dict, geom) -> dict:
 
 
 def write_hex(path, width, words, multiple=256) -> None:
-    """One word per line (two's complement), zero-padded to a multiple of ``multiple`` words."""
+    """One word per line (two's complement), zero-padded to a multiple of ``multiple`` words
+    (templates from hdl.board.memory_templates already fill whole blocks: no padding)."""
     digits = max(1, -(-width // 4))
     mask = (1 << width) - 1
     padded = list(words) + [0] * (-len(words) % multiple)
@@ -113,8 +121,9 @@ def patch(build_dir, bundle, out=None, verify=True) -> dict:
     tdir = build_dir / "template"
     new_dir = build_dir / "patch"
     new_dir.mkdir(exist_ok=True)
-    images = memory_images(bundle, geom)
-    names = list(images)
+    names = ["weights"] + [f"{k}{u}" for u in range(geom.neuron_lanes) for k in ("bias", "threshold")]
+    templates = {n: (None, read_hex(tdir / f"{n}.hex")) for n in names}
+    images = memory_images(bundle, geom, templates)
     for name, (width, words) in images.items():
         write_hex(new_dir / f"{name}.hex", width, words)
     # Chain the replacements: template -> ... -> patched design.
