@@ -7,6 +7,10 @@ STAMP  := $(VENV)/.installed
 MODEL  ?= models/default
 OUT    ?= build/verilog
 SIM    ?= verilator
+# FPGA board: icebreaker, ulx3s-85f, ulx3s-45f, ulx3s-25f (configs/hw/$(BOARD).toml)
+BOARD  ?= icebreaker
+# The bitstream build `make weights` patches (built by `make bitstream BOARD=... MODEL=...`)
+BUILD  ?= build/bitstream/$(BOARD)-default
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k golden"
 PYTEST_ARGS ?=
 
@@ -19,6 +23,9 @@ help:
 	@echo "make sim       cocotb regression: random bundles, RTL vs golden model, Verilator and Icarus"
 	@echo "make eval      accuracy of $(MODEL) on MNIST with the golden model (JSON in build/eval.json)"
 	@echo "make lint      verilator --lint-only -Wall on the generated Verilog"
+	@echo "make bitstream BOARD=icebreaker|ulx3s-85f MODEL=...  board top -> bitstream (YoWASP), report in docs/fpga"
+	@echo "make weights   BOARD=... MODEL=...  patch MODEL into the $(BUILD) bitstream (no place-and-route)"
+	@echo "make core-speed BOARD=... MODEL=... core cycles vs the event bound on 100 MNIST test images"
 	@echo "make formal    bounded formal checks (SymbiYosys + z3): stream rules, spike queue"
 	@echo "make bench     simulated cycles/s: compiled Verilator harness vs cocotb on Verilator and Icarus"
 	@echo "make nir-demo  snnTorch -> NIR -> bundle, accuracy before and after"
@@ -61,3 +68,13 @@ nir-demo: $(STAMP)
 
 clean:
 	rm -rf build sim_build .pytest_cache
+
+.PHONY: bitstream weights core-speed
+bitstream: $(STAMP)
+	$(PY) -m hdl.bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga
+
+weights: $(STAMP)
+	$(PY) -m hdl.weights_patch --build $(BUILD) --model $(MODEL) --out $(BUILD)/patched-$(notdir $(MODEL)).$(if $(filter icebreaker,$(BOARD)),bin,bit)
+
+core-speed: $(STAMP)
+	$(PY) bench/core_speed.py --model $(MODEL) --hw configs/hw/$(BOARD).toml --limit 100 --json build/bench/core_speed-$(BOARD)-$(notdir $(MODEL)).json
