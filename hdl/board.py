@@ -194,6 +194,11 @@ def template_depth(family: str, width: int, depth: int) -> int:
     return -(-max(2, depth) // block) * block
 
 
+def stored_widths(geom: CoreGeometry) -> tuple:
+    """Stored widths of the bias and threshold memories (whole hex digits, hdl/neuron.py)."""
+    return -(-geom.bias_width // 4) * 4, -(-(geom.v_width - 1) // 4) * 4
+
+
 def memory_templates(geom: CoreGeometry, seed: int = 1, family: str = "ice40") -> dict:
     """Random power-up contents for the weight, bias and threshold memories (as in
     :class:`BSNNCore`'s ``memory_init``), each filling whole block RAMs: patterns that
@@ -202,14 +207,13 @@ def memory_templates(geom: CoreGeometry, seed: int = 1, family: str = "ice40") -
     import numpy as np
     rng = np.random.default_rng(seed)
     U = geom.neuron_lanes
-    bw, tw = geom.bias_width, geom.v_width - 1
+    bw, tw = stored_widths(geom)
     dw = template_depth(family, geom.lanes, geom.weight_depth)
     db = template_depth(family, bw, geom.bank_depth)
     dt = template_depth(family, tw, geom.bank_depth)
     return {
         "weights": [int(x) for x in rng.integers(0, 1 << geom.lanes, dw, dtype=np.uint64)],
-        "bias": [[int(x) for x in rng.integers(-(1 << (bw - 1)), 1 << (bw - 1), db)]
-                 for _ in range(U)],
+        "bias": [[int(x) for x in rng.integers(0, 1 << bw, db)] for _ in range(U)],
         "threshold": [[int(x) for x in rng.integers(0, 1 << tw, dt)] for _ in range(U)],
     }
 

@@ -87,12 +87,18 @@ class NeuronUnit(wiring.Component):
         stat_layout = data.StructLayout({"count": COUNT_WIDTH, "first": STEP_WIDTH})
         m.submodules.state = state = Memory(shape=state_layout, depth=len(span(S)), init=[])
         m.submodules.stat = stat = Memory(shape=stat_layout, depth=len(span(NL)), init=[])
-        m.submodules.bias = bias = Memory(shape=signed(g.bias_width),
+        # Bias and threshold are stored as raw bits in whole hex digits (widths rounded up to
+        # a multiple of 4; the extra bits are ignored): a bitstream template then has no
+        # constant bit column that icebram / ecpbram could match in several places.
+        bw4, tw4 = -(-g.bias_width // 4) * 4, -(-(vw - 1) // 4) * 4
+        bmask, tmask = (1 << g.bias_width) - 1, (1 << (vw - 1)) - 1
+        m.submodules.bias = bias = Memory(shape=unsigned(bw4),
                                           depth=max(len(span(S)), len(self.bias_init)),
-                                          init=self.bias_init)
-        m.submodules.threshold = thr = Memory(shape=unsigned(vw - 1),
+                                          init=[int(x) & ((1 << bw4) - 1) for x in self.bias_init])
+        m.submodules.threshold = thr = Memory(shape=unsigned(tw4),
                                               depth=max(len(span(S)), len(self.threshold_init)),
-                                              init=self.threshold_init)
+                                              init=[int(x) & ((1 << tw4) - 1)
+                                                    for x in self.threshold_init])
         st_w = state.write_port()
         st_r = state.read_port(transparent_for=(st_w,))
         ss_w = stat.write_port()
@@ -173,9 +179,9 @@ class NeuronUnit(wiring.Component):
         # Stage A1: leaks (shifts by a run-time amount) and the potential's base.
         leak_c = leak(m, c_old, mode_r.leak_c, "leak_c")
         leak_v = leak(m, v_old, mode_r.leak_v, "leak_v")
-        p = stage({**p, "l_c": c_old - leak_c, "v_base": v_old - leak_v + b_r.data,
+        p = stage({**p, "l_c": c_old - leak_c, "v_base": v_old - leak_v + b_r.data[:g.bias_width].as_signed(),
                    "c_old": c_old, "v_old": v_old, "fired": st_r.data.fired,
-                   "theta": t_r.data, "count": Mux(is_out, ss_r.data.count, 0),
+                   "theta": t_r.data[:vw - 1], "count": Mux(is_out, ss_r.data.count, 0),
                    "first": Mux(is_out, ss_r.data.first, 0)}, long)
         # Stage A2: the current.
         cmd_view = cmd_layout(p["cmd"])

@@ -47,11 +47,14 @@ def memory_images(bundle, geom, templates: dict | None = None) -> dict:
                                            max_input_events=geom.max_input_events,
                                            neuron_lanes=geom.neuron_lanes,
                                            neuron_pipeline=geom.neuron_pipeline))
+    from hdl.board import stored_widths
     bias, thr = core.bank_images(bundle)
+    bw, tw = stored_widths(geom)
+    bmask = (1 << geom.bias_width) - 1
     images = {"weights": (geom.lanes, weight_words(bundle, geom))}
     for u in range(geom.neuron_lanes):
-        images[f"bias{u}"] = (geom.bias_width, bias[u])
-        images[f"threshold{u}"] = (geom.v_width - 1, thr[u])
+        images[f"bias{u}"] = (bw, [b & bmask for b in bias[u]])
+        images[f"threshold{u}"] = (tw, thr[u])
     if templates:
         for name, (width, words) in list(images.items()):
             tw = templates[name][1]
@@ -64,10 +67,12 @@ def read_hex(path) -> list[int]:
 
 
 def template_images(templates: dict, geom) -> dict:
+    from hdl.board import stored_widths
+    bw, tw = stored_widths(geom)
     images = {"weights": (geom.lanes, templates["weights"])}
     for u in range(geom.neuron_lanes):
-        images[f"bias{u}"] = (geom.bias_width, templates["bias"][u])
-        images[f"threshold{u}"] = (geom.v_width - 1, templates["threshold"][u])
+        images[f"bias{u}"] = (bw, templates["bias"][u])
+        images[f"threshold{u}"] = (tw, templates["threshold"][u])
     return images
 
 
