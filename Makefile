@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BSNN   := $(VENV)/bin/bsnn
 STAMP  := $(VENV)/.installed
-MODEL  ?= models/default
+MODEL  ?= models/mnist
 OUT    ?= build/verilog
 SIM    ?= verilator
 # FPGA board: icebreaker, ulx3s-85f, ulx3s-45f, ulx3s-25f (configs/hw/$(BOARD).toml)
