@@ -184,8 +184,17 @@ def write_report(report: dict, json_path, md_path) -> None:
     for k, v in u.items():
         pct = 100 * v["used"] / v["available"] if v["available"] else 0
         lines.append(f"| {k} | {v['used']} | {v['available']} | {pct:.0f} |")
-    lines += ["", f"nextpnr Fmax: **{c['fmax_mhz']:.1f} MHz** (constraint {c['constraint_mhz']:.0f} MHz; "
-              f"the board's oscillator is {c['board_oscillator_mhz']:.0f} MHz)."]
+    verdict = "meets" if c["fmax_mhz"] >= c["constraint_mhz"] else "misses"
+    lines += ["", f"nextpnr Fmax: **{c['fmax_mhz']:.1f} MHz** ({verdict} the {c['constraint_mhz']:.0f} MHz "
+              f"constraint place-and-route was timed against). The board top as built runs from "
+              f"the board's {c['board_oscillator_mhz']:.0f} MHz oscillator (no PLL yet)."]
+    mp = report.get("memories_patched")
+    if mp:
+        lines += ["", f"The bitstream was placed with random templates in the "
+                  f"{', '.join(mp['memories'])} memories, then patched with the model's images "
+                  f"(read-back check {'passed' if mp['verified_by_readback'] else 'not run'}); "
+                  f"`make weights BOARD={report['board']} MODEL=<same shape>` swaps in another "
+                  f"model without place-and-route."]
     t = report.get("throughput")
     if t:
         lines += ["", f"Throughput on {t['samples']} MNIST test images (cycles measured in RTL "
@@ -197,6 +206,12 @@ def write_report(report: dict, json_path, md_path) -> None:
                   f"({t['inferences_per_second_worst']:.0f} worst case). The UART link at "
                   f"115200 baud is far slower; this is the core's rate."]
     Path(md_path).write_text("\n".join(lines) + "\n")
+
+
+def rewrite_markdown(json_path) -> None:
+    """Regenerate the Markdown report next to a JSON report."""
+    json_path = Path(json_path)
+    write_report(json.loads(json_path.read_text()), json_path, json_path.with_suffix(".md"))
 
 
 def main(argv=None) -> int:
