@@ -71,3 +71,20 @@ def test_synthesis_smoke_ice40(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     stat = (tmp_path / "stat.txt").read_text()
     assert "SB_LUT4" in stat and "SB_RAM40_4K" in stat
+
+
+def test_board_top_verilator_lint_clean(tmp_path):
+    """The board top (UART, host link, core) is -Wall clean with hdl/lint_waivers.vlt."""
+    from sim.lint import lint
+    from sim.toolchain import availability
+    reason = availability("verilator")
+    if reason:
+        pytest.skip(reason)
+    rng = np.random.default_rng(6)
+    b = random_bundle(rng, sizes=[12, 9, 5])
+    for hw in (HardwareConfig(lanes=4, neuron_lanes=2), HardwareConfig(lanes=8, neuron_pipeline="long")):
+        path = tmp_path / "board.v"
+        path.write_text(verilog.convert(BoardTop(b, hw, 6), name="bsnn_board", emit_src=False,
+                                        strip_internal_attrs=True))
+        code, out = lint(path, "bsnn_board")
+        assert code == 0 and "%Warning" not in out and "%Error" not in out, out
