@@ -38,9 +38,10 @@ def main(argv=None) -> int:
     p.add_argument("--labels", nargs="+")
     p.add_argument("--out", required=True, help="output prefix (writes .png, .json, .md)")
     p.add_argument("--target", type=float, default=0.97)
+    p.add_argument("--epochs", type=int, help="compare only the first N epochs of every run")
     a = p.parse_args(argv)
     labels = a.labels or [Path(r).name for r in a.runs]
-    hists = [json.loads((Path(r) / "diagnostics.json").read_text()) for r in a.runs]
+    hists = [json.loads((Path(r) / "diagnostics.json").read_text())[: a.epochs] for r in a.runs]
     sums = {lab: summarize(h, a.target) for lab, h in zip(labels, hists)}
 
     import matplotlib
