@@ -71,7 +71,7 @@ def summarise(parsed: dict, family: str) -> dict:
 
 
 def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weights=None,
-          target_mhz=None, seed=1, throughput_images=100, verbose=False) -> dict:
+          target_mhz=None, seed=1, throughput_images=100, verbose=False, reuse=False) -> dict:
     """Build the bitstream of ``model`` on ``board_name``; returns the report dict."""
     import tomllib
 
@@ -117,13 +117,17 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     t0 = time.perf_counter()
-    try:
-        name = "bsnn_top"
+    name = "bsnn_top"
+    ext = "asc" if board.family == "ice40" else "config"
+    if reuse and (out / "report.json").exists() and (out / f"template.{ext}").exists():
+        shutil.copyfile(out / f"template.{ext}", out / f"{name}.{ext}")
+    else:
+      try:
         rel = os.path.relpath(out, Path.cwd())
         platform.build(top, name=name, build_dir=rel, do_program=False,
                        nextpnr_opts=f"--report report.json --seed {int(seed)} --timing-allow-fail",
                        verbose=verbose)
-    finally:
+      finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -134,7 +138,6 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     summary = summarise(parsed, board.family)
     bit = out / (f"{name}.bin" if board.family == "ice40" else f"{name}.bit")
     # Keep the placed design with the templates, then put the bundle's images in.
-    ext = "asc" if board.family == "ice40" else "config"
     shutil.copyfile(out / f"{name}.{ext}", out / f"template.{ext}")
     patched = None
     if hw.weight_memory == "bram":
@@ -227,12 +230,16 @@ def main(argv=None) -> int:
                    help="MNIST test images simulated for the throughput figure (0: skip)")
     p.add_argument("--report-dir", type=Path, help="also write <board>-<model>.json/.md here")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--reuse", action="store_true",
+                   help="skip synthesis and place-and-route when the build directory has them "
+                        "(same model and options): patch, measure and report again")
     args = p.parse_args(argv)
     from hdl.board import DeviceFitError
     try:
         report = build(args.board, args.model, args.hw_config, args.out, weights=args.weights,
                        target_mhz=args.target_mhz, seed=args.seed,
-                       throughput_images=args.throughput_images, verbose=args.verbose)
+                       throughput_images=args.throughput_images, verbose=args.verbose,
+                       reuse=args.reuse)
     except DeviceFitError as exc:
         print(f"bsnn bitstream: error: {exc}", file=sys.stderr)
         return 2

