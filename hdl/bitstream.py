@@ -177,8 +177,10 @@ def write_report(report: dict, json_path, md_path) -> None:
     c = report["clock"]
     lines = [f"# {report['board']} ({report['device']}): {report['model']} "
              f"({'-'.join(map(str, report['sizes']))}, T={report['time_steps']})", "",
-             f"Regenerate: `{report['command']}` (YoWASP tools from PyPI; "
-             f"{report['build_seconds']:.0f} s here).", "",
+             f"Regenerate: `{report['command']}` (YoWASP tools from PyPI; " +
+             (f"{report['build_seconds']:.0f} s here)." if report["build_seconds"] > 1 else
+              "this report reused the synthesis and place-and-route of the build directory).")
+             , "",
              f"Core: P = {report['hardware']['lanes']} synapse lanes, U = "
              f"{report['hardware']['neuron_lanes']} neuron lanes, trace "
              f"{'on' if report['hardware']['trace'] else 'off'}, weights in "
