@@ -113,26 +113,26 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     (out / "template").mkdir(exist_ok=True)
     for mem, (width, words) in template_images(templates, geom).items():
         write_hex(out / "template" / f"{mem}.hex", width, words)
-    env = yowasp_environment()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     t0 = time.perf_counter()
     name = "bsnn_top"
     ext = "asc" if board.family == "ice40" else "config"
     if reuse and (out / "report.json").exists() and (out / f"template.{ext}").exists():
         shutil.copyfile(out / f"template.{ext}", out / f"{name}.{ext}")
     else:
-      try:
-        rel = os.path.relpath(out, Path.cwd())
-        platform.build(top, name=name, build_dir=rel, do_program=False,
-                       nextpnr_opts=f"--report report.json --seed {int(seed)} --timing-allow-fail",
-                       verbose=verbose)
-      finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        env = yowasp_environment()
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            platform.build(top, name=name, build_dir=os.path.relpath(out, Path.cwd()),
+                           do_program=False, verbose=verbose,
+                           nextpnr_opts=f"--report report.json --seed {int(seed)} "
+                                        "--timing-allow-fail")
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     seconds = time.perf_counter() - t0
     parsed = parse_nextpnr_report(out / "report.json")
     summary = summarise(parsed, board.family)

@@ -88,3 +88,31 @@ def test_board_top_verilator_lint_clean(tmp_path):
                                         strip_internal_attrs=True))
         code, out = lint(path, "bsnn_board")
         assert code == 0 and "%Warning" not in out and "%Error" not in out, out
+
+
+def test_weights_patch_refusals(tmp_path):
+    """`make weights` refuses, with one line, what a memory patch cannot do."""
+    import json as _json
+    from hdl.board import BOARDS as _B
+    from hdl.config import BuildMismatch
+    from hdl.generate import hardware_manifest
+    from hdl.images import global_words, layer_mode_words
+    from hdl.weights_patch import PatchError, patch
+    rng = np.random.default_rng(8)
+    a = random_bundle(rng, sizes=[10, 6, 3], v_width=8, c_width=6, bias_width=4)
+    hw = HardwareConfig(lanes=4)
+    manifest = {**hardware_manifest(a, hw), "family": "ice40", "weights_in": "bram",
+                "register_init": {"layer_modes": layer_mode_words(a),
+                                  "globals": {str(k): v for k, v in global_words(a).items()}}}
+    (tmp_path / "hardware.json").write_text(_json.dumps(manifest))
+    other_shape = random_bundle(rng, sizes=[10, 7, 3], v_width=8, c_width=6, bias_width=4)
+    with pytest.raises(BuildMismatch, match="sizes"):
+        patch(tmp_path, other_shape)
+    b = random_bundle(rng, sizes=[10, 6, 3], v_width=8, c_width=6, bias_width=4,
+                      time_steps=a.time_steps + 1)
+    with pytest.raises(PatchError, match="differs from the build in .*globals"):
+        patch(tmp_path, b)
+    manifest["weights_in"] = "spram"
+    (tmp_path / "hardware.json").write_text(_json.dumps(manifest))
+    with pytest.raises(PatchError, match="SPRAM"):
+        patch(tmp_path, a)
