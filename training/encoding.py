@@ -26,7 +26,7 @@ ENCODINGS = ("rate", "threshold", "latency", "poisson", "events")
 
 
 def _as_uint8_tensor(images) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+    x = images if torch.is_tensor(images) else torch.from_numpy(np.array(images, copy=True))
     if x.dtype != torch.uint8:
         raise TypeError(f"images must be uint8, got {x.dtype}")
     return x.reshape(x.shape[0], -1).to(torch.int64)
