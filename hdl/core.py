@@ -5,7 +5,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import LAYER_WIDTH, STEP_WIDTH, CoreGeometry, HardwareConfig, span
 from .images import bias_image, global_words, layer_mode_words, threshold_image, weight_words
-from .layouts import (ConfigTarget, ConfigWriteLayout, ErrorBit, GlobalAddress, InputEventLayout,
+from .layouts import (SynapticInputLayout, ConfigTarget, ConfigWriteLayout, ErrorBit, GlobalAddress, InputEventLayout,
                       NeuronResultLayout, ResultKind,
                       ResultLayout, SpikeGroupLayout)
 from .neuron import NeuronUnit
@@ -200,17 +200,34 @@ class BSNNCore(wiring.Component):
         ev = self.i_events.payload
         sev = syn.i_event.payload
 
-        # ---- the result group of the neuron banks (all banks move in lockstep) ----
-        res_valid = neu.o_result.valid
-        grp_ready = Signal()
+        # ---- register slices (timing): no ready signal crosses from one unit to the next ----
+        # synapse drain -> command queue -> neuron banks; banks -> result queue -> sequencer.
+        cmd_layout = SynapticInputLayout(g.group_w, g.syn_w, U)
+        m.submodules.cmdq = cmdq = fifo.SyncFIFO(width=cmd_layout.size, depth=2)
+        m.d.comb += [cmdq.w_stream.valid.eq(syn.o_input.valid),
+                     cmdq.w_stream.payload.eq(syn.o_input.payload.as_value()),
+                     syn.o_input.ready.eq(cmdq.w_stream.ready)]
+        cin = cmd_layout(cmdq.r_stream.payload)
+        res_layout = NeuronResultLayout(g.idx_w, g.v_width)
+        m.submodules.resq = resq = fifo.SyncFIFO(width=res_layout.size * U, depth=2)
+        m.d.comb += [resq.w_stream.valid.eq(neu.o_result.valid),
+                     resq.w_stream.payload.eq(Cat(bank.o_result.payload.as_value()
+                                                  for bank in banks))]
         for bank in banks:
-            m.d.comb += bank.o_result.ready.eq(grp_ready)
+            m.d.comb += bank.o_result.ready.eq(resq.w_stream.ready)
+        results = [res_layout(resq.r_stream.payload[u * res_layout.size:(u + 1) * res_layout.size])
+                   for u in range(U)]
+
+        # ---- the result group of the neuron banks (all banks move in lockstep) ----
+        res_valid = resq.r_stream.valid
+        grp_ready = Signal()
+        m.d.comb += resq.r_stream.ready.eq(grp_ready)
         j0 = Signal(g.idx_w + log_u + 1)
-        m.d.comb += j0.eq(neu.o_result.payload.index * U)
+        m.d.comb += j0.eq(results[0].index * U)
         spike_mask = Signal(U)
         valid_mask = Signal(U)
-        for u, bank in enumerate(banks):
-            m.d.comb += [spike_mask[u].eq(bank.o_result.payload.spike),
+        for u in range(U):
+            m.d.comb += [spike_mask[u].eq(results[u].spike),
                          valid_mask[u].eq(j0 + u < g.layer_sizes[-1])]
         # Lanes of the group still to be emitted as records, one per cycle, lowest first.
         emit = Signal(U)
@@ -228,9 +245,9 @@ class BSNNCore(wiring.Component):
                      last_one.eq((rem & ~onehot) == 0)]
         lane = Signal(NeuronResultLayout(g.idx_w, g.v_width))
         with m.Switch(sel):
-            for u, bank in enumerate(banks):
+            for u in range(U):
                 with m.Case(u):
-                    m.d.comb += lane.eq(bank.o_result.payload)
+                    m.d.comb += lane.eq(results[u])
         lane_j = Signal(g.idx_w + log_u + 1)
         m.d.comb += lane_j.eq(j0 + sel)
 
@@ -307,14 +324,14 @@ class BSNNCore(wiring.Component):
             with m.State("UPDATE"):
                 for u, bank in enumerate(banks):
                     cmd = bank.i_cmd.payload
-                    m.d.comb += [bank.i_cmd.valid.eq(syn.o_input.valid),
-                                 cmd.index.eq(syn.o_input.payload.group),
-                                 cmd.value.eq(syn.o_input.payload.value[u]),
-                                 cmd.last.eq(syn.o_input.payload.last)]
+                    m.d.comb += [bank.i_cmd.valid.eq(cmdq.r_stream.valid),
+                                 cmd.index.eq(cin.group),
+                                 cmd.value.eq(cin.value[u]),
+                                 cmd.last.eq(cin.last)]
                     if U > 1:
                         # Padding lanes beyond the layer: report only, never write back.
-                        m.d.comb += cmd.dump.eq(syn.o_input.payload.group * U + u >= n_size)
-                m.d.comb += syn.o_input.ready.eq(neu.i_cmd.ready)
+                        m.d.comb += cmd.dump.eq(cin.group * U + u >= n_size)
+                m.d.comb += cmdq.r_stream.ready.eq(neu.i_cmd.ready)
                 is_hidden = Signal()
                 need_fifo = Signal()
                 fifo_ready = Signal()
@@ -337,14 +354,14 @@ class BSNNCore(wiring.Component):
                 if hidden_groups:
                     m.d.comb += [spikes.w_stream.valid.eq(res_valid & need_fifo & finishing),
                                  spikes.w_stream.payload.eq(
-                                     Cat(neu.o_result.payload.index[:g.group_w], spike_mask))]
+                                     Cat(results[0].index[:g.group_w], spike_mask))]
                 with m.If(self.o_results.valid & self.o_results.ready & ~last_one):
                     m.d.sync += sent.eq(sent | onehot)
                 with m.If(res_valid & grp_ready):
                     m.d.sync += sent.eq(0)
                     with m.If(need_fifo):
                         m.d.sync += n_words.eq(n_words + 1)
-                    with m.If(neu.o_result.payload.last):
+                    with m.If(results[0].last):
                         m.d.sync += n_words.eq(0)
                         with m.If(is_hidden):
                             m.d.sync += [layer.eq(layer + 1), remaining.eq(n_words + need_fifo)]
