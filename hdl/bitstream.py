@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -113,6 +114,11 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     (out / "template").mkdir(exist_ok=True)
     for mem, (width, words) in template_images(templates, geom).items():
         write_hex(out / "template" / f"{mem}.hex", width, words)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        commit = None
     t0 = time.perf_counter()
     name = "bsnn_top"
     ext = "asc" if board.family == "ice40" else "config"
@@ -155,6 +161,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         "memories_patched": patched and {"memories": patched["memories"],
                                          "verified_by_readback": patched["verified_by_readback"]},
         "command": f"make bitstream BOARD={board_name} MODEL={model}",
+        "source_commit": commit,
     }
     if throughput_images:
         from bench.core_speed import measure
@@ -181,6 +188,7 @@ def write_report(report: dict, json_path, md_path) -> None:
              (f"{report['build_seconds']:.0f} s here)." if report["build_seconds"] > 1 else
               "this report reused the synthesis and place-and-route of the build directory).")
              , "",
+             f"Source: commit {report.get('source_commit')}. "
              f"Core: P = {report['hardware']['lanes']} synapse lanes, U = "
              f"{report['hardware']['neuron_lanes']} neuron lanes, trace "
              f"{'on' if report['hardware']['trace'] else 'off'}, weights in "
