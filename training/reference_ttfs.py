@@ -190,12 +190,17 @@ def _plot(doc, path):
         pts = sorted([p for p in doc["points"] if p["method"] == m], key=lambda p: p["gamma"])
         if not pts:
             continue
+        if m != "none":  # curves start at the fine-tuned unregularized model
+            pts = [p for p in doc["points"] if p["method"] == "none" and p.get("finetuned")] + pts
         ax[0].plot([p["spikes_per_neuron"] for p in pts], [100 * p["acc"] for p in pts], "o-" if m != "none" else "*",
                    color=cols[m], ms=9 if m == "none" else 5, label={"none": "no SSR", "mssr": "M-SSR", "fssr": "F-SSR"}[m])
         for p in pts:
             if m == "none" or p is pts[-1]:
                 h = p["output_time_hist"]
-                ax[1].stairs(h["counts"], h["edges"], color=cols[m], label=f"{m} gamma={p['gamma']:g}")
+                lab = ("no SSR, fine-tuned" if p.get("finetuned") else "no SSR") if m == "none" \
+                    else f"{m} gamma={p['gamma']:g}"
+                ax[1].stairs(h["counts"], h["edges"], color=cols[m], ls=":" if m == "none" and not p.get("finetuned") else "-",
+                             label=lab)
     ax[0].set_xlabel("hidden spikes per neuron per inference")
     ax[0].set_ylabel("test accuracy (%)")
     ax[0].grid(alpha=0.3)
@@ -220,9 +225,13 @@ def main(argv=None) -> int:
     p.add_argument("--train-limit", type=int)
     p.add_argument("--test-limit", type=int)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--plot-only", action="store_true", help="redraw <out>.png from <out>.json")
     p.add_argument("--data-root")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.plot_only:
+        _plot(json.loads(Path(f"{a.out}.json").read_text()), f"{a.out}.png")
+        return 0
     doc = {"command": "python -m training.reference_ttfs " + " ".join(argv or __import__("sys").argv[1:]),
            "points": []}
     kw = dict(train_limit=a.train_limit, test_limit=a.test_limit, root=a.data_root)
