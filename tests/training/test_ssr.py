@@ -81,3 +81,32 @@ def test_config_validation():
         SSRConfig("mssr", -1.0)
     assert not SSRConfig("mssr", 0.0).active and SSRConfig("fssr", 0.1).active
     assert SSRConfig.from_dict({"method": "mem", "gamma": 0.5, "v_hat": 0.75}).v_hat == 0.75
+
+
+def test_reference_ramp_layer_exact_times_against_a_time_grid():
+    """The continuous-time reference (training/reference_ttfs.py): exact first firing times."""
+    from training.reference_ttfs import ramp_layer
+    g = torch.Generator().manual_seed(1)
+    t = torch.rand(3, 12, generator=g) * 2
+    t[0, 3] = float("inf")
+    w = torch.randn(12, 5, generator=g) * 0.8 + 0.3
+    t_out, S = ramp_layer(t, w, 1.0, 4.0)
+    grid = torch.linspace(0, 4, 40001, dtype=torch.float64)
+    for b in range(3):
+        fin = torch.isfinite(t[b])
+        v = (w[fin].double().T[:, None, :] * (grid[None, :, None] - t[b, fin].double()).clamp(min=0)).sum(-1)
+        for i in range(5):
+            idx = (v[i] >= 1.0).nonzero()
+            ref = float(grid[idx[0, 0]]) if len(idx) else float("inf")
+            assert abs(float(t_out[b, i]) - ref) <= 2e-4 or (ref == float("inf") == float(t_out[b, i]))
+            if torch.isfinite(t_out[b, i]):  # the slope is the sum of the causal weights
+                assert float(S[b, i]) == pytest.approx(float(w[t[b] < t_out[b, i], i].sum()), abs=1e-5)
+
+
+def test_reference_continuous_regularizers_hand_computed():
+    from training.reference_ttfs import ssr_continuous
+    times = [torch.tensor([[1.0, float("inf")]]), torch.tensor([[2.0]])]
+    slopes = [torch.tensor([[0.5, 0.0]]), torch.tensor([[1.0]])]
+    # one fired hidden neuron: S 0.5, t_max - t = 3; divided by the 2 hidden neurons
+    assert float(ssr_continuous(times, slopes, 4.0, "mssr")) == pytest.approx(0.5 * 9 / 2 / 2)
+    assert float(ssr_continuous(times, slopes, 4.0, "fssr")) == pytest.approx(0.5 * 3 / 2)
