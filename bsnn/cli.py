@@ -97,6 +97,29 @@ def cmd_lint(args) -> int:
     return code
 
 
+def cmd_export(args) -> int:
+    from training.export import export_checkpoint
+
+    meta = export_checkpoint(args.checkpoint, args.out, golden_eval=not args.no_eval,
+                             eval_limit=args.limit, data_root=args.data_root)
+    acc = meta.get("test_acc_hardware_exact")
+    print(f"exported {args.checkpoint} to {args.out}"
+          + (f": hardware-exact test accuracy {100 * acc:.2f} %" if acc is not None else ""))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from training.sweep import run_sweep
+    return int(run_sweep(args) or 0)
+
+
+def _passthrough(module: str):
+    def run(args) -> int:
+        import importlib
+        return int(importlib.import_module(module).main(args.args) or 0)
+    return run
+
+
 def cmd_train(args) -> int:
     try:
         from training.train import run_train
@@ -152,6 +175,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a directory from 'bsnn verilog' or a .v file (default build/verilog)")
     p.set_defaults(func=cmd_lint)
 
+    p = sub.add_parser("export", help="export a training checkpoint to a model bundle")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint written by bsnn train")
+    p.add_argument("--out", required=True, type=Path, help="bundle directory to write (atomically)")
+    p.add_argument("--no-eval", action="store_true", help="skip the golden-model test-set evaluation")
+    p.add_argument("--limit", type=int, help="evaluate on the first N test samples only")
+    p.add_argument("--data-root", help="datasets folder (default ../shared/datasets)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sweep", help="sparse-firing regularization sweep: accuracy vs firing and cycles")
+    from training.sweep import add_sweep_arguments
+    add_sweep_arguments(p)
+    p.set_defaults(func=cmd_sweep)
+
+    for name, module, text in (("bitstream", "hdl.bitstream", "place and route a board top (YoWASP): bitstream + utilisation/Fmax report"),
+                               ("weights", "hdl.weights_patch", "put another model into an existing bitstream (icebram/ecpbram)")):
+        p = sub.add_parser(name, help=text, add_help=False,
+                           description=f"{text}. Arguments go to 'python -m {module}'; "
+                                       f"'bsnn {name} --help' lists them.")
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_passthrough(module))
+
     from nir_interop.cli import add_nir_parser
     add_nir_parser(sub)   # bsnn nir export | import
 
@@ -165,7 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PASSTHROUGH = {"bitstream": "hdl.bitstream", "weights": "hdl.weights_patch"}
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PASSTHROUGH:   # their own parsers, --help included
+        import importlib
+        sys.argv[0] = f"bsnn {argv[0]}"
+        return int(importlib.import_module(PASSTHROUGH[argv[0]]).main(argv[1:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     from firmware_export.bundle import BundleError

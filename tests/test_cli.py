@@ -18,7 +18,8 @@ def run(*args):
 def test_help_lists_subcommands():
     out = run("--help")
     assert out.returncode == 0
-    for sub in ("random-model", "verilog", "eval", "train"):
+    for sub in ("random-model", "verilog", "eval", "train", "export", "sweep", "sim", "lint", "nir",
+                "bitstream", "weights"):
         assert sub in out.stdout
 
 
@@ -71,3 +72,9 @@ def test_random_model_is_a_valid_bundle(model):
     b = load_bundle(model)
     assert b.sizes == [784, 32, 10] and b.time_steps == 3
     assert all(np.isin(w, (0, 1)).all() for w in b.weights)
+
+
+@pytest.mark.parametrize("sub", ["export", "sweep", "sim", "lint", "bitstream", "weights", "train"])
+def test_every_subcommand_has_help(sub):
+    out = run(sub, "--help")
+    assert out.returncode == 0 and "usage:" in out.stdout, out.stderr
