@@ -39,14 +39,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BSNN) verilog --model $(MODEL) --out $(OUT)
+	$(BSNN) verilog --model $(MODEL) --out $(OUT) --vectors 10
 	$(BSNN) eval --model $(MODEL) --dataset mnist --split test --limit 20 --engine rtl --simulator $(SIM) --json build/demo.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q -rs -n 2 $(PYTEST_ARGS)
 
 verilog: $(STAMP)
-	$(BSNN) verilog --model $(MODEL) --out $(OUT)
+	$(BSNN) verilog --model $(MODEL) --out $(OUT) --vectors 10
 
 sim: $(STAMP)
 	$(BSNN) sim $(if $(CASES),--cases $(CASES))

@@ -47,11 +47,22 @@ def cmd_verilog(args) -> int:
     hw = HardwareConfig.from_toml(args.hw_config) if args.hw_config else HardwareConfig()
     if args.lanes:
         hw = hw.replace(lanes=args.lanes) if hasattr(hw, "replace") else HardwareConfig(lanes=args.lanes)
-    paths = generate(bundle, hw, args.out)
-    print(f"wrote Verilog and memory images for {args.model} to {args.out}")
-    if isinstance(paths, dict):
-        for name, p in paths.items():
-            print(f"  {name}: {p}")
+    paths = dict(generate(bundle, hw, args.out) or {})
+    from firmware_export.bundle import write_atomic
+    from firmware_export.firmware import c_header, golden_vectors
+
+    out = Path(args.out)
+    write_atomic(out / "model.h", c_header(bundle).encode())
+    paths["model.h"] = out / "model.h"
+    if args.vectors:
+        from bsnn.evaluate import load_encoded
+        data = load_encoded(bundle, args.dataset, "test", args.vectors, args.data_root)
+        text = golden_vectors(bundle, data.on, data.off, data.labels.tolist())
+        write_atomic(out / "golden_vectors.jsonl", text.encode())
+        paths["golden_vectors.jsonl"] = out / "golden_vectors.jsonl"
+    print(f"wrote Verilog, memory images, C header and manifest for {args.model} to {args.out}")
+    for name, p in paths.items():
+        print(f"  {name}: {p}")
     return 0
 
 
@@ -148,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output directory (e.g. build/verilog)")
     p.add_argument("--hw-config", type=Path, help="hardware configuration (TOML)")
     p.add_argument("--lanes", type=int, help="synapse lanes P (overrides the config)")
+    p.add_argument("--vectors", type=int, default=0,
+                   help="also write golden vectors (input events and expected outputs) for the "
+                        "first N test samples of --dataset")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "nmnist"])
+    p.add_argument("--data-root", type=Path, help="datasets folder (default ../shared/datasets)")
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("eval", help="evaluate a bundle on a dataset (golden model or RTL)")
