@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     for name, module, text in (("bitstream", "hdl.bitstream", "place and route a board top (YoWASP): bitstream + utilisation/Fmax report"),
-                               ("weights", "hdl.weights_patch", "put another model into an existing bitstream (icebram/ecpbram)")):
+                               ("weights", "hdl.weights_patch", "put another model into an existing bitstream (icebram/ecpbram)"),
+                               ("board", "sim.board_cli", "run a dataset on a real board over UART, checked against the golden model")):
         p = sub.add_parser(name, help=text, add_help=False,
                            description=f"{text}. Arguments go to 'python -m {module}'; "
                                        f"'bsnn {name} --help' lists them.")
@@ -225,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PASSTHROUGH = {"bitstream": "hdl.bitstream", "weights": "hdl.weights_patch"}
+PASSTHROUGH = {"bitstream": "hdl.bitstream", "weights": "hdl.weights_patch", "board": "sim.board_cli"}
 
 
 def main(argv=None) -> int:

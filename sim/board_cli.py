@@ -1,0 +1,83 @@
+"""``bsnn board``: run a dataset on a real board over its UART and check every sample against
+the golden model. The protocol code is ``sim.board_host.BoardHost``, the same that the board-top
+simulation tests (sim/tests/test_board_uart.py) drive through the UART pins."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from firmware_export.bundle import load_bundle, write_atomic
+from firmware_export.events import events_from_counts
+from firmware_export.golden import run_golden
+from sim.board_host import BoardHost
+from sim.check import compare_sample
+
+
+async def check_samples(host: BoardHost, bundle, on, off, labels=None, progress=None) -> dict:
+    """Every sample through ``host``; returns accuracy, cycles and mismatches vs the golden model."""
+    golden = run_golden(bundle, on, off)
+    mismatches, cycles, correct = [], [], 0
+    for b in range(on.shape[1]):
+        res = await host.infer(events_from_counts(on, off, sample=b))
+        problem = compare_sample(bundle, golden, b, {"records": [list(r) for r in res.records],
+                                                     "cycles": res.cycles, "error": res.error})
+        if problem:
+            mismatches.append(f"sample {b}: {problem}")
+        cycles.append(res.cycles)
+        if labels is not None and res.records and res.prediction == int(labels[b]):
+            correct += 1
+        if progress:
+            progress(1)
+    n = int(on.shape[1])
+    return {"samples": n, "bit_exact": not mismatches, "mismatches": mismatches[:20],
+            "mismatch_count": len(mismatches), "accuracy": correct / n if labels is not None and n else None,
+            "cycles_per_inference": sum(cycles) / n if n else None}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="bsnn board", description=__doc__.split("\n")[0])
+    p.add_argument("--port", required=True, help="serial port of the board (e.g. /dev/ttyUSB1)")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--build", required=True, type=Path,
+                   help="hardware.json of the bitstream on the board (build/bitstream/<board>-<model>/)")
+    p.add_argument("--model", required=True, type=Path, help="bundle to check against")
+    p.add_argument("--load", action="store_true", help="load the bundle into the board first (config port)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "nmnist"])
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--data-root", type=Path)
+    p.add_argument("--json", type=Path, help="write the report here")
+    args = p.parse_args(argv)
+
+    from tqdm import tqdm
+
+    from bsnn.evaluate import load_encoded
+    from sim.board_host import SerialLink
+
+    bundle = load_bundle(args.model)
+    data = load_encoded(bundle, args.dataset, "test", args.limit, args.data_root)
+    link = SerialLink(str(args.port), args.baud)
+    host = BoardHost(link, args.build)
+
+    async def session():
+        await host.sync()
+        if args.load:
+            await host.load(bundle)
+        with tqdm(total=data.on.shape[1], desc="board", unit="sample") as bar:
+            return await check_samples(host, bundle, data.on, data.off, data.labels, bar.update)
+
+    try:
+        report = asyncio.run(session())
+    finally:
+        link.close()
+    verdict = "bit-exact" if report["bit_exact"] else f"{report['mismatch_count']} MISMATCHING samples"
+    print(f"{report['samples']} samples on the board: {verdict}, accuracy {100 * report['accuracy']:.2f} %, "
+          f"{report['cycles_per_inference']:.0f} cycles per inference")
+    if args.json:
+        write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
+    return 0 if report["bit_exact"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
