@@ -52,6 +52,12 @@ def cmd_verilog(args) -> int:
     from firmware_export.firmware import c_header, golden_vectors
 
     out = Path(args.out)
+    for hex_path in sorted(out.glob("*.hex")):   # raw binary twins of the $readmemh images
+        words = hex_path.read_text().split()
+        n_bytes = max(1, -(-4 * len(words[0]) // 8)) if words else 1
+        blob = b"".join(int(w, 16).to_bytes(n_bytes, "little") for w in words)
+        write_atomic(hex_path.with_suffix(".bin"), blob)
+        paths[hex_path.with_suffix(".bin").name] = hex_path.with_suffix(".bin")
     write_atomic(out / "model.h", c_header(bundle).encode())
     paths["model.h"] = out / "model.h"
     if args.vectors:

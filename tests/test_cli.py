@@ -78,3 +78,18 @@ def test_random_model_is_a_valid_bundle(model):
 def test_every_subcommand_has_help(sub):
     out = run(sub, "--help")
     assert out.returncode == 0 and "usage:" in out.stdout, out.stderr
+
+
+def test_verilog_writes_hex_binary_header_and_vectors(model, tmp_path):
+    out = tmp_path / "v"
+    res = run("verilog", "--model", str(model), "--out", str(out), "--vectors", "2")
+    assert res.returncode == 0, res.stderr
+    for name in ("bsnn_core.v", "weights.hex", "weights.bin", "bias.bin", "model.h",
+                 "golden_vectors.jsonl", "hardware.json"):
+        assert (out / name).exists(), name
+    words = (out / "weights.hex").read_text().split()
+    blob = (out / "weights.bin").read_bytes()
+    n = len(blob) // len(words)
+    assert [int(w, 16) for w in words] == [int.from_bytes(blob[i * n:(i + 1) * n], "little")
+                                           for i in range(len(words))]
+    assert len((out / "golden_vectors.jsonl").read_text().strip().split("\n")) == 2
