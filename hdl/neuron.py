@@ -174,15 +174,18 @@ class NeuronUnit(wiring.Component):
         m.d.comb += cmd_in.eq(self.i_cmd.payload)
         # Stage R: the memories read (their data registers are this stage's register).
         p = stage({"valid": self.i_cmd.valid & ~clearing, "cmd": cmd_in, "addr": rd_addr})
-        v_old = st_r.data.v
-        c_old = st_r.data.c
+        # Stage R2 (long pipeline only): the memories' read data registered once more (a block
+        # RAM's clock-to-output delay is long on the iCE40).
+        p = stage({**p, "v_old": st_r.data.v, "c_old": st_r.data.c, "fired": st_r.data.fired,
+                   "b": b_r.data[:g.bias_width].as_signed(), "theta": t_r.data[:vw - 1],
+                   "count": Mux(is_out, ss_r.data.count, 0),
+                   "first": Mux(is_out, ss_r.data.first, 0)}, long)
+        v_old = p["v_old"]
+        c_old = p["c_old"]
         # Stage A1: leaks (shifts by a run-time amount) and the potential's base.
         leak_c = leak(m, c_old, mode_r.leak_c, "leak_c")
         leak_v = leak(m, v_old, mode_r.leak_v, "leak_v")
-        p = stage({**p, "l_c": c_old - leak_c, "v_base": v_old - leak_v + b_r.data[:g.bias_width].as_signed(),
-                   "c_old": c_old, "v_old": v_old, "fired": st_r.data.fired,
-                   "theta": t_r.data[:vw - 1], "count": Mux(is_out, ss_r.data.count, 0),
-                   "first": Mux(is_out, ss_r.data.first, 0)}, long)
+        p = stage({**p, "l_c": c_old - leak_c, "v_base": v_old - leak_v + p["b"]}, long)
         # Stage A2: the current.
         cmd_view = cmd_layout(p["cmd"])
         c_new = saturate(m, p["l_c"] + cmd_view.value, cw, "c_new")
