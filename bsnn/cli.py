@@ -118,7 +118,11 @@ def cmd_export(args) -> int:
     from training.export import export_checkpoint
 
     meta = export_checkpoint(args.checkpoint, args.out, golden_eval=not args.no_eval,
-                             eval_limit=args.limit, data_root=args.data_root)
+                             eval_limit=args.limit, data_root=args.data_root,
+                             fit_widths=args.fit_widths)
+    if "widths_fitted" in meta:
+        print(f"widths chosen from the training data: {meta['widths_fitted']['from']} -> "
+              f"{meta['widths_fitted']['to']}")
     acc = meta.get("test_acc_hardware_exact")
     print(f"exported {args.checkpoint} to {args.out}"
           + (f": hardware-exact test accuracy {100 * acc:.2f} %" if acc is not None else ""))
@@ -201,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint written by bsnn train")
     p.add_argument("--out", required=True, type=Path, help="bundle directory to write (atomically)")
     p.add_argument("--no-eval", action="store_true", help="skip the golden-model test-set evaluation")
+    p.add_argument("--fit-widths", action="store_true",
+                   help="choose state and bias widths from the training data (narrowest that never saturate there)")
     p.add_argument("--limit", type=int, help="evaluate on the first N test samples only")
     p.add_argument("--data-root", help="datasets folder (default ../shared/datasets)")
     p.set_defaults(func=cmd_export)

@@ -45,8 +45,14 @@ def _tool_versions() -> dict:
 
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: bool = True,
-                      eval_limit: int | None = None, data_root: str | None = None) -> dict:
+                      eval_limit: int | None = None, data_root: str | None = None,
+                      fit_widths: bool = False) -> dict:
     """Write the bundle of ``ckpt_path`` to ``out_dir``; returns its metadata.
+
+    With ``fit_widths`` the state and bias widths of the bundle are chosen from the data: the
+    narrowest that hold every exact sum seen on the training samples (and every threshold and
+    bias), so nothing saturates there; beyond them the semantics saturate. The test accuracy is
+    then measured on the narrowed bundle.
 
     With ``golden_eval`` the test set is run through ``run_golden`` on the bundle as saved and
     loaded back (hardware-exact accuracy), and through the model's own hardware mode; both
@@ -76,10 +82,27 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
         "history": hist,
     }
     out_dir = Path(out_dir)
-    save_bundle(model.to_bundle(meta), out_dir)
+    bundle = model.to_bundle(meta)
+    if data_root:
+        cfg = dict(cfg, data=dict(cfg["data"], root=data_root))
+    if fit_widths:
+        from dataclasses import replace
+
+        from firmware_export.widths import signed_bits, width_report
+        on, off = _width_samples(cfg)
+        rep = width_report(bundle, on, off)
+        bias_lo = min(int(b.min()) for b in bundle.bias)
+        bias_hi = max(int(b.max()) for b in bundle.bias)
+        bias_width = signed_bits(bias_lo, bias_hi)
+        v_width = max(rep["v_width_needed"], bias_width)
+        meta["widths_fitted"] = {"from": {"v": bundle.v_width, "c": bundle.c_width, "bias": bundle.bias_width},
+                                 "to": {"v": v_width, "c": rep["c_width_needed"], "bias": bias_width}}
+        bundle = replace(bundle, v_width=v_width, c_width=rep["c_width_needed"], bias_width=bias_width,
+                         layers=[replace(l, leak_v=min(l.leak_v, v_width - 1),
+                                         leak_c=min(l.leak_c, rep["c_width_needed"] - 1))
+                                 for l in bundle.layers]).validate()
+    save_bundle(bundle, out_dir)
     if golden_eval:
-        if data_root:
-            cfg = dict(cfg, data=dict(cfg["data"], root=data_root))
         _, test = build_data(cfg)
         bundle = load_bundle(out_dir)
         hw = run_eval_dataset(bundle, test, limit=eval_limit)
@@ -95,16 +118,23 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
             # so the float-vs-integer gap is measured, not assumed: it must be 0.
             meta["accuracy_gap_training_vs_exported_pp"] = round(100 * (own["acc"] - hw["acc"]), 4)
         from firmware_export.widths import width_report
-        train, _ = build_data(cfg)
-        train.augment_shift = 0            # the data as it is, not augmented
-        n = min(2000, len(train))
-        on, off, _y = train.batch(torch.arange(n))
+        on, off = _width_samples(cfg)
         meta["width_report"] = width_report(bundle, on, off)
-        meta["width_report"]["note"] = (f"extremes of the exact sums on the first {n} training "
-                                        "samples; values beyond the widths saturate")
+        meta["width_report"]["note"] = (f"extremes of the exact sums on the first {on.shape[1]} "
+                                        "training samples; values beyond the widths saturate")
         bundle.metadata = meta
         save_bundle(bundle, out_dir)
     return meta
+
+
+def _width_samples(cfg, n: int = 2000):
+    """The first ``n`` training samples, encoded as the model sees them, not augmented."""
+    from .train import build_data
+
+    train, _ = build_data(cfg)
+    train.augment_shift = 0
+    on, off, _y = train.batch(torch.arange(min(n, len(train))))
+    return on, off
 
 
 def main(argv=None) -> int:
