@@ -48,6 +48,7 @@ class UARTRx(wiring.Component):
 
     def __init__(self, divisor: int):
         if not isinstance(divisor, int) or divisor < 4:
+            self._MustUse__silence = True   # never built: no "unused elaboratable" warning
             raise ValueError(f"uart: divisor must be an integer >= 4, got {divisor!r}")
         self.divisor = divisor
         super().__init__()
@@ -121,6 +122,7 @@ class UARTTx(wiring.Component):
 
     def __init__(self, divisor: int):
         if not isinstance(divisor, int) or divisor < 4:
+            self._MustUse__silence = True   # never built: no "unused elaboratable" warning
             raise ValueError(f"uart: divisor must be an integer >= 4, got {divisor!r}")
         self.divisor = divisor
         super().__init__()
