@@ -77,8 +77,13 @@ def cmd_eval(args) -> int:
     from bsnn.evaluate import evaluate, summary_lines, write_report
 
     bundle = load_bundle(args.model)
+    hw = None
+    if args.hw_config:
+        from hdl.config import HardwareConfig
+        hw = HardwareConfig.from_toml(args.hw_config)
     report = evaluate(bundle, args.dataset, args.split, args.limit, args.engine, args.simulator,
-                      args.data_root, args.encoding, progress=not args.quiet, model_path=str(args.model))
+                      args.data_root, args.encoding, progress=not args.quiet, model_path=str(args.model),
+                      hw=hw)
     for line in summary_lines(report):
         print(line)
     if args.json:
@@ -185,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
                    help="RTL simulator for --engine rtl (default verilator)")
     p.add_argument("--encoding", help="override the input encoding recorded in the bundle")
+    p.add_argument("--hw-config", type=Path,
+                   help="hardware configuration for --engine rtl (TOML, e.g. configs/hw/ulx3s-85f.toml)")
     p.add_argument("--data-root", type=Path, help="datasets folder (default ../shared/datasets)")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -127,7 +127,9 @@ def summary_lines(report: dict) -> list[str]:
         verdict = "bit-exact" if report["bit_exact"] else f"{report['mismatch_count']} MISMATCHING samples"
         lines.append(f"  RTL ({report['simulator']}) vs golden model: {verdict}; "
                      f"{report['cycles_per_inference']:.0f} cycles per inference "
-                     f"({report['sops_per_cycle']:.2f} SOPs/cycle)")
+                     f"({report['sops_per_cycle']:.2f} SOPs/cycle"
+                     + (f", {report['cycles_bound_ratio']:.3f} x the event bound" if "cycles_bound_ratio" in report else "")
+                     + ")")
         for m in report["mismatches"][:3]:
             lines.append(f"  mismatch: {m}")
     return lines
