@@ -22,15 +22,18 @@ from sim.toolchain import availability
 
 # (sizes, v_width, c_width, bias_width, lanes[, neuron_lanes]): a single layer, a deep one, lanes
 # wider than a layer and a layer wider than the lanes, narrow widths that saturate, and U > 1
-# neuron-update lanes with padding groups.
+# neuron-update lanes with padding groups; and the widths at their limits (2 bits, where
+# everything saturates, and 32 bits).
 BUILDS = [
     ([12, 10, 6], 8, 6, 4, 4),
     ([20, 16, 11, 5], 10, 9, 6, 8),
     ([9, 3], 5, 4, 3, 8),
     ([20, 13, 11, 5], 10, 9, 6, 8, 4, "long"),
+    ([8, 6, 4], 2, 2, 2, 4),
+    ([8, 7, 3], 32, 32, 32, 8),
 ]
 SAMPLES_PER_BUNDLE = 2
-DEFAULT_CASES = 216   # per simulator: 3 builds x 36 bundles x 2 samples
+DEFAULT_CASES = 216   # per simulator: 6 builds x 18 bundles x 2 samples
 
 
 @pytest.fixture
