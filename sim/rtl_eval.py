@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from firmware_export.events import events_from_counts
@@ -44,6 +45,8 @@ def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool =
 
     Verilator runs the compiled C++ harness (sim/harness.py); Icarus runs the cocotb testbench.
     """
+    if off is None:
+        off = torch.zeros_like(on)
     verilog, manifest = generated_design(bundle, hw)
     key = manifest["build_key"]
     if simulator == "verilator":

@@ -139,3 +139,14 @@ def test_write_nir_is_readable_by_nir_itself(tmp_path):
     assert set(graph.nodes) == {"input", "fc1", "lif1", "fc2", "lif2", "output"}
     assert sorted(graph.edges) == sorted([("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"),
                                           ("fc2", "lif2"), ("lif2", "output")])
+
+
+def test_shipped_mnist_model_round_trips_bit_exactly(tmp_path):
+    from pathlib import Path
+
+    from firmware_export.bundle import load_bundle
+    from nir_interop import import_nir, write_nir
+    model = load_bundle(Path(__file__).resolve().parents[2] / "models" / "mnist")
+    write_nir(model, tmp_path / "mnist.nir")
+    back = import_nir(tmp_path / "mnist.nir")
+    assert back.same_as(model) and back.metadata == model.metadata
