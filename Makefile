@@ -14,7 +14,7 @@ BUILD  ?= build/bitstream/$(BOARD)-default
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k golden"
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test verilog sim eval lint formal bench nir-demo clean
+.PHONY: help venv demo test verilog sim eval lint formal bench nir-demo ssr-sweep clean
 
 help:
 	@echo "make demo      Verilog for $(MODEL), then RTL vs golden model on MNIST test images"
@@ -29,6 +29,7 @@ help:
 	@echo "make formal    bounded formal checks (SymbiYosys + z3): stream rules, spike queue"
 	@echo "make bench     simulated cycles/s: compiled Verilator harness vs cocotb on Verilator and Icarus"
 	@echo "make nir-demo  snnTorch -> NIR -> bundle, accuracy before and after"
+	@echo "make ssr-sweep accuracy vs firing vs cycles over the M-SSR / F-SSR / v_hat strengths (long)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +63,9 @@ formal: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.sim_speed --model $(MODEL)
+
+ssr-sweep: $(STAMP)
+	$(BSNN) sweep --config configs/ssr_mnist.toml --out docs/ssr_mnist
 
 nir-demo: $(STAMP)
 	$(PY) -m nir_interop.demo_snntorch --out build/nir_demo
