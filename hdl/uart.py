@@ -21,6 +21,13 @@ def uart_divisor(clk_hz: float, baud: int) -> int:
     return div
 
 
+
+def _check_divisor(unit, divisor) -> None:
+    """Refuse a clock divisor the 4x-oversampling receiver cannot use (shared by RX and TX)."""
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 4:
+        unit._MustUse__silence = True   # never built: no "unused elaboratable" warning
+        raise ValueError(f"uart: divisor must be an integer >= 4, got {divisor!r}")
+
 class UARTRx(wiring.Component):
     """UART receiver: 8N1 frames on ``rx`` become bytes on ``o_data``.
 
@@ -47,9 +54,7 @@ class UARTRx(wiring.Component):
     frame_error: Out(1)
 
     def __init__(self, divisor: int):
-        if not isinstance(divisor, int) or divisor < 4:
-            self._MustUse__silence = True   # never built: no "unused elaboratable" warning
-            raise ValueError(f"uart: divisor must be an integer >= 4, got {divisor!r}")
+        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__()
 
@@ -121,9 +126,7 @@ class UARTTx(wiring.Component):
     tx: Out(1, init=1)
 
     def __init__(self, divisor: int):
-        if not isinstance(divisor, int) or divisor < 4:
-            self._MustUse__silence = True   # never built: no "unused elaboratable" warning
-            raise ValueError(f"uart: divisor must be an integer >= 4, got {divisor!r}")
+        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__()
 
