@@ -23,7 +23,7 @@ def uart_divisor(clk_hz: float, baud: int) -> int:
 
 
 def _check_divisor(unit, divisor) -> None:
-    """Refuse a clock divisor the 4x-oversampling receiver cannot use (shared by RX and TX)."""
+    """Refuse a clock divisor below 4 cycles per bit (shared by RX and TX)."""
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 4:
         unit._MustUse__silence = True   # never built: no "unused elaboratable" warning
         raise ValueError(f"uart: divisor must be an integer >= 4, got {divisor!r}")
