@@ -191,6 +191,17 @@ def random_shift(images: np.ndarray, max_shift: int, generator=None, side: int =
     return out.reshape(b, -1).numpy()
 
 
+def random_hflip(images: np.ndarray, generator=None, side: int = 28) -> np.ndarray:
+    """Mirror each ``side x side`` image left-right with probability 1/2 (training-time
+    augmentation for datasets whose classes are mirror-symmetric, such as Fashion-MNIST)."""
+    import torch
+
+    x = torch.as_tensor(np.asarray(images)).reshape(-1, side, side)
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    out = torch.where(flip[:, None, None], x.flip(-1), x)
+    return out.reshape(x.shape[0], -1).numpy()
+
+
 def random_shift_counts(counts, max_shift: int, generator=None, side: int = 34, offsets=None):
     """Translate event counts ``[T, B, side*side]`` per sample (same offset at every step, zero-filled).
 

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULTS = {
     "name": "run",
     "data": {"dataset": "mnist", "root": None, "train_limit": None, "test_limit": None,
-             "augment_shift": 0},
+             "augment_shift": 0, "augment_flip": False},
     "encoding": {"kind": "rate", "time_steps": 4},
     "model": {
         "hidden": [400, 400, 400],
@@ -90,8 +90,11 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 class EncodedData:
     """A dataset plus its encoder; ``batch(idx)`` gives ``(on, off, labels)``."""
 
-    def __init__(self, ds, encoder: Encoder, augment_shift: int = 0):
+    def __init__(self, ds, encoder: Encoder, augment_shift: int = 0, augment_flip: bool = False):
         self.ds, self.encoder, self.augment_shift = ds, encoder, int(augment_shift or 0)
+        self.augment_flip = bool(augment_flip)
+        if self.augment_flip and encoder.kind == "events":
+            raise ValueError("data.augment_flip: only for image datasets (event streams keep their geometry)")
         self.labels = torch.as_tensor(ds.labels)
         self._cache = None
         if encoder.kind == "events":  # bin all samples once (int16 keeps memory small)
@@ -112,6 +115,8 @@ class EncodedData:
             images = self.ds.images[idx.numpy()]
             if self.augment_shift:
                 images = data_mod.random_shift(images, self.augment_shift, generator)
+            if self.augment_flip:
+                images = data_mod.random_hflip(images, generator)
             on, off = self.encoder(images, generator=generator)
             if self.encoder.kind != "events":
                 off = None
@@ -129,7 +134,8 @@ def build_data(cfg: dict):
     enc = Encoder(e["kind"], e["time_steps"], **opts)
     train = data_mod.load_dataset(d["dataset"], "train", d.get("root")).subset(d.get("train_limit"))
     test = data_mod.load_dataset(d["dataset"], "test", d.get("root")).subset(d.get("test_limit"))
-    return EncodedData(train, enc, d.get("augment_shift", 0)), EncodedData(test, enc)
+    return (EncodedData(train, enc, d.get("augment_shift", 0), d.get("augment_flip", False)),
+            EncodedData(test, enc))
 
 
 def build_model(cfg: dict, input_size: int, max_input_events: int) -> BSNN:

@@ -58,6 +58,18 @@ def test_random_shift():
     assert data.random_shift(img, 0) is img
 
 
+def test_random_hflip():
+    import torch
+
+    img = np.zeros((64, 784), np.uint8)
+    img[:, 5 * 28 + 3] = 200          # row 5, column 3 -> column 24 when mirrored
+    out = data.random_hflip(img, torch.Generator().manual_seed(0))
+    kept = out[:, 5 * 28 + 3] == 200
+    mirrored = out[:, 5 * 28 + 24] == 200
+    assert np.all(kept ^ mirrored) and (out > 0).sum(1).tolist() == [1] * 64
+    assert 10 < kept.sum() < 54      # both outcomes occur
+
+
 def test_random_shift_counts():
     import torch
 
