@@ -11,7 +11,7 @@ from .config import CoreGeometry, HardwareConfig
 from .core import BSNNCore
 from .hostlink import HostLink
 from .uart import UARTRx, UARTTx, uart_divisor
-from .weights import SPRAM_COUNT, SPRAM_WORDS
+from .weights import SPRAM_COUNT, SPRAM_WORDS, spram_banks, spram_packing
 
 __all__ = ["BoardTop", "BOARDS", "Board", "DeviceFitError", "plan_build", "memory_plan",
            "platform_top", "memory_templates"]
@@ -64,7 +64,8 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=5
     f = board.family
     U = geom.neuron_lanes
     mems = {
-        "neuron_state": U * _blocks(f, geom.bank_depth, geom.v_width + geom.c_width + 1),
+        "neuron_state": U * _blocks(f, geom.bank_depth, geom.v_width + geom.c_width * geom.state_current
+                                    + geom.state_fired),
         "bias": U * _blocks(f, geom.bank_depth, geom.bias_width),
         "threshold": U * _blocks(f, geom.bank_depth, geom.v_width - 1),
         "output_stats": U * _blocks(f, geom.groups[-1], 32),
@@ -75,7 +76,7 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=5
         mems["spike_queue"] = _blocks(f, max(geom.groups[:-1]) + 1, geom.group_w + U)
     spram = 0
     if hw.weight_memory == "spram":
-        spram = -(-geom.weight_depth // SPRAM_WORDS)
+        spram = spram_banks(geom)
     else:
         mems["weights"] = _blocks(f, geom.weight_depth, geom.lanes)
     return {"bram_blocks": sum(mems.values()), "bram_by_memory": mems, "spram": spram,
@@ -107,7 +108,8 @@ def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto"):
             over.append(f"{plan['bram_blocks']} block RAMs > {board.bram_blocks} ({detail})")
         if kind == "spram" and plan["spram"] > SPRAM_COUNT:
             over.append(f"{geom.weight_depth} weight words need {plan['spram']} SPRAMs > "
-                        f"{SPRAM_COUNT} (at most {SPRAM_COUNT * SPRAM_WORDS} words of "
+                        f"{SPRAM_COUNT} (at most "
+                        f"{SPRAM_COUNT * SPRAM_WORDS * spram_packing(geom.lanes)[1]} words of "
                         f"{geom.lanes} bits)")
         if not over:
             return h, geom, plan

@@ -56,6 +56,12 @@ class HardwareConfig:
         ``"bram"`` (inferred block RAM, initial contents from the bundle) or ``"spram"``
         (iCE40UP5K ``SB_SPRAM256KA`` primitives, ``lanes <= 16``, up to 65,536 words, no initial
         contents: the weights are loaded at run time through ``i_config``).
+    neuron_state : str
+        ``"full"``: every neuron stores ``{v, c, fired}``, so any bundle of the same sizes and
+        widths can be loaded. ``"minimal"``: the synaptic current ``c`` is stored only if a
+        layer of the bundle has ``current = true``, and the ``fired`` flag only if a layer has
+        ``fire_once = true`` (an output neuron's ``fired`` is then ``count != 0``); a bundle
+        that needs more is refused at load time (block RAM for small devices).
     """
     lanes: int = 8
     trace: bool = True
@@ -63,6 +69,7 @@ class HardwareConfig:
     neuron_lanes: int = 1
     weight_memory: str = "bram"
     neuron_pipeline: str = "short"
+    neuron_state: str = "full"
 
     def __post_init__(self):
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= 256:
@@ -75,6 +82,9 @@ class HardwareConfig:
         if self.neuron_pipeline not in ("short", "long"):
             raise ValueError("hardware config: neuron_pipeline: must be \"short\" or \"long\", "
                              f"got {self.neuron_pipeline!r}")
+        if self.neuron_state not in ("full", "minimal"):
+            raise ValueError("hardware config: neuron_state: must be \"full\" or \"minimal\", "
+                             f"got {self.neuron_state!r}")
         if self.weight_memory not in ("bram", "spram"):
             raise ValueError("hardware config: weight_memory: must be \"bram\" or \"spram\", "
                              f"got {self.weight_memory!r}")
@@ -123,7 +133,8 @@ class CoreGeometry:
 
     A bundle can be loaded into a build through the config port if and only if
     :func:`check_fits` accepts it: same layer sizes, ``v_width`` and ``c_width``;
-    ``bias_width`` and ``max_input_events`` at most the build's.
+    ``bias_width`` and ``max_input_events`` at most the build's; no current or fire-once layer
+    unless the build stores that state.
     """
     sizes: tuple          # (N_0, N_1, ..., N_L)
     v_width: int
@@ -134,6 +145,8 @@ class CoreGeometry:
     max_input_events: int  # capacity of the build
     neuron_lanes: int = 1  # U: neurons updated per cycle
     neuron_pipeline: str = "short"
+    state_current: bool = True   # the neuron state memories hold c
+    state_fired: bool = True     # ... and the fired flag
 
     def __post_init__(self):
         if len(self.sizes) < 2:
@@ -271,7 +284,8 @@ class CoreGeometry:
         return {"sizes": list(self.sizes), "v_width": self.v_width, "c_width": self.c_width,
                 "bias_width": self.bias_width, "lanes": self.lanes, "trace": self.trace,
                 "max_input_events": self.max_input_events, "neuron_lanes": self.neuron_lanes,
-                "neuron_pipeline": self.neuron_pipeline}
+                "neuron_pipeline": self.neuron_pipeline, "state_current": self.state_current,
+                "state_fired": self.state_fired}
 
     @classmethod
     def from_key(cls, key: dict) -> "CoreGeometry":
@@ -280,7 +294,9 @@ class CoreGeometry:
                    lanes=int(key["lanes"]), trace=bool(key["trace"]),
                    max_input_events=int(key["max_input_events"]),
                    neuron_lanes=int(key.get("neuron_lanes", 1)),
-                   neuron_pipeline=str(key.get("neuron_pipeline", "short")))
+                   neuron_pipeline=str(key.get("neuron_pipeline", "short")),
+                   state_current=bool(key.get("state_current", True)),
+                   state_fired=bool(key.get("state_fired", True)))
 
     @classmethod
     def from_bundle(cls, bundle, hw: HardwareConfig | None = None) -> "CoreGeometry":
@@ -289,7 +305,9 @@ class CoreGeometry:
         geom = cls(sizes=tuple(int(n) for n in bundle.sizes), v_width=int(bundle.v_width),
                    c_width=int(bundle.c_width), bias_width=int(bundle.bias_width),
                    lanes=hw.lanes, trace=hw.trace, max_input_events=int(cap),
-                   neuron_lanes=hw.neuron_lanes, neuron_pipeline=hw.neuron_pipeline)
+                   neuron_lanes=hw.neuron_lanes, neuron_pipeline=hw.neuron_pipeline,
+                   state_current=hw.neuron_state == "full" or any(l.current for l in bundle.layers),
+                   state_fired=hw.neuron_state == "full" or any(l.fire_once for l in bundle.layers))
         check_fits(bundle, geom)
         return geom
 
@@ -319,6 +337,12 @@ def check_fits(bundle, build) -> None:
     if bundle.max_input_events > build.max_input_events:
         problems.append(f"max_input_events {bundle.max_input_events} > build's capacity "
                         f"{build.max_input_events}")
+    if any(l.current for l in bundle.layers) and not build.state_current:
+        problems.append("a layer uses the synaptic current, the build stores none "
+                        "(neuron_state = \"minimal\")")
+    if any(l.fire_once for l in bundle.layers) and not build.state_fired:
+        problems.append("a layer fires at most once, the build stores no fired flags "
+                        "(neuron_state = \"minimal\")")
     if bundle.time_steps > (1 << STEP_WIDTH) - 1:
         problems.append(f"time_steps {bundle.time_steps} > {(1 << STEP_WIDTH) - 1}")
     if problems:

@@ -131,6 +131,8 @@ class BSNNCore(wiring.Component):
         t = Signal(STEP_WIDTH)
         layer = Signal(LAYER_WIDTH)
         n_in = Signal(range(g.max_input_events + 1))
+        # n_in has reached max_ev or the build's capacity: kept as a register (timing).
+        in_full = Signal()
         n_words = Signal(range(max(g.groups) + 1))    # spike groups of the layer being updated
         remaining = Signal(range(max(g.groups) + 1))
         dump_g = Signal(span(g.groups[-1]))
@@ -194,20 +196,40 @@ class BSNNCore(wiring.Component):
                 with m.Case(GlobalAddress.TRACE):
                     m.d.sync += trace_en.eq(cfg.data[0])
 
+        # Whether step t is the last one, kept as a register next to t (timing).
         last_step = Signal()
-        m.d.comb += last_step.eq(t + 1 >= T)
         res = self.o_results.payload
         ev = self.i_events.payload
         sev = syn.i_event.payload
 
         # ---- register slices (timing): no ready signal crosses from one unit to the next ----
         # synapse drain -> command queue -> neuron banks; banks -> result queue -> sequencer.
+        # The queue also carries the output layer's dump commands (DUMP state), so that the
+        # banks only ever take commands from it: their pipeline enable never depends on the
+        # sequencer's state.
         cmd_layout = SynapticInputLayout(g.group_w, g.syn_w, U)
-        m.submodules.cmdq = cmdq = fifo.SyncFIFO(width=cmd_layout.size, depth=2)
-        m.d.comb += [cmdq.w_stream.valid.eq(syn.o_input.valid),
-                     cmdq.w_stream.payload.eq(syn.o_input.payload.as_value()),
-                     syn.o_input.ready.eq(cmdq.w_stream.ready)]
-        cin = cmd_layout(cmdq.r_stream.payload)
+        m.submodules.cmdq = cmdq = fifo.SyncFIFO(width=cmd_layout.size + 1, depth=2)
+        in_dump = Signal()
+        dump_cmd = Signal(cmd_layout)
+        m.d.comb += [
+            cmdq.w_stream.valid.eq(Mux(in_dump, dump_more, syn.o_input.valid)),
+            cmdq.w_stream.payload.eq(Mux(in_dump, Cat(dump_cmd.as_value(), 1),
+                                         Cat(syn.o_input.payload.as_value(), 0))),
+            syn.o_input.ready.eq(cmdq.w_stream.ready & ~in_dump),
+            dump_cmd.group.eq(dump_g), dump_cmd.last.eq(dump_g == g.groups[-1] - 1),
+        ]
+        cin = cmd_layout(cmdq.r_stream.payload[:cmd_layout.size])
+        cin_dump = cmdq.r_stream.payload[cmd_layout.size]
+        for u, bank in enumerate(banks):
+            cmd = bank.i_cmd.payload
+            m.d.comb += [bank.i_cmd.valid.eq(cmdq.r_stream.valid),
+                         cmd.index.eq(cin.group), cmd.value.eq(cin.value[u]), cmd.last.eq(cin.last)]
+            if U > 1:
+                # Padding lanes beyond the layer: report only, never write back.
+                m.d.comb += cmd.dump.eq(cin_dump | (cin.group * U + u >= n_size))
+            else:
+                m.d.comb += cmd.dump.eq(cin_dump)
+        m.d.comb += cmdq.r_stream.ready.eq(neu.i_cmd.ready)
         res_layout = NeuronResultLayout(g.idx_w, g.v_width)
         m.submodules.resq = resq = fifo.SyncFIFO(width=res_layout.size * U, depth=2)
         m.d.comb += [resq.w_stream.valid.eq(neu.o_result.valid),
@@ -258,8 +280,9 @@ class BSNNCore(wiring.Component):
                     m.d.comb += [syn.clear.eq(1), rdo.clear.eq(1)]
                     for bank in banks:
                         m.d.comb += bank.clear.eq(1)
-                    m.d.sync += [t.eq(0), layer.eq(0), n_in.eq(0), n_words.eq(0), error.eq(0),
-                                 cycles.eq(0), sent.eq(0)]
+                    m.d.sync += [t.eq(0), last_step.eq(T <= 1), layer.eq(0), n_in.eq(0),
+                                 in_full.eq(max_ev == 0),
+                                 n_words.eq(0), error.eq(0), cycles.eq(0), sent.eq(0)]
                     m.next = "CLEAR"
 
             with m.State("CLEAR"):
@@ -275,13 +298,13 @@ class BSNNCore(wiring.Component):
                         m.d.comb += [syn.i_event.valid.eq(self.i_events.valid), sev.flush.eq(1),
                                      self.i_events.ready.eq(syn.i_event.ready)]
                         with m.If(self.i_events.valid & syn.i_event.ready):
-                            m.d.sync += n_in.eq(0)
+                            m.d.sync += [n_in.eq(0), in_full.eq(max_ev == 0)]
                             m.next = "UPDATE"
                     with m.Elif(ev.index >= g.sizes[0]):
                         m.d.comb += self.i_events.ready.eq(1)
                         with m.If(self.i_events.valid):
                             m.d.sync += error[ErrorBit.INDEX].eq(1)
-                    with m.Elif((n_in >= max_ev) | (n_in == g.max_input_events)):
+                    with m.Elif(in_full):
                         m.d.comb += self.i_events.ready.eq(1)
                         with m.If(self.i_events.valid):
                             m.d.sync += error[ErrorBit.OVERFLOW].eq(1)
@@ -290,7 +313,9 @@ class BSNNCore(wiring.Component):
                                      sev.index.eq(ev.index), sev.polarity.eq(ev.polarity),
                                      self.i_events.ready.eq(syn.i_event.ready)]
                         with m.If(self.i_events.valid & syn.i_event.ready):
-                            m.d.sync += n_in.eq(n_in + 1)
+                            m.d.sync += [n_in.eq(n_in + 1),
+                                         in_full.eq((n_in + 1 >= max_ev)
+                                                    | (n_in + 1 == g.max_input_events))]
                 if hidden_groups:
                     with m.Else():
                         head = Signal(group_layout)
@@ -322,16 +347,6 @@ class BSNNCore(wiring.Component):
                                     m.d.sync += taken.eq(taken | (1 << hsel))
 
             with m.State("UPDATE"):
-                for u, bank in enumerate(banks):
-                    cmd = bank.i_cmd.payload
-                    m.d.comb += [bank.i_cmd.valid.eq(cmdq.r_stream.valid),
-                                 cmd.index.eq(cin.group),
-                                 cmd.value.eq(cin.value[u]),
-                                 cmd.last.eq(cin.last)]
-                    if U > 1:
-                        # Padding lanes beyond the layer: report only, never write back.
-                        m.d.comb += cmd.dump.eq(cin.group * U + u >= n_size)
-                m.d.comb += cmdq.r_stream.ready.eq(neu.i_cmd.ready)
                 is_hidden = Signal()
                 need_fifo = Signal()
                 fifo_ready = Signal()
@@ -370,7 +385,7 @@ class BSNNCore(wiring.Component):
                             m.d.sync += [dump_g.eq(0), dump_more.eq(1)]
                             m.next = "DUMP"
                         with m.Else():
-                            m.d.sync += [t.eq(t + 1), layer.eq(0)]
+                            m.d.sync += [t.eq(t + 1), last_step.eq(t + 2 >= T), layer.eq(0)]
                             m.next = "ACCUM"
 
             with m.State("SETTLE"):
@@ -378,13 +393,10 @@ class BSNNCore(wiring.Component):
                 m.next = "ACCUM"
 
             with m.State("DUMP"):
-                for bank in banks:
-                    cmd = bank.i_cmd.payload
-                    m.d.comb += [bank.i_cmd.valid.eq(dump_more), cmd.index.eq(dump_g),
-                                 cmd.dump.eq(1), cmd.last.eq(dump_g == g.groups[-1] - 1)]
-                with m.If(neu.i_cmd.valid & neu.i_cmd.ready):
+                m.d.comb += in_dump.eq(1)
+                with m.If(cmdq.w_stream.valid & cmdq.w_stream.ready):
                     m.d.sync += dump_g.eq(dump_g + 1)
-                    with m.If(neu.i_cmd.payload.last):
+                    with m.If(dump_cmd.last):
                         m.d.sync += dump_more.eq(0)
                 xfer = Signal()
                 cand_last = Signal()

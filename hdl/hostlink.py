@@ -91,6 +91,21 @@ class HostLink(wiring.Component):
         m = Module()
         m.submodules.rxq = rxq = fifo.SyncFIFOBuffered(width=8, depth=self.rx_depth)
         wiring.connect(m, wiring.flipped(self.i_rx), rxq.w_stream)
+        # Results enter through a 2-entry queue (timing: the core's result path ends at its
+        # registers instead of running on into the transmitter's frame mux).
+        result_layout = ResultLayout(g.idx_w, g.v_width)
+        m.submodules.resultq = resultq = fifo.SyncFIFO(width=result_layout.size, depth=2)
+        m.d.comb += [resultq.w_stream.valid.eq(self.i_results.valid),
+                     resultq.w_stream.payload.eq(self.i_results.payload.as_value()),
+                     self.i_results.ready.eq(resultq.w_stream.ready)]
+        result = resultq.r_stream
+        # Input events leave through a queue with a registered output (timing: the decoder's
+        # state no longer reaches into the core's event handling).
+        event_layout = InputEventLayout(g.idx_w)
+        m.submodules.eventq = eventq = fifo.SyncFIFOBuffered(width=event_layout.size, depth=4)
+        m.d.comb += [self.o_events.valid.eq(eventq.r_stream.valid),
+                     self.o_events.payload.eq(eventq.r_stream.payload),
+                     eventq.r_stream.ready.eq(self.o_events.ready)]
 
         # ---- command decoder ----
         max_args = max(1 + A + D, K)
@@ -139,16 +154,18 @@ class HostLink(wiring.Component):
                         with m.If(self.o_config.ready):
                             m.next = "OPCODE"
                     with m.Case(Opcode.EVENT):
-                        m.d.comb += [self.o_events.valid.eq(1),
-                                     self.o_events.payload.eq(args[:InputEventLayout(g.idx_w).size])]
-                        with m.If(self.o_events.ready):
+                        m.d.comb += [eventq.w_stream.valid.eq(1),
+                                     eventq.w_stream.payload.eq(args[:event_layout.size])]
+                        with m.If(eventq.w_stream.ready):
                             m.next = "OPCODE"
                     with m.Case(Opcode.START):
                         m.d.comb += self.start.eq(1)
                         m.next = "OPCODE"
                     with m.Case(Opcode.PING):
-                        m.d.sync += reply_pong.eq(1)
-                        m.next = "WAIT_REPLY"
+                        # Executed once every earlier event has reached the core.
+                        with m.If(~eventq.r_stream.valid):
+                            m.d.sync += reply_pong.eq(1)
+                            m.next = "WAIT_REPLY"
                     with m.Case(Opcode.INFO):
                         m.d.sync += reply_info.eq(1)
                         m.next = "WAIT_REPLY"
@@ -170,9 +187,9 @@ class HostLink(wiring.Component):
         m.d.comb += status.eq(Cat(self.busy, self.error, self.link_status, proto_err))
         with m.If(tx_left == 0):
             # Priority: the running inference's results, its completion, then replies.
-            with m.If(self.i_results.valid):
-                m.d.comb += self.i_results.ready.eq(1)
-                m.d.sync += [tx_buf.eq(Cat(Const(Reply.RESULT, 8), self.i_results.payload.as_value())),
+            with m.If(result.valid):
+                m.d.comb += result.ready.eq(1)
+                m.d.sync += [tx_buf.eq(Cat(Const(Reply.RESULT, 8), result.payload)),
                              tx_left.eq(1 + R)]
             with m.Elif(done_pending & ~self.done):
                 m.d.sync += [tx_buf.eq(Cat(Const(Reply.DONE, 8), self.cycles, self.error)), tx_left.eq(6),

@@ -83,7 +83,13 @@ class NeuronUnit(wiring.Component):
         bases = [sum(sizes[:l]) for l in range(L)]
         vw, cw = g.v_width, g.c_width
 
-        state_layout = data.StructLayout({"v": signed(vw), "c": signed(cw), "fired": 1})
+        # Only the state the build stores (CoreGeometry.state_current / state_fired).
+        state_fields = {"v": signed(vw)}
+        if g.state_current:
+            state_fields["c"] = signed(cw)
+        if g.state_fired:
+            state_fields["fired"] = 1
+        state_layout = data.StructLayout(state_fields)
         stat_layout = data.StructLayout({"count": COUNT_WIDTH, "first": STEP_WIDTH})
         m.submodules.state = state = Memory(shape=state_layout, depth=len(span(S)), init=[])
         m.submodules.stat = stat = Memory(shape=stat_layout, depth=len(span(NL)), init=[])
@@ -176,9 +182,15 @@ class NeuronUnit(wiring.Component):
         p = stage({"valid": self.i_cmd.valid & ~clearing, "cmd": cmd_in, "addr": rd_addr})
         # Stage R2 (long pipeline only): the memories' read data registered once more (a block
         # RAM's clock-to-output delay is long on the iCE40).
-        p = stage({**p, "v_old": st_r.data.v, "c_old": st_r.data.c, "fired": st_r.data.fired,
+        count_old = Signal(COUNT_WIDTH)
+        m.d.comb += count_old.eq(Mux(is_out, ss_r.data.count, 0))
+        p = stage({**p, "v_old": st_r.data.v,
+                   "c_old": st_r.data.c if g.state_current else Const(0, signed(cw)),
+                   # Without stored flags (no fire-once layer) only the output layer's
+                   # `fired` is observable (first-spike readout): it is count != 0.
+                   "fired": st_r.data.fired if g.state_fired else count_old != 0,
                    "b": b_r.data[:g.bias_width].as_signed(), "theta": t_r.data[:vw - 1],
-                   "count": Mux(is_out, ss_r.data.count, 0),
+                   "count": count_old,
                    "first": Mux(is_out, ss_r.data.first, 0)}, long)
         v_old = p["v_old"]
         c_old = p["c_old"]
@@ -221,14 +233,16 @@ class NeuronUnit(wiring.Component):
         m.d.comb += [
             st_w.addr.eq(p["addr"]),
             st_w.data.v.eq(v_new),
-            st_w.data.c.eq(p["c_keep"]),
-            st_w.data.fired.eq(p["fired"] | spike),
             st_w.en.eq(commit),
             ss_w.addr.eq(cmd_view.index),
             ss_w.data.count.eq(count_new),
             ss_w.data.first.eq(first_new),
             ss_w.en.eq(commit & is_out),
         ]
+        if g.state_current:
+            m.d.comb += st_w.data.c.eq(p["c_keep"])
+        if g.state_fired:
+            m.d.comb += st_w.data.fired.eq(p["fired"] | spike)
         # Stage C: the result register.
         r = self.o_result.payload
         res = Signal(self.o_result.payload.shape())

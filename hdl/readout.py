@@ -1,5 +1,5 @@
 """Readout unit: the predicted class by the rules and tie-breaks of docs/semantics.md section 6."""
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,7 +16,8 @@ class ReadoutUnit(wiring.Component):
     replaces the best so far only if strictly better, so the lowest index wins every full tie.
     Keys: ``spike_count``: larger count, then larger v; ``potential``: larger v;
     ``first_spike``: earlier first spike (never fired ranks after every step), then larger v.
-    Rule value 3 behaves as ``spike_count``.
+    Rule value 3 behaves as ``spike_count``. The rule is applied as the candidate is registered
+    (it forms the candidate's sort key), so it must be stable from the first candidate on.
 
     Ports
     -----
@@ -47,35 +48,40 @@ class ReadoutUnit(wiring.Component):
         have = Signal()
         b_index = Signal(g.idx_w)
         b_v = Signal(signed(g.v_width))
-        b_count = Signal(COUNT_WIDTH)
-        b_fkey = Signal(STEP_WIDTH + 1)     # first spike step; 2^16 when never fired
 
-        # The candidate is registered first (timing: the comparison starts from flip-flops).
+        # Each rule is a lexicographic order; the candidate's sort key is formed while it is
+        # registered, so that deciding is one unsigned comparison (timing): the rule's primary
+        # key (spike count; the first spike step inverted, never fired = 2^16 ranking last;
+        # nothing for the potential rule) above the potential with its sign bit flipped.
+        key_w = max(COUNT_WIDTH, STEP_WIDTH + 1) + g.v_width
+        cand = self.i_cand.payload
+        primary = Signal(key_w - g.v_width)
+        with m.Switch(self.rule):
+            with m.Case(ReadoutRule.POTENTIAL):
+                m.d.comb += primary.eq(0)
+            with m.Case(ReadoutRule.FIRST_SPIKE):
+                m.d.comb += primary.eq(~Mux(cand.fired, cand.first, 1 << STEP_WIDTH)
+                                       & ((1 << (STEP_WIDTH + 1)) - 1))
+            with m.Default():
+                m.d.comb += primary.eq(cand.count)
+        cand_key = Signal(key_w)
+        m.d.comb += cand_key.eq(Cat(cand.v.as_unsigned() ^ (1 << (g.v_width - 1)), primary))
+
         c_valid = Signal()
         c = Signal(NeuronResultLayout(g.idx_w, g.v_width))
+        c_key = Signal(key_w)
+        b_key = Signal(key_w)
         m.d.comb += self.i_cand.ready.eq(~self.o_class.valid & ~(c_valid & c.last))
         m.d.sync += c_valid.eq(self.i_cand.valid & self.i_cand.ready)
         with m.If(self.i_cand.valid & self.i_cand.ready):
-            m.d.sync += c.eq(self.i_cand.payload)
+            m.d.sync += [c.eq(cand), c_key.eq(cand_key)]
 
-        c_fkey = Signal(STEP_WIDTH + 1)
-        m.d.comb += c_fkey.eq(Mux(c.fired, c.first, 1 << STEP_WIDTH))
-
-        better = Signal()
-        with m.Switch(self.rule):
-            with m.Case(ReadoutRule.POTENTIAL):
-                m.d.comb += better.eq(c.v > b_v)
-            with m.Case(ReadoutRule.FIRST_SPIKE):
-                m.d.comb += better.eq((c_fkey < b_fkey) | ((c_fkey == b_fkey) & (c.v > b_v)))
-            with m.Default():
-                m.d.comb += better.eq((c.count > b_count) | ((c.count == b_count) & (c.v > b_v)))
         take = Signal()
-        m.d.comb += take.eq(~have | better)
+        m.d.comb += take.eq(~have | (c_key > b_key))
 
         with m.If(c_valid):
             with m.If(take):
-                m.d.sync += [b_index.eq(c.index), b_v.eq(c.v), b_count.eq(c.count),
-                             b_fkey.eq(c_fkey)]
+                m.d.sync += [b_index.eq(c.index), b_v.eq(c.v), b_key.eq(c_key)]
             with m.If(c.last):
                 m.d.sync += [have.eq(0), self.o_class.valid.eq(1),
                              self.o_class.payload.index.eq(Mux(take, c.index, b_index)),

@@ -1,5 +1,5 @@
 """XNOR-popcount synapse lanes: per-neuron synaptic input sums of one layer and one time step."""
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -95,7 +95,7 @@ class SynapseUnit(wiring.Component):
         with m.Elif(ev_take):
             m.d.sync += ev_valid.eq(0)
 
-        # ---- accumulate pipeline: stage 0 issues reads, stage 1 writes the sums back ----
+        # ---- accumulate pipeline: stage 0 issues the reads, stage 2 writes the sums back ----
         k = Signal(span(C))                         # chunk of the event being issued
         cur_row = Signal(g.weight_addr_w)
         cur_pol = Signal()
@@ -109,12 +109,29 @@ class SynapseUnit(wiring.Component):
 
         m.d.comb += [self.weights.addr.eq(iss_row + iss_k), self.weights.en.eq(1)]
 
-        m.d.sync += [s1_valid.eq(iss), s1_pol.eq(iss_pol), s1_k.eq(iss_k)]
-        with m.If(s1_valid):
-            m.d.comb += [wp.en.eq(1), wp.addr.eq(s1_k)]
+        # Stage 1 registers the weight word and the accumulator word (timing: the block RAM
+        # outputs end at flip-flops); stage 2 adds and writes back. The read of an operation
+        # shows every write up to its own cycle (transparent port), so only the write of the
+        # cycle before its stage 2 can be missing: it is forwarded from `last_sum`.
+        s2_valid = Signal()
+        s2_pol = Signal()
+        s2_k = Signal(span(C))
+        s2_w = Signal(P)
+        s2_base = Signal(acc_layout)
+        last_valid = Signal()
+        last_k = Signal(span(C))
+        last_sum = Signal(acc_layout)
+        m.d.sync += [s1_valid.eq(iss), s1_pol.eq(iss_pol), s1_k.eq(iss_k),
+                     s2_valid.eq(s1_valid), s2_pol.eq(s1_pol), s2_k.eq(s1_k),
+                     s2_w.eq(self.weights.data), s2_base.eq(rp.data),
+                     last_valid.eq(s2_valid), last_k.eq(s2_k), last_sum.eq(wp.data)]
+        base = Signal(acc_layout)
+        m.d.comb += base.eq(Mux(last_valid & (last_k == s2_k), last_sum, s2_base))
+        with m.If(s2_valid):
+            m.d.comb += [wp.en.eq(1), wp.addr.eq(s2_k)]
             for lane in range(P):
-                xnor = ~(self.weights.data[lane] ^ s1_pol)
-                m.d.comb += wp.data[lane].eq(rp.data[lane] + xnor)
+                xnor = ~(s2_w[lane] ^ s2_pol)
+                m.d.comb += wp.data[lane].eq(base[lane] + xnor)
 
         # ---- drain: one group of U neurons per cycle from a registered read ----
         U = g.neuron_lanes
@@ -150,7 +167,7 @@ class SynapseUnit(wiring.Component):
             # Last in every state, so that it overrides the state's own transitions.
             with m.If(self.clear):
                 m.d.sync += [k.eq(0), n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0),
-                             ev_valid.eq(0)]
+                             s2_valid.eq(0), last_valid.eq(0), ev_valid.eq(0)]
                 m.next = "CLEAR"
 
         with m.FSM():

@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 from .config import CoreGeometry, span
 from .layouts import ConfigTarget, ConfigWriteLayout
 
-__all__ = ["ReadPortSignature", "WeightMemory", "SPRAMWeightMemory", "SPRAM_WORDS"]
+__all__ = ["ReadPortSignature", "WeightMemory", "SPRAMWeightMemory", "SPRAM_WORDS", "SPRAM_COUNT",
+           "spram_packing", "spram_banks"]
 
 #: Words of one iCE40UP5K SB_SPRAM256KA (16 bits each); the UP5K has four.
 SPRAM_WORDS = 16384
@@ -80,18 +81,35 @@ class WeightMemory(wiring.Component):
         return m
 
 
+def spram_packing(lanes: int) -> tuple:
+    """``(slot_bits, per_word)``: a ``lanes``-bit weight word takes a slot of whole nibbles (the
+    SPRAM's write mask has nibble granularity) and ``per_word`` slots share one 16-bit word."""
+    slot = -(-lanes // 4) * 4
+    return slot, 16 // slot
+
+
+def spram_banks(geom: CoreGeometry) -> int:
+    """SB_SPRAM256KA blocks needed for the weights of ``geom`` (packed, see :func:`spram_packing`)."""
+    _, per_word = spram_packing(geom.lanes)
+    return -(-(-(-geom.weight_depth // per_word)) // SPRAM_WORDS)
+
+
 class SPRAMWeightMemory(wiring.Component):
     """Weight memory in iCE40UP5K single-port RAM (``SB_SPRAM256KA``, 16K x 16 bits each).
 
-    Same ports and timing as :class:`WeightMemory`, for ``P <= 16`` and up to four SPRAMs
-    (65,536 words). SPRAM has no initial contents: the weights must be written through
-    ``i_write`` after configuration (the host link does that). A write and a read in the same
-    cycle (the core writes only while idle, when reads are don't-care) perform the write.
+    Same ports and timing as :class:`WeightMemory`, for ``P <= 16`` and up to four SPRAMs.
+    Narrow words are packed: a ``P``-bit word takes ``ceil(P / 4)`` nibbles, so two words of
+    ``P <= 8`` (four of ``P <= 4``) share a 16-bit SPRAM word, written with the nibble mask and
+    selected after the read (the four SPRAMs hold 131,072 words of 8 bits). SPRAM has no initial
+    contents: the weights must be written through ``i_write`` after configuration (the host
+    link does that). A write and a read in the same cycle (the core writes only while idle,
+    when reads are don't-care) perform the write.
     """
     def __init__(self, geom: CoreGeometry):
         if geom.lanes > 16:
             raise ValueError(f"SPRAM weight memory: lanes {geom.lanes} > 16")
-        self.banks = -(-geom.weight_depth // SPRAM_WORDS)
+        self.slot_bits, self.per_word = spram_packing(geom.lanes)
+        self.banks = spram_banks(geom)
         if self.banks > SPRAM_COUNT:
             raise ValueError(f"SPRAM weight memory: {geom.weight_depth} words of {geom.lanes} bits "
                              f"need {self.banks} SPRAMs, the iCE40UP5K has {SPRAM_COUNT}")
@@ -102,22 +120,32 @@ class SPRAMWeightMemory(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from amaranth.hdl import ClockSignal, Const, Instance, Mux, Signal
+        from amaranth.hdl import Cat, ClockSignal, Const, Instance, Mux, Signal
         g = self._geom
+        slot_bits, per_word = self.slot_bits, self.per_word
+        shift = per_word.bit_length() - 1
         m = Module()
         w = self.i_write.payload
         we = Signal()
-        addr = Signal(max(16, g.weight_addr_w))
+        addr = Signal(max(16 + shift, g.weight_addr_w))
         m.d.comb += [
             self.i_write.ready.eq(1),
             we.eq(self.i_write.valid & (w.target == ConfigTarget.WEIGHTS)
                   & (w.address < g.weight_depth)),
             addr.eq(Mux(we, w.address, self.read.addr)),
         ]
-        sel = addr[14:16]
+        word = addr[shift:]                 # the 16-bit SPRAM word (14 address bits + bank)
+        slot = addr[:shift] if shift else Const(0, 1)
+        sel = word[14:16]
         last_sel = Signal(2)
+        last_slot = Signal(max(1, shift))
         with m.If(self.read.en & ~we):
-            m.d.sync += last_sel.eq(sel)
+            m.d.sync += [last_sel.eq(sel), last_slot.eq(slot)]
+        # Writes: the word in every slot, the nibble mask enabling only its own slot.
+        nibbles = slot_bits // 4
+        mask = Signal(4)
+        m.d.comb += mask.eq(((1 << nibbles) - 1) << (slot * nibbles))
+        data_in = Cat(*([w.data[:g.lanes], Const(0, slot_bits - g.lanes)] * per_word))
         outs = []
         for b in range(self.banks):
             dout = Signal(16, name=f"spram{b}_dout")
@@ -125,13 +153,16 @@ class SPRAMWeightMemory(wiring.Component):
             mine = sel == b
             m.submodules[f"spram{b}"] = Instance(
                 "SB_SPRAM256KA",
-                i_ADDRESS=addr[:14], i_DATAIN=w.data[:16],
-                i_MASKWREN=Const(0b1111, 4), i_WREN=we & mine,
+                i_ADDRESS=word[:14], i_DATAIN=data_in[:16],
+                i_MASKWREN=mask, i_WREN=we & mine,
                 i_CHIPSELECT=(we | self.read.en) & mine,
                 i_CLOCK=ClockSignal(), i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1),
                 i_POWEROFF=Const(1, 1), o_DATAOUT=dout)
+        read_word = Signal(16)
         with m.Switch(last_sel):
             for b, dout in enumerate(outs):
                 with m.Case(b):
-                    m.d.comb += self.read.data.eq(dout[:g.lanes])
+                    m.d.comb += read_word.eq(dout)
+        picked = read_word.word_select(last_slot, slot_bits) if per_word > 1 else read_word
+        m.d.comb += self.read.data.eq(picked[:g.lanes])
         return m

@@ -13,16 +13,36 @@ from hdl.board import (BOARDS, BoardTop, DeviceFitError, memory_templates, plan_
 from hdl.config import CoreGeometry, HardwareConfig
 from hdl.hostlink import frame_sizes
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def test_fit_error_names_the_device_and_every_memory():
     rng = np.random.default_rng(0)
-    big = random_bundle(rng, sizes=[784, 400, 400, 400, 10], time_steps=4, max_input_events=784)
-    with pytest.raises(DeviceFitError, match=r"784-400-400-400-10 .* does not fit the iCE40UP5K "
-                                             r"of icebreaker: weights in bram: \d+ block RAMs > 30"):
+    big = random_bundle(rng, sizes=[784, 800, 800, 10], time_steps=4, max_input_events=784)
+    with pytest.raises(DeviceFitError, match=r"784-800-800-10 .* does not fit the iCE40UP5K "
+                                             r"of icebreaker: weights in bram: \d+ block RAMs > 30"
+                                             r".*160000 weight words need 5 SPRAMs > 4 \(at most "
+                                             r"131072 words of 8 bits\)"):
         plan_build(big, HardwareConfig(lanes=8), BOARDS["icebreaker"], "auto")
     # The same network fits the ECP5-85F.
     hw, geom, plan = plan_build(big, HardwareConfig(lanes=32, neuron_lanes=4), BOARDS["ulx3s-85f"])
     assert hw.weight_memory == "bram" and plan["bram_blocks"] <= 208
+
+
+def test_shipped_mnist_model_fits_the_icebreaker():
+    """models/mnist (784-400-400-400-10) with configs/hw/icebreaker.toml: weights packed two
+    8-bit words per SPRAM word (3 of 4 SPRAMs), neuron state v only (no current, no fire-once
+    layer), block RAM within the 30 of the iCE40UP5K."""
+    from firmware_export.bundle import load_bundle
+    bundle = load_bundle(REPO / "models" / "mnist")
+    hw = HardwareConfig.from_toml(REPO / "configs" / "hw" / "icebreaker.toml")
+    hw, geom, plan = plan_build(bundle, hw, BOARDS["icebreaker"], "auto")
+    assert hw.weight_memory == "spram" and plan["spram"] == 3 and plan["bram_blocks"] <= 30
+    assert not geom.state_current and not geom.state_fired
+    assert plan["bram_by_memory"]["neuron_state"] == 5
+    # With the full state (v, c, fired: 33 bits) it would not fit.
+    with pytest.raises(DeviceFitError, match="block RAMs > 30"):
+        plan_build(bundle, hw.replace(neuron_state="full"), BOARDS["icebreaker"], "spram")
 
 
 def test_weights_go_to_spram_when_block_ram_is_short():

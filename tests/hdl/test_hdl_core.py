@@ -309,3 +309,37 @@ def test_committed_default_model():
                                                gold.events_per_layer[:, b].tolist(),
                                                [s[:, b].numpy() for s in gold.spikes],
                                                first_step_events=int(on[0, b].sum()))
+
+
+@pytest.mark.parametrize("readout", ["potential", "first_spike", "spike_count"])
+def test_minimal_neuron_state(readout):
+    """neuron_state = "minimal" stores neither current nor fired flags for a bundle that uses
+    neither (first-spike readout then ranks by count != 0), and stays bit-exact."""
+    from hdl.config import BuildMismatch, CoreGeometry, check_fits
+    rng = np.random.default_rng(6)   # a draw whose first-spike decisions differ from argmax v
+    sizes = [10, 9, 6, 4]
+    layers = [LayerSpec(size=n, leak_v=int(rng.integers(0, 3)), reset=r)
+              for n, r in zip(sizes[1:], ["subtract", "zero", "none"])]
+    bundle = random_bundle(rng, sizes=sizes, layers=layers, readout=readout, time_steps=6)
+    hw = HardwareConfig(lanes=4, neuron_state="minimal", neuron_pipeline="long")
+    core = BSNNCore(bundle, hw)
+    assert not core.geom.state_current and not core.geom.state_fired
+    on, off = random_counts(bundle, 3, rng)
+    gold = run_golden(bundle, on, off)
+    assert all(int(s.sum()) > 0 for s in gold.spikes)
+    if readout == "first_spike":
+        assert bool((gold.v[-1].argmax(1) != gold.prediction).any())
+    jobs = [("infer", events_of(on, off, b, rng)) for b in range(3)]
+    for b, res in enumerate(CoreRunner(core, rng, p_valid=0.7, p_ready=0.7).run(jobs)):
+        check_against_golden(bundle, res, gold, b)
+    # A bundle that needs the state the build lacks is refused by name.
+    needy = random_bundle(rng, sizes=sizes, v_width=bundle.v_width, c_width=bundle.c_width,
+                          layers=[LayerSpec(size=9, current=True), LayerSpec(size=6, fire_once=True,
+                                                                            reset="none"),
+                                  LayerSpec(size=4)])
+    with pytest.raises(BuildMismatch, match="current.*fired|fired.*current|synaptic current"):
+        check_fits(needy, core.geom)
+    # ... and a minimal build of it keeps exactly what it needs.
+    g = CoreGeometry.from_bundle(needy, hw)
+    assert g.state_current and g.state_fired
+    assert CoreGeometry.from_key(core.geom.key()) == core.geom

@@ -70,7 +70,7 @@ def test_build_key_and_mismatch_messages():
     key = build_key(a, HardwareConfig(lanes=4, max_input_events=20))
     assert key == {"sizes": [5, 9, 3], "v_width": 10, "c_width": 8, "bias_width": 6, "lanes": 4,
                    "trace": True, "max_input_events": 20, "neuron_lanes": 1,
-                   "neuron_pipeline": "short"}
+                   "neuron_pipeline": "short", "state_current": True, "state_fired": True}
     ok = random_bundle(rng, sizes=[5, 9, 3], v_width=10, c_width=8, bias_width=4)
     check_fits(ok, key)
     bad = random_bundle(rng, sizes=[5, 8, 3], v_width=11, c_width=8, bias_width=7,
