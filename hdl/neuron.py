@@ -41,10 +41,12 @@ class NeuronUnit(wiring.Component):
         Update neuron ``index`` of layer ``layer`` with synaptic input ``value`` (state written
         back), or with ``dump`` set, report its stored state unchanged.
     o_result : Out(stream.Signature(NeuronResultLayout))
-        One record per command, in order, 3 cycles after the command is accepted; the unit takes
-        one command per cycle while ``o_result`` is ready (pipeline: memory read; leaks and sums;
-        saturation, comparison, reset and write-back; result register; one global enable).
-        Two commands for the same neuron must be at least 2 commands (or idle cycles) apart.
+        One record per command, in order, 3 cycles (8 with the long pipeline) after the command
+        is accepted; the unit takes one command per cycle while ``o_result`` is ready (pipeline:
+        memory read; leaks and sums; saturation, comparison, reset and write-back; result
+        register; one global enable). Two commands for the same neuron must be at least 2 (long
+        pipeline: 7) cycles apart; the core updates each neuron once per layer update and waits
+        for its last result before the next.
     layer : In(LAYER_WIDTH)
         Layer (0-based) of the commands; stable while commands are in flight.
     step : In(16)
@@ -194,10 +196,13 @@ class NeuronUnit(wiring.Component):
                    "first": Mux(is_out, ss_r.data.first, 0)}, long)
         v_old = p["v_old"]
         c_old = p["c_old"]
-        # Stage A1: leaks (shifts by a run-time amount) and the potential's base.
+        # Stage A0 (long pipeline only): the leaks (shifts by a run-time amount).
         leak_c = leak(m, c_old, mode_r.leak_c, "leak_c")
         leak_v = leak(m, v_old, mode_r.leak_v, "leak_v")
-        p = stage({**p, "l_c": c_old - leak_c, "v_base": v_old - leak_v + p["b"]}, long)
+        p = stage({**p, "leak_c": leak_c, "leak_v": leak_v}, long)
+        # Stage A1: the leaked current and the potential's base.
+        p = stage({**p, "l_c": p["c_old"] - p["leak_c"],
+                   "v_base": p["v_old"] - p["leak_v"] + p["b"]}, long)
         # Stage A2: the current.
         cmd_view = cmd_layout(p["cmd"])
         c_new = saturate(m, p["l_c"] + cmd_view.value, cw, "c_new")
