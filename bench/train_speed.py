@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
         "ratio_ours_over_snntorch": round(times["ours"] / times["snntorch"], 4),
         "versions": {"torch": torch.__version__, "snntorch": snntorch.__version__,
                      "python": platform.python_version()},
-        "command": "python -m bench.train_speed " + " ".join(argv or []),
+        "command": " ".join(["python -m bench.train_speed"] + list(sys.argv[1:] if argv is None else argv)),
     }
     write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
     print(f"ours {report['seconds_per_batch']['ours'] * 1000:.1f} ms/batch, snnTorch "

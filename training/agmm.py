@@ -61,7 +61,36 @@ class AGMM(nn.Module):
         return alpha.view(-1, 1, 1)[: x.shape[0]] * torch.sigmoid(m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.gate(x) * x
         if self.mode == "forward":
-            return y
-        return x + (y - y.detach())
+            return self.gate(x) * x
+        if not (x.requires_grad or self.alpha.requires_grad) or not torch.is_grad_enabled():
+            return x
+        alpha = self.alpha if self.alpha_min is None else self.alpha.clamp(min=self.alpha_min)
+        return _GradientGate.apply(x, alpha[: x.shape[0]], self.norm)
+
+
+class _GradientGate(torch.autograd.Function):
+    """Mode "gradient" in one autograd node: forward value ``x`` (what ``x + (y - y.detach())``
+    evaluates to for finite ``y``), backward pass that of ``x + y`` with ``y = g * x``,
+    ``g[t, b] = alpha[t] * sigmoid(mean_j x[t, b, j] / norm)``. Nothing of the gate is computed in
+    the forward pass; the gradients equal autograd's on the three-term expression up to the order of
+    floating-point sums."""
+
+    @staticmethod
+    def forward(ctx, x, alpha, norm):
+        ctx.save_for_backward(x, alpha)
+        ctx.norm = norm
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, gout):
+        x, alpha = ctx.saved_tensors
+        sig = torch.sigmoid(x.mean(dim=-1, keepdim=True) / ctx.norm)  # [T, B, 1]
+        a = alpha.view(-1, 1, 1)
+        ggate = (gout * x).sum(dim=-1, keepdim=True)  # d loss / d g
+        galpha = (ggate * sig).sum(dim=(1, 2)) if ctx.needs_input_grad[1] else None
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gm = torch.ops.aten.sigmoid_backward(ggate * a, sig) / ctx.norm / x.shape[-1]
+            gx = torch.addcmul(gout, gout, a * sig).add_(gm)  # gout + gout * g + d(mean)/dx
+        return gx, galpha, None

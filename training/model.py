@@ -31,16 +31,28 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- straight-through pieces
+def _ge_float(a: torch.Tensor, b) -> torch.Tensor:
+    """``(a >= b)`` as 0./1. in ``a``'s dtype (a comparison written straight into a float tensor is
+    several times faster on CPU than a bool result converted afterwards; NaN compares False)."""
+    return torch.ge(a, b, out=torch.empty_like(a))
+
+
+def _le_float(a: torch.Tensor, b) -> torch.Tensor:
+    return torch.le(a, b, out=torch.empty_like(a))
+
+
 class _BinarySign(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w):
         ctx.save_for_backward(w)
-        return torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w))
+        # +1 where w >= 0 else -1 (NaN -> -1), as torch.where(w >= 0, 1, -1) but faster.
+        return _ge_float(w, 0.0).mul_(2.0).sub_(1.0)
 
     @staticmethod
     def backward(ctx, g):
         (w,) = ctx.saved_tensors
-        return g * (w.abs() <= 1).to(g.dtype)
+        m = w.abs()
+        return torch.le(m, 1.0, out=m).mul_(g)  # g * (|w| <= 1)
 
 
 def binary_sign(w: torch.Tensor) -> torch.Tensor:
@@ -86,6 +98,138 @@ def _floor_shift(x: torch.Tensor, k: int, exact: bool) -> torch.Tensor:
 
 def _sat(x: torch.Tensor, width: int) -> torch.Tensor:
     return x.clamp(-(1 << (width - 1)), (1 << (width - 1)) - 1)
+
+
+class _LayerScan(torch.autograd.Function):
+    """The training-mode time loop of one layer (``BSNN._layer`` with ``hardware=False``) in one
+    autograd node, with the backward pass written out by hand.
+
+    The forward pass performs, step for step, the same floating-point operations on the same
+    values as the per-step autograd graph of ``BSNN._layer`` (all values are integers below 2^24,
+    so every result, the sign of zero included, is the same; tests/training/test_fused.py checks
+    bit equality). What it saves is the recording of ~15 autograd nodes per step and layer: the
+    backward pass needs only the pre-saturation potentials (and currents) and the spikes, from
+    which the saturation masks and the surrogate are computed for all steps at once (a mask is
+    skipped when nothing saturated: it would be all ones). Gradients equal those of autograd up to
+    the order of floating-point sums.
+
+    ``spec = (current, leak_v, leak_c, reset, fire_once, v_width, c_width)``. Returns the spikes
+    ``[T, B, N]``, the final potential and the final current ``[B, N]``.
+    """
+
+    @staticmethod
+    def forward(ctx, I, bias, theta, width, spec):
+        current, leak_v, leak_c, reset, fire_once, v_width, c_width = spec
+        v_lo, v_hi = -(1 << (v_width - 1)), (1 << (v_width - 1)) - 1
+        c_lo, c_hi = -(1 << (c_width - 1)), (1 << (c_width - 1)) - 1
+        T, B, N = I.shape
+        S = I.new_empty(T, B, N)
+        Vp = I.new_empty(T, B, N)  # potential before saturation, per step
+        Cp = I.new_empty(T, B, N) if current else None  # current before saturation
+        Fb = I.new_empty(T, B, N) if fire_once else None  # fired before the step
+        Ss, Vps = S.unbind(0), Vp.unbind(0)
+        v = I.new_zeros(B, N)
+        c = I.new_zeros(B, N)
+        fired = I.new_zeros(B, N) if fire_once else None
+        if current:
+            Is, Cps = I.unbind(0), Cp.unbind(0)
+        else:
+            # (v + I[t]) + bias == v + (I[t] + bias) exactly: integers below 2^24 (a sum of
+            # signed zeros is -0 in either order only if all three are -0).
+            Ibs = (I + bias).unbind(0)
+        kv, kc = float(1 << leak_v), float(1 << leak_c)
+        for t in range(T):
+            if current:
+                if leak_c:
+                    y = c / kc
+                    c = c - (y + (torch.floor(y) - y))
+                c = torch.add(c, Is[t], out=Cps[t]).clamp(c_lo, c_hi)
+            if leak_v:
+                y = v / kv
+                v = v - (y + (torch.floor(y) - y))
+            if current:
+                torch.add(v, c, out=Vps[t]).add_(bias)
+            else:
+                torch.add(v, Ibs[t], out=Vps[t])
+            u = Vps[t].clamp(v_lo, v_hi)
+            s = torch.ge(u, theta, out=Ss[t])  # spike_fn(u - theta): u - theta >= 0 <=> u >= theta
+            if fire_once:
+                Fb[t].copy_(fired)
+                s.mul_(1.0 - fired)
+                fired = torch.maximum(fired, s)
+            if reset == "subtract":
+                v = torch.addcmul(u, theta, s, value=-1.0)  # u - theta * s, exact
+            elif reset == "zero":
+                v = u * (1.0 - s)
+            else:
+                v = u
+        vmin, vmax = torch.aminmax(Vp)
+        ctx.sat_v = bool(vmin < v_lo) or bool(vmax > v_hi)
+        if current:
+            cmin, cmax = torch.aminmax(Cp)
+            ctx.sat_c = bool(cmin < c_lo) or bool(cmax > c_hi)
+        ctx.spec = spec
+        ctx.save_for_backward(Vp, S, theta, width, Cp, Fb)
+        return S, v, c
+
+    @staticmethod
+    def backward(ctx, gS, gv, gc):
+        current, leak_v, leak_c, reset, fire_once, v_width, c_width = ctx.spec
+        v_lo, v_hi = -(1 << (v_width - 1)), (1 << (v_width - 1)) - 1
+        c_lo, c_hi = -(1 << (c_width - 1)), (1 << (c_width - 1)) - 1
+        Vp, S, theta, width, Cp, Fb = ctx.saved_tensors
+        T = Vp.shape[0]
+        # Vectorised over the steps, in place where possible (each [T, B, N] temporary costs a
+        # pass over memory): the saturation masks (clamp passes the gradient where
+        # lo <= x <= hi, i.e. where clamping leaves x unchanged) and the surrogate.
+        U = Vp.clamp(v_lo, v_hi)
+        Mv = torch.eq(U, Vp, out=torch.empty_like(Vp)).unbind(0) if ctx.sat_v else None
+        Mc = None
+        if current:
+            Mc = torch.eq(Cp.clamp(c_lo, c_hi), Cp, out=torch.empty_like(Cp)).unbind(0) if ctx.sat_c else None
+        gtheta = None
+        if gS is not None:
+            # A = g * clamp(1 - |u - theta| / width, min=0) / width, u the saturated potential,
+            # as spike_fn's backward; ``-q + 1`` is ``1 - q`` exactly.
+            A = U.sub_(theta).abs_().div_(width).neg_().add_(1.0).clamp_(min=0.0).div_(width)
+            A.mul_(gS * (1.0 - Fb) if fire_once else gS)
+            if ctx.needs_input_grad[2]:
+                gtheta = A.sum((0, 1)).neg_()
+        else:
+            A = U.zero_()
+        # The recurrence through the steps, written into A: A[t] becomes the gradient of the
+        # pre-saturation potential of step t.
+        As = A.unbind(0)
+        Ss = S.unbind(0)
+        gvc = gv
+        gcc = gc if current else None
+        gI = torch.empty_like(Vp) if current else A
+        gIs = gI.unbind(0)
+        for t in range(T - 1, -1, -1):
+            gp = As[t]
+            if gvc is not None:
+                gp.add_(gvc * (1.0 - Ss[t]) if reset == "zero" else gvc)
+            if Mv is not None:
+                gp.mul_(Mv[t])
+            gvc = gp - gp / float(1 << leak_v) if leak_v else gp
+            if current:
+                gct = gp if gcc is None else gcc + gp
+                gcp = torch.mul(gct, Mc[t], out=gIs[t]) if Mc is not None else gIs[t].copy_(gct)
+                gcc = gcp - gcp / float(1 << leak_c) if leak_c else gcp
+        gbias = A.sum((0, 1)) if ctx.needs_input_grad[1] else None
+        return gI, gbias, gtheta, None, None
+
+
+def _count_first(S: torch.Tensor):
+    """Spike count and first spike step (-1 if none) per neuron of the spikes ``S`` ``[T, B, N]``,
+    as the step loop of ``BSNN._layer`` accumulates them."""
+    count = S.sum(0)
+    T = S.shape[0]
+    # latest = max_t (T - t) * S[t] = T - first (0 if the neuron never fired)
+    steps = torch.arange(T, 0, -1, dtype=S.dtype, device=S.device).view(T, *([1] * (S.dim() - 1)))
+    latest = (S * steps).amax(0).to(torch.int64)
+    first = torch.where(latest > 0, T - latest, -1)
+    return count, first
 
 
 # ---------------------------------------------------------------- configuration
@@ -271,6 +415,19 @@ class BSNN(nn.Module):
                           "leak_v": cfg.leak_v, "leak_c": cfg.leak_c, **(trace_extra or {})})
         return torch.stack(spikes), v, c, count, first
 
+    def _layer_fused(self, k, I):
+        """``_layer(k, I, hardware=False)`` without trace, as one autograd node (``_LayerScan``):
+        the same forward values, the same gradients up to the order of floating-point sums."""
+        cfg = self.layer_cfgs[k]
+        bias, theta = self.int_bias(k), self.int_theta(k)
+        width = (theta.detach() * self.surrogate_width).clamp(min=1.0)
+        spec = (cfg.current, cfg.leak_v, cfg.leak_c if cfg.current else 0, cfg.reset, cfg.fire_once,
+                self.v_width, self.c_width)
+        s, v, c = _LayerScan.apply(I, bias, theta, width, spec)
+        if not cfg.current:
+            c = I.new_zeros(v.shape)
+        return s, v, c
+
     def forward(self, on: torch.Tensor, off: torch.Tensor | None = None, hardware: bool = False,
                 keep_currents: bool = False, trace: bool = False) -> ForwardResult:
         """Run the network on input counts ``on``/``off`` ``[T, B, N0]``.
@@ -298,8 +455,13 @@ class BSNN(nn.Module):
                 I = self.gates[k](I)
             if keep_currents:
                 currents.append(I.detach())
-            s, v, c, count, first = self._layer(k, I, hardware, traces,
-                                                {"input": x.detach(), "w": wb} if trace else None)
+            if hardware or trace:
+                s, v, c, count, first = self._layer(k, I, hardware, traces,
+                                                    {"input": x.detach(), "w": wb} if trace else None)
+            else:
+                s, v, c = self._layer_fused(k, I)
+                if k == len(self.layer_cfgs) - 1:  # only the output layer's count/first are used
+                    count, first = _count_first(s.detach())
             spikes.append(s)
             vs.append(v)
             cs.append(c)
