@@ -377,20 +377,23 @@ class BSNNCore(wiring.Component):
                     with m.If(need_fifo):
                         m.d.sync += n_words.eq(n_words + 1)
                     with m.If(results[0].last):
-                        m.d.sync += n_words.eq(0)
-                        with m.If(is_hidden):
-                            m.d.sync += [layer.eq(layer + 1), remaining.eq(n_words + need_fifo)]
-                            m.next = "SETTLE"
-                        with m.Elif(last_step):
-                            m.d.sync += [dump_g.eq(0), dump_more.eq(1)]
-                            m.next = "DUMP"
-                        with m.Else():
-                            m.d.sync += [t.eq(t + 1), last_step.eq(t + 2 >= T), layer.eq(0)]
-                            m.next = "ACCUM"
+                        m.d.sync += [n_words.eq(0), remaining.eq(n_words + need_fifo)]
+                        m.next = "NEXT"
 
-            with m.State("SETTLE"):
-                # One cycle for the spike queue's output register to catch up with its input.
-                m.next = "ACCUM"
+            with m.State("NEXT"):
+                # The layer is done. Deciding what follows here, from registers only, keeps the
+                # step / layer counters off the result handshake's path (timing); for a hidden
+                # layer the cycle also lets the spike queue's output register catch up with its
+                # last write, so that the cycle count does not depend on which neurons spiked.
+                with m.If(layer != L - 1):
+                    m.d.sync += layer.eq(layer + 1)
+                    m.next = "ACCUM"
+                with m.Elif(last_step):
+                    m.d.sync += [dump_g.eq(0), dump_more.eq(1)]
+                    m.next = "DUMP"
+                with m.Else():
+                    m.d.sync += [t.eq(t + 1), last_step.eq(t + 2 >= T), layer.eq(0)]
+                    m.next = "ACCUM"
 
             with m.State("DUMP"):
                 m.d.comb += in_dump.eq(1)

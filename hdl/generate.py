@@ -46,7 +46,7 @@ def _hex_lines(values, width):
 def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes=None,
                    trace: bool = True, first_step_events: int = 0) -> int:
     """Busy cycles of one inference without stalls or dropped events (docs/architecture.md):
-    ``max(C, S_b - 5 - E_{1,0} * ceil(N_1 / P)) + N_L + D + T * (sum_l (G_l + D) + L - 1)
+    ``max(C, S_b - 5 - E_{1,0} * ceil(N_1 / P)) + N_L + D + T * (sum_l (G_l + D + 1))
     + sum_l ceil(N_l / P) * E_l + X``.
 
     ``D = neuron_latency + 5`` (8 with the short neuron pipeline, 13 with the long one),
@@ -59,7 +59,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     U, C, L = geom.neuron_lanes, geom.max_chunks, geom.n_layers
     Sb = geom.bank_depth
     lat = geom.neuron_latency + 5     # input register, flush, drain, 2 queues, neuron pipeline
-    per_step = sum(n + lat for n in geom.groups) + L - 1
+    per_step = sum(n + lat for n in geom.groups) + L
     events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
     extra = 0
     if U > 1 and trace and geom.trace:
@@ -140,7 +140,7 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
         },
         "neuron_lanes": g.neuron_lanes,
         "neuron_pipeline": g.neuron_pipeline, "neuron_latency": g.neuron_latency,
-        "cycle_formula": "max(C, S_b - 5 - E_1_step0 * chunks_1) + N_L + D + T * (sum_l (G_l + D) + L - 1) + sum_l chunks_l * E_l + X",
+        "cycle_formula": "max(C, S_b - 5 - E_1_step0 * chunks_1) + N_L + D + T * sum_l (G_l + D + 1) + sum_l chunks_l * E_l + X",
         "cycles_bound": "sum_l chunks_l * E_l + T * sum_l G_l",
     }
 
