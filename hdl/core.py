@@ -185,16 +185,18 @@ class BSNNCore(wiring.Component):
                          bank.i_write.payload.data.eq(cfg_r.data),
                          bank.i_write.payload.address.eq(
                              Mux(cfg_r.target == ConfigTarget.LAYER_MODE, cfg_r.address, n_local))]
-        with m.If(self.i_config.valid & idle & (cfg.target == ConfigTarget.GLOBAL)):
-            with m.Switch(cfg.address):
+        # GLOBAL registers are written from the same register stage (one cycle after the
+        # transfer). A start in that cycle is safe: T and max_ev are first used in CLEAR.
+        with m.If(cfg_v & (cfg_r.target == ConfigTarget.GLOBAL)):
+            with m.Switch(cfg_r.address):
                 with m.Case(GlobalAddress.TIME_STEPS):
-                    m.d.sync += T.eq(cfg.data)
+                    m.d.sync += T.eq(cfg_r.data)
                 with m.Case(GlobalAddress.READOUT):
-                    m.d.sync += rule.eq(cfg.data)
+                    m.d.sync += rule.eq(cfg_r.data)
                 with m.Case(GlobalAddress.MAX_INPUT_EVENTS):
-                    m.d.sync += max_ev.eq(cfg.data)
+                    m.d.sync += max_ev.eq(cfg_r.data)
                 with m.Case(GlobalAddress.TRACE):
-                    m.d.sync += trace_en.eq(cfg.data[0])
+                    m.d.sync += trace_en.eq(cfg_r.data[0])
 
         # Whether step t is the last one, kept as a register next to t (timing).
         last_step = Signal()
@@ -280,14 +282,14 @@ class BSNNCore(wiring.Component):
                     m.d.comb += [syn.clear.eq(1), rdo.clear.eq(1)]
                     for bank in banks:
                         m.d.comb += bank.clear.eq(1)
-                    m.d.sync += [t.eq(0), last_step.eq(T <= 1), layer.eq(0), n_in.eq(0),
-                                 in_full.eq(max_ev == 0),
+                    m.d.sync += [t.eq(0), layer.eq(0), n_in.eq(0),
                                  n_words.eq(0), error.eq(0), cycles.eq(0), sent.eq(0)]
                     m.next = "CLEAR"
 
             with m.State("CLEAR"):
                 # The neuron banks go on clearing while layer 1 accumulates the first step's
                 # events: they take no command before their clear is complete.
+                m.d.sync += [last_step.eq(T <= 1), in_full.eq(max_ev == 0)]
                 with m.If(~syn.busy):
                     m.next = "ACCUM"
 

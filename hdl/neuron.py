@@ -41,11 +41,11 @@ class NeuronUnit(wiring.Component):
         Update neuron ``index`` of layer ``layer`` with synaptic input ``value`` (state written
         back), or with ``dump`` set, report its stored state unchanged.
     o_result : Out(stream.Signature(NeuronResultLayout))
-        One record per command, in order, 3 cycles (8 with the long pipeline) after the command
+        One record per command, in order, 3 cycles (9 with the long pipeline) after the command
         is accepted; the unit takes one command per cycle while ``o_result`` is ready (pipeline:
         memory read; leaks and sums; saturation, comparison, reset and write-back; result
         register; one global enable). Two commands for the same neuron must be at least 2 (long
-        pipeline: 7) cycles apart; the core updates each neuron once per layer update and waits
+        pipeline: 8) cycles apart; the core updates each neuron once per layer update and waits
         for its last result before the next.
     layer : In(LAYER_WIDTH)
         Layer (0-based) of the commands; stable while commands are in flight.
@@ -216,14 +216,19 @@ class NeuronUnit(wiring.Component):
         # Stage B1: saturation.
         v_sat = saturate(m, p["v_sum"], vw, "v_sat")
         p = stage({**p, "v_sat": v_sat}, long)
-        # Stage B2: comparison, reset, spike statistics; the state is written back here.
-        cmd_view = cmd_layout(p["cmd"])
+        # Stage B2a (long pipeline only): the threshold comparison, the subtraction and the
+        # count increment in parallel; B2 then only selects (timing: no carry chain feeds
+        # another one before the write-back).
         theta = p["theta"]
+        p = stage({**p, "reached": p["v_sat"] >= theta, "v_sub": p["v_sat"] - theta,
+                   "count_inc": p["count"] + 1, "count_zero": p["count"] == 0}, long)
+        # Stage B2: spike, reset, spike statistics; the state is written back here.
+        cmd_view = cmd_layout(p["cmd"])
         spike = Signal()
-        m.d.comb += spike.eq((p["v_sat"] >= theta) & ~(mode_r.fire_once & p["fired"]))
+        m.d.comb += spike.eq(p["reached"] & ~(mode_r.fire_once & p["fired"]))
         v_new = Signal(signed(vw))
         with m.If(spike & (mode_r.reset == ResetMode.SUBTRACT)):
-            m.d.comb += v_new.eq(p["v_sat"] - theta)
+            m.d.comb += v_new.eq(p["v_sub"])
         with m.Elif(spike & (mode_r.reset == ResetMode.ZERO)):
             m.d.comb += v_new.eq(0)
         with m.Else():
@@ -231,8 +236,8 @@ class NeuronUnit(wiring.Component):
         count_new = Signal(COUNT_WIDTH)
         first_new = Signal(STEP_WIDTH)
         m.d.comb += [
-            count_new.eq(p["count"] + spike),
-            first_new.eq(Mux(spike & (p["count"] == 0), self.step, p["first"])),
+            count_new.eq(Mux(spike, p["count_inc"], p["count"])),
+            first_new.eq(Mux(spike & p["count_zero"], self.step, p["first"])),
         ]
         commit = p["valid"] & advance & ~cmd_view.dump
         m.d.comb += [
