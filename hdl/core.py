@@ -233,14 +233,23 @@ class BSNNCore(wiring.Component):
                 m.d.comb += cmd.dump.eq(cin_dump)
         m.d.comb += cmdq.r_stream.ready.eq(neu.i_cmd.ready)
         res_layout = NeuronResultLayout(g.idx_w, g.v_width)
-        m.submodules.resq = resq = fifo.SyncFIFO(width=res_layout.size * U, depth=2)
+        # With the group's results the queue carries, per lane, whether the neuron exists in
+        # the output layer and whether it is the output layer's last one (used by the dump),
+        # compared before the queue (timing: no index arithmetic on the handshake path).
+        m.submodules.resq = resq = fifo.SyncFIFO(width=res_layout.size * U + 2 * U, depth=2)
+        in_j0 = Signal(g.idx_w + log_u + 1)
+        m.d.comb += in_j0.eq(neu.o_result.payload.index * U)
         m.d.comb += [resq.w_stream.valid.eq(neu.o_result.valid),
-                     resq.w_stream.payload.eq(Cat(bank.o_result.payload.as_value()
-                                                  for bank in banks))]
+                     resq.w_stream.payload.eq(Cat(
+                         *[bank.o_result.payload.as_value() for bank in banks],
+                         *[in_j0 + u < g.layer_sizes[-1] for u in range(U)],
+                         *[in_j0 + u == g.layer_sizes[-1] - 1 for u in range(U)]))]
         for bank in banks:
             m.d.comb += bank.o_result.ready.eq(resq.w_stream.ready)
         results = [res_layout(resq.r_stream.payload[u * res_layout.size:(u + 1) * res_layout.size])
                    for u in range(U)]
+        valid_mask = resq.r_stream.payload[res_layout.size * U:res_layout.size * U + U]
+        last_mask = resq.r_stream.payload[res_layout.size * U + U:]
 
         # ---- the result group of the neuron banks (all banks move in lockstep) ----
         res_valid = resq.r_stream.valid
@@ -249,10 +258,8 @@ class BSNNCore(wiring.Component):
         j0 = Signal(g.idx_w + log_u + 1)
         m.d.comb += j0.eq(results[0].index * U)
         spike_mask = Signal(U)
-        valid_mask = Signal(U)
         for u in range(U):
-            m.d.comb += [spike_mask[u].eq(results[u].spike),
-                         valid_mask[u].eq(j0 + u < g.layer_sizes[-1])]
+            m.d.comb += spike_mask[u].eq(results[u].spike)
         # Lanes of the group still to be emitted as records, one per cycle, lowest first.
         emit = Signal(U)
         sent = Signal(U)
@@ -407,7 +414,7 @@ class BSNNCore(wiring.Component):
                 cand_last = Signal()
                 m.d.comb += [
                     emit.eq(valid_mask),
-                    cand_last.eq(lane_j == g.layer_sizes[-1] - 1),
+                    cand_last.eq((last_mask & onehot) != 0),
                     # The readout is always ready during the dump; it observes the transfers.
                     self.o_results.valid.eq(res_valid & any_rem & rdo.i_cand.ready),
                     res.kind.eq(ResultKind.POTENTIAL), res.step.eq(t), res.layer.eq(L),
