@@ -108,27 +108,36 @@ class HostLink(wiring.Component):
                      eventq.r_stream.ready.eq(self.o_events.ready)]
 
         # ---- command decoder ----
+        # The received bytes pass one more register stage (timing: a block RAM's output does
+        # not drive the decoder directly).
+        m.submodules.rxreg = rxreg = fifo.SyncFIFO(width=8, depth=2)
+        wiring.connect(m, rxq.r_stream, rxreg.w_stream)
+        rx = rxreg.r_stream
         max_args = max(1 + A + D, K)
         opcode = Signal(8)
+        # Argument bytes shift in from the top: after the n bytes of a command they are the
+        # top n bytes, little-endian (no byte-position decoder on the receive path).
         args = Signal(8 * max_args)
-        need = Signal(range(max_args + 1))
-        got = Signal(range(max_args + 1))
+        left = Signal(range(max_args + 1))      # argument bytes still to come, minus one
         proto_err = Signal()
         reply_pong = Signal()           # requests to the transmitter, cleared when taken
         reply_info = Signal()
-        byte = rxq.r_stream.payload
+        byte = rx.payload
+
+        def top(n):
+            return args[8 * (max_args - n):]
 
         with m.FSM():
             with m.State("OPCODE"):
-                m.d.comb += rxq.r_stream.ready.eq(1)
-                with m.If(rxq.r_stream.valid):
-                    m.d.sync += [opcode.eq(byte), got.eq(0)]
+                m.d.comb += rx.ready.eq(1)
+                with m.If(rx.valid):
+                    m.d.sync += opcode.eq(byte)
                     with m.Switch(byte):
                         with m.Case(Opcode.CONFIG):
-                            m.d.sync += need.eq(1 + A + D)
+                            m.d.sync += left.eq(A + D)
                             m.next = "ARGS"
                         with m.Case(Opcode.EVENT):
-                            m.d.sync += need.eq(K)
+                            m.d.sync += left.eq(K - 1)
                             m.next = "ARGS"
                         with m.Case(Opcode.START):
                             m.next = "EXEC"
@@ -139,23 +148,24 @@ class HostLink(wiring.Component):
                         with m.Default():
                             m.d.sync += proto_err.eq(1)
             with m.State("ARGS"):
-                m.d.comb += rxq.r_stream.ready.eq(1)
-                with m.If(rxq.r_stream.valid):
-                    m.d.sync += [args.word_select(got, 8).eq(byte), got.eq(got + 1)]
-                    with m.If(got + 1 == need):
+                m.d.comb += rx.ready.eq(1)
+                with m.If(rx.valid):
+                    m.d.sync += [args.eq(Cat(args[8:], byte)), left.eq(left - 1)]
+                    with m.If(left == 0):
                         m.next = "EXEC"
             with m.State("EXEC"):
                 with m.Switch(opcode):
                     with m.Case(Opcode.CONFIG):
+                        cfg_args = top(1 + A + D)
                         m.d.comb += [self.o_config.valid.eq(1),
-                                     self.o_config.payload.target.eq(args[:8]),
-                                     self.o_config.payload.address.eq(args[8:8 + 8 * A]),
-                                     self.o_config.payload.data.eq(args[8 + 8 * A:8 + 8 * (A + D)])]
+                                     self.o_config.payload.target.eq(cfg_args[:8]),
+                                     self.o_config.payload.address.eq(cfg_args[8:8 + 8 * A]),
+                                     self.o_config.payload.data.eq(cfg_args[8 + 8 * A:8 + 8 * (A + D)])]
                         with m.If(self.o_config.ready):
                             m.next = "OPCODE"
                     with m.Case(Opcode.EVENT):
                         m.d.comb += [eventq.w_stream.valid.eq(1),
-                                     eventq.w_stream.payload.eq(args[:event_layout.size])]
+                                     eventq.w_stream.payload.eq(top(K)[:event_layout.size])]
                         with m.If(eventq.w_stream.ready):
                             m.next = "OPCODE"
                     with m.Case(Opcode.START):
