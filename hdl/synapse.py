@@ -1,6 +1,6 @@
 """XNOR-popcount synapse lanes: per-neuron synaptic input sums of one layer and one time step."""
-from amaranth.hdl import Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -28,9 +28,9 @@ class SynapseUnit(wiring.Component):
     Ports
     -----
     i_event : In(stream.Signature(SynapseEventLayout))
-        Into a one-entry input register (which also computes the event's first weight-word
-        address); one event per ``chunks[layer]`` cycles, a flush in one cycle; the register
-        waits while the unit drains or clears.
+        Into a 2-entry queue (which also stores the event's first weight-word address; ready
+        depends only on its fill level); one event per ``chunks[layer]`` cycles, a flush in one
+        cycle; events wait there while the unit drains or clears.
     o_input : Out(stream.Signature(SynapticInputLayout))
         ``ceil(N[layer] / U)`` group records after each flush, ``last`` on the final one. The first record is
         valid 2 cycles after the flush is accepted; then one per cycle while ready is high.
@@ -77,23 +77,29 @@ class SynapseUnit(wiring.Component):
 
         n = Signal(range(g.max_events_into_layer + 1))   # events since the last flush
 
-        # ---- input register: the event and its first weight-word address (timing) ----
-        ev_valid = Signal()
-        ev_flush = Signal()
-        ev_pol = Signal()
-        ev_row = Signal(g.weight_addr_w)
-        ev_take = Signal()
+        # ---- input queue: the event and its first weight-word address (timing) ----
         row_in = Signal(g.weight_addr_w)
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
                     m.d.comb += row_in.eq(g.weight_base[l] + self.i_event.payload.index * g.chunks[l])
-        m.d.comb += self.i_event.ready.eq((~ev_valid | ev_take) & ~self.busy)
-        with m.If(self.i_event.valid & self.i_event.ready):
-            m.d.sync += [ev_valid.eq(1), ev_flush.eq(self.i_event.payload.flush),
-                         ev_pol.eq(self.i_event.payload.polarity), ev_row.eq(row_in)]
-        with m.Elif(ev_take):
-            m.d.sync += ev_valid.eq(0)
+        # A 2-entry queue (the event and its first weight-word address): `ready` comes from
+        # its fill level alone, so no ready signal crosses from the accumulate FSM to the
+        # sequencer (timing). `clear` empties it.
+        ev_layout = data.StructLayout({"flush": 1, "polarity": 1, "row": g.weight_addr_w})
+        evq = fifo.SyncFIFO(width=ev_layout.size, depth=2)
+        m.submodules.evq = ResetInserter(self.clear)(evq)
+        ev = ev_layout(evq.r_stream.payload)
+        ev_valid = evq.r_stream.valid
+        ev_flush, ev_pol, ev_row = ev.flush, ev.polarity, ev.row
+        ev_take = Signal()
+        m.d.comb += [
+            evq.w_stream.valid.eq(self.i_event.valid & ~self.busy),
+            evq.w_stream.payload.eq(Cat(self.i_event.payload.flush, self.i_event.payload.polarity,
+                                        row_in)),
+            self.i_event.ready.eq(evq.w_stream.ready & ~self.busy),
+            evq.r_stream.ready.eq(ev_take),
+        ]
 
         # ---- accumulate pipeline: stage 0 issues the reads, stage 2 writes the sums back ----
         k = Signal(span(C))                         # chunk of the event being issued
@@ -167,7 +173,7 @@ class SynapseUnit(wiring.Component):
             # Last in every state, so that it overrides the state's own transitions.
             with m.If(self.clear):
                 m.d.sync += [k.eq(0), n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0),
-                             s2_valid.eq(0), last_valid.eq(0), ev_valid.eq(0)]
+                             s2_valid.eq(0), last_valid.eq(0)]
                 m.next = "CLEAR"
 
         with m.FSM():
