@@ -118,21 +118,21 @@ class SynapseUnit(wiring.Component):
         # Stage 1 registers the weight word and the accumulator word (timing: the block RAM
         # outputs end at flip-flops); stage 2 adds and writes back. The read of an operation
         # shows every write up to its own cycle (transparent port), so only the write of the
-        # cycle before its stage 2 can be missing: it is forwarded from `last_sum`.
+        # cycle before its stage 2 can be missing: it is forwarded from `last_sum` (the
+        # decision is registered a stage ahead).
         s2_valid = Signal()
         s2_pol = Signal()
         s2_k = Signal(span(C))
         s2_w = Signal(P)
         s2_base = Signal(acc_layout)
-        last_valid = Signal()
-        last_k = Signal(span(C))
+        forward = Signal()      # the word of the operation ahead was written last cycle
         last_sum = Signal(acc_layout)
         m.d.sync += [s1_valid.eq(iss), s1_pol.eq(iss_pol), s1_k.eq(iss_k),
                      s2_valid.eq(s1_valid), s2_pol.eq(s1_pol), s2_k.eq(s1_k),
                      s2_w.eq(self.weights.data), s2_base.eq(rp.data),
-                     last_valid.eq(s2_valid), last_k.eq(s2_k), last_sum.eq(wp.data)]
+                     forward.eq(s2_valid & (s2_k == s1_k)), last_sum.eq(wp.data)]
         base = Signal(acc_layout)
-        m.d.comb += base.eq(Mux(last_valid & (last_k == s2_k), last_sum, s2_base))
+        m.d.comb += base.eq(Mux(forward, last_sum, s2_base))
         with m.If(s2_valid):
             m.d.comb += [wp.en.eq(1), wp.addr.eq(s2_k)]
             for lane in range(P):
@@ -173,7 +173,7 @@ class SynapseUnit(wiring.Component):
             # Last in every state, so that it overrides the state's own transitions.
             with m.If(self.clear):
                 m.d.sync += [k.eq(0), n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0),
-                             s2_valid.eq(0), last_valid.eq(0)]
+                             s2_valid.eq(0), forward.eq(0)]
                 m.next = "CLEAR"
 
         with m.FSM():
