@@ -103,7 +103,7 @@ class SynapseUnit(wiring.Component):
 
         # ---- accumulate pipeline: stage 0 issues the reads, stage 2 writes the sums back ----
         k = Signal(span(C))                         # chunk of the event being issued
-        cur_row = Signal(g.weight_addr_w)
+        cur_row = Signal(g.weight_addr_w)              # weight word of the next chunk
         cur_pol = Signal()
         iss = Signal()
         iss_row = Signal(g.weight_addr_w)
@@ -113,7 +113,9 @@ class SynapseUnit(wiring.Component):
         s1_pol = Signal()
         s1_k = Signal(span(C))
 
-        m.d.comb += [self.weights.addr.eq(iss_row + iss_k), self.weights.en.eq(1)]
+        # The weight address is the queued event's precomputed row for its first chunk, then a
+        # register counting up (timing: no adder between the control and the memory address).
+        m.d.comb += [self.weights.addr.eq(iss_row), self.weights.en.eq(1)]
 
         # Stage 1 registers the weight word and the accumulator word (timing: the block RAM
         # outputs end at flip-flops); stage 2 adds and writes back. The read of an operation
@@ -189,12 +191,13 @@ class SynapseUnit(wiring.Component):
                         with m.Else():
                             m.d.comb += [iss.eq(1), iss_row.eq(ev_row), iss_pol.eq(ev_pol),
                                          iss_k.eq(0)]
-                            m.d.sync += [n.eq(n + 1), cur_row.eq(ev_row), cur_pol.eq(ev_pol)]
+                            m.d.sync += [n.eq(n + 1), cur_row.eq(ev_row + 1), cur_pol.eq(ev_pol)]
                             with m.If(multi_chunk):
                                 m.d.sync += k.eq(1)
                 with m.Else():
                     m.d.comb += [iss.eq(1), iss_row.eq(cur_row), iss_pol.eq(cur_pol),
                                  iss_k.eq(k)]
+                    m.d.sync += cur_row.eq(cur_row + 1)
                     with m.If(k == chunks - 1):
                         m.d.sync += k.eq(0)
                     with m.Else():
