@@ -159,11 +159,14 @@ class BoardTop(wiring.Component):
         wiring.connect(m, core.o_results, link.i_results)
         m.d.comb += [
             urx.rx.eq(self.rx), self.tx.eq(utx.tx),
-            core.start.eq(link.start), link.busy.eq(core.busy), link.done.eq(core.done),
+            link.busy.eq(core.busy), link.done.eq(core.done),
             link.cycles.eq(core.cycles), link.error.eq(core.error),
             link.link_status.eq(urx.overrun | (urx.frame_error << 1)),
             self.busy.eq(core.busy), self.error.eq(core.error),
         ]
+        # The start pulse is registered (timing: the link's decoder state does not reach the
+        # units' clear logic). The link sends nothing between START and the core's busy.
+        m.d.sync += core.start.eq(link.start)
         return m
 
 

@@ -217,7 +217,8 @@ class BSNNCore(wiring.Component):
             cmdq.w_stream.valid.eq(Mux(in_dump, dump_more, syn.o_input.valid)),
             cmdq.w_stream.payload.eq(Mux(in_dump, Cat(dump_cmd.as_value(), 1),
                                          Cat(syn.o_input.payload.as_value(), 0))),
-            syn.o_input.ready.eq(cmdq.w_stream.ready & ~in_dump),
+            # (no gating by the state: the synapse unit has nothing to drain during DUMP)
+            syn.o_input.ready.eq(cmdq.w_stream.ready),
             dump_cmd.group.eq(dump_g), dump_cmd.last.eq(dump_g == g.groups[-1] - 1),
         ]
         cin = cmd_layout(cmdq.r_stream.payload[:cmd_layout.size])
