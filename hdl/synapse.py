@@ -28,9 +28,10 @@ class SynapseUnit(wiring.Component):
     Ports
     -----
     i_event : In(stream.Signature(SynapseEventLayout))
-        Into a 2-entry queue (which also stores the event's first weight-word address; ready
-        depends only on its fill level); one event per ``chunks[layer]`` cycles, a flush in one
-        cycle; events wait there while the unit drains or clears.
+        Into a 2-entry queue (ready depends only on its fill level), then a second one that
+        also holds the event's first weight-word address (2 cycles in all); one event per
+        ``chunks[layer]`` cycles, a flush in one cycle; events wait there while the unit drains
+        or clears.
     o_input : Out(stream.Signature(SynapticInputLayout))
         ``ceil(N[layer] / U)`` group records after each flush, ``last`` on the final one. The first record is
         valid 2 cycles after the flush is accepted; then one per cycle while ready is high.
@@ -78,26 +79,36 @@ class SynapseUnit(wiring.Component):
         n = Signal(range(g.max_events_into_layer + 1))   # events since the last flush
 
         # ---- input queue: the event and its first weight-word address (timing) ----
+        # Two 2-entry queues: the first takes the event as it comes (`ready` from its fill
+        # level alone, so no ready signal crosses from the accumulate FSM to the sequencer);
+        # between them the event's first weight-word address is computed from registers
+        # (index * chunks + base); the second holds it for the accumulate FSM (timing).
+        # `clear` empties both.
+        in_layout = SynapseEventLayout(g.idx_w)
+        inq = fifo.SyncFIFO(width=in_layout.size, depth=2)
+        m.submodules.inq = ResetInserter(self.clear)(inq)
+        ev_layout = data.StructLayout({"flush": 1, "polarity": 1, "row": g.weight_addr_w})
+        evq = fifo.SyncFIFO(width=ev_layout.size, depth=2)
+        m.submodules.evq = ResetInserter(self.clear)(evq)
+        m.d.comb += [
+            inq.w_stream.valid.eq(self.i_event.valid & ~self.busy),
+            inq.w_stream.payload.eq(self.i_event.payload.as_value()),
+            self.i_event.ready.eq(inq.w_stream.ready & ~self.busy),
+        ]
+        queued = in_layout(inq.r_stream.payload)
         row_in = Signal(g.weight_addr_w)
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
-                    m.d.comb += row_in.eq(g.weight_base[l] + self.i_event.payload.index * g.chunks[l])
-        # A 2-entry queue (the event and its first weight-word address): `ready` comes from
-        # its fill level alone, so no ready signal crosses from the accumulate FSM to the
-        # sequencer (timing). `clear` empties it.
-        ev_layout = data.StructLayout({"flush": 1, "polarity": 1, "row": g.weight_addr_w})
-        evq = fifo.SyncFIFO(width=ev_layout.size, depth=2)
-        m.submodules.evq = ResetInserter(self.clear)(evq)
+                    m.d.comb += row_in.eq(g.weight_base[l] + queued.index * g.chunks[l])
         ev = ev_layout(evq.r_stream.payload)
         ev_valid = evq.r_stream.valid
         ev_flush, ev_pol, ev_row = ev.flush, ev.polarity, ev.row
         ev_take = Signal()
         m.d.comb += [
-            evq.w_stream.valid.eq(self.i_event.valid & ~self.busy),
-            evq.w_stream.payload.eq(Cat(self.i_event.payload.flush, self.i_event.payload.polarity,
-                                        row_in)),
-            self.i_event.ready.eq(evq.w_stream.ready & ~self.busy),
+            evq.w_stream.valid.eq(inq.r_stream.valid),
+            evq.w_stream.payload.eq(Cat(queued.flush, queued.polarity, row_in)),
+            inq.r_stream.ready.eq(evq.w_stream.ready),
             evq.r_stream.ready.eq(ev_take),
         ]
 
