@@ -105,11 +105,17 @@ class SPRAMWeightMemory(wiring.Component):
     link does that). A write and a read in the same cycle (the core writes only while idle,
     when reads are don't-care) perform the write.
     """
-    def __init__(self, geom: CoreGeometry):
+    def __init__(self, geom: CoreGeometry, bank_words: int = SPRAM_WORDS):
+        # bank_words < SPRAM_WORDS (a power of two) uses only that many words of each SPRAM:
+        # for tests that cross banks with a small network.
         if geom.lanes > 16:
             raise ValueError(f"SPRAM weight memory: lanes {geom.lanes} > 16")
+        if bank_words & (bank_words - 1) or not 2 <= bank_words <= SPRAM_WORDS:
+            raise ValueError(f"SPRAM weight memory: bank_words {bank_words} must be a power of "
+                             f"two in [2, {SPRAM_WORDS}]")
+        self.bank_words = bank_words
         self.slot_bits, self.per_word = spram_packing(geom.lanes)
-        self.banks = spram_banks(geom)
+        self.banks = -(-(-(-geom.weight_depth // self.per_word)) // bank_words)
         if self.banks > SPRAM_COUNT:
             raise ValueError(f"SPRAM weight memory: {geom.weight_depth} words of {geom.lanes} bits "
                              f"need {self.banks} SPRAMs, the iCE40UP5K has {SPRAM_COUNT}")
@@ -127,16 +133,22 @@ class SPRAMWeightMemory(wiring.Component):
         m = Module()
         w = self.i_write.payload
         we = Signal()
-        addr = Signal(max(16 + shift, g.weight_addr_w))
+        ab = self.bank_words.bit_length() - 1      # address bits inside one SPRAM
+        addr = Signal(max(ab + 2 + shift, g.weight_addr_w))
         m.d.comb += [
             self.i_write.ready.eq(1),
             we.eq(self.i_write.valid & (w.target == ConfigTarget.WEIGHTS)
                   & (w.address < g.weight_depth)),
             addr.eq(Mux(we, w.address, self.read.addr)),
         ]
-        word = addr[shift:]                 # the 16-bit SPRAM word (14 address bits + bank)
+        word = addr[shift:]                 # the 16-bit SPRAM word (address in a bank + bank)
         slot = addr[:shift] if shift else Const(0, 1)
-        sel = word[14:16]
+        sel = word[ab:ab + 2]
+        # Every bank is selected on every read and its output picked afterwards; only the
+        # write enable decodes a bank, from the write address alone (timing: the read address
+        # feeds nothing but the SPRAM address pins).
+        w_sel = Signal(2)
+        m.d.comb += w_sel.eq(w.address[shift + ab:shift + ab + 2])
         last_sel = Signal(2)
         last_slot = Signal(max(1, shift))
         with m.If(self.read.en & ~we):
@@ -150,12 +162,12 @@ class SPRAMWeightMemory(wiring.Component):
         for b in range(self.banks):
             dout = Signal(16, name=f"spram{b}_dout")
             outs.append(dout)
-            mine = sel == b
             m.submodules[f"spram{b}"] = Instance(
                 "SB_SPRAM256KA",
-                i_ADDRESS=word[:14], i_DATAIN=data_in[:16],
-                i_MASKWREN=mask, i_WREN=we & mine,
-                i_CHIPSELECT=(we | self.read.en) & mine,
+                i_ADDRESS=Cat(word[:ab], Const(0, 14 - ab)) if ab < 14 else word[:14],
+                i_DATAIN=data_in[:16],
+                i_MASKWREN=mask, i_WREN=we & (w_sel == b),
+                i_CHIPSELECT=we | self.read.en,
                 i_CLOCK=ClockSignal(), i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1),
                 i_POWEROFF=Const(1, 1), o_DATAOUT=dout)
         read_word = Signal(16)
