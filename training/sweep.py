@@ -336,6 +336,14 @@ def markdown_table(doc: dict) -> str:
 
 
 # ------------------------------------------------------------------ the sweep
+def _invocation() -> str:
+    """The command line that ran this sweep (``bsnn sweep ...`` or ``python -m training.sweep ...``)."""
+    args = sys.argv[1:]
+    if Path(sys.argv[0]).name == "bsnn" and args[:1] == ["sweep"]:
+        return "bsnn " + " ".join(args)
+    return "python -m training.sweep " + " ".join(args)
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     from firmware_export.bundle import load_bundle, save_bundle
 
@@ -382,7 +390,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                 f"{name}: {base['data']['dataset']}, {'-'.join(map(str, [784] + list(base['model']['hidden']) + [base['model']['num_classes']]))}, "
                 f"T={base['encoding']['time_steps']}, binary weights, golden model",
                 "epochs_per_point": base["train"]["epochs"],
-                "command": doc.get("command") or "python -m training.sweep " + " ".join(sys.argv[1:])})
+                "command": doc.get("command") or _invocation()})
     done = {p["key"]: p for p in doc["points"]}
     _, test = build_data(base)
     if args.reeval:
