@@ -208,6 +208,20 @@ def write_report(report: dict, json_path, md_path) -> None:
                   f"(read-back check {'passed' if mp['verified_by_readback'] else 'not run'}); "
                   f"`make weights BOARD={report['board']} MODEL=<same shape>` swaps in another "
                   f"model without place-and-route."]
+    if report["weights_in"] == "spram":
+        plan = report.get("memory_plan_estimate") or {}
+        lines += ["", f"The weights ({plan.get('weight_bits', 0):,} bits) live in SPRAM, packed "
+                  f"{16 // (-(-report['hardware']['lanes'] // 4) * 4)} words per 16-bit SPRAM "
+                  f"word; SPRAM has no initial contents, so the host loads the bundle over the UART "
+                  f"before the first inference (`bsnn board`, `sim.board_host.BoardHost.load`; "
+                  f"simulated in `sim/tests/test_board_uart.py`). `make weights` does not apply."]
+    key = report.get("build_key", {})
+    if report["hardware"].get("neuron_state") == "minimal":
+        kept = ["v"] + (["c"] if key.get("state_current", True) else []) + \
+            (["fired"] if key.get("state_fired", True) else [])
+        lines += ["", f"Neuron state: `neuron_state = \"minimal\"`, each neuron stores "
+                  f"{{{', '.join(kept)}}} (what this model uses); a bundle that needs more is "
+                  f"refused at load time."]
     t = report.get("throughput")
     if t:
         lines += ["", f"Throughput on {t['samples']} MNIST test images (cycles measured in RTL "
