@@ -63,6 +63,10 @@ class HardwareConfig:
         layer of the bundle has ``current = true``, and the ``fired`` flag only if a layer has
         ``fire_once = true`` (an output neuron's ``fired`` is then ``count != 0``); a bundle
         that needs more is refused at load time (block RAM for small devices).
+    weight_bank_words : int
+        ``0``: the weights are one memory. Otherwise they are split into banks of this many
+        consecutive words, each with a registered output (``hdl.weights.WeightMemory``): large
+        networks on the ECP5, whose weight memory spans dozens of block RAMs.
     """
     lanes: int = 8
     trace: bool = True
@@ -71,6 +75,7 @@ class HardwareConfig:
     weight_memory: str = "bram"
     neuron_pipeline: str = "short"
     neuron_state: str = "full"
+    weight_bank_words: int = 0
 
     def __post_init__(self):
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= 256:
@@ -83,6 +88,10 @@ class HardwareConfig:
         if self.neuron_pipeline not in ("short", "long"):
             raise ValueError("hardware config: neuron_pipeline: must be \"short\" or \"long\", "
                              f"got {self.neuron_pipeline!r}")
+        wb = self.weight_bank_words
+        if isinstance(wb, bool) or not isinstance(wb, int) or wb < 0 or (wb and (wb & (wb - 1) or wb < 2)):
+            raise ValueError("hardware config: weight_bank_words: must be 0 (one bank) or a power "
+                             f"of two >= 2, got {wb!r}")
         if self.neuron_state not in ("full", "minimal"):
             raise ValueError("hardware config: neuron_state: must be \"full\" or \"minimal\", "
                              f"got {self.neuron_state!r}")

@@ -96,7 +96,8 @@ class BSNNCore(wiring.Component):
             m.submodules.weights = wmem = SPRAMWeightMemory(g)
         else:
             m.submodules.weights = wmem = WeightMemory(
-                g, init=self._memory_init.get("weights", self._weights))
+                g, init=self._memory_init.get("weights", self._weights),
+                bank_words=self.hw.weight_bank_words)
         m.submodules.synapse = syn = SynapseUnit(g)
         banks = []
         for u in range(U):

@@ -36,7 +36,7 @@ class SynapseUnit(wiring.Component):
         ``ceil(N[layer] / U)`` group records after each flush, ``last`` on the final one. The first record is
         valid 2 cycles after the flush is accepted; then one per cycle while ready is high.
     weights : Out(ReadPortSignature)
-        To the weight memory (latency 1).
+        To the weight memory (latency 2: its output register is this unit's stage-2 weight word).
     layer : In(LAYER_WIDTH)
         Layer being processed (0-based); must be stable from the first event to the last record.
     clear : In(1)
@@ -128,21 +128,23 @@ class SynapseUnit(wiring.Component):
         # register counting up (timing: no adder between the control and the memory address).
         m.d.comb += [self.weights.addr.eq(iss_row), self.weights.en.eq(1)]
 
-        # Stage 1 registers the weight word and the accumulator word (timing: the block RAM
-        # outputs end at flip-flops); stage 2 adds and writes back. The read of an operation
+        # Stage 1 registers the accumulator word (the weight memory registers the weight word
+        # itself, latency 2) (timing: the block RAM outputs end at flip-flops); stage 2 adds
+        # and writes back. The read of an operation
         # shows every write up to its own cycle (transparent port), so only the write of the
         # cycle before its stage 2 can be missing: it is forwarded from `last_sum` (the
         # decision is registered a stage ahead).
         s2_valid = Signal()
         s2_pol = Signal()
         s2_k = Signal(span(C))
-        s2_w = Signal(P)
+        s2_w = Signal(P)        # the weight memory's own output register (latency 2)
+        m.d.comb += s2_w.eq(self.weights.data)
         s2_base = Signal(acc_layout)
         forward = Signal()      # the word of the operation ahead was written last cycle
         last_sum = Signal(acc_layout)
         m.d.sync += [s1_valid.eq(iss), s1_pol.eq(iss_pol), s1_k.eq(iss_k),
                      s2_valid.eq(s1_valid), s2_pol.eq(s1_pol), s2_k.eq(s1_k),
-                     s2_w.eq(self.weights.data), s2_base.eq(rp.data),
+                     s2_base.eq(rp.data),
                      forward.eq(s2_valid & (s2_k == s1_k)), last_sum.eq(wp.data)]
         base = Signal(acc_layout)
         m.d.comb += base.eq(Mux(forward, last_sum, s2_base))

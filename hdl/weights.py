@@ -22,7 +22,8 @@ class ReadPortSignature(wiring.Signature):
     -------
     addr : Out(addr_w)
     en : Out(1)
-        When high, ``data`` shows the word at ``addr`` in the next cycle; when low it holds.
+        When high, ``data`` shows the word at ``addr`` two cycles later (read, then an output
+        register); when low the read stage holds.
     data : In(data_w)
     """
     def __init__(self, addr_w, data_w):
@@ -35,49 +36,83 @@ class WeightMemory(wiring.Component):
     Layer ``l``, source ``i``, chunk ``k`` is at ``weight_base[l] + i * chunks[l] + k``; bit ``m``
     is the weight (1 = +1) to neuron ``k * P + m`` of layer ``l``.
 
+    The words are kept in banks of ``bank_words`` consecutive addresses (one bank when
+    ``bank_words`` is 0), each a memory of its own whose read word is registered; the registered
+    words are then multiplexed (timing: a large memory's many block RAMs do not meet in one
+    multiplexer tree before a register). The banks hold consecutive slices of one image, so the
+    bitstream patching sees the same contents as with one memory.
+
     Parameters
     ----------
     geom : CoreGeometry
     init : list of int
         Initial contents (the bundle's packed weights), at most ``weight_depth`` words.
+    bank_words : int
+        Words per bank (0: a single bank).
 
     Ports
     -----
     read : In(ReadPortSignature(weight_addr_w, P))
-        Synchronous read, latency 1 cycle, one word per cycle.
+        Synchronous read, latency 2 cycles, one word per cycle.
     i_write : In(stream.Signature(ConfigWriteLayout))
         Always ready. A write with ``target == WEIGHTS`` and ``address < weight_depth`` stores the
-        low ``P`` bits of ``data`` (visible to reads one cycle later); other writes are ignored.
+        low ``P`` bits of ``data`` (visible to reads issued one cycle later); other writes are
+        ignored.
     """
-    def __init__(self, geom: CoreGeometry, init=()):
+    def __init__(self, geom: CoreGeometry, init=(), bank_words: int = 0):
         self._geom = geom
         self.init = list(init)
+        depth = max(geom.weight_depth, len(self.init), 2)
+        if bank_words and (bank_words & (bank_words - 1) or bank_words < 2):
+            raise ValueError(f"weight memory: bank_words {bank_words} must be 0 or a power of two >= 2")
+        self.bank_words = bank_words if bank_words and bank_words < depth else 0
+        self.depth = depth
         super().__init__({
             "read": In(ReadPortSignature(geom.weight_addr_w, geom.lanes)),
             "i_write": In(stream.Signature(ConfigWriteLayout(geom.cfg_addr_w, geom.cfg_data_w))),
         })
 
     def elaborate(self, platform):
+        from amaranth.hdl import Signal
         g = self._geom
         m = Module()
-        # An init longer than the depth (a bitstream template filling whole block RAMs) makes
-        # the memory that deep; the words beyond weight_depth are never addressed.
-        m.submodules.mem = mem = Memory(shape=g.lanes,
-                                        depth=max(len(span(g.weight_depth)), len(self.init)),
-                                        init=self.init)
-        wp = mem.write_port()
-        rp = mem.read_port(transparent_for=(wp,))
         w = self.i_write.payload
+        we = Signal()
         m.d.comb += [
-            rp.addr.eq(self.read.addr),
-            rp.en.eq(self.read.en),
-            self.read.data.eq(rp.data),
             self.i_write.ready.eq(1),
-            wp.addr.eq(w.address),
-            wp.data.eq(w.data),
-            wp.en.eq(self.i_write.valid & (w.target == ConfigTarget.WEIGHTS)
-                     & (w.address < g.weight_depth)),
+            we.eq(self.i_write.valid & (w.target == ConfigTarget.WEIGHTS)
+                  & (w.address < g.weight_depth)),
         ]
+        bw = self.bank_words or self.depth
+        n_banks = -(-self.depth // bw)
+        ab = max(1, (bw - 1).bit_length())          # address bits inside a bank
+        sel1 = Signal(range(max(2, n_banks)))      # bank of the read, one and two cycles late
+        sel2 = Signal.like(sel1)
+        with m.If(self.read.en):
+            m.d.sync += [sel1.eq(self.read.addr >> ab if n_banks > 1 else 0), sel2.eq(sel1)]
+        words = []
+        for b in range(n_banks):
+            # An init longer than the depth (a bitstream template filling whole block RAMs)
+            # makes the memory that deep; the words beyond weight_depth are never addressed.
+            init = self.init[b * bw:(b + 1) * bw]
+            mem = Memory(shape=g.lanes, depth=max(2, min(bw, self.depth - b * bw), len(init)),
+                         init=init)
+            m.submodules[f"mem{b}" if n_banks > 1 else "mem"] = mem
+            wp = mem.write_port()
+            rp = mem.read_port(transparent_for=(wp,))
+            mine = (w.address >> ab) == b if n_banks > 1 else 1
+            word = Signal(g.lanes, name=f"bank{b}_word")
+            m.d.comb += [
+                rp.addr.eq(self.read.addr[:ab]), rp.en.eq(self.read.en),
+                wp.addr.eq(w.address[:ab]), wp.data.eq(w.data), wp.en.eq(we & mine),
+            ]
+            with m.If(self.read.en):
+                m.d.sync += word.eq(rp.data)
+            words.append(word)
+        with m.Switch(sel2):
+            for b, word in enumerate(words):
+                with m.Case(b):
+                    m.d.comb += self.read.data.eq(word)
         return m
 
 
@@ -97,7 +132,8 @@ def spram_banks(geom: CoreGeometry) -> int:
 class SPRAMWeightMemory(wiring.Component):
     """Weight memory in iCE40UP5K single-port RAM (``SB_SPRAM256KA``, 16K x 16 bits each).
 
-    Same ports and timing as :class:`WeightMemory`, for ``P <= 16`` and up to four SPRAMs.
+    Same ports and timing (latency 2) as :class:`WeightMemory`, for ``P <= 16`` and up to four
+    SPRAMs.
     Narrow words are packed: a ``P``-bit word takes ``ceil(P / 4)`` nibbles, so two words of
     ``P <= 8`` (four of ``P <= 4``) share a 16-bit SPRAM word, written with the nibble mask and
     selected after the read (the four SPRAMs hold 131,072 words of 8 bits). SPRAM has no initial
@@ -151,8 +187,12 @@ class SPRAMWeightMemory(wiring.Component):
         m.d.comb += w_sel.eq(w.address[shift + ab:shift + ab + 2])
         last_sel = Signal(2)
         last_slot = Signal(max(1, shift))
+        sel2 = Signal(2)
+        slot2 = Signal(max(1, shift))
         with m.If(self.read.en & ~we):
             m.d.sync += [last_sel.eq(sel), last_slot.eq(slot)]
+        with m.If(self.read.en):
+            m.d.sync += [sel2.eq(last_sel), slot2.eq(last_slot)]
         # Writes: the word in every slot, the nibble mask enabling only its own slot.
         nibbles = slot_bits // 4
         mask = Signal(4)
@@ -170,11 +210,19 @@ class SPRAMWeightMemory(wiring.Component):
                 i_CHIPSELECT=we | self.read.en,
                 i_CLOCK=ClockSignal(), i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1),
                 i_POWEROFF=Const(1, 1), o_DATAOUT=dout)
+        # Each SPRAM's output is registered next to it, then the bank and slot are picked
+        # (latency 2, as WeightMemory).
         read_word = Signal(16)
-        with m.Switch(last_sel):
-            for b, dout in enumerate(outs):
+        held = []
+        for b, dout in enumerate(outs):
+            r = Signal(16, name=f"spram{b}_word")
+            with m.If(self.read.en):
+                m.d.sync += r.eq(dout)
+            held.append(r)
+        with m.Switch(sel2):
+            for b, r in enumerate(held):
                 with m.Case(b):
-                    m.d.comb += read_word.eq(dout)
-        picked = read_word.word_select(last_slot, slot_bits) if per_word > 1 else read_word
+                    m.d.comb += read_word.eq(r)
+        picked = read_word.word_select(slot2, slot_bits) if per_word > 1 else read_word
         m.d.comb += self.read.data.eq(picked[:g.lanes])
         return m

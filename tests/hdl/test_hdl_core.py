@@ -343,3 +343,17 @@ def test_minimal_neuron_state(readout):
     g = CoreGeometry.from_bundle(needy, hw)
     assert g.state_current and g.state_fired
     assert CoreGeometry.from_key(core.geom.key()) == core.geom
+
+
+@pytest.mark.parametrize("bank_words", [2, 8])
+def test_banked_weight_memory(bank_words):
+    """Weights split into banks of consecutive words (weight_bank_words): bit-exact, same cycles."""
+    rng = np.random.default_rng(bank_words)
+    bundle = random_bundle(rng, sizes=[9, 7, 5])
+    core = BSNNCore(bundle, HardwareConfig(lanes=4, weight_bank_words=bank_words))
+    assert core.geom.weight_depth > 2 * bank_words
+    on, off = random_counts(bundle, 2, rng)
+    gold = run_golden(bundle, on, off)
+    jobs = [("infer", events_of(on, off, b, rng)) for b in range(2)]
+    for b, res in enumerate(CoreRunner(core, rng, p_valid=0.7, p_ready=0.7).run(jobs)):
+        check_against_golden(bundle, res, gold, b)

@@ -114,28 +114,33 @@ def test_generate_writes_verilog_images_manifest(tmp_path):
     assert (again / "bsnn_core.v").read_text() == text
 
 
-def test_weight_memory_init_write_read():
+@pytest.mark.parametrize("bank_words", [0, 4])
+def test_weight_memory_init_write_read(bank_words):
     rng = np.random.default_rng(4)
     bundle = random_bundle(rng, sizes=[4, 6])
     g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=4))
     init = weight_words(bundle, g)
-    dut = WeightMemory(g, init=init)
+    dut = WeightMemory(g, init=init, bank_words=bank_words)
     got = {}
 
-    async def bench(ctx):
-        for a in range(g.weight_depth):
+    async def read(ctx, addrs):
+        # One address per cycle; the word of the address issued two cycles earlier comes out.
+        out = []
+        for k, a in enumerate(list(addrs) + [0, 0]):
             ctx.set(dut.read.addr, a)
             ctx.set(dut.read.en, 1)
             await ctx.tick()
-            got.setdefault("init", []).append(ctx.get(dut.read.data))
+            if k >= 1:
+                out.append(ctx.get(dut.read.data))
+        return out[:len(addrs)]
+
+    async def bench(ctx):
+        got["init"] = await read(ctx, range(g.weight_depth))
         await stream_put(ctx, dut.i_write, [
             {"target": ConfigTarget.WEIGHTS, "address": 3, "data": 0b1010},
             {"target": ConfigTarget.BIAS, "address": 4, "data": 0b1111},        # other target
             {"target": ConfigTarget.WEIGHTS, "address": g.weight_depth, "data": 0b1111}])
-        for a in (3, 4, 0):
-            ctx.set(dut.read.addr, a)
-            await ctx.tick()
-            got.setdefault("after", []).append(ctx.get(dut.read.data))
+        got["after"] = await read(ctx, (3, 4, 0))
 
     run_sim(dut, bench, deadline_cycles=1000)
     assert got["init"] == init
