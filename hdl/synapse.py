@@ -28,8 +28,8 @@ class SynapseUnit(wiring.Component):
     Ports
     -----
     i_event : In(stream.Signature(SynapseEventLayout))
-        Into a 2-entry queue (ready depends only on its fill level), then a second one that
-        also holds the event's first weight-word address (2 cycles in all); one event per
+        Into a 2-entry queue (ready depends only on its fill level), then two more that carry
+        the event's first weight-word address as it is computed (3 cycles in all); one event per
         ``chunks[layer]`` cycles, a flush in one cycle; events wait there while the unit drains
         or clears.
     o_input : Out(stream.Signature(SynapticInputLayout))
@@ -79,11 +79,11 @@ class SynapseUnit(wiring.Component):
         n = Signal(range(g.max_events_into_layer + 1))   # events since the last flush
 
         # ---- input queue: the event and its first weight-word address (timing) ----
-        # Two 2-entry queues: the first takes the event as it comes (`ready` from its fill
+        # Three 2-entry queues: the first takes the event as it comes (`ready` from its fill
         # level alone, so no ready signal crosses from the accumulate FSM to the sequencer);
         # between them the event's first weight-word address is computed from registers
-        # (index * chunks + base); the second holds it for the accumulate FSM (timing).
-        # `clear` empties both.
+        # (index * chunks, then + base); the last holds it for the accumulate FSM (timing).
+        # `clear` empties them.
         in_layout = SynapseEventLayout(g.idx_w)
         inq = fifo.SyncFIFO(width=in_layout.size, depth=2)
         m.submodules.inq = ResetInserter(self.clear)(inq)
@@ -95,20 +95,35 @@ class SynapseUnit(wiring.Component):
             inq.w_stream.payload.eq(self.i_event.payload.as_value()),
             self.i_event.ready.eq(inq.w_stream.ready & ~self.busy),
         ]
+        # index * chunks, then + base, each between two queues (a constant multiplier can map
+        # to a slow DSP block).
         queued = in_layout(inq.r_stream.payload)
+        product = Signal(g.weight_addr_w)
+        with m.Switch(self.layer):
+            for l in range(g.n_layers):
+                with m.Case(l):
+                    m.d.comb += product.eq(queued.index * g.chunks[l])
+        midq = fifo.SyncFIFO(width=ev_layout.size, depth=2)
+        m.submodules.midq = ResetInserter(self.clear)(midq)
+        m.d.comb += [
+            midq.w_stream.valid.eq(inq.r_stream.valid),
+            midq.w_stream.payload.eq(Cat(queued.flush, queued.polarity, product)),
+            inq.r_stream.ready.eq(midq.w_stream.ready),
+        ]
+        mid = ev_layout(midq.r_stream.payload)
         row_in = Signal(g.weight_addr_w)
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
-                    m.d.comb += row_in.eq(g.weight_base[l] + queued.index * g.chunks[l])
+                    m.d.comb += row_in.eq(g.weight_base[l] + mid.row)
         ev = ev_layout(evq.r_stream.payload)
         ev_valid = evq.r_stream.valid
         ev_flush, ev_pol, ev_row = ev.flush, ev.polarity, ev.row
         ev_take = Signal()
         m.d.comb += [
-            evq.w_stream.valid.eq(inq.r_stream.valid),
-            evq.w_stream.payload.eq(Cat(queued.flush, queued.polarity, row_in)),
-            inq.r_stream.ready.eq(evq.w_stream.ready),
+            evq.w_stream.valid.eq(midq.r_stream.valid),
+            evq.w_stream.payload.eq(Cat(mid.flush, mid.polarity, row_in)),
+            midq.r_stream.ready.eq(evq.w_stream.ready),
             evq.r_stream.ready.eq(ev_take),
         ]
 
