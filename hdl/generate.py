@@ -46,10 +46,10 @@ def _hex_lines(values, width):
 def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes=None,
                    trace: bool = True, first_step_events: int = 0) -> int:
     """Busy cycles of one inference without stalls or dropped events (docs/architecture.md):
-    ``max(C, S_b - 7 - E_{1,0} * ceil(N_1 / P)) + N_L + D - 2 + T * (sum_l (G_l + D + 1))
+    ``max(C, S_b - 8 - E_{1,0} * ceil(N_1 / P)) + N_L + D - 3 + T * (sum_l (G_l + D + 1))
     + sum_l ceil(N_l / P) * E_l + X``.
 
-    ``D = neuron_latency + 7`` (10 with the short neuron pipeline, 16 with the long one),
+    ``D = neuron_latency + 8`` (11 with the short neuron pipeline, 17 with the long one),
     ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l`` (the neuron clear, which overlaps
     the accumulation of the ``E_{1,0} = first_step_events`` input events of step 0). ``X`` (only with ``U > 1`` and
     the trace on) is the serialisation of SPIKE records: a group of ``U`` neurons with ``k > 1``
@@ -58,7 +58,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     """
     U, C, L = geom.neuron_lanes, geom.max_chunks, geom.n_layers
     Sb = geom.bank_depth
-    lat = geom.neuron_latency + 7     # 3 input queues, flush, drain, 2 queues, neuron pipeline
+    lat = geom.neuron_latency + 8     # 3 input queues, flush, settle, drain, 2 queues, neuron pipeline
     per_step = sum(n + lat for n in geom.groups) + L
     events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
     extra = 0
@@ -72,8 +72,8 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
             pad[:, :n] = s
             k = pad.reshape(time_steps, geom.groups[l], U).sum(axis=2)
             extra += int(np.maximum(k - 1, 0).sum())
-    clear = max(C, Sb - 7 - int(first_step_events) * geom.chunks[0])
-    return clear + geom.layer_sizes[-1] + lat - 2 + time_steps * per_step + events + extra
+    clear = max(C, Sb - 8 - int(first_step_events) * geom.chunks[0])
+    return clear + geom.layer_sizes[-1] + lat - 3 + time_steps * per_step + events + extra
 
 
 def cycles_bound(geom: CoreGeometry, time_steps: int, events_per_layer) -> int:
@@ -140,7 +140,7 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
         },
         "neuron_lanes": g.neuron_lanes,
         "neuron_pipeline": g.neuron_pipeline, "neuron_latency": g.neuron_latency,
-        "cycle_formula": "max(C, S_b - 7 - E_1_step0 * chunks_1) + N_L + D - 2 + T * sum_l (G_l + D + 1) + sum_l chunks_l * E_l + X",
+        "cycle_formula": "max(C, S_b - 8 - E_1_step0 * chunks_1) + N_L + D - 3 + T * sum_l (G_l + D + 1) + sum_l chunks_l * E_l + X",
         "cycles_bound": "sum_l chunks_l * E_l + T * sum_l G_l",
     }
 

@@ -36,7 +36,7 @@ class SynapseUnit(wiring.Component):
         ``ceil(N[layer] / U)`` group records after each flush, ``last`` on the final one. The first record is
         valid 2 cycles after the flush is accepted; then one per cycle while ready is high.
     weights : Out(ReadPortSignature)
-        To the weight memory (latency 2: its output register is this unit's stage-2 weight word).
+        To the weight memory (latency 3: its output register is this unit's stage-3 weight word).
     layer : In(LAYER_WIDTH)
         Layer being processed (0-based); must be stable from the first event to the last record.
     clear : In(1)
@@ -127,7 +127,7 @@ class SynapseUnit(wiring.Component):
             evq.r_stream.ready.eq(ev_take),
         ]
 
-        # ---- accumulate pipeline: stage 0 issues the reads, stage 2 writes the sums back ----
+        # ---- accumulate pipeline: stage 0 issues the reads, stage 3 writes the sums back ----
         k = Signal(span(C))                         # chunk of the event being issued
         cur_row = Signal(g.weight_addr_w)              # weight word of the next chunk
         cur_pol = Signal()
@@ -143,30 +143,35 @@ class SynapseUnit(wiring.Component):
         # register counting up (timing: no adder between the control and the memory address).
         m.d.comb += [self.weights.addr.eq(iss_row), self.weights.en.eq(1)]
 
-        # Stage 1 registers the accumulator word (the weight memory registers the weight word
-        # itself, latency 2) (timing: the block RAM outputs end at flip-flops); stage 2 adds
-        # and writes back. The read of an operation
-        # shows every write up to its own cycle (transparent port), so only the write of the
-        # cycle before its stage 2 can be missing: it is forwarded from `last_sum` (the
-        # decision is registered a stage ahead).
+        # The weight word arrives three cycles after its read is issued (the weight memory
+        # registers it twice: at its banks and after their multiplexer). The accumulator word
+        # is read one cycle after the issue (stage 1), its word registered (stage 2), and the
+        # sum is added and written back in stage 3 (timing: every memory output ends at flip-flops).
+        # The accumulator read of an operation shows every write up to its own cycle
+        # (transparent port), so only the write of the cycle before its stage 3 can be
+        # missing: it is forwarded from `last_sum` (the decision is registered a stage ahead).
         s2_valid = Signal()
         s2_pol = Signal()
         s2_k = Signal(span(C))
-        s2_w = Signal(P)        # the weight memory's own output register (latency 2)
-        m.d.comb += s2_w.eq(self.weights.data)
-        s2_base = Signal(acc_layout)
+        s3_valid = Signal()
+        s3_pol = Signal()
+        s3_k = Signal(span(C))
+        s3_base = Signal(acc_layout)
+        s3_w = Signal(P)        # the weight memory's own output register (latency 3)
+        m.d.comb += s3_w.eq(self.weights.data)
         forward = Signal()      # the word of the operation ahead was written last cycle
         last_sum = Signal(acc_layout)
         m.d.sync += [s1_valid.eq(iss), s1_pol.eq(iss_pol), s1_k.eq(iss_k),
                      s2_valid.eq(s1_valid), s2_pol.eq(s1_pol), s2_k.eq(s1_k),
-                     s2_base.eq(rp.data),
-                     forward.eq(s2_valid & (s2_k == s1_k)), last_sum.eq(wp.data)]
+                     s3_valid.eq(s2_valid), s3_pol.eq(s2_pol), s3_k.eq(s2_k),
+                     s3_base.eq(rp.data),
+                     forward.eq(s3_valid & (s3_k == s2_k)), last_sum.eq(wp.data)]
         base = Signal(acc_layout)
-        m.d.comb += base.eq(Mux(forward, last_sum, s2_base))
-        with m.If(s2_valid):
-            m.d.comb += [wp.en.eq(1), wp.addr.eq(s2_k)]
+        m.d.comb += base.eq(Mux(forward, last_sum, s3_base))
+        with m.If(s3_valid):
+            m.d.comb += [wp.en.eq(1), wp.addr.eq(s3_k)]
             for lane in range(P):
-                xnor = ~(s2_w[lane] ^ s2_pol)
+                xnor = ~(s3_w[lane] ^ s3_pol)
                 m.d.comb += wp.data[lane].eq(base[lane] + xnor)
 
         # ---- drain: one group of U neurons per cycle from a registered read ----
@@ -203,19 +208,19 @@ class SynapseUnit(wiring.Component):
             # Last in every state, so that it overrides the state's own transitions.
             with m.If(self.clear):
                 m.d.sync += [k.eq(0), n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0),
-                             s2_valid.eq(0), forward.eq(0)]
+                             s2_valid.eq(0), s3_valid.eq(0), forward.eq(0)]
                 m.next = "CLEAR"
 
         with m.FSM():
             with m.State("ACCUM"):
-                m.d.comb += [rp.en.eq(1), rp.addr.eq(iss_k)]
+                m.d.comb += [rp.en.eq(1), rp.addr.eq(s1_k)]
                 with m.If(k == 0):
                     with m.If(ev_valid):
                         m.d.comb += ev_take.eq(1)
                         with m.If(ev_flush):
                             m.d.sync += [d_g.eq(0), d_k.eq(0), d_q.eq(0), d_more.eq(1),
                                          o_valid.eq(0)]
-                            m.next = "DRAIN"
+                            m.next = "SETTLE"
                         with m.Else():
                             m.d.comb += [iss.eq(1), iss_row.eq(ev_row), iss_pol.eq(ev_pol),
                                          iss_k.eq(0)]
@@ -230,6 +235,13 @@ class SynapseUnit(wiring.Component):
                         m.d.sync += k.eq(0)
                     with m.Else():
                         m.d.sync += k.eq(k + 1)
+                on_clear()
+
+            with m.State("SETTLE"):
+                # The last operation's accumulator read is done; its write lands in the first
+                # DRAIN cycle, which the transparent read port shows.
+                m.d.comb += [rp.en.eq(1), rp.addr.eq(s1_k)]
+                m.next = "DRAIN"
                 on_clear()
 
             with m.State("DRAIN"):

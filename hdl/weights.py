@@ -22,8 +22,8 @@ class ReadPortSignature(wiring.Signature):
     -------
     addr : Out(addr_w)
     en : Out(1)
-        When high, ``data`` shows the word at ``addr`` two cycles later (read, then an output
-        register); when low the read stage holds.
+        When high, ``data`` shows the word at ``addr`` three cycles later (read, a register,
+        a multiplexer and an output register); when low the read stages hold.
     data : In(data_w)
     """
     def __init__(self, addr_w, data_w):
@@ -38,7 +38,7 @@ class WeightMemory(wiring.Component):
 
     The words are kept in banks of ``bank_words`` consecutive addresses (one bank when
     ``bank_words`` is 0), each a memory of its own whose read word is registered; the registered
-    words are then multiplexed (timing: a large memory's many block RAMs do not meet in one
+    words are then multiplexed into the output register (timing: a large memory's many block RAMs do not meet in one
     multiplexer tree before a register). The banks hold consecutive slices of one image, so the
     bitstream patching sees the same contents as with one memory.
 
@@ -53,7 +53,7 @@ class WeightMemory(wiring.Component):
     Ports
     -----
     read : In(ReadPortSignature(weight_addr_w, P))
-        Synchronous read, latency 2 cycles, one word per cycle.
+        Synchronous read, latency 3 cycles, one word per cycle.
     i_write : In(stream.Signature(ConfigWriteLayout))
         Always ready. A write with ``target == WEIGHTS`` and ``address < weight_depth`` stores the
         low ``P`` bits of ``data`` (visible to reads issued one cycle later); other writes are
@@ -90,6 +90,7 @@ class WeightMemory(wiring.Component):
         sel2 = Signal.like(sel1)
         with m.If(self.read.en):
             m.d.sync += [sel1.eq(self.read.addr >> ab if n_banks > 1 else 0), sel2.eq(sel1)]
+        picked = Signal(g.lanes)
         words = []
         for b in range(n_banks):
             # An init longer than the depth (a bitstream template filling whole block RAMs)
@@ -112,7 +113,9 @@ class WeightMemory(wiring.Component):
         with m.Switch(sel2):
             for b, word in enumerate(words):
                 with m.Case(b):
-                    m.d.comb += self.read.data.eq(word)
+                    m.d.comb += picked.eq(word)
+        with m.If(self.read.en):
+            m.d.sync += self.read.data.eq(picked)
         return m
 
 
@@ -132,7 +135,7 @@ def spram_banks(geom: CoreGeometry) -> int:
 class SPRAMWeightMemory(wiring.Component):
     """Weight memory in iCE40UP5K single-port RAM (``SB_SPRAM256KA``, 16K x 16 bits each).
 
-    Same ports and timing (latency 2) as :class:`WeightMemory`, for ``P <= 16`` and up to four
+    Same ports and timing (latency 3) as :class:`WeightMemory`, for ``P <= 16`` and up to four
     SPRAMs.
     Narrow words are packed: a ``P``-bit word takes ``ceil(P / 4)`` nibbles, so two words of
     ``P <= 8`` (four of ``P <= 4``) share a 16-bit SPRAM word, written with the nibble mask and
@@ -211,7 +214,7 @@ class SPRAMWeightMemory(wiring.Component):
                 i_CLOCK=ClockSignal(), i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1),
                 i_POWEROFF=Const(1, 1), o_DATAOUT=dout)
         # Each SPRAM's output is registered next to it, then the bank and slot are picked
-        # (latency 2, as WeightMemory).
+        # (latency 3 with the output register, as WeightMemory).
         read_word = Signal(16)
         held = []
         for b, dout in enumerate(outs):
@@ -224,5 +227,6 @@ class SPRAMWeightMemory(wiring.Component):
                 with m.Case(b):
                     m.d.comb += read_word.eq(r)
         picked = read_word.word_select(slot2, slot_bits) if per_word > 1 else read_word
-        m.d.comb += self.read.data.eq(picked[:g.lanes])
+        with m.If(self.read.en):
+            m.d.sync += self.read.data.eq(picked[:g.lanes])
         return m

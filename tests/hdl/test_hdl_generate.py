@@ -124,13 +124,13 @@ def test_weight_memory_init_write_read(bank_words):
     got = {}
 
     async def read(ctx, addrs):
-        # One address per cycle; the word of the address issued two cycles earlier comes out.
+        # One address per cycle; the word of the address issued three cycles earlier comes out.
         out = []
-        for k, a in enumerate(list(addrs) + [0, 0]):
+        for k, a in enumerate(list(addrs) + [0, 0, 0]):
             ctx.set(dut.read.addr, a)
             ctx.set(dut.read.en, 1)
             await ctx.tick()
-            if k >= 1:
+            if k >= 2:
                 out.append(ctx.get(dut.read.data))
         return out[:len(addrs)]
 
