@@ -50,9 +50,9 @@ class HardwareConfig:
         (the synapse unit drains ``U`` of the ``P`` lanes of an accumulator word per cycle).
     neuron_pipeline : str
         ``"short"`` (3 stages: read, arithmetic, saturate/compare/reset, result) or ``"long"``
-        (9 stages: the read data registered again, the leak shifts, every adder and saturation
-        in a stage of its own, comparison and subtraction before the write-back, for slow
-        fabrics such as the iCE40). Each stage costs one cycle per layer and step.
+        (10 stages: the command and its address registered, the read data registered again,
+        the leak shifts, every adder and saturation in a stage of its own, comparison and
+        subtraction before the write-back, for slow fabrics such as the iCE40). Each stage costs one cycle per layer and step.
     weight_memory : str
         ``"bram"`` (inferred block RAM, initial contents from the bundle) or ``"spram"``
         (iCE40UP5K ``SB_SPRAM256KA`` primitives, ``lanes <= 16``, up to 65,536 words, no initial
@@ -229,7 +229,7 @@ class CoreGeometry:
     @property
     def neuron_latency(self) -> int:
         """Cycles from a neuron command to its result (pipeline depth)."""
-        return 9 if self.neuron_pipeline == "long" else 3
+        return 10 if self.neuron_pipeline == "long" else 3
 
     @property
     def bank_depth(self) -> int:

@@ -49,7 +49,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     ``max(C, S_b - 8 - E_{1,0} * ceil(N_1 / P)) + N_L + D - 3 + T * (sum_l (G_l + D + 1))
     + sum_l ceil(N_l / P) * E_l + X``.
 
-    ``D = neuron_latency + 8`` (11 with the short neuron pipeline, 17 with the long one),
+    ``D = neuron_latency + 8`` (11 with the short neuron pipeline, 18 with the long one),
     ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l`` (the neuron clear, which overlaps
     the accumulation of the ``E_{1,0} = first_step_events`` input events of step 0). ``X`` (only with ``U > 1`` and
     the trace on) is the serialisation of SPIKE records: a group of ``U`` neurons with ``k > 1``

@@ -41,11 +41,11 @@ class NeuronUnit(wiring.Component):
         Update neuron ``index`` of layer ``layer`` with synaptic input ``value`` (state written
         back), or with ``dump`` set, report its stored state unchanged.
     o_result : Out(stream.Signature(NeuronResultLayout))
-        One record per command, in order, 3 cycles (9 with the long pipeline) after the command
+        One record per command, in order, 3 cycles (10 with the long pipeline) after the command
         is accepted; the unit takes one command per cycle while ``o_result`` is ready (pipeline:
         memory read; leaks and sums; saturation, comparison, reset and write-back; result
         register; one global enable). Two commands for the same neuron must be at least 2 (long
-        pipeline: 8) cycles apart; the core updates each neuron once per layer update and waits
+        pipeline: 9) cycles apart; the core updates each neuron once per layer update and waits
         for its last result before the next.
     layer : In(LAYER_WIDTH)
         Layer (0-based) of the commands; stable while commands are in flight.
@@ -175,13 +175,16 @@ class NeuronUnit(wiring.Component):
 
         rd_addr = Signal(span(S))
         m.d.comb += rd_addr.eq(nbase + self.i_cmd.payload.index)
-        for port in (st_r, b_r, t_r):
-            m.d.comb += [port.addr.eq(rd_addr), port.en.eq(advance)]
-        m.d.comb += [ss_r.addr.eq(self.i_cmd.payload.index), ss_r.en.eq(advance)]
         cmd_in = Signal(cmd_layout)
         m.d.comb += cmd_in.eq(self.i_cmd.payload)
+        # Stage A (long pipeline only): the command and its memory address registered (timing:
+        # the address adder does not sit between the command queue and the block RAMs).
+        p = stage({"valid": self.i_cmd.valid & ~clearing, "cmd": cmd_in, "addr": rd_addr}, long)
+        for port in (st_r, b_r, t_r):
+            m.d.comb += [port.addr.eq(p["addr"]), port.en.eq(advance)]
+        m.d.comb += [ss_r.addr.eq(cmd_layout(p["cmd"]).index), ss_r.en.eq(advance)]
         # Stage R: the memories read (their data registers are this stage's register).
-        p = stage({"valid": self.i_cmd.valid & ~clearing, "cmd": cmd_in, "addr": rd_addr})
+        p = stage({"valid": p["valid"], "cmd": p["cmd"], "addr": p["addr"]})
         # Stage R2 (long pipeline only): the memories' read data registered once more (a block
         # RAM's clock-to-output delay is long on the iCE40).
         count_old = Signal(COUNT_WIDTH)
