@@ -179,12 +179,15 @@ class BSNNCore(wiring.Component):
                              n_local.eq(g.bank_base[l] + (j >> log_u))]
                 if U > 1:
                     m.d.comb += n_sel.eq(j[:log_u])
+        # The decoded bank writes are registered once more (timing: the address decode does
+        # not run into the memories' write ports); they land two cycles after the transfer.
         for u, bank in enumerate(banks):
             mine = (cfg_r.target == ConfigTarget.LAYER_MODE) | (n_in_range & (n_sel == u))
-            m.d.comb += [bank.i_write.valid.eq(cfg_v & mine),
-                         bank.i_write.payload.target.eq(cfg_r.target),
-                         bank.i_write.payload.data.eq(cfg_r.data),
-                         bank.i_write.payload.address.eq(
+            bw = bank.i_write
+            m.d.sync += [bw.valid.eq(cfg_v & mine),
+                         bw.payload.target.eq(cfg_r.target),
+                         bw.payload.data.eq(cfg_r.data),
+                         bw.payload.address.eq(
                              Mux(cfg_r.target == ConfigTarget.LAYER_MODE, cfg_r.address, n_local))]
         # GLOBAL registers are written from the same register stage (one cycle after the
         # transfer). A start in that cycle is safe: T and max_ev are first used in CLEAR.
