@@ -11,7 +11,8 @@ from cocotb.triggers import FallingEdge, RisingEdge
 
 @cocotb.test()
 async def write_then_read_back(dut):
-    job = json.loads(open(os.environ["BSNN_SPRAM_JOB"]).read())
+    with open(os.environ["BSNN_SPRAM_JOB"]) as f:
+        job = json.load(f)
     depth, lanes = job["depth"], job["lanes"]
     rng = random.Random(job["seed"])
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
@@ -32,14 +33,15 @@ async def write_then_read_back(dut):
     await FallingEdge(dut.clk)
     dut.i_write__valid.value = 0
     errors = []
+    latency = job["latency"]
     order = [rng.randrange(depth) for _ in range(3 * depth)]
-    for k, addr in enumerate(order + [0]):
+    for k, addr in enumerate(order + [0] * latency):
         await FallingEdge(dut.clk)
-        if k:
+        if k >= latency:            # the word of the address issued `latency` cycles earlier
             got = int(dut.read__data.value)
-            want = words[order[k - 1]]
+            want = words[order[k - latency]]
             if got != want:
-                errors.append((order[k - 1], got, want))
+                errors.append((order[k - latency], got, want))
         dut.read__en.value = 1
         dut.read__addr.value = addr
         await RisingEdge(dut.clk)

@@ -34,7 +34,7 @@ def test_spram_weights_packed_across_banks(lanes, sizes):
     text = verilog.convert(mem, name=TOP, emit_src=False, strip_internal_attrs=True)
     text = icarus_time_zero_fix(text + "\n" + spram_model())
     layout = ConfigWriteLayout(geom.cfg_addr_w, geom.cfg_data_w)
-    job = {"depth": geom.weight_depth, "lanes": lanes, "seed": lanes,
+    job = {"depth": geom.weight_depth, "lanes": lanes, "seed": lanes, "latency": 3,
            "target_weights": int(ConfigTarget.WEIGHTS) << layout["target"].offset,
            "addr_lsb": layout["address"].offset, "data_lsb": layout["data"].offset}
     prepare_environment("icarus")
