@@ -72,7 +72,7 @@ def summarise(parsed: dict, family: str) -> dict:
 
 
 def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weights=None,
-          target_mhz=None, seed=1, throughput_images=100, verbose=False, reuse=False) -> dict:
+          target_mhz=None, seed=None, throughput_images=100, verbose=False, reuse=False) -> dict:
     """Build the bitstream of ``model`` on ``board_name``; returns the report dict."""
     import tomllib
 
@@ -89,6 +89,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     hw = HardwareConfig.from_toml(hw_path) if hw_path.exists() else HardwareConfig()
     board_opts = toml.get("board", {})
     weights = weights or board_opts.get("weights", "auto")
+    seed = int(board_opts.get("nextpnr_seed", 1)) if seed is None else int(seed)
     baud = int(board_opts.get("uart_baud", baud))
     model = Path(model)
     bundle = load_bundle(model)
@@ -160,7 +161,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         "nextpnr": parsed, "bitstream": os.path.relpath(bit, REPO), "build_seconds": round(seconds, 1),
         "memories_patched": patched and {"memories": patched["memories"],
                                          "verified_by_readback": patched["verified_by_readback"]},
-        "command": f"make bitstream BOARD={board_name} MODEL={model}",
+        "command": f"make bitstream BOARD={board_name} MODEL={model}", "nextpnr_seed": seed,
         "source_commit": commit,
     }
     if throughput_images:
@@ -198,7 +199,8 @@ def write_report(report: dict, json_path, md_path) -> None:
         pct = 100 * v["used"] / v["available"] if v["available"] else 0
         lines.append(f"| {k} | {v['used']} | {v['available']} | {pct:.0f} |")
     verdict = "meets" if c["fmax_mhz"] >= c["constraint_mhz"] else "misses"
-    lines += ["", f"nextpnr Fmax: **{c['fmax_mhz']:.1f} MHz** ({verdict} the {c['constraint_mhz']:.0f} MHz "
+    lines += ["", f"nextpnr Fmax (seed {report.get('nextpnr_seed', 1)}): **{c['fmax_mhz']:.1f} MHz** "
+              f"({verdict} the {c['constraint_mhz']:.0f} MHz "
               f"constraint place-and-route was timed against). The board top as built runs from "
               f"the board's {c['board_oscillator_mhz']:.0f} MHz oscillator (no PLL yet)."]
     mp = report.get("memories_patched")
@@ -249,7 +251,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="build directory (default build/bitstream/<board>-<model>)")
     p.add_argument("--weights", choices=["auto", "bram", "spram"], help="where the weights live")
     p.add_argument("--target-mhz", type=float, help="clock constraint for place-and-route")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="nextpnr seed (default: [board] nextpnr_seed of the hardware TOML, else 1)")
     p.add_argument("--throughput-images", type=int, default=100,
                    help="MNIST test images simulated for the throughput figure (0: skip)")
     p.add_argument("--report-dir", type=Path, help="also write <board>-<model>.json/.md here")
