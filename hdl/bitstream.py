@@ -211,9 +211,10 @@ def write_report(report: dict, json_path, md_path) -> None:
                   f"`make weights BOARD={report['board']} MODEL=<same shape>` swaps in another "
                   f"model without place-and-route."]
     if report["weights_in"] == "spram":
+        from hdl.weights import spram_packing
         plan = report.get("memory_plan_estimate") or {}
         lines += ["", f"The weights ({plan.get('weight_bits', 0):,} bits) live in SPRAM, packed "
-                  f"{16 // (-(-report['hardware']['lanes'] // 4) * 4)} words per 16-bit SPRAM "
+                  f"{spram_packing(report['hardware']['lanes'])[1]} words per 16-bit SPRAM "
                   f"word; SPRAM has no initial contents, so the host loads the bundle over the UART "
                   f"before the first inference (`bsnn board`, `sim.board_host.BoardHost.load`; "
                   f"simulated in `sim/tests/test_board_uart.py`). `make weights` does not apply."]

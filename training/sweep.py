@@ -281,12 +281,7 @@ def plot_sweep(doc: dict, prefix: str | Path, title: str = ""):
         a.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%), hardware-exact")
     axes[nh].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    f1 = Path(f"{prefix}_firing.png")
-    fig.savefig(f1, dpi=90)
-    plt.close(fig)
+    f1 = _save_figure(plt, fig, title, Path(f"{prefix}_firing.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for i, (key, ps) in enumerate(groups.items()):
@@ -307,13 +302,17 @@ def plot_sweep(doc: dict, prefix: str | Path, title: str = ""):
     for a in axes:
         a.grid(alpha=0.3)
     axes[1].legend(fontsize=7)
+    f2 = _save_figure(plt, fig, title, Path(f"{prefix}_cycles.png"))
+    return [f1, f2]
+
+
+def _save_figure(plt, fig, title, path: Path) -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    f2 = Path(f"{prefix}_cycles.png")
-    fig.savefig(f2, dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
-    return [f1, f2]
+    return path
 
 
 def markdown_table(doc: dict) -> str:
