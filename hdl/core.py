@@ -136,6 +136,7 @@ class BSNNCore(wiring.Component):
         in_full = Signal()
         n_words = Signal(range(max(g.groups) + 1))    # spike groups of the layer being updated
         remaining = Signal(range(max(g.groups) + 1))
+        no_remaining = Signal()     # remaining == 0, kept as a register (timing)
         dump_g = Signal(span(g.groups[-1]))
         dump_more = Signal()
         error = Signal(ErrorBit.WIDTH)
@@ -241,20 +242,31 @@ class BSNNCore(wiring.Component):
         # With the group's results the queue carries, per lane, whether the neuron exists in
         # the output layer and whether it is the output layer's last one (used by the dump),
         # compared before the queue (timing: no index arithmetic on the handshake path).
-        m.submodules.resq = resq = fifo.SyncFIFO(width=res_layout.size * U + 2 * U, depth=2)
+        # So does the UPDATE state's view of the group: which lanes to emit as spike records and
+        # whether the group enters the spike queue (timing: no reduction over the lanes and no
+        # layer decode on the result handshake either). `is_hidden` changes only in NEXT, when
+        # the layer's results have all left the queue.
+        is_hidden = Signal()
+        trace_mask = Signal(U)
+        in_spikes = Cat(*[bank.o_result.payload.spike for bank in banks])
+        m.d.comb += trace_mask.eq(Mux(trace_en, in_spikes, 0) if g.trace else 0)
+        m.submodules.resq = resq = fifo.SyncFIFO(width=res_layout.size * U + 3 * U + 1, depth=2)
         in_j0 = Signal(g.idx_w + log_u + 1)
         m.d.comb += in_j0.eq(neu.o_result.payload.index * U)
         m.d.comb += [resq.w_stream.valid.eq(neu.o_result.valid),
                      resq.w_stream.payload.eq(Cat(
                          *[bank.o_result.payload.as_value() for bank in banks],
                          *[in_j0 + u < g.layer_sizes[-1] for u in range(U)],
-                         *[in_j0 + u == g.layer_sizes[-1] - 1 for u in range(U)]))]
+                         *[in_j0 + u == g.layer_sizes[-1] - 1 for u in range(U)],
+                         trace_mask,
+                         (in_spikes != 0) & is_hidden if hidden_groups else 0))]
         for bank in banks:
             m.d.comb += bank.o_result.ready.eq(resq.w_stream.ready)
         results = [res_layout(resq.r_stream.payload[u * res_layout.size:(u + 1) * res_layout.size])
                    for u in range(U)]
-        valid_mask = resq.r_stream.payload[res_layout.size * U:res_layout.size * U + U]
-        last_mask = resq.r_stream.payload[res_layout.size * U + U:]
+        flags = resq.r_stream.payload[res_layout.size * U:]
+        valid_mask, last_mask, emit_mask = flags[:U], flags[U:2 * U], flags[2 * U:3 * U]
+        need_fifo = flags[3 * U]
 
         # ---- the result group of the neuron banks (all banks move in lockstep) ----
         res_valid = resq.r_stream.valid
@@ -294,7 +306,7 @@ class BSNNCore(wiring.Component):
                     m.d.comb += [syn.clear.eq(1), rdo.clear.eq(1)]
                     for bank in banks:
                         m.d.comb += bank.clear.eq(1)
-                    m.d.sync += [t.eq(0), layer.eq(0), n_in.eq(0),
+                    m.d.sync += [t.eq(0), layer.eq(0), is_hidden.eq(L > 1), n_in.eq(0),
                                  n_words.eq(0), error.eq(0), cycles.eq(0), sent.eq(0)]
                     m.next = "CLEAR"
 
@@ -342,7 +354,7 @@ class BSNNCore(wiring.Component):
                             with m.If(hrem[u]):
                                 m.d.comb += hsel.eq(u)
                         m.d.comb += hlast.eq((hrem & ~(1 << hsel)) == 0)
-                        with m.If(remaining == 0):
+                        with m.If(no_remaining):
                             m.d.comb += [syn.i_event.valid.eq(1), sev.flush.eq(1)]
                             with m.If(syn.i_event.ready):
                                 m.next = "UPDATE"
@@ -356,29 +368,24 @@ class BSNNCore(wiring.Component):
                                                                   & syn.i_event.ready & hlast)]
                             with m.If(spikes.r_stream.valid & syn.i_event.ready):
                                 with m.If(hlast):
-                                    m.d.sync += [remaining.eq(remaining - 1), taken.eq(0)]
+                                    m.d.sync += [remaining.eq(remaining - 1),
+                                                 no_remaining.eq(remaining == 1), taken.eq(0)]
                                 with m.Else():
                                     m.d.sync += taken.eq(taken | (1 << hsel))
 
             with m.State("UPDATE"):
-                is_hidden = Signal()
-                need_fifo = Signal()
-                fifo_ready = Signal()
-                m.d.comb += [
-                    is_hidden.eq(layer != L - 1),
-                    emit.eq(Mux(trace_en, spike_mask, 0) if g.trace else 0),
-                    need_fifo.eq((spike_mask != 0) & is_hidden if hidden_groups else 0),
-                    fifo_ready.eq(spikes.w_stream.ready if hidden_groups else 1),
-                ]
+                # The spike queue never fills (it holds one layer's groups and is emptied before
+                # the next layer's update), so its `ready` is not waited for (timing).
+                m.d.comb += emit.eq(emit_mask)
                 # A group is finished when its last traced spike record is accepted (at once
                 # when it has none) together with its spike-queue entry (hidden layers).
                 finishing = Signal()
                 m.d.comb += [
                     finishing.eq(~any_rem | (last_one & self.o_results.ready)),
-                    self.o_results.valid.eq(res_valid & any_rem & (~need_fifo | fifo_ready)),
+                    self.o_results.valid.eq(res_valid & any_rem),
                     res.kind.eq(ResultKind.SPIKE), res.step.eq(t), res.layer.eq(layer + 1),
                     res.index.eq(lane_j), res.value.eq(lane.v),
-                    grp_ready.eq(res_valid & finishing & (~need_fifo | fifo_ready)),
+                    grp_ready.eq(res_valid & finishing),
                 ]
                 if hidden_groups:
                     m.d.comb += [spikes.w_stream.valid.eq(res_valid & need_fifo & finishing),
@@ -391,7 +398,8 @@ class BSNNCore(wiring.Component):
                     with m.If(need_fifo):
                         m.d.sync += n_words.eq(n_words + 1)
                     with m.If(results[0].last):
-                        m.d.sync += [n_words.eq(0), remaining.eq(n_words + need_fifo)]
+                        m.d.sync += [n_words.eq(0), remaining.eq(n_words + need_fifo),
+                                     no_remaining.eq((n_words == 0) & ~need_fifo)]
                         m.next = "NEXT"
 
             with m.State("NEXT"):
@@ -399,14 +407,15 @@ class BSNNCore(wiring.Component):
                 # step / layer counters off the result handshake's path (timing); for a hidden
                 # layer the cycle also lets the spike queue's output register catch up with its
                 # last write, so that the cycle count does not depend on which neurons spiked.
-                with m.If(layer != L - 1):
-                    m.d.sync += layer.eq(layer + 1)
+                with m.If(is_hidden):
+                    m.d.sync += [layer.eq(layer + 1), is_hidden.eq(layer + 1 != L - 1)]
                     m.next = "ACCUM"
                 with m.Elif(last_step):
                     m.d.sync += [dump_g.eq(0), dump_more.eq(1)]
                     m.next = "DUMP"
                 with m.Else():
-                    m.d.sync += [t.eq(t + 1), last_step.eq(t + 2 >= T), layer.eq(0)]
+                    m.d.sync += [t.eq(t + 1), last_step.eq(t + 2 >= T), layer.eq(0),
+                                 is_hidden.eq(L > 1)]
                     m.next = "ACCUM"
 
             with m.State("DUMP"):

@@ -109,12 +109,15 @@ class HostLink(wiring.Component):
 
         # ---- command decoder ----
         # The received bytes pass one more register stage (timing: a block RAM's output does
-        # not drive the decoder directly).
+        # not drive the decoder directly); an opcode is registered one-hot and acted on in the
+        # next cycle (no byte compare in front of the decoder's state).
         m.submodules.rxreg = rxreg = fifo.SyncFIFO(width=8, depth=2)
         wiring.connect(m, rxq.r_stream, rxreg.w_stream)
         rx = rxreg.r_stream
         max_args = max(1 + A + D, K)
-        opcode = Signal(8)
+        opcodes = [Opcode.CONFIG, Opcode.EVENT, Opcode.START, Opcode.PING, Opcode.INFO]
+        op = Signal(len(opcodes))                # the command being received, one-hot
+        op_config, op_event, op_start, op_ping, op_info = op
         # Argument bytes shift in from the top: after the n bytes of a command they are the
         # top n bytes, little-endian (no byte-position decoder on the receive path).
         args = Signal(8 * max_args)
@@ -131,22 +134,20 @@ class HostLink(wiring.Component):
             with m.State("OPCODE"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(rx.valid):
-                    m.d.sync += opcode.eq(byte)
-                    with m.Switch(byte):
-                        with m.Case(Opcode.CONFIG):
-                            m.d.sync += left.eq(A + D)
-                            m.next = "ARGS"
-                        with m.Case(Opcode.EVENT):
-                            m.d.sync += left.eq(K - 1)
-                            m.next = "ARGS"
-                        with m.Case(Opcode.START):
-                            m.next = "EXEC"
-                        with m.Case(Opcode.PING):
-                            m.next = "EXEC"
-                        with m.Case(Opcode.INFO):
-                            m.next = "EXEC"
-                        with m.Default():
-                            m.d.sync += proto_err.eq(1)
+                    m.d.sync += op.eq(Cat(*[byte == code for code in opcodes]))
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                with m.If(op_config):
+                    m.d.sync += left.eq(A + D)
+                    m.next = "ARGS"
+                with m.Elif(op_event):
+                    m.d.sync += left.eq(K - 1)
+                    m.next = "ARGS"
+                with m.Elif(op != 0):
+                    m.next = "EXEC"
+                with m.Else():
+                    m.d.sync += proto_err.eq(1)
+                    m.next = "OPCODE"
             with m.State("ARGS"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(rx.valid):
@@ -154,31 +155,30 @@ class HostLink(wiring.Component):
                     with m.If(left == 0):
                         m.next = "EXEC"
             with m.State("EXEC"):
-                with m.Switch(opcode):
-                    with m.Case(Opcode.CONFIG):
-                        cfg_args = top(1 + A + D)
-                        m.d.comb += [self.o_config.valid.eq(1),
-                                     self.o_config.payload.target.eq(cfg_args[:8]),
-                                     self.o_config.payload.address.eq(cfg_args[8:8 + 8 * A]),
-                                     self.o_config.payload.data.eq(cfg_args[8 + 8 * A:8 + 8 * (A + D)])]
-                        with m.If(self.o_config.ready):
-                            m.next = "OPCODE"
-                    with m.Case(Opcode.EVENT):
-                        m.d.comb += [eventq.w_stream.valid.eq(1),
-                                     eventq.w_stream.payload.eq(top(K)[:event_layout.size])]
-                        with m.If(eventq.w_stream.ready):
-                            m.next = "OPCODE"
-                    with m.Case(Opcode.START):
-                        m.d.comb += self.start.eq(1)
+                with m.If(op_config):
+                    cfg_args = top(1 + A + D)
+                    m.d.comb += [self.o_config.valid.eq(1),
+                                 self.o_config.payload.target.eq(cfg_args[:8]),
+                                 self.o_config.payload.address.eq(cfg_args[8:8 + 8 * A]),
+                                 self.o_config.payload.data.eq(cfg_args[8 + 8 * A:8 + 8 * (A + D)])]
+                    with m.If(self.o_config.ready):
                         m.next = "OPCODE"
-                    with m.Case(Opcode.PING):
-                        # Executed once every earlier event has reached the core.
-                        with m.If(~eventq.r_stream.valid):
-                            m.d.sync += reply_pong.eq(1)
-                            m.next = "WAIT_REPLY"
-                    with m.Case(Opcode.INFO):
-                        m.d.sync += reply_info.eq(1)
+                with m.If(op_event):
+                    m.d.comb += [eventq.w_stream.valid.eq(1),
+                                 eventq.w_stream.payload.eq(top(K)[:event_layout.size])]
+                    with m.If(eventq.w_stream.ready):
+                        m.next = "OPCODE"
+                with m.If(op_start):
+                    m.d.comb += self.start.eq(1)
+                    m.next = "OPCODE"
+                with m.If(op_ping):
+                    # Executed once every earlier event has reached the core.
+                    with m.If(~eventq.r_stream.valid):
+                        m.d.sync += reply_pong.eq(1)
                         m.next = "WAIT_REPLY"
+                with m.If(op_info):
+                    m.d.sync += reply_info.eq(1)
+                    m.next = "WAIT_REPLY"
             with m.State("WAIT_REPLY"):
                 with m.If(~reply_pong & ~reply_info):
                     m.next = "OPCODE"

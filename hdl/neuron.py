@@ -1,5 +1,5 @@
 """LIF neuron update unit: the exact neuron arithmetic of docs/semantics.md section 5."""
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -20,10 +20,11 @@ def saturate(m, x, width, name):
     return out
 
 
-def leak(m, x, shift, name):
-    """``x >> shift`` (arithmetic), or 0 when ``shift == 0``."""
-    out = Signal(x.shape(), name=name)
-    m.d.comb += out.eq(Mux(shift == 0, 0, x >> shift))
+def leak(m, x_pre, shift, on, name):
+    """``x >> shift`` (arithmetic) from ``x_pre = x >> shift[:3]`` (the low part of the shift,
+    done a stage earlier: timing), or 0 unless ``on`` (``shift != 0``)."""
+    out = Signal(x_pre.shape(), name=name)
+    m.d.comb += out.eq(Mux(on, x_pre >> Cat(Const(0, 3), shift[3:]), 0))
     return out
 
 
@@ -140,7 +141,9 @@ class NeuronUnit(wiring.Component):
         # ---- pipeline: R (memory read) -> A (leaks, current, potential sum) -> B (saturate,
         # compare, reset; state written back) -> C (result register). One global enable. ----
         mode_r = Signal(mode_layout)     # the layer's mode, registered (layer is stable long before)
-        m.d.sync += mode_r.eq(mode)
+        leak_v_on = Signal()             # leak shifts != 0, registered with it
+        leak_c_on = Signal()
+        m.d.sync += [mode_r.eq(mode), leak_v_on.eq(mode.leak_v != 0), leak_c_on.eq(mode.leak_c != 0)]
         nbase = Signal(span(S))
         with m.Switch(self.layer):
             for l in range(L):
@@ -189,8 +192,10 @@ class NeuronUnit(wiring.Component):
         # RAM's clock-to-output delay is long on the iCE40).
         count_old = Signal(COUNT_WIDTH)
         m.d.comb += count_old.eq(Mux(is_out, ss_r.data.count, 0))
-        p = stage({**p, "v_old": st_r.data.v,
-                   "c_old": st_r.data.c if g.state_current else Const(0, signed(cw)),
+        c_read = st_r.data.c if g.state_current else Const(0, signed(cw))
+        p = stage({**p, "v_old": st_r.data.v, "c_old": c_read,
+                   # the low bits of the leak shifts (the rest in stage A0)
+                   "v_pre": st_r.data.v >> mode_r.leak_v[:3], "c_pre": c_read >> mode_r.leak_c[:3],
                    # Without stored flags (no fire-once layer) only the output layer's
                    # `fired` is observable (first-spike readout): it is count != 0.
                    "fired": st_r.data.fired if g.state_fired else count_old != 0,
@@ -200,8 +205,8 @@ class NeuronUnit(wiring.Component):
         v_old = p["v_old"]
         c_old = p["c_old"]
         # Stage A0 (long pipeline only): the leaks (shifts by a run-time amount).
-        leak_c = leak(m, c_old, mode_r.leak_c, "leak_c")
-        leak_v = leak(m, v_old, mode_r.leak_v, "leak_v")
+        leak_c = leak(m, p["c_pre"], mode_r.leak_c, leak_c_on, "leak_c")
+        leak_v = leak(m, p["v_pre"], mode_r.leak_v, leak_v_on, "leak_v")
         p = stage({**p, "leak_c": leak_c, "leak_v": leak_v}, long)
         # Stage A1: the leaked current and the potential's base.
         p = stage({**p, "l_c": p["c_old"] - p["leak_c"],

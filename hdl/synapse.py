@@ -42,7 +42,8 @@ class SynapseUnit(wiring.Component):
     clear : In(1)
         Pulse: abandon everything and zero all accumulators (``max_chunks`` cycles).
     busy : Out(1)
-        High while clearing.
+        High while clearing (the last zeroing write lands one cycle after it falls, before any
+        event can reach the accumulators).
     """
     def __init__(self, geom: CoreGeometry):
         self._geom = geom
@@ -129,6 +130,10 @@ class SynapseUnit(wiring.Component):
 
         # ---- accumulate pipeline: stage 0 issues the reads, stage 3 writes the sums back ----
         k = Signal(span(C))                         # chunk of the event being issued
+        # k == 0 and k == chunks - 1, kept as registers next to k (timing: no compare between
+        # the counter and the event handshake / the drain's start).
+        k_zero = Signal(init=1)
+        k_last = Signal()
         cur_row = Signal(g.weight_addr_w)              # weight word of the next chunk
         cur_pol = Signal()
         iss = Signal()
@@ -168,11 +173,18 @@ class SynapseUnit(wiring.Component):
                      forward.eq(s3_valid & (s3_k == s2_k)), last_sum.eq(wp.data)]
         base = Signal(acc_layout)
         m.d.comb += base.eq(Mux(forward, last_sum, s3_base))
-        with m.If(s3_valid):
-            m.d.comb += [wp.en.eq(1), wp.addr.eq(s3_k)]
-            for lane in range(P):
-                xnor = ~(s3_w[lane] ^ s3_pol)
-                m.d.comb += wp.data[lane].eq(base[lane] + xnor)
+        # Zeroing writes (drained words, clear) are decided one cycle ahead and held in
+        # registers, so that the write port is driven by flip-flops alone (timing: the drain's
+        # handshake does not reach the memory's enables). They never meet a stage-3 write:
+        # the pipeline is empty while draining and clearing, and an event taken in the first
+        # cycle after either reaches stage 3 three cycles later.
+        zero_w = Signal()
+        zero_addr = Signal(span(C))
+        m.d.sync += zero_w.eq(0)
+        m.d.comb += [wp.en.eq(s3_valid | zero_w), wp.addr.eq(Mux(zero_w, zero_addr, s3_k))]
+        for lane in range(P):
+            xnor = ~(s3_w[lane] ^ s3_pol)
+            m.d.comb += wp.data[lane].eq(Mux(zero_w, 0, base[lane] + xnor))
 
         # ---- drain: one group of U neurons per cycle from a registered read ----
         U = g.neuron_lanes
@@ -203,18 +215,22 @@ class SynapseUnit(wiring.Component):
             m.d.comb += self.o_input.payload.value[u].eq((pops[u] << 1) - n)
 
         clr = Signal(span(C))
+        # High exactly in the CLEAR state, as a register (timing: it gates the event input).
+        busy = Signal()
+        m.d.comb += self.busy.eq(busy)
 
         def on_clear():
             # Last in every state, so that it overrides the state's own transitions.
             with m.If(self.clear):
-                m.d.sync += [k.eq(0), n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0),
+                m.d.sync += [k.eq(0), k_zero.eq(1), k_last.eq(0), busy.eq(1),
+                             n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0),
                              s2_valid.eq(0), s3_valid.eq(0), forward.eq(0)]
                 m.next = "CLEAR"
 
         with m.FSM():
             with m.State("ACCUM"):
                 m.d.comb += [rp.en.eq(1), rp.addr.eq(s1_k)]
-                with m.If(k == 0):
+                with m.If(k_zero):
                     with m.If(ev_valid):
                         m.d.comb += ev_take.eq(1)
                         with m.If(ev_flush):
@@ -226,15 +242,15 @@ class SynapseUnit(wiring.Component):
                                          iss_k.eq(0)]
                             m.d.sync += [n.eq(n + 1), cur_row.eq(ev_row + 1), cur_pol.eq(ev_pol)]
                             with m.If(multi_chunk):
-                                m.d.sync += k.eq(1)
+                                m.d.sync += [k.eq(1), k_zero.eq(0), k_last.eq(chunks == 2)]
                 with m.Else():
                     m.d.comb += [iss.eq(1), iss_row.eq(cur_row), iss_pol.eq(cur_pol),
                                  iss_k.eq(k)]
                     m.d.sync += cur_row.eq(cur_row + 1)
-                    with m.If(k == chunks - 1):
-                        m.d.sync += k.eq(0)
+                    with m.If(k_last):
+                        m.d.sync += [k.eq(0), k_zero.eq(1), k_last.eq(0)]
                     with m.Else():
-                        m.d.sync += k.eq(k + 1)
+                        m.d.sync += [k.eq(k + 1), k_last.eq(k + 2 == chunks)]
                 on_clear()
 
             with m.State("SETTLE"):
@@ -260,21 +276,16 @@ class SynapseUnit(wiring.Component):
                             m.d.sync += d_q.eq(d_q + 1)
                 with m.If(self.o_input.valid & self.o_input.ready):
                     with m.If((o_q == Q - 1) | o_last):
-                        m.d.comb += [wp.en.eq(1), wp.addr.eq(o_k)]
-                        for lane in range(P):
-                            m.d.comb += wp.data[lane].eq(0)
+                        m.d.sync += [zero_w.eq(1), zero_addr.eq(o_k)]
                     with m.If(o_last):
                         m.d.sync += [n.eq(0), o_valid.eq(0)]
                         m.next = "ACCUM"
                 on_clear()
 
             with m.State("CLEAR"):
-                m.d.comb += [self.busy.eq(1), wp.en.eq(1), wp.addr.eq(clr)]
-                for lane in range(P):
-                    m.d.comb += wp.data[lane].eq(0)
-                m.d.sync += clr.eq(clr + 1)
+                m.d.sync += [zero_w.eq(1), zero_addr.eq(clr), clr.eq(clr + 1)]
                 with m.If(clr == C - 1):
-                    m.d.sync += clr.eq(0)
+                    m.d.sync += [clr.eq(0), busy.eq(0)]
                     m.next = "ACCUM"
                 on_clear()
 

@@ -54,19 +54,24 @@ MODES = [
     LayerSpec(size=1, current=True, leak_v=1, leak_c=3, reset="zero", fire_once=False),
     LayerSpec(size=1, current=True, leak_v=0, leak_c=0, reset="none", fire_once=True),
     LayerSpec(size=1, current=False, leak_v=0, reset="none", fire_once=False),
+    # Leak shifts of 8 and more (the shifter is split at bit 3), up to the largest allowed.
+    LayerSpec(size=1, current=True, leak_v=9, leak_c=13, reset="subtract", fire_once=False),
+    LayerSpec(size=1, current=False, leak_v=15, reset="zero", fire_once=False),
 ]
+WIDTHS = [(6, 5), (8, 12), (5, 6), (10, 4), (16, 16), (16, 10)]
 
 
-@pytest.mark.parametrize("case", range(4))
-def test_neuron_unit_matches_reference(case):
+@pytest.mark.parametrize("case,pipeline", [(c, "short") for c in range(len(MODES))]
+                         + [(c, "long") for c in (1, 4, 5)])
+def test_neuron_unit_matches_reference(case, pipeline):
     rng = np.random.default_rng(100 + case)
     sizes = [5, 6, 4]
-    vw, cw = [(6, 5), (8, 12), (5, 6), (10, 4)][case]
+    vw, cw = WIDTHS[case]
     layers = [LayerSpec(**{**MODES[case].__dict__, "size": sizes[1]}),
               LayerSpec(**{**MODES[(case + 1) % 4].__dict__, "size": sizes[2]})]
     bundle = random_bundle(rng, sizes=sizes, v_width=vw, c_width=cw, bias_width=min(vw, 4),
                            layers=layers)
-    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=4))
+    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=4, neuron_pipeline=pipeline))
     dut = NeuronUnit(g, bias=bias_image(bundle), threshold=threshold_image(bundle),
                      modes=[layer_mode_word(l) for l in bundle.layers])
     refs = [RefLayer(l, b, t, vw, cw) for l, b, t in zip(bundle.layers, bundle.bias, bundle.threshold)]
