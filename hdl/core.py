@@ -27,7 +27,8 @@ class BSNNCore(wiring.Component):
     -----
     i_events : In(stream.Signature(InputEventLayout(idx_w)))
         Input events of the running inference, in step order; ``end_of_step`` closes a step.
-        Consumed only while busy, up to and including the T-th ``end_of_step``. An event with
+        They enter a 2-entry queue whenever it has room (also while idle) and are processed
+        only while busy, up to and including the T-th ``end_of_step``. An event with
         ``index >= N_0`` or beyond ``max_input_events`` valid events in its step is consumed,
         dropped (it contributes nothing) and flagged in ``error``.
     o_results : Out(stream.Signature(ResultLayout(idx_w, v_width)))
@@ -131,6 +132,7 @@ class BSNNCore(wiring.Component):
         # ---- sequencer registers ----
         t = Signal(STEP_WIDTH)
         layer = Signal(LAYER_WIDTH)
+        layer_zero = Signal()       # layer == 0, kept as a register (timing)
         n_in = Signal(range(g.max_input_events + 1))
         # n_in has reached max_ev or the build's capacity: kept as a register (timing).
         in_full = Signal()
@@ -206,8 +208,19 @@ class BSNNCore(wiring.Component):
         # Whether step t is the last one, kept as a register next to t (timing).
         last_step = Signal()
         res = self.o_results.payload
-        ev = self.i_events.payload
         sev = syn.i_event.payload
+        # Input events enter through a 2-entry queue, with their index checked on the way in
+        # (timing: the sequencer's state and the index compare do not reach the host link's
+        # queue; `ready` depends on the queue's fill level alone).
+        ev_layout = InputEventLayout(g.idx_w)
+        m.submodules.evin = evin = fifo.SyncFIFO(width=ev_layout.size + 1, depth=2)
+        m.d.comb += [evin.w_stream.valid.eq(self.i_events.valid),
+                     evin.w_stream.payload.eq(Cat(self.i_events.payload.as_value(),
+                                                  self.i_events.payload.index >= g.sizes[0])),
+                     self.i_events.ready.eq(evin.w_stream.ready)]
+        ev = ev_layout(evin.r_stream.payload[:ev_layout.size])
+        ev_bad_index = evin.r_stream.payload[ev_layout.size]
+        ev_in = evin.r_stream
 
         # ---- register slices (timing): no ready signal crosses from one unit to the next ----
         # synapse drain -> command queue -> neuron banks; banks -> result queue -> sequencer.
@@ -306,7 +319,7 @@ class BSNNCore(wiring.Component):
                     m.d.comb += [syn.clear.eq(1), rdo.clear.eq(1)]
                     for bank in banks:
                         m.d.comb += bank.clear.eq(1)
-                    m.d.sync += [t.eq(0), layer.eq(0), is_hidden.eq(L > 1), n_in.eq(0),
+                    m.d.sync += [t.eq(0), layer.eq(0), layer_zero.eq(1), is_hidden.eq(L > 1), n_in.eq(0),
                                  n_words.eq(0), error.eq(0), cycles.eq(0), sent.eq(0)]
                     m.next = "CLEAR"
 
@@ -319,26 +332,26 @@ class BSNNCore(wiring.Component):
 
             with m.State("ACCUM"):
                 # Events into layer `layer`: input events, or the previous layer's spikes.
-                with m.If(layer == 0):
+                with m.If(layer_zero):
                     with m.If(ev.end_of_step):
-                        m.d.comb += [syn.i_event.valid.eq(self.i_events.valid), sev.flush.eq(1),
-                                     self.i_events.ready.eq(syn.i_event.ready)]
-                        with m.If(self.i_events.valid & syn.i_event.ready):
+                        m.d.comb += [syn.i_event.valid.eq(ev_in.valid), sev.flush.eq(1),
+                                     ev_in.ready.eq(syn.i_event.ready)]
+                        with m.If(ev_in.valid & syn.i_event.ready):
                             m.d.sync += [n_in.eq(0), in_full.eq(max_ev == 0)]
                             m.next = "UPDATE"
-                    with m.Elif(ev.index >= g.sizes[0]):
-                        m.d.comb += self.i_events.ready.eq(1)
-                        with m.If(self.i_events.valid):
+                    with m.Elif(ev_bad_index):
+                        m.d.comb += ev_in.ready.eq(1)
+                        with m.If(ev_in.valid):
                             m.d.sync += error[ErrorBit.INDEX].eq(1)
                     with m.Elif(in_full):
-                        m.d.comb += self.i_events.ready.eq(1)
-                        with m.If(self.i_events.valid):
+                        m.d.comb += ev_in.ready.eq(1)
+                        with m.If(ev_in.valid):
                             m.d.sync += error[ErrorBit.OVERFLOW].eq(1)
                     with m.Else():
-                        m.d.comb += [syn.i_event.valid.eq(self.i_events.valid),
+                        m.d.comb += [syn.i_event.valid.eq(ev_in.valid),
                                      sev.index.eq(ev.index), sev.polarity.eq(ev.polarity),
-                                     self.i_events.ready.eq(syn.i_event.ready)]
-                        with m.If(self.i_events.valid & syn.i_event.ready):
+                                     ev_in.ready.eq(syn.i_event.ready)]
+                        with m.If(ev_in.valid & syn.i_event.ready):
                             m.d.sync += [n_in.eq(n_in + 1),
                                          in_full.eq((n_in + 1 >= max_ev)
                                                     | (n_in + 1 == g.max_input_events))]
@@ -408,14 +421,14 @@ class BSNNCore(wiring.Component):
                 # layer the cycle also lets the spike queue's output register catch up with its
                 # last write, so that the cycle count does not depend on which neurons spiked.
                 with m.If(is_hidden):
-                    m.d.sync += [layer.eq(layer + 1), is_hidden.eq(layer + 1 != L - 1)]
+                    m.d.sync += [layer.eq(layer + 1), layer_zero.eq(0), is_hidden.eq(layer + 1 != L - 1)]
                     m.next = "ACCUM"
                 with m.Elif(last_step):
                     m.d.sync += [dump_g.eq(0), dump_more.eq(1)]
                     m.next = "DUMP"
                 with m.Else():
                     m.d.sync += [t.eq(t + 1), last_step.eq(t + 2 >= T), layer.eq(0),
-                                 is_hidden.eq(L > 1)]
+                                 layer_zero.eq(1), is_hidden.eq(L > 1)]
                     m.next = "ACCUM"
 
             with m.State("DUMP"):
