@@ -190,26 +190,29 @@ class HostLink(wiring.Component):
         done_pending = Signal()
         with m.If(self.done):
             m.d.sync += done_pending.eq(1)
-        m.d.comb += [self.o_tx.valid.eq(tx_left != 0), self.o_tx.payload.eq(tx_buf[:8])]
+        tx_busy = Signal()              # tx_left != 0, as a register (timing)
+        m.d.comb += [self.o_tx.valid.eq(tx_busy), self.o_tx.payload.eq(tx_buf[:8])]
         with m.If(self.o_tx.valid & self.o_tx.ready):
             m.d.sync += [tx_buf.eq(tx_buf >> 8), tx_left.eq(tx_left - 1)]
+            with m.If(tx_left == 1):
+                m.d.sync += tx_busy.eq(0)
         status = Signal(8)
         m.d.comb += status.eq(Cat(self.busy, self.error, self.link_status, proto_err))
-        with m.If(tx_left == 0):
+        with m.If(~tx_busy):
             # Priority: the running inference's results, its completion, then replies.
             with m.If(result.valid):
                 m.d.comb += result.ready.eq(1)
                 m.d.sync += [tx_buf.eq(Cat(Const(Reply.RESULT, 8), result.payload)),
-                             tx_left.eq(1 + R)]
+                             tx_left.eq(1 + R), tx_busy.eq(1)]
             with m.Elif(done_pending & ~self.done):
-                m.d.sync += [tx_buf.eq(Cat(Const(Reply.DONE, 8), self.cycles, self.error)), tx_left.eq(6),
-                             done_pending.eq(0)]
+                m.d.sync += [tx_buf.eq(Cat(Const(Reply.DONE, 8), self.cycles, self.error)),
+                             tx_left.eq(6), tx_busy.eq(1), done_pending.eq(0)]
             with m.Elif(reply_pong):
                 m.d.sync += [tx_buf.eq(Cat(Const(Reply.PONG, 8), status)), tx_left.eq(2),
-                             reply_pong.eq(0)]
+                             tx_busy.eq(1), reply_pong.eq(0)]
             with m.Elif(reply_info):
                 info = [PROTOCOL_VERSION, g.idx_w, g.v_width, g.cfg_addr_w, g.cfg_data_w, A, D, K, R]
                 word = sum(v << (8 * i) for i, v in enumerate(info))
                 m.d.sync += [tx_buf.eq(Cat(Const(Reply.INFO, 8), Const(word, 72))), tx_left.eq(10),
-                             reply_info.eq(0)]
+                             tx_busy.eq(1), reply_info.eq(0)]
         return m

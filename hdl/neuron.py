@@ -1,5 +1,5 @@
 """LIF neuron update unit: the exact neuron arithmetic of docs/semantics.md section 5."""
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -20,11 +20,10 @@ def saturate(m, x, width, name):
     return out
 
 
-def leak(m, x_pre, shift, on, name):
-    """``x >> shift`` (arithmetic) from ``x_pre = x >> shift[:3]`` (the low part of the shift,
-    done a stage earlier: timing), or 0 unless ``on`` (``shift != 0``)."""
-    out = Signal(x_pre.shape(), name=name)
-    m.d.comb += out.eq(Mux(on, x_pre >> Cat(Const(0, 3), shift[3:]), 0))
+def leak(m, x, amount, on, name):
+    """``x >> amount`` (arithmetic), or 0 unless ``on``."""
+    out = Signal(x.shape(), name=name)
+    m.d.comb += out.eq(Mux(on, x >> amount, 0))
     return out
 
 
@@ -49,7 +48,8 @@ class NeuronUnit(wiring.Component):
         pipeline: 9) cycles apart; the core updates each neuron once per layer update and waits
         for its last result before the next.
     layer : In(LAYER_WIDTH)
-        Layer (0-based) of the commands; stable while commands are in flight.
+        Layer (0-based) of the commands; set at least 2 cycles before the layer's first command
+        (its mode is registered twice: timing) and stable while commands are in flight.
     step : In(16)
         Current time step, recorded as ``first`` of an output neuron's first spike.
     clear : In(1)
@@ -141,9 +141,15 @@ class NeuronUnit(wiring.Component):
         # ---- pipeline: R (memory read) -> A (leaks, current, potential sum) -> B (saturate,
         # compare, reset; state written back) -> C (result register). One global enable. ----
         mode_r = Signal(mode_layout)     # the layer's mode, registered (layer is stable long before)
-        leak_v_on = Signal()             # leak shifts != 0, registered with it
-        leak_c_on = Signal()
-        m.d.sync += [mode_r.eq(mode), leak_v_on.eq(mode.leak_v != 0), leak_c_on.eq(mode.leak_c != 0)]
+        # The leaks, decoded one cycle after mode_r (timing): whether each shift is non-zero,
+        # and the shift clamped to the width - 1 (an arithmetic shift by more gives the same
+        # result), so that the shifter selects among `width` values, not 64.
+        leak_v_on, leak_c_on = Signal(), Signal()
+        leak_v_amt, leak_c_amt = Signal(range(vw)), Signal(range(cw))
+        m.d.sync += [mode_r.eq(mode), leak_v_on.eq(mode_r.leak_v != 0),
+                     leak_c_on.eq(mode_r.leak_c != 0),
+                     leak_v_amt.eq(Mux(mode_r.leak_v >= vw - 1, vw - 1, mode_r.leak_v)),
+                     leak_c_amt.eq(Mux(mode_r.leak_c >= cw - 1, cw - 1, mode_r.leak_c))]
         nbase = Signal(span(S))
         with m.Switch(self.layer):
             for l in range(L):
@@ -192,10 +198,8 @@ class NeuronUnit(wiring.Component):
         # RAM's clock-to-output delay is long on the iCE40).
         count_old = Signal(COUNT_WIDTH)
         m.d.comb += count_old.eq(Mux(is_out, ss_r.data.count, 0))
-        c_read = st_r.data.c if g.state_current else Const(0, signed(cw))
-        p = stage({**p, "v_old": st_r.data.v, "c_old": c_read,
-                   # the low bits of the leak shifts (the rest in stage A0)
-                   "v_pre": st_r.data.v >> mode_r.leak_v[:3], "c_pre": c_read >> mode_r.leak_c[:3],
+        p = stage({**p, "v_old": st_r.data.v,
+                   "c_old": st_r.data.c if g.state_current else Const(0, signed(cw)),
                    # Without stored flags (no fire-once layer) only the output layer's
                    # `fired` is observable (first-spike readout): it is count != 0.
                    "fired": st_r.data.fired if g.state_fired else count_old != 0,
@@ -205,8 +209,8 @@ class NeuronUnit(wiring.Component):
         v_old = p["v_old"]
         c_old = p["c_old"]
         # Stage A0 (long pipeline only): the leaks (shifts by a run-time amount).
-        leak_c = leak(m, p["c_pre"], mode_r.leak_c, leak_c_on, "leak_c")
-        leak_v = leak(m, p["v_pre"], mode_r.leak_v, leak_v_on, "leak_v")
+        leak_c = leak(m, c_old, leak_c_amt, leak_c_on, "leak_c")
+        leak_v = leak(m, v_old, leak_v_amt, leak_v_on, "leak_v")
         p = stage({**p, "leak_c": leak_c, "leak_v": leak_v}, long)
         # Stage A1: the leaked current and the potential's base.
         p = stage({**p, "l_c": p["c_old"] - p["leak_c"],

@@ -76,8 +76,14 @@ class ReadoutUnit(wiring.Component):
         with m.If(self.i_cand.valid & self.i_cand.ready):
             m.d.sync += [c.eq(cand), c_key.eq(cand_key)]
 
+        # c_key > b_key from its two halves compared side by side (timing: two short carry
+        # chains instead of one as long as the key).
+        half = key_w // 2
+        gt_hi, eq_hi, gt_lo = Signal(), Signal(), Signal()
+        m.d.comb += [gt_hi.eq(c_key[half:] > b_key[half:]), eq_hi.eq(c_key[half:] == b_key[half:]),
+                     gt_lo.eq(c_key[:half] > b_key[:half])]
         take = Signal()
-        m.d.comb += take.eq(~have | (c_key > b_key))
+        m.d.comb += take.eq(~have | gt_hi | (eq_hi & gt_lo))
 
         with m.If(c_valid):
             with m.If(take):

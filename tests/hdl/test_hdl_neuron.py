@@ -54,7 +54,7 @@ MODES = [
     LayerSpec(size=1, current=True, leak_v=1, leak_c=3, reset="zero", fire_once=False),
     LayerSpec(size=1, current=True, leak_v=0, leak_c=0, reset="none", fire_once=True),
     LayerSpec(size=1, current=False, leak_v=0, reset="none", fire_once=False),
-    # Leak shifts of 8 and more (the shifter is split at bit 3), up to the largest allowed.
+    # Leak shifts of 8 and more, up to the largest allowed (the shifter clamps at width - 1).
     LayerSpec(size=1, current=True, leak_v=9, leak_c=13, reset="subtract", fire_once=False),
     LayerSpec(size=1, current=False, leak_v=15, reset="zero", fire_once=False),
 ]
@@ -99,6 +99,7 @@ def test_neuron_unit_matches_reference(case, pipeline):
             ctx.set(dut.step, t)
             for l, n in enumerate(sizes[1:]):
                 ctx.set(dut.layer, l)
+                await ctx.tick().repeat(2)      # the layer's mode is decoded in two registers
                 cmds = [{"index": j, "value": plan[t][l][j], "last": j == n - 1, "dump": 0}
                         for j in range(n)]
                 out = []
@@ -108,6 +109,7 @@ def test_neuron_unit_matches_reference(case, pipeline):
                     got.append((t, l, r.index, bool(r.spike), r.v, r.count if l == 1 else 0, first))
                     assert r.last == (j == n - 1)
         ctx.set(dut.layer, 1)
+        await ctx.tick().repeat(2)
         cmds = [{"index": j, "value": 0, "last": j == sizes[2] - 1, "dump": 1} for j in range(sizes[2])]
         out = []
         await run_both(ctx, cmds, out)
