@@ -10,11 +10,12 @@ from amaranth.lib.wiring import In, Out
 from .config import CoreGeometry, HardwareConfig
 from .core import BSNNCore
 from .hostlink import HostLink
+from .pll import BoardClock, ICE40PLL, ecp5_pll, ice40_pll
 from .uart import UARTRx, UARTTx, uart_divisor
 from .weights import SPRAM_COUNT, SPRAM_WORDS, spram_banks, spram_packing
 
 __all__ = ["BoardTop", "BOARDS", "Board", "DeviceFitError", "plan_build", "memory_plan",
-           "platform_top", "memory_templates"]
+           "platform_top", "board_pll", "memory_templates"]
 
 
 class DeviceFitError(ValueError):
@@ -32,6 +33,7 @@ class Board:
     spram: int               # SB_SPRAM256KA count (iCE40UP5K)
     luts: int
     target_mhz: float        # the clock constraint place-and-route is timed against
+    clock_mhz: float         # the core's clock from the PLL (default; [board] clock_mhz)
 
     def platform_class(self):
         if self.family == "ice40":
@@ -43,10 +45,10 @@ class Board:
 
 
 BOARDS = {
-    "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", 12e6, 30, 4096, 4, 5280, 42.0),
-    "ulx3s-85f": Board("ulx3s-85f", "ecp5", "LFE5U-85F", 25e6, 208, 18432, 0, 83640, 110.0),
-    "ulx3s-45f": Board("ulx3s-45f", "ecp5", "LFE5U-45F", 25e6, 108, 18432, 0, 43848, 110.0),
-    "ulx3s-25f": Board("ulx3s-25f", "ecp5", "LFE5U-25F", 25e6, 56, 18432, 0, 24288, 110.0),
+    "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", 12e6, 30, 4096, 4, 5280, 42.0, 30.0),
+    "ulx3s-85f": Board("ulx3s-85f", "ecp5", "LFE5U-85F", 25e6, 208, 18432, 0, 83640, 110.0, 90.0),
+    "ulx3s-45f": Board("ulx3s-45f", "ecp5", "LFE5U-45F", 25e6, 108, 18432, 0, 43848, 110.0, 90.0),
+    "ulx3s-25f": Board("ulx3s-25f", "ecp5", "LFE5U-25F", 25e6, 56, 18432, 0, 24288, 110.0, 90.0),
 }
 
 # Block RAM shapes (depth, width) the synthesis can choose for a memory.
@@ -171,11 +173,19 @@ class BoardTop(wiring.Component):
 
 
 class _PlatformTop(Elaboratable):
-    def __init__(self, top: BoardTop):
+    """The board top on a real board: the PLL clock domain, the UART pins and the LEDs."""
+    def __init__(self, top: BoardTop, pll, target_hz: float):
         self.top = top
+        self.pll = pll
+        self.target_hz = target_hz
 
     def elaborate(self, platform):
         m = Module()
+        clk = platform.request(platform.default_clk, 0, dir="-")
+        # iCE40 block RAMs read as zero for some microseconds after configuration: the reset
+        # is held 20 us after lock there (as amaranth's own power-on reset does, 15 us).
+        por = int(20e-6 * self.pll.f_out) if isinstance(self.pll, ICE40PLL) else 16
+        m.submodules.clock = BoardClock(clk, self.pll, por_cycles=por)
         m.submodules.top = top = self.top
         uart = platform.request("uart", 0)
         m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
@@ -223,27 +233,36 @@ def memory_templates(geom: CoreGeometry, seed: int = 1, family: str = "ice40") -
     }
 
 
+def board_pll(board: Board, clock_mhz: float | None = None):
+    """The PLL setting of ``board`` for the core clock ``clock_mhz`` (default
+    ``board.clock_mhz``): the closest output at or below it."""
+    f = float(clock_mhz or board.clock_mhz) * 1e6
+    return (ice40_pll if board.family == "ice40" else ecp5_pll)(board.osc_hz, f)
+
+
 def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
-                 weights: str = "auto", target_mhz: float | None = None, memory_init=None):
+                 weights: str = "auto", target_mhz: float | None = None, memory_init=None,
+                 clock_mhz: float | None = None):
     """``(platform, elaboratable, hw, geom, plan)`` for building the board top of ``bundle``.
 
-    The platform is the amaranth-boards platform of ``board`` with its oscillator's clock
-    constraint raised to ``target_mhz`` (default ``board.target_mhz``), so that nextpnr times the
-    design for that clock and reports the Fmax it reaches; the UART divisor uses the real
-    oscillator frequency.
+    The core runs from a PLL at ``clock_mhz`` (default ``board.clock_mhz``; the UART divisor
+    follows it); place-and-route is timed against ``target_mhz`` (default
+    ``board.target_mhz``) on that clock, so that nextpnr reports the Fmax it can reach.
     """
     from amaranth.build import Clock, Resource
 
     hw, geom, plan = plan_build(bundle, hw, board, weights)
-    base = board.platform_class()
+    pll = board_pll(board, clock_mhz)
     target = float(target_mhz or board.target_mhz) * 1e6
-    clk_name = base.default_clk
+    # nextpnr derives the PLL output's constraint from the input's: the oscillator pin is
+    # constrained at target * f_in / f_out, so that the core clock is timed against `target`
+    # (a goal above the clock it runs at: the reported Fmax is what the placement reaches).
+    base = board.platform_class()
     resources = []
     for r in base.resources:
-        if r.name == clk_name and r.number == 0:
-            r = Resource(r.name, r.number, *r.ios, r.attrs, Clock(target))
+        if r.name == base.default_clk and r.number == 0:
+            r = Resource(r.name, r.number, *r.ios, r.attrs, Clock(target * pll.f_in / pll.f_out))
         resources.append(r)
-    platform_cls = type(f"{base.__name__}_Timed", (base,), {"resources": resources})
-    platform = platform_cls()
-    top = BoardTop(bundle, hw, uart_divisor(board.osc_hz, baud), memory_init=memory_init)
-    return platform, _PlatformTop(top), hw, geom, plan
+    platform = type(f"{base.__name__}_Timed", (base,), {"resources": resources})()
+    top = BoardTop(bundle, hw, uart_divisor(pll.f_out, baud), memory_init=memory_init)
+    return platform, _PlatformTop(top, pll, target), hw, geom, plan

@@ -411,8 +411,6 @@ class BSNNCore(wiring.Component):
                     with m.If(need_fifo):
                         m.d.sync += n_words.eq(n_words + 1)
                     with m.If(results[0].last):
-                        m.d.sync += [n_words.eq(0), remaining.eq(n_words + need_fifo),
-                                     no_remaining.eq((n_words == 0) & ~need_fifo)]
                         m.next = "NEXT"
 
             with m.State("NEXT"):
@@ -420,8 +418,11 @@ class BSNNCore(wiring.Component):
                 # step / layer counters off the result handshake's path (timing); for a hidden
                 # layer the cycle also lets the spike queue's output register catch up with its
                 # last write, so that the cycle count does not depend on which neurons spiked.
+                # The spike groups the layer queued are what the next layer reads.
+                m.d.sync += [n_words.eq(0), remaining.eq(n_words), no_remaining.eq(n_words == 0)]
                 with m.If(is_hidden):
-                    m.d.sync += [layer.eq(layer + 1), layer_zero.eq(0), is_hidden.eq(layer + 1 != L - 1)]
+                    m.d.sync += [layer.eq(layer + 1), layer_zero.eq(0),
+                                 is_hidden.eq(layer + 1 != L - 1)]
                     m.next = "ACCUM"
                 with m.Elif(last_step):
                     m.d.sync += [dump_g.eq(0), dump_more.eq(1)]

@@ -62,7 +62,10 @@ class UARTRx(wiring.Component):
         m = Module()
         rx = Signal(init=1)
         m.submodules.sync = FFSynchronizer(self.rx, rx, init=1)
-        timer = Signal(range(self.divisor * 3 // 2 + 1))
+        # Counts down and expires when it turns negative: the test is its sign bit (timing),
+        # so a wait of n cycles loads n - 2 where a down-counter to zero would load n - 1.
+        timer = Signal(range(-1, self.divisor * 3 // 2 + 1))
+        expired = timer[-1]
         bit = Signal(range(10))
         shift = Signal(8)
         with m.If(self.o_data.valid & self.o_data.ready):
@@ -71,26 +74,26 @@ class UARTRx(wiring.Component):
             with m.State("IDLE"):
                 with m.If(~rx):
                     # Wait to the middle of the start bit.
-                    m.d.sync += [timer.eq(self.divisor // 2 - 1), bit.eq(0)]
+                    m.d.sync += [timer.eq(self.divisor // 2 - 2), bit.eq(0)]
                     m.next = "START"
             with m.State("START"):
-                with m.If(timer != 0):
+                with m.If(~expired):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Elif(rx):
                     m.next = "IDLE"          # a glitch, not a start bit
                 with m.Else():
-                    m.d.sync += timer.eq(self.divisor - 1)
+                    m.d.sync += timer.eq(self.divisor - 2)
                     m.next = "DATA"
             with m.State("DATA"):
-                with m.If(timer != 0):
+                with m.If(~expired):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Else():
                     m.d.sync += [shift.eq(Cat(shift[1:], rx)),
-                                 timer.eq(self.divisor - 1), bit.eq(bit + 1)]
+                                 timer.eq(self.divisor - 2), bit.eq(bit + 1)]
                     with m.If(bit == 7):
                         m.next = "STOP"
             with m.State("STOP"):
-                with m.If(timer != 0):
+                with m.If(~expired):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Else():
                     with m.If(rx):

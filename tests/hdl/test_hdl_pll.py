@@ -1,0 +1,58 @@
+"""Board clock: PLL settings from the datasheet relations, the lock reset, the platform top."""
+import pytest
+
+from hdl.pll import LockReset, PLLError, ecp5_pll, ice40_pll
+
+from hdl_testutil import run_sim
+
+
+def test_ice40_pll_matches_the_known_setting_and_limits():
+    # 12 MHz -> 30 MHz: DIVR 0, DIVF 79, DIVQ 5, filter range 1 (Lattice's icepll gives the same).
+    p = ice40_pll(12e6, 30e6)
+    assert (p.divr, p.divf, p.divq, p.filter_range, p.f_out) == (0, 79, 5, 1, 30e6)
+    for target in (18e6, 20e6, 33.3e6, 42e6, 50e6, 100e6):
+        p = ice40_pll(12e6, target)
+        assert p.f_out <= target and p.f_out == p.f_vco / 2 ** p.divq
+        assert 10e6 <= p.f_pfd <= 133e6 and 533e6 <= p.f_vco <= 1066e6
+        assert p.f_out > 0.97 * target
+    with pytest.raises(PLLError, match="16..275 MHz"):
+        ice40_pll(12e6, 10e6)
+
+
+def test_ecp5_pll_matches_the_limits():
+    p = ecp5_pll(25e6, 90e6)
+    assert (p.clki_div, p.clkfb_div, p.f_out) == (5, 18, 90e6)
+    assert 400e6 <= p.f_vco <= 800e6 and p.f_pfd >= 3.125e6
+    for target in (25e6, 48e6, 100e6, 110e6, 133.3e6):
+        p = ecp5_pll(25e6, target)
+        assert p.f_out <= target and abs(p.f_out - p.f_pfd * p.clkfb_div) < 1
+        assert 400e6 <= p.f_vco <= 800e6 and p.f_out > 0.97 * target
+    with pytest.raises(PLLError):
+        ecp5_pll(25e6, 1e6)
+
+
+@pytest.mark.parametrize("por", [0, 5])
+def test_lock_reset_waits_for_lock_and_the_delay(por):
+    dut = LockReset(por)
+    trace = []
+
+    async def bench(ctx):
+        for cycle in range(40):
+            # lock rises at cycle 3, drops at cycle 25 (a loss of lock), rises again at 30
+            ctx.set(dut.lock, 3 <= cycle < 25 or cycle >= 30)
+            await ctx.tick()
+            trace.append(ctx.get(dut.ready))
+
+    run_sim(dut, bench, deadline_cycles=100)
+    # ready after the tick of cycle c reflects lock at cycle c - 2 - por - 1 or earlier.
+    rise = trace.index(1)
+    assert rise == 3 + 2 + por
+    fall = trace.index(0, rise)
+    assert fall == 25 + 2 and all(trace[rise:fall])
+    assert trace.index(1, fall) == 30 + 2 + por
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_lock_reset_refuses_negative_delay():
+    with pytest.raises(ValueError, match="por_cycles"):
+        LockReset(-1)
