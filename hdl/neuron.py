@@ -113,9 +113,11 @@ class NeuronUnit(wiring.Component):
         ss_w = stat.write_port()
         ss_r = stat.read_port(transparent_for=(ss_w,))
         b_w = bias.write_port()
-        b_r = bias.read_port(transparent_for=(b_w,))
+        # Bias and threshold change only through config writes while no command is in flight:
+        # their reads need no bypass of a same-cycle write (timing: no soft mux after the RAM).
+        b_r = bias.read_port()
         t_w = thr.write_port()
-        t_r = thr.read_port(transparent_for=(t_w,))
+        t_r = thr.read_port()
 
         mode_layout = LayerModeLayout()
         modes = Array(Signal(16, init=word, name=f"mode{l}", reset_less=True)

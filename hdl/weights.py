@@ -100,7 +100,9 @@ class WeightMemory(wiring.Component):
                          init=init)
             m.submodules[f"mem{b}" if n_banks > 1 else "mem"] = mem
             wp = mem.write_port()
-            rp = mem.read_port(transparent_for=(wp,))
+            # Written only while the core is idle: no bypass of a same-cycle write (timing: the
+            # block RAM's output goes straight to its register).
+            rp = mem.read_port()
             mine = (w.address >> ab) == b if n_banks > 1 else 1
             word = Signal(g.lanes, name=f"bank{b}_word")
             m.d.comb += [
