@@ -27,7 +27,8 @@ class ReadoutUnit(wiring.Component):
         ``last`` marks the final candidate. ``index``, ``v``, ``count``, ``first``, ``fired``
         are used.
     o_class : Out(stream.Signature(ClassLayout))
-        Valid two cycles after the last candidate is accepted, until taken.
+        Valid two cycles after the last candidate is accepted, until taken. Each candidate is
+        compared with the keys it can meet as it is registered (one candidate per cycle).
     rule : In(2)
         :class:`ReadoutRule`; stable during a readout.
     clear : In(1)
@@ -71,19 +72,20 @@ class ReadoutUnit(wiring.Component):
         c = Signal(NeuronResultLayout(g.idx_w, g.v_width))
         c_key = Signal(key_w)
         b_key = Signal(key_w)
+        # A candidate is compared as it is registered, against both keys the best can have by
+        # the time it is decided: the registered candidate's (if that one is taken in this
+        # cycle) and the current best's. Deciding is then a selection among registered bits
+        # (timing: no carry chain in front of the best's enables).
+        take = Signal()
+        gt_c = Signal()         # candidate > the candidate registered before it
+        gt_b = Signal()         # candidate > the best when it was registered
+        took_prev = Signal()    # ... and the candidate before it was taken in that cycle
         m.d.comb += self.i_cand.ready.eq(~self.o_class.valid & ~(c_valid & c.last))
         m.d.sync += c_valid.eq(self.i_cand.valid & self.i_cand.ready)
         with m.If(self.i_cand.valid & self.i_cand.ready):
-            m.d.sync += [c.eq(cand), c_key.eq(cand_key)]
-
-        # c_key > b_key from its two halves compared side by side (timing: two short carry
-        # chains instead of one as long as the key).
-        half = key_w // 2
-        gt_hi, eq_hi, gt_lo = Signal(), Signal(), Signal()
-        m.d.comb += [gt_hi.eq(c_key[half:] > b_key[half:]), eq_hi.eq(c_key[half:] == b_key[half:]),
-                     gt_lo.eq(c_key[:half] > b_key[:half])]
-        take = Signal()
-        m.d.comb += take.eq(~have | gt_hi | (eq_hi & gt_lo))
+            m.d.sync += [c.eq(cand), c_key.eq(cand_key), gt_c.eq(cand_key > c_key),
+                         gt_b.eq(cand_key > b_key), took_prev.eq(c_valid & take)]
+        m.d.comb += take.eq(~have | Mux(took_prev, gt_c, gt_b))
 
         with m.If(c_valid):
             with m.If(take):
