@@ -193,6 +193,7 @@ class SynapseUnit(wiring.Component):
         d_k = Signal(span(C))
         d_q = Signal(span(Q))
         d_more = Signal()
+        d_at_last = Signal()        # d_g == n_groups - 1, kept as a register (timing)
         o_valid = Signal()
         o_g = Signal(span(max(g.groups)))
         o_k = Signal(span(C))
@@ -235,7 +236,7 @@ class SynapseUnit(wiring.Component):
                         m.d.comb += ev_take.eq(1)
                         with m.If(ev_flush):
                             m.d.sync += [d_g.eq(0), d_k.eq(0), d_q.eq(0), d_more.eq(1),
-                                         o_valid.eq(0)]
+                                         d_at_last.eq(n_groups == 1), o_valid.eq(0)]
                             m.next = "SETTLE"
                         with m.Else():
                             m.d.comb += [iss.eq(1), iss_row.eq(ev_row), iss_pol.eq(ev_pol),
@@ -265,10 +266,10 @@ class SynapseUnit(wiring.Component):
                 m.d.comb += [rp.en.eq(advance), rp.addr.eq(d_k)]
                 with m.If(advance):
                     m.d.sync += [o_valid.eq(d_more), o_g.eq(d_g), o_k.eq(d_k), o_q.eq(d_q),
-                                 o_last.eq(d_g == n_groups - 1)]
+                                 o_last.eq(d_at_last)]
                     with m.If(d_more):
-                        m.d.sync += d_g.eq(d_g + 1)
-                        with m.If(d_g == n_groups - 1):
+                        m.d.sync += [d_g.eq(d_g + 1), d_at_last.eq(d_g + 2 == n_groups)]
+                        with m.If(d_at_last):
                             m.d.sync += d_more.eq(0)
                         with m.If(d_q == Q - 1):
                             m.d.sync += [d_q.eq(0), d_k.eq(d_k + 1)]
