@@ -185,49 +185,45 @@ class SPRAMWeightMemory(wiring.Component):
         word = addr[shift:]                 # the 16-bit SPRAM word (address in a bank + bank)
         slot = addr[:shift] if shift else Const(0, 1)
         sel = word[ab:ab + 2]
-        # Every bank is selected on every read and its output picked afterwards; only the
-        # write enable decodes a bank, from the write address alone (timing: the read address
-        # feeds nothing but the SPRAM address pins).
-        w_sel = Signal(2)
-        m.d.comb += w_sel.eq(w.address[shift + ab:shift + ab + 2])
-        last_sel = Signal(2)
-        last_slot = Signal(max(1, shift))
-        sel2 = Signal(2)
-        slot2 = Signal(max(1, shift))
-        with m.If(self.read.en & ~we):
-            m.d.sync += [last_sel.eq(sel), last_slot.eq(slot)]
-        with m.If(self.read.en):
-            m.d.sync += [sel2.eq(last_sel), slot2.eq(last_slot)]
         # Writes: the word in every slot, the nibble mask enabling only its own slot.
         nibbles = slot_bits // 4
-        mask = Signal(4)
-        m.d.comb += mask.eq(((1 << nibbles) - 1) << (slot * nibbles))
         data_in = Cat(*([w.data[:g.lanes], Const(0, slot_bits - g.lanes)] * per_word))
+        # The SPRAMs' inputs are registered first (timing: the SPRAMs sit at the die's corners,
+        # so the long wires start at flip-flops): stage 1 registers address and write, the
+        # SPRAMs read in stage 2, and their outputs are picked by bank and slot into the
+        # output register (stage 3; latency 3 as WeightMemory). Every bank is read on every
+        # read; only the write enable decodes a bank, from the write address.
+        word_r = Signal(len(word))
+        we_r = Signal()
+        w_sel_r = Signal(2)
+        data_r = Signal(16)
+        mask_r = Signal(4)
+        with m.If(self.read.en | we):
+            m.d.sync += word_r.eq(word)
+        m.d.sync += [we_r.eq(we), w_sel_r.eq(w.address[shift + ab:shift + ab + 2]),
+                     data_r.eq(data_in[:16]), mask_r.eq(((1 << nibbles) - 1) << (slot * nibbles))]
+        sel1, sel2 = Signal(2), Signal(2)
+        slot1, slot2 = Signal(max(1, shift)), Signal(max(1, shift))
+        with m.If(self.read.en & ~we):
+            m.d.sync += [sel1.eq(sel), slot1.eq(slot)]
+        with m.If(self.read.en):
+            m.d.sync += [sel2.eq(sel1), slot2.eq(slot1)]
         outs = []
         for b in range(self.banks):
             dout = Signal(16, name=f"spram{b}_dout")
             outs.append(dout)
             m.submodules[f"spram{b}"] = Instance(
                 "SB_SPRAM256KA",
-                i_ADDRESS=Cat(word[:ab], Const(0, 14 - ab)) if ab < 14 else word[:14],
-                i_DATAIN=data_in[:16],
-                i_MASKWREN=mask, i_WREN=we & (w_sel == b),
-                i_CHIPSELECT=we | self.read.en,
+                i_ADDRESS=Cat(word_r[:ab], Const(0, 14 - ab)) if ab < 14 else word_r[:14],
+                i_DATAIN=data_r, i_MASKWREN=mask_r, i_WREN=we_r & (w_sel_r == b),
+                i_CHIPSELECT=we_r | self.read.en,
                 i_CLOCK=ClockSignal(), i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1),
                 i_POWEROFF=Const(1, 1), o_DATAOUT=dout)
-        # Each SPRAM's output is registered next to it, then the bank and slot are picked
-        # (latency 3 with the output register, as WeightMemory).
         read_word = Signal(16)
-        held = []
-        for b, dout in enumerate(outs):
-            r = Signal(16, name=f"spram{b}_word")
-            with m.If(self.read.en):
-                m.d.sync += r.eq(dout)
-            held.append(r)
         with m.Switch(sel2):
-            for b, r in enumerate(held):
+            for b, dout in enumerate(outs):
                 with m.Case(b):
-                    m.d.comb += read_word.eq(r)
+                    m.d.comb += read_word.eq(dout)
         picked = read_word.word_select(slot2, slot_bits) if per_word > 1 else read_word
         with m.If(self.read.en):
             m.d.sync += self.read.data.eq(picked[:g.lanes])
