@@ -23,12 +23,12 @@ class ReadoutUnit(wiring.Component):
     -----
     i_cand : In(stream.Signature(NeuronResultLayout))
         Registered, then compared (one candidate per cycle); not ready while a decision waits
-        in ``o_class`` or the last candidate is being decided;
+        in ``o_class`` or the last candidate is on its way;
         ``last`` marks the final candidate. ``index``, ``v``, ``count``, ``first``, ``fired``
         are used.
     o_class : Out(stream.Signature(ClassLayout))
-        Valid two cycles after the last candidate is accepted, until taken. Each candidate is
-        compared with the keys it can meet as it is registered (one candidate per cycle).
+        Valid three cycles after the last candidate is accepted, until taken (one candidate per
+        cycle: registered, compared, decided).
     rule : In(2)
         :class:`ReadoutRule`; stable during a readout.
     clear : In(1)
@@ -68,36 +68,40 @@ class ReadoutUnit(wiring.Component):
         cand_key = Signal(key_w)
         m.d.comb += cand_key.eq(Cat(cand.v.as_unsigned() ^ (1 << (g.v_width - 1)), primary))
 
-        c_valid = Signal()
-        c = Signal(NeuronResultLayout(g.idx_w, g.v_width))
-        c_key = Signal(key_w)
-        b_key = Signal(key_w)
-        # A candidate is compared as it is registered, against both keys the best can have by
-        # the time it is decided: the registered candidate's (if that one is taken in this
-        # cycle) and the current best's. Deciding is then a selection among registered bits
-        # (timing: no carry chain in front of the best's enables).
+        # Two stages: `c` registers the candidate and its key; `d` registers it again with its
+        # key compared against both keys the best can have by the time it is decided (the
+        # candidate ahead of it, if that one is taken in the same cycle, and the best before
+        # that). Deciding is then a selection among registered bits (timing: neither the
+        # candidate's path nor a carry chain is in front of the best's enables).
+        layout = NeuronResultLayout(g.idx_w, g.v_width)
+        c_valid, d_valid = Signal(), Signal()
+        c, d = Signal(layout), Signal(layout)
+        c_key, d_key, b_key = Signal(key_w), Signal(key_w), Signal(key_w)
         take = Signal()
-        gt_c = Signal()         # candidate > the candidate registered before it
-        gt_b = Signal()         # candidate > the best when it was registered
-        took_prev = Signal()    # ... and the candidate before it was taken in that cycle
-        m.d.comb += self.i_cand.ready.eq(~self.o_class.valid & ~(c_valid & c.last))
-        m.d.sync += c_valid.eq(self.i_cand.valid & self.i_cand.ready)
+        gt_prev = Signal()      # d's key > the key of the candidate ahead of it
+        gt_best = Signal()      # d's key > the best before that candidate was decided
+        took_prev = Signal()    # ... and that candidate was taken
+        m.d.comb += self.i_cand.ready.eq(~self.o_class.valid & ~(c_valid & c.last)
+                                         & ~(d_valid & d.last))
+        m.d.sync += [c_valid.eq(self.i_cand.valid & self.i_cand.ready), d_valid.eq(c_valid)]
         with m.If(self.i_cand.valid & self.i_cand.ready):
-            m.d.sync += [c.eq(cand), c_key.eq(cand_key), gt_c.eq(cand_key > c_key),
-                         gt_b.eq(cand_key > b_key), took_prev.eq(c_valid & take)]
-        m.d.comb += take.eq(~have | Mux(took_prev, gt_c, gt_b))
-
+            m.d.sync += [c.eq(cand), c_key.eq(cand_key)]
         with m.If(c_valid):
+            m.d.sync += [d.eq(c), d_key.eq(c_key), gt_prev.eq(c_key > d_key),
+                         gt_best.eq(c_key > b_key), took_prev.eq(d_valid & take)]
+        m.d.comb += take.eq(~have | Mux(took_prev, gt_prev, gt_best))
+
+        with m.If(d_valid):
             with m.If(take):
-                m.d.sync += [b_index.eq(c.index), b_v.eq(c.v), b_key.eq(c_key)]
-            with m.If(c.last):
+                m.d.sync += [b_index.eq(d.index), b_v.eq(d.v), b_key.eq(d_key)]
+            with m.If(d.last):
                 m.d.sync += [have.eq(0), self.o_class.valid.eq(1),
-                             self.o_class.payload.index.eq(Mux(take, c.index, b_index)),
-                             self.o_class.payload.value.eq(Mux(take, c.v, b_v))]
+                             self.o_class.payload.index.eq(Mux(take, d.index, b_index)),
+                             self.o_class.payload.value.eq(Mux(take, d.v, b_v))]
             with m.Else():
                 m.d.sync += have.eq(1)
         with m.If(self.o_class.valid & self.o_class.ready):
             m.d.sync += self.o_class.valid.eq(0)
         with m.If(self.clear):
-            m.d.sync += [have.eq(0), self.o_class.valid.eq(0), c_valid.eq(0)]
+            m.d.sync += [have.eq(0), self.o_class.valid.eq(0), c_valid.eq(0), d_valid.eq(0)]
         return m
