@@ -152,13 +152,14 @@ class NeuronUnit(wiring.Component):
                      leak_c_on.eq(mode_r.leak_c != 0),
                      leak_v_amt.eq(Mux(mode_r.leak_v >= vw - 1, vw - 1, mode_r.leak_v)),
                      leak_c_amt.eq(Mux(mode_r.leak_c >= cw - 1, cw - 1, mode_r.leak_c))]
+        # The layer's memory base and whether it is the output layer, registered like its mode.
         nbase = Signal(span(S))
         with m.Switch(self.layer):
             for l in range(L):
                 with m.Case(l):
-                    m.d.comb += nbase.eq(bases[l])
+                    m.d.sync += nbase.eq(bases[l])
         is_out = Signal()
-        m.d.comb += is_out.eq(self.layer == L - 1)
+        m.d.sync += is_out.eq(self.layer == L - 1)
 
         cmd_layout = NeuronCommandLayout(g.idx_w, g.syn_w)
         long = g.neuron_pipeline == "long"

@@ -38,7 +38,8 @@ class SynapseUnit(wiring.Component):
     weights : Out(ReadPortSignature)
         To the weight memory (latency 3: its output register is this unit's stage-3 weight word).
     layer : In(LAYER_WIDTH)
-        Layer being processed (0-based); must be stable from the first event to the last record.
+        Layer being processed (0-based); set at least one cycle before the layer's first event
+        and stable until its last record.
     clear : In(1)
         Pulse: abandon everything and zero all accumulators (``max_chunks`` cycles).
     busy : Out(1)
@@ -67,14 +68,15 @@ class SynapseUnit(wiring.Component):
         wp = acc.write_port()
         rp = acc.read_port(transparent_for=(wp,))
 
-        # Per-layer constants selected by `layer`.
+        # Per-layer constants selected by `layer`, registered (timing: no layer decode on the
+        # control paths; an event reaches the accumulate FSM three cycles after it enters).
         chunks = Signal(range(C + 1))
         multi_chunk = Signal()
         n_groups = Signal(range(max(g.groups) + 1))
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
-                    m.d.comb += [chunks.eq(g.chunks[l]), multi_chunk.eq(g.chunks[l] > 1),
+                    m.d.sync += [chunks.eq(g.chunks[l]), multi_chunk.eq(g.chunks[l] > 1),
                                  n_groups.eq(g.groups[l])]
 
         n = Signal(range(g.max_events_into_layer + 1))   # events since the last flush
