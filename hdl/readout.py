@@ -81,8 +81,12 @@ class ReadoutUnit(wiring.Component):
         gt_prev = Signal()      # d's key > the key of the candidate ahead of it
         gt_best = Signal()      # d's key > the best before that candidate was decided
         took_prev = Signal()    # ... and that candidate was taken
-        m.d.comb += self.i_cand.ready.eq(~self.o_class.valid & ~(c_valid & c.last)
-                                         & ~(d_valid & d.last))
+        # Ready unless the last candidate is on its way or its decision waits in o_class,
+        # as a register (timing).
+        cand_ok = Signal(init=1)
+        m.d.comb += self.i_cand.ready.eq(cand_ok)
+        with m.If(self.i_cand.valid & self.i_cand.ready & cand.last):
+            m.d.sync += cand_ok.eq(0)
         m.d.sync += [c_valid.eq(self.i_cand.valid & self.i_cand.ready), d_valid.eq(c_valid)]
         with m.If(self.i_cand.valid & self.i_cand.ready):
             m.d.sync += [c.eq(cand), c_key.eq(cand_key)]
@@ -101,7 +105,8 @@ class ReadoutUnit(wiring.Component):
             with m.Else():
                 m.d.sync += have.eq(1)
         with m.If(self.o_class.valid & self.o_class.ready):
-            m.d.sync += self.o_class.valid.eq(0)
+            m.d.sync += [self.o_class.valid.eq(0), cand_ok.eq(1)]
         with m.If(self.clear):
-            m.d.sync += [have.eq(0), self.o_class.valid.eq(0), c_valid.eq(0), d_valid.eq(0)]
+            m.d.sync += [have.eq(0), self.o_class.valid.eq(0), c_valid.eq(0), d_valid.eq(0),
+                         cand_ok.eq(1)]
         return m
