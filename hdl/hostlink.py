@@ -5,6 +5,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import CoreGeometry
 from .layouts import ConfigWriteLayout, ErrorBit, InputEventLayout, ResultLayout
+from .slice import RegisterSlice
 
 __all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "frame_sizes"]
 
@@ -91,14 +92,11 @@ class HostLink(wiring.Component):
         m = Module()
         m.submodules.rxq = rxq = fifo.SyncFIFOBuffered(width=8, depth=self.rx_depth)
         wiring.connect(m, wiring.flipped(self.i_rx), rxq.w_stream)
-        # Results enter through a 2-entry queue (timing: the core's result path ends at its
-        # registers instead of running on into the transmitter's frame mux).
-        result_layout = ResultLayout(g.idx_w, g.v_width)
-        m.submodules.resultq = resultq = fifo.SyncFIFO(width=result_layout.size, depth=2)
-        m.d.comb += [resultq.w_stream.valid.eq(self.i_results.valid),
-                     resultq.w_stream.payload.eq(self.i_results.payload.as_value()),
-                     self.i_results.ready.eq(resultq.w_stream.ready)]
-        result = resultq.r_stream
+        # Results enter through a register slice (timing: the core's result handshake ends at
+        # its flip-flops, and the transmitter's state does not reach back into the core).
+        m.submodules.result_slice = result_slice = RegisterSlice(ResultLayout(g.idx_w, g.v_width))
+        wiring.connect(m, wiring.flipped(self.i_results), result_slice.i)
+        result = result_slice.o
         # Input events leave through a queue with a registered output (timing: the decoder's
         # state no longer reaches into the core's event handling).
         event_layout = InputEventLayout(g.idx_w)
