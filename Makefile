@@ -75,7 +75,7 @@ clean:
 
 .PHONY: bitstream weights core-speed
 bitstream: $(STAMP)
-	$(PY) -m hdl.bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga
+	$(PY) -m hdl.bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED),--seed $(SEED))
 
 weights: $(STAMP)
 	$(PY) -m hdl.weights_patch --build $(BUILD) --model $(MODEL) --out $(BUILD)/patched-$(notdir $(MODEL)).$(if $(filter icebreaker,$(BOARD)),bin,bit)

@@ -194,6 +194,20 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
 ONE_HOT_FSMS = 'setattr -set fsm_encoding "one-hot" w:fsm_state; setattr -unset init w:fsm_state'
 
 
+def parse_seeds(text: str) -> list:
+    """``"1-4"`` -> [1, 2, 3, 4]; ``"1,3,7"`` -> [1, 3, 7] (argparse type of ``--seeds``)."""
+    seeds = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds: expected e.g. 1-4 or 1,3,7, got {text!r}")
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds: expected distinct seeds >= 0, got {text!r}")
+    return seeds
+
+
 def pll_settings(pll) -> dict:
     """The divider settings of an :class:`hdl.pll.ICE40PLL` / :class:`hdl.pll.ECP5PLL`."""
     from dataclasses import asdict
@@ -224,6 +238,10 @@ def write_report(report: dict, json_path, md_path) -> None:
     lines += ["", f"nextpnr Fmax (seed {report.get('nextpnr_seed', 1)}): **{c['fmax_mhz']:.1f} MHz** "
               f"({verdict} the {c['constraint_mhz']:.0f} MHz "
               f"constraint place-and-route was timed against)."]
+    if report.get("seed_sweep_fmax_mhz"):
+        lines += ["", "Placement seeds tried (Fmax, MHz): " + ", ".join(
+            f"{s}: {f:.1f}" for s, f in report["seed_sweep_fmax_mhz"].items())
+            + f"; the report is seed {report.get('nextpnr_seed')}'s build."]
     if "core_clock_mhz" in c:
         met = c["timing_met_at_core_clock"]
         lines += ["", f"The board top runs the core at **{c['core_clock_mhz']:g} MHz** from a PLL "
@@ -292,6 +310,9 @@ def main(argv=None) -> int:
                         "TOML, else the board's default); the closest PLL output at or below")
     p.add_argument("--seed", type=int, default=None,
                    help="nextpnr seed (default: [board] nextpnr_seed of the hardware TOML, else 1)")
+    p.add_argument("--seeds", type=parse_seeds, default=None,
+                   help="place and route with each of these seeds (e.g. 1-4 or 1,3,7; one after "
+                        "the other), keep the one with the highest Fmax; the report lists all")
     p.add_argument("--throughput-images", type=int, default=100,
                    help="MNIST test images simulated for the throughput figure (0: skip)")
     p.add_argument("--report-dir", type=Path, help="also write <board>-<model>.json/.md here")
@@ -301,15 +322,32 @@ def main(argv=None) -> int:
                         "(same model and options): patch, measure and report again")
     args = p.parse_args(argv)
     from hdl.board import DeviceFitError
+    out = Path(args.out) if args.out else REPO / "build" / "bitstream" / f"{args.board}-{args.model.name}"
+    common = dict(weights=args.weights, target_mhz=args.target_mhz, verbose=args.verbose,
+                  clock_mhz=args.clock_mhz)
     try:
-        report = build(args.board, args.model, args.hw_config, args.out, weights=args.weights,
-                       target_mhz=args.target_mhz, seed=args.seed,
-                       throughput_images=args.throughput_images, verbose=args.verbose,
-                       reuse=args.reuse, clock_mhz=args.clock_mhz)
+        if args.seeds:
+            sweep = {}
+            for s in args.seeds:
+                r = build(args.board, args.model, args.hw_config, out / "seeds" / str(s), seed=s,
+                          throughput_images=0, **common)
+                sweep[s] = r["clock"]["fmax_mhz"]
+                print(f"  seed {s}: Fmax {sweep[s]:.1f} MHz", flush=True)
+            best = max(sweep, key=lambda s: (sweep[s], -s))
+            # The best placement becomes the build; patch, measure and report it.
+            shutil.copytree(out / "seeds" / str(best), out, dirs_exist_ok=True)
+            report = build(args.board, args.model, args.hw_config, out, seed=best, reuse=True,
+                           throughput_images=args.throughput_images, **common)
+            report["seed_sweep_fmax_mhz"] = {str(s): round(f, 2) for s, f in sweep.items()}
+            report["command"] += f" SEEDS={','.join(map(str, args.seeds))}"
+        else:
+            report = build(args.board, args.model, args.hw_config, args.out, seed=args.seed,
+                           throughput_images=args.throughput_images, reuse=args.reuse, **common)
+            if args.seed is not None:
+                report["command"] += f" SEED={args.seed}"
     except DeviceFitError as exc:
         print(f"bsnn bitstream: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else REPO / "build" / "bitstream" / f"{args.board}-{args.model.name}"
     stem = f"{args.board}-{args.model.name}"
     write_report(report, out / "report-summary.json", out / "report.md")
     if args.report_dir:

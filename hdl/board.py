@@ -3,8 +3,8 @@
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Elaboratable, Module, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CoreGeometry, HardwareConfig
@@ -185,16 +185,22 @@ class _PlatformTop(Elaboratable):
         # iCE40 block RAMs read as zero for some microseconds after configuration: the reset
         # is held 20 us after lock there (as amaranth's own power-on reset does, 15 us).
         por = int(20e-6 * self.pll.f_out) if isinstance(self.pll, ICE40PLL) else 16
-        m.submodules.clock = BoardClock(clk, self.pll, por_cycles=por)
+        m.domains.sync = cd_sync = ClockDomain("sync")
+        m.submodules.clock = BoardClock(clk, self.pll, cd_sync, por_cycles=por)
         m.submodules.top = top = self.top
-        uart = platform.request("uart", 0)
-        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
-        try:
-            leds = [platform.request("led", i) for i in range(3)]
-        except Exception:      # a board with fewer LEDs: show what fits
-            leds = []
-        for led, sig in zip(leds, [top.busy, top.error[0], top.error[1]]):
-            m.d.comb += led.o.eq(sig)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx_buf.i), tx_buf.o.eq(top.tx)]
+        leds = []
+        for i in range(3):
+            try:
+                leds.append(platform.request("led", i, dir="-"))
+            except Exception:      # a board with fewer LEDs: show what fits
+                break
+        for i, (led, sig) in enumerate(zip(leds, [top.busy, top.error[0], top.error[1]])):
+            m.submodules[f"led{i}_buf"] = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(sig)
         return m
 
 

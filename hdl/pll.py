@@ -14,8 +14,8 @@ The PLL settings are searched here from the datasheet relations (no vendor tool)
 """
 from dataclasses import dataclass
 
-from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Elaboratable,
-                          Instance, Module, Signal)
+from amaranth.hdl import (Cat, ClockDomain, Const, DomainRenamer, Elaboratable, Instance, Module,
+                          Signal)
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -150,23 +150,24 @@ class LockReset(wiring.Component):
 
 
 class BoardClock(Elaboratable):
-    """Creates the ``sync`` domain at ``pll.f_out`` from the board oscillator ``clk_port``
-    (a port from ``platform.request(..., dir="-")``).
+    """Drives the clock and reset of ``domain`` (defined by the caller, usually ``sync``): the
+    PLL's output at ``pll.f_out`` from the board oscillator ``clk_port`` (a port from
+    ``platform.request(..., dir="-")``).
 
     Reset: held while the PLL is not locked, then for ``por_cycles`` more cycles (the iCE40's
     block RAMs read as zero for some microseconds after configuration), released synchronously.
     ``pll`` is an :class:`ICE40PLL` or :class:`ECP5PLL`.
     """
-    def __init__(self, clk_port, pll, por_cycles: int = 0):
+    def __init__(self, clk_port, pll, domain: ClockDomain, por_cycles: int = 0):
         self.clk_port = clk_port
         self.pll = pll
+        self.domain = domain
         self.por_cycles = por_cycles
         self.lock = Signal()
-        self.domain = ClockDomain("sync")
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = cd_sync = self.domain
+        cd_sync = self.domain
         p = self.pll
         if isinstance(p, ICE40PLL):
             # The oscillator's pin is the PLL's own input pad (iCEBreaker: pin 35): the PLL
@@ -198,7 +199,7 @@ class BoardClock(Elaboratable):
                 o_CLKOP=cd_sync.clk, o_LOCK=self.lock)
         # The reset logic runs in a domain of its own without reset (it is the reset).
         m.domains.por = cd_por = ClockDomain("por", reset_less=True)
-        m.d.comb += cd_por.clk.eq(ClockSignal("sync"))
+        m.d.comb += cd_por.clk.eq(cd_sync.clk)
         m.submodules.lock_reset = lr = DomainRenamer("por")(LockReset(self.por_cycles))
         m.d.comb += [lr.lock.eq(self.lock), cd_sync.rst.eq(~lr.ready)]
         return m

@@ -56,3 +56,35 @@ def test_lock_reset_waits_for_lock_and_the_delay(por):
 def test_lock_reset_refuses_negative_delay():
     with pytest.raises(ValueError, match="por_cycles"):
         LockReset(-1)
+
+
+@pytest.mark.parametrize("board,expect,constraint", [
+    ("icebreaker", ["SB_PLL40_PAD", "DIVF 7'1001111", "DIVQ 3'101"],
+     ("t.pcf", "set_frequency clk12_0__io 16.8")),             # 42 MHz * 12 / 30
+    ("ulx3s-85f", ["EHXPLLL", "CLKI_DIV 5", "CLKFB_DIV 18", "CLKOP_DIV 8"],
+     ("t.lpf", 'FREQUENCY PORT "clk25_0__io" 30555555.5')),     # 110 MHz * 25 / 90
+])
+def test_platform_top_runs_the_core_from_the_pll(board, expect, constraint):
+    """The board top instantiates the PLL with the searched settings, and the oscillator's
+    constraint is scaled so that nextpnr times the PLL's output against the target."""
+    import numpy as np
+    from firmware_export.bundle import random_bundle
+    from hdl.board import BOARDS, platform_top
+    from hdl.config import HardwareConfig
+    bundle = random_bundle(np.random.default_rng(1), sizes=[10, 6, 3])
+    platform, top, *_ = platform_top(bundle, HardwareConfig(lanes=4), BOARDS[board])
+    plan = platform.prepare(top, name="t")
+    il = plan.files["t.il"]
+    for text in expect:
+        assert text in il, text
+    name, line = constraint
+    assert line in plan.files[name]
+
+
+def test_seed_lists():
+    import argparse
+    from hdl.bitstream import parse_seeds
+    assert parse_seeds("1-4") == [1, 2, 3, 4] and parse_seeds("2,5,9") == [2, 5, 9]
+    for bad in ("", "x", "1,1", "3-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_seeds(bad)
