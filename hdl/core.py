@@ -10,6 +10,7 @@ from .layouts import (SynapticInputLayout, ConfigTarget, ConfigWriteLayout, Erro
                       ResultLayout, SpikeGroupLayout)
 from .neuron import NeuronUnit
 from .readout import ReadoutUnit
+from .slice import RegisterSlice
 from .synapse import SynapseUnit
 from .weights import SPRAMWeightMemory, WeightMemory
 
@@ -213,14 +214,14 @@ class BSNNCore(wiring.Component):
         # (timing: the sequencer's state and the index compare do not reach the host link's
         # queue; `ready` depends on the queue's fill level alone).
         ev_layout = InputEventLayout(g.idx_w)
-        m.submodules.evin = evin = fifo.SyncFIFO(width=ev_layout.size + 1, depth=2)
-        m.d.comb += [evin.w_stream.valid.eq(self.i_events.valid),
-                     evin.w_stream.payload.eq(Cat(self.i_events.payload.as_value(),
+        m.submodules.evin = evin = RegisterSlice(ev_layout.size + 1)
+        m.d.comb += [evin.i.valid.eq(self.i_events.valid),
+                     evin.i.payload.eq(Cat(self.i_events.payload.as_value(),
                                                   self.i_events.payload.index >= g.sizes[0])),
-                     self.i_events.ready.eq(evin.w_stream.ready)]
-        ev = ev_layout(evin.r_stream.payload[:ev_layout.size])
-        ev_bad_index = evin.r_stream.payload[ev_layout.size]
-        ev_in = evin.r_stream
+                     self.i_events.ready.eq(evin.i.ready)]
+        ev = ev_layout(evin.o.payload[:ev_layout.size])
+        ev_bad_index = evin.o.payload[ev_layout.size]
+        ev_in = evin.o
 
         # ---- register slices (timing): no ready signal crosses from one unit to the next ----
         # synapse drain -> command queue -> neuron banks; banks -> result queue -> sequencer.
@@ -228,29 +229,29 @@ class BSNNCore(wiring.Component):
         # banks only ever take commands from it: their pipeline enable never depends on the
         # sequencer's state.
         cmd_layout = SynapticInputLayout(g.group_w, g.syn_w, U)
-        m.submodules.cmdq = cmdq = fifo.SyncFIFO(width=cmd_layout.size + 1, depth=2)
+        m.submodules.cmdq = cmdq = RegisterSlice(cmd_layout.size + 1)
         in_dump = Signal()
         dump_cmd = Signal(cmd_layout)
         m.d.comb += [
-            cmdq.w_stream.valid.eq(Mux(in_dump, dump_more, syn.o_input.valid)),
-            cmdq.w_stream.payload.eq(Mux(in_dump, Cat(dump_cmd.as_value(), 1),
+            cmdq.i.valid.eq(Mux(in_dump, dump_more, syn.o_input.valid)),
+            cmdq.i.payload.eq(Mux(in_dump, Cat(dump_cmd.as_value(), 1),
                                          Cat(syn.o_input.payload.as_value(), 0))),
             # (no gating by the state: the synapse unit has nothing to drain during DUMP)
-            syn.o_input.ready.eq(cmdq.w_stream.ready),
+            syn.o_input.ready.eq(cmdq.i.ready),
             dump_cmd.group.eq(dump_g), dump_cmd.last.eq(dump_g == g.groups[-1] - 1),
         ]
-        cin = cmd_layout(cmdq.r_stream.payload[:cmd_layout.size])
-        cin_dump = cmdq.r_stream.payload[cmd_layout.size]
+        cin = cmd_layout(cmdq.o.payload[:cmd_layout.size])
+        cin_dump = cmdq.o.payload[cmd_layout.size]
         for u, bank in enumerate(banks):
             cmd = bank.i_cmd.payload
-            m.d.comb += [bank.i_cmd.valid.eq(cmdq.r_stream.valid),
+            m.d.comb += [bank.i_cmd.valid.eq(cmdq.o.valid),
                          cmd.index.eq(cin.group), cmd.value.eq(cin.value[u]), cmd.last.eq(cin.last)]
             if U > 1:
                 # Padding lanes beyond the layer: report only, never write back.
                 m.d.comb += cmd.dump.eq(cin_dump | (cin.group * U + u >= n_size))
             else:
                 m.d.comb += cmd.dump.eq(cin_dump)
-        m.d.comb += cmdq.r_stream.ready.eq(neu.i_cmd.ready)
+        m.d.comb += cmdq.o.ready.eq(neu.i_cmd.ready)
         res_layout = NeuronResultLayout(g.idx_w, g.v_width)
         # With the group's results the queue carries, per lane, whether the neuron exists in
         # the output layer and whether it is the output layer's last one (used by the dump),
@@ -263,28 +264,28 @@ class BSNNCore(wiring.Component):
         trace_mask = Signal(U)
         in_spikes = Cat(*[bank.o_result.payload.spike for bank in banks])
         m.d.comb += trace_mask.eq(Mux(trace_en, in_spikes, 0) if g.trace else 0)
-        m.submodules.resq = resq = fifo.SyncFIFO(width=res_layout.size * U + 3 * U + 1, depth=2)
+        m.submodules.resq = resq = RegisterSlice(res_layout.size * U + 3 * U + 1)
         in_j0 = Signal(g.idx_w + log_u + 1)
         m.d.comb += in_j0.eq(neu.o_result.payload.index * U)
-        m.d.comb += [resq.w_stream.valid.eq(neu.o_result.valid),
-                     resq.w_stream.payload.eq(Cat(
+        m.d.comb += [resq.i.valid.eq(neu.o_result.valid),
+                     resq.i.payload.eq(Cat(
                          *[bank.o_result.payload.as_value() for bank in banks],
                          *[in_j0 + u < g.layer_sizes[-1] for u in range(U)],
                          *[in_j0 + u == g.layer_sizes[-1] - 1 for u in range(U)],
                          trace_mask,
                          (in_spikes != 0) & is_hidden if hidden_groups else 0))]
         for bank in banks:
-            m.d.comb += bank.o_result.ready.eq(resq.w_stream.ready)
-        results = [res_layout(resq.r_stream.payload[u * res_layout.size:(u + 1) * res_layout.size])
+            m.d.comb += bank.o_result.ready.eq(resq.i.ready)
+        results = [res_layout(resq.o.payload[u * res_layout.size:(u + 1) * res_layout.size])
                    for u in range(U)]
-        flags = resq.r_stream.payload[res_layout.size * U:]
+        flags = resq.o.payload[res_layout.size * U:]
         valid_mask, last_mask, emit_mask = flags[:U], flags[U:2 * U], flags[2 * U:3 * U]
         need_fifo = flags[3 * U]
 
         # ---- the result group of the neuron banks (all banks move in lockstep) ----
-        res_valid = resq.r_stream.valid
+        res_valid = resq.o.valid
         grp_ready = Signal()
-        m.d.comb += resq.r_stream.ready.eq(grp_ready)
+        m.d.comb += resq.o.ready.eq(grp_ready)
         j0 = Signal(g.idx_w + log_u + 1)
         m.d.comb += j0.eq(results[0].index * U)
         spike_mask = Signal(U)
@@ -434,7 +435,7 @@ class BSNNCore(wiring.Component):
 
             with m.State("DUMP"):
                 m.d.comb += in_dump.eq(1)
-                with m.If(cmdq.w_stream.valid & cmdq.w_stream.ready):
+                with m.If(cmdq.i.valid & cmdq.i.ready):
                     m.d.sync += dump_g.eq(dump_g + 1)
                     with m.If(dump_cmd.last):
                         m.d.sync += dump_more.eq(0)

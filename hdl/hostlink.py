@@ -109,9 +109,9 @@ class HostLink(wiring.Component):
         # The received bytes pass one more register stage (timing: a block RAM's output does
         # not drive the decoder directly); an opcode is registered one-hot and acted on in the
         # next cycle (no byte compare in front of the decoder's state).
-        m.submodules.rxreg = rxreg = fifo.SyncFIFO(width=8, depth=2)
-        wiring.connect(m, rxq.r_stream, rxreg.w_stream)
-        rx = rxreg.r_stream
+        m.submodules.rxreg = rxreg = RegisterSlice(8)
+        wiring.connect(m, rxq.r_stream, rxreg.i)
+        rx = rxreg.o
         max_args = max(1 + A + D, K)
         opcodes = [Opcode.CONFIG, Opcode.EVENT, Opcode.START, Opcode.PING, Opcode.INFO]
         op = Signal(len(opcodes))                # the command being received, one-hot

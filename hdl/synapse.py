@@ -1,11 +1,12 @@
 """XNOR-popcount synapse lanes: per-neuron synaptic input sums of one layer and one time step."""
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import LAYER_WIDTH, CoreGeometry, span
 from .layouts import SynapseEventLayout, SynapticInputLayout
+from .slice import RegisterSlice
 from .weights import ReadPortSignature
 
 __all__ = ["SynapseUnit"]
@@ -88,46 +89,46 @@ class SynapseUnit(wiring.Component):
         # (index * chunks, then + base); the last holds it for the accumulate FSM (timing).
         # `clear` empties them.
         in_layout = SynapseEventLayout(g.idx_w)
-        inq = fifo.SyncFIFO(width=in_layout.size, depth=2)
+        inq = RegisterSlice(in_layout.size)
         m.submodules.inq = ResetInserter(self.clear)(inq)
         ev_layout = data.StructLayout({"flush": 1, "polarity": 1, "row": g.weight_addr_w})
-        evq = fifo.SyncFIFO(width=ev_layout.size, depth=2)
+        evq = RegisterSlice(ev_layout.size)
         m.submodules.evq = ResetInserter(self.clear)(evq)
         m.d.comb += [
-            inq.w_stream.valid.eq(self.i_event.valid & ~self.busy),
-            inq.w_stream.payload.eq(self.i_event.payload.as_value()),
-            self.i_event.ready.eq(inq.w_stream.ready & ~self.busy),
+            inq.i.valid.eq(self.i_event.valid & ~self.busy),
+            inq.i.payload.eq(self.i_event.payload.as_value()),
+            self.i_event.ready.eq(inq.i.ready & ~self.busy),
         ]
         # index * chunks, then + base, each between two queues (a constant multiplier can map
         # to a slow DSP block).
-        queued = in_layout(inq.r_stream.payload)
+        queued = in_layout(inq.o.payload)
         product = Signal(g.weight_addr_w)
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
                     m.d.comb += product.eq(queued.index * g.chunks[l])
-        midq = fifo.SyncFIFO(width=ev_layout.size, depth=2)
+        midq = RegisterSlice(ev_layout.size)
         m.submodules.midq = ResetInserter(self.clear)(midq)
         m.d.comb += [
-            midq.w_stream.valid.eq(inq.r_stream.valid),
-            midq.w_stream.payload.eq(Cat(queued.flush, queued.polarity, product)),
-            inq.r_stream.ready.eq(midq.w_stream.ready),
+            midq.i.valid.eq(inq.o.valid),
+            midq.i.payload.eq(Cat(queued.flush, queued.polarity, product)),
+            inq.o.ready.eq(midq.i.ready),
         ]
-        mid = ev_layout(midq.r_stream.payload)
+        mid = ev_layout(midq.o.payload)
         row_in = Signal(g.weight_addr_w)
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
                     m.d.comb += row_in.eq(g.weight_base[l] + mid.row)
-        ev = ev_layout(evq.r_stream.payload)
-        ev_valid = evq.r_stream.valid
+        ev = ev_layout(evq.o.payload)
+        ev_valid = evq.o.valid
         ev_flush, ev_pol, ev_row = ev.flush, ev.polarity, ev.row
         ev_take = Signal()
         m.d.comb += [
-            evq.w_stream.valid.eq(midq.r_stream.valid),
-            evq.w_stream.payload.eq(Cat(mid.flush, mid.polarity, row_in)),
-            midq.r_stream.ready.eq(evq.w_stream.ready),
-            evq.r_stream.ready.eq(ev_take),
+            evq.i.valid.eq(midq.o.valid),
+            evq.i.payload.eq(Cat(mid.flush, mid.polarity, row_in)),
+            midq.o.ready.eq(evq.i.ready),
+            evq.o.ready.eq(ev_take),
         ]
 
         # ---- accumulate pipeline: stage 0 issues the reads, stage 3 writes the sums back ----
