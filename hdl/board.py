@@ -45,7 +45,7 @@ class Board:
 
 
 BOARDS = {
-    "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", 12e6, 30, 4096, 4, 5280, 42.0, 30.0),
+    "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", 12e6, 30, 4096, 4, 5280, 42.0, 33.0),
     "ulx3s-85f": Board("ulx3s-85f", "ecp5", "LFE5U-85F", 25e6, 208, 18432, 0, 83640, 110.0, 90.0),
     "ulx3s-45f": Board("ulx3s-45f", "ecp5", "LFE5U-45F", 25e6, 108, 18432, 0, 43848, 110.0, 90.0),
     "ulx3s-25f": Board("ulx3s-25f", "ecp5", "LFE5U-25F", 25e6, 56, 18432, 0, 24288, 110.0, 90.0),
