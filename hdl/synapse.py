@@ -209,12 +209,19 @@ class SynapseUnit(wiring.Component):
             self.o_input.payload.last.eq(o_last),
         ]
         # The U popcounts of group o_q of the word, as a signal of its own (so that the payload
-        # is a plain assignment in the Verilog: Icarus needs no time-zero event for it).
+        # is a plain assignment in the Verilog: Icarus needs no time-zero event for it). The
+        # read port shows the record's word; its first group is taken from there, the later
+        # ones from a copy shifted one group per record (timing: no group multiplexer between
+        # the memory and the subtraction).
+        fw = U * g.acc_w
+        o_first = Signal()                  # o_q == 0, registered with o_q
+        rest = Signal(P * g.acc_w)          # the word's groups after the current one
+        word = Signal(P * g.acc_w)
+        m.d.comb += word.eq(Mux(o_first, rp.data.as_value(), rest))
         pops = Signal(data.ArrayLayout(unsigned(g.acc_w), U))
-        with m.Switch(o_q):
-            for q in range(Q):
-                with m.Case(q):
-                    m.d.comb += pops.eq(rp.data.as_value()[q * U * g.acc_w:(q + 1) * U * g.acc_w])
+        m.d.comb += pops.eq(word[:fw])
+        with m.If(self.o_input.valid & self.o_input.ready):
+            m.d.sync += rest.eq(word >> fw)
         for u in range(U):
             m.d.comb += self.o_input.payload.value[u].eq((pops[u] << 1) - n)
 
@@ -269,6 +276,7 @@ class SynapseUnit(wiring.Component):
                 m.d.comb += [rp.en.eq(advance), rp.addr.eq(d_k)]
                 with m.If(advance):
                     m.d.sync += [o_valid.eq(d_more), o_g.eq(d_g), o_k.eq(d_k), o_q.eq(d_q),
+                                 o_first.eq(d_q == 0),
                                  o_last.eq(d_at_last)]
                     with m.If(d_more):
                         m.d.sync += [d_g.eq(d_g + 1), d_at_last.eq(d_g + 2 == n_groups)]

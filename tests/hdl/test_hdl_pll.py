@@ -59,8 +59,8 @@ def test_lock_reset_refuses_negative_delay():
 
 
 @pytest.mark.parametrize("board,expect,constraint", [
-    ("icebreaker", ["SB_PLL40_PAD", "DIVF 7'1001111", "DIVQ 3'101"],
-     ("t.pcf", "set_frequency clk12_0__io 16.8")),             # 42 MHz * 12 / 30
+    ("icebreaker", ["SB_PLL40_PAD", "DIVF 7'1010111", "DIVQ 3'101"],        # 33 MHz
+     ("t.pcf", "set_frequency clk12_0__io 15.27")),            # 42 MHz * 12 / 33
     ("ulx3s-85f", ["EHXPLLL", "CLKI_DIV 5", "CLKFB_DIV 18", "CLKOP_DIV 8"],
      ("t.lpf", 'FREQUENCY PORT "clk25_0__io" 30555555.5')),     # 110 MHz * 25 / 90
 ])
