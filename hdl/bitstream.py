@@ -128,6 +128,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     ext = "asc" if board.family == "ice40" else "config"
     if reuse and (out / "report.json").exists() and (out / f"template.{ext}").exists():
         shutil.copyfile(out / f"template.{ext}", out / f"{name}.{ext}")
+        for unbuilt in (top, top.top, top.top.core):    # the placed design is reused
+            unbuilt._MustUse__silence = True
     else:
         env = yowasp_environment()
         old = {k: os.environ.get(k) for k in env}

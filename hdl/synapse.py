@@ -95,9 +95,10 @@ class SynapseUnit(wiring.Component):
         evq = RegisterSlice(ev_layout.size)
         m.submodules.evq = ResetInserter(self.clear)(evq)
         m.d.comb += [
-            inq.i.valid.eq(self.i_event.valid & ~self.busy),
+            # (taken while clearing too: they wait in the queues until the clear is done)
+            inq.i.valid.eq(self.i_event.valid),
             inq.i.payload.eq(self.i_event.payload.as_value()),
-            self.i_event.ready.eq(inq.i.ready & ~self.busy),
+            self.i_event.ready.eq(inq.i.ready),
         ]
         # index * chunks, then + base, each between two queues (a constant multiplier can map
         # to a slow DSP block).

@@ -47,6 +47,7 @@ def memory_images(bundle, geom, templates: dict | None = None) -> dict:
                                            max_input_events=geom.max_input_events,
                                            neuron_lanes=geom.neuron_lanes,
                                            neuron_pipeline=geom.neuron_pipeline))
+    core._MustUse__silence = True       # only its memory images are wanted, never built
     from hdl.board import stored_widths
     bias, thr = core.bank_images(bundle)
     bw, tw = stored_widths(geom)
