@@ -206,6 +206,14 @@ class BSNNCore(wiring.Component):
                 with m.Case(GlobalAddress.TRACE):
                     m.d.sync += trace_en.eq(cfg_r.data[0])
 
+        # The units' clear pulse, registered after the start (timing: the start does not fan
+        # out through the idle decode into every unit).
+        unit_clear = Signal()
+        m.d.sync += unit_clear.eq(0)
+        m.d.comb += [syn.clear.eq(unit_clear), rdo.clear.eq(unit_clear)]
+        for bank in banks:
+            m.d.comb += bank.clear.eq(unit_clear)
+
         # Whether step t is the last one, kept as a register next to t (timing).
         last_step = Signal()
         res = self.o_results.payload
@@ -317,18 +325,17 @@ class BSNNCore(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
                 with m.If(self.start):
-                    m.d.comb += [syn.clear.eq(1), rdo.clear.eq(1)]
-                    for bank in banks:
-                        m.d.comb += bank.clear.eq(1)
-                    m.d.sync += [t.eq(0), layer.eq(0), layer_zero.eq(1), is_hidden.eq(L > 1), n_in.eq(0),
-                                 n_words.eq(0), error.eq(0), cycles.eq(0), sent.eq(0)]
+                    m.d.sync += [unit_clear.eq(1), t.eq(0), layer.eq(0), layer_zero.eq(1),
+                                 is_hidden.eq(L > 1), n_in.eq(0), n_words.eq(0), error.eq(0),
+                                 cycles.eq(0), sent.eq(0)]
                     m.next = "CLEAR"
 
             with m.State("CLEAR"):
-                # The neuron banks go on clearing while layer 1 accumulates the first step's
-                # events: they take no command before their clear is complete.
+                # The units clear from the first cycle here (unit_clear). The neuron banks go on
+                # clearing while layer 1 accumulates the first step's events: they take no
+                # command before their clear is complete.
                 m.d.sync += [last_step.eq(T <= 1), in_full.eq(max_ev == 0)]
-                with m.If(~syn.busy):
+                with m.If(~syn.busy & ~unit_clear):
                     m.next = "ACCUM"
 
             with m.State("ACCUM"):

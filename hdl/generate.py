@@ -46,7 +46,7 @@ def _hex_lines(values, width):
 def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes=None,
                    trace: bool = True, first_step_events: int = 0) -> int:
     """Busy cycles of one inference without stalls or dropped events (docs/architecture.md):
-    ``max(C, S_b - 8 - E_{1,0} * ceil(N_1 / P)) + N_L + D - 2 + T * (sum_l (G_l + D + 1))
+    ``max(C + 1, S_b - 7 - E_{1,0} * ceil(N_1 / P)) + N_L + D - 2 + T * (sum_l (G_l + D + 1))
     + sum_l ceil(N_l / P) * E_l + X``.
 
     ``D = neuron_latency + 8`` (11 with the short neuron pipeline, 18 with the long one),
@@ -72,7 +72,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
             pad[:, :n] = s
             k = pad.reshape(time_steps, geom.groups[l], U).sum(axis=2)
             extra += int(np.maximum(k - 1, 0).sum())
-    clear = max(C, Sb - 8 - int(first_step_events) * geom.chunks[0])
+    clear = max(C + 1, Sb - 7 - int(first_step_events) * geom.chunks[0])
     return clear + geom.layer_sizes[-1] + lat - 2 + time_steps * per_step + events + extra
 
 
@@ -140,7 +140,7 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
         },
         "neuron_lanes": g.neuron_lanes,
         "neuron_pipeline": g.neuron_pipeline, "neuron_latency": g.neuron_latency,
-        "cycle_formula": "max(C, S_b - 8 - E_1_step0 * chunks_1) + N_L + D - 2 + T * sum_l (G_l + D + 1) + sum_l chunks_l * E_l + X",
+        "cycle_formula": "max(C + 1, S_b - 7 - E_1_step0 * chunks_1) + N_L + D - 2 + T * sum_l (G_l + D + 1) + sum_l chunks_l * E_l + X",
         "cycles_bound": "sum_l chunks_l * E_l + T * sum_l G_l",
     }
 
