@@ -236,10 +236,10 @@ def write_report(report: dict, json_path, md_path) -> None:
     for k, v in u.items():
         pct = 100 * v["used"] / v["available"] if v["available"] else 0
         lines.append(f"| {k} | {v['used']} | {v['available']} | {pct:.0f} |")
-    verdict = "meets" if c["fmax_mhz"] >= c["constraint_mhz"] else "misses"
+    verdict = "reached" if c["fmax_mhz"] >= c["constraint_mhz"] else "not reached"
     lines += ["", f"nextpnr Fmax (seed {report.get('nextpnr_seed', 1)}): **{c['fmax_mhz']:.1f} MHz** "
-              f"({verdict} the {c['constraint_mhz']:.0f} MHz "
-              f"constraint place-and-route was timed against)."]
+              f"(place-and-route was timed against a {c['constraint_mhz']:.0f} MHz goal, "
+              f"{verdict})."]
     if report.get("seed_sweep_fmax_mhz"):
         lines += ["", "Placement seeds tried (Fmax, MHz): " + ", ".join(
             f"{s}: {f:.1f}" for s, f in report["seed_sweep_fmax_mhz"].items())
