@@ -108,13 +108,22 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     platform, top, hw, geom, plan = platform_top(bundle, hw, board, baud, weights, target_mhz,
                                                  memory_init=templates, clock_mhz=clock_mhz)
     pll = top.pll
-    (out / "hardware.json").write_text(json.dumps(
-        {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
-         "family": board.family, "uart_baud": baud, "memory_plan": plan,
-         "weights_in": hw.weight_memory,
-         "register_init": {"layer_modes": layer_mode_words(bundle),
-                           "globals": {str(k): v for k, v in global_words(bundle, True).items()}}},
-        indent=2) + "\n")
+    manifest = {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
+                "family": board.family, "uart_baud": baud, "memory_plan": plan,
+                "weights_in": hw.weight_memory,
+                "register_init": {"layer_modes": layer_mode_words(bundle),
+                                  "globals": {str(k): v for k, v in
+                                              global_words(bundle, True).items()}}}
+    old_manifest = out / "hardware.json"
+    if reuse and old_manifest.exists():
+        # A reused placement carries the flip-flop initial values of the model it was built
+        # for (layer modes, readout, time steps): only the same build and registers may reuse it.
+        before = json.loads(old_manifest.read_text())
+        for field in ("build_key", "register_init"):
+            if before.get(field) != json.loads(json.dumps(manifest.get(field))):
+                raise SystemExit(f"bsnn bitstream: --reuse: {out} was placed for a build whose "
+                                 f"{field} differs from {model}'s; build without --reuse")
+    old_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "template").mkdir(exist_ok=True)
     for mem, (width, words) in template_images(templates, geom).items():
         write_hex(out / "template" / f"{mem}.hex", width, words)

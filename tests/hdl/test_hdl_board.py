@@ -136,3 +136,20 @@ def test_weights_patch_refusals(tmp_path):
     (tmp_path / "hardware.json").write_text(_json.dumps(manifest))
     with pytest.raises(PatchError, match="SPRAM"):
         patch(tmp_path, a)
+
+
+def test_reuse_refuses_a_placement_made_for_other_registers(tmp_path):
+    """--reuse keeps the placed design, whose flip-flops start with the registers (layer modes,
+    readout, time steps) of the model it was built for: another model's are refused."""
+    import json
+
+    from hdl.bitstream import build
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    (out / "template.asc").write_text("")
+    first = REPO / "models" / "default"
+    manifest = {"build_key": None, "register_init": {"layer_modes": [0], "globals": {}}}
+    (out / "hardware.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit, match="differs"):
+        build("icebreaker", first, out_dir=out, reuse=True, throughput_images=0)
