@@ -8,7 +8,7 @@ from .config import COUNT_WIDTH, LAYER_WIDTH, STEP_WIDTH, CoreGeometry, span
 from .layouts import (ConfigTarget, ConfigWriteLayout, LayerModeLayout, NeuronCommandLayout,
                       NeuronResultLayout, ResetMode)
 
-__all__ = ["NeuronUnit", "saturate"]
+__all__ = ["NeuronUnit", "saturate", "leak", "leak_amount"]
 
 
 def saturate(m, x, width, name):
@@ -25,6 +25,12 @@ def leak(m, x, amount, on, name):
     out = Signal(x.shape(), name=name)
     m.d.comb += out.eq(Mux(on, x >> amount, 0))
     return out
+
+
+def leak_amount(shift, width):
+    """The shift the leak shifter applies for a LAYER_MODE shift: ``min(shift, width - 1)``
+    (an arithmetic shift of a ``width``-bit value by more gives the same result)."""
+    return Mux(shift >= width - 1, width - 1, shift)
 
 
 class NeuronUnit(wiring.Component):
@@ -150,8 +156,8 @@ class NeuronUnit(wiring.Component):
         leak_v_amt, leak_c_amt = Signal(range(vw)), Signal(range(cw))
         m.d.sync += [mode_r.eq(mode), leak_v_on.eq(mode_r.leak_v != 0),
                      leak_c_on.eq(mode_r.leak_c != 0),
-                     leak_v_amt.eq(Mux(mode_r.leak_v >= vw - 1, vw - 1, mode_r.leak_v)),
-                     leak_c_amt.eq(Mux(mode_r.leak_c >= cw - 1, cw - 1, mode_r.leak_c))]
+                     leak_v_amt.eq(leak_amount(mode_r.leak_v, vw)),
+                     leak_c_amt.eq(leak_amount(mode_r.leak_c, cw))]
         # The layer's memory base and whether it is the output layer, registered like its mode.
         nbase = Signal(span(S))
         with m.Switch(self.layer):

@@ -2,9 +2,9 @@
 clamps exactly (semantics.md: saturate, never wrap), and the leak is a floor division by 2^k."""
 import pytest
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Elaboratable, Module, Signal, signed, unsigned
+from amaranth.hdl import Assert, Elaboratable, Module, Mux, Signal, signed
 
-from hdl.neuron import leak, saturate
+from hdl.neuron import leak, leak_amount, saturate
 from sim.formal import prove
 from tests.formal.test_formal_streams import _require
 
@@ -34,9 +34,10 @@ class LeakSpec(Elaboratable):
         m = Module()
         W = self.width
         x = Signal(signed(W))
-        shift = Signal(unsigned(max(1, (W - 1).bit_length())))
+        shift = Signal(6)                   # the LAYER_MODE field: any value, even >= W
         m.d.comb += [x.eq(AnySeq(signed(W))), shift.eq(AnySeq(shift.shape()))]
-        out = leak(m, x, shift, "out")
+        # As the neuron unit drives it: the clamped amount, and "on" for a non-zero shift.
+        out = leak(m, x, leak_amount(shift, W), shift != 0, "out")
         wide_out = Signal(signed(2 * W + 2))
         m.d.comb += wide_out.eq(out)
         with m.If(shift == 0):
@@ -44,6 +45,8 @@ class LeakSpec(Elaboratable):
         with m.Elif(shift < W):
             # floor(x / 2^k): out * 2^k <= x < (out + 1) * 2^k
             m.d.comb += [Assert((wide_out << shift) <= x), Assert(x < ((wide_out + 1) << shift))]
+        with m.Else():
+            m.d.comb += Assert(out == Mux(x < 0, -1, 0))    # floor(x / 2^k) for 2^k > |x|
         return m
 
 
