@@ -121,6 +121,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         before = json.loads(old_manifest.read_text())
         for field in ("build_key", "register_init"):
             if before.get(field) != json.loads(json.dumps(manifest.get(field))):
+                for unbuilt in (top, top.top, top.top.core):
+                    unbuilt._MustUse__silence = True
                 raise SystemExit(f"bsnn bitstream: --reuse: {out} was placed for a build whose "
                                  f"{field} differs from {model}'s; build without --reuse")
     old_manifest.write_text(json.dumps(manifest, indent=2) + "\n")

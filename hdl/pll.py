@@ -131,6 +131,7 @@ class LockReset(wiring.Component):
 
     def __init__(self, por_cycles: int = 0):
         if por_cycles < 0:
+            self._MustUse__silence = True       # never built: no "unused elaboratable" warning
             raise ValueError(f"por_cycles must be >= 0, got {por_cycles}")
         self.por_cycles = por_cycles
         super().__init__()

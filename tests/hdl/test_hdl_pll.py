@@ -52,7 +52,6 @@ def test_lock_reset_waits_for_lock_and_the_delay(por):
     assert trace.index(1, fall) == 30 + 2 + por
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_lock_reset_refuses_negative_delay():
     with pytest.raises(ValueError, match="por_cycles"):
         LockReset(-1)
