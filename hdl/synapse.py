@@ -89,39 +89,35 @@ class SynapseUnit(wiring.Component):
         # (index * chunks, then + base); the last holds it for the accumulate FSM (timing).
         # `clear` empties them.
         in_layout = SynapseEventLayout(g.idx_w)
-        inq = RegisterSlice(in_layout.size)
+        inq = RegisterSlice(in_layout)
         m.submodules.inq = ResetInserter(self.clear)(inq)
         ev_layout = data.StructLayout({"flush": 1, "polarity": 1, "row": g.weight_addr_w})
-        evq = RegisterSlice(ev_layout.size)
+        evq = RegisterSlice(ev_layout)
         m.submodules.evq = ResetInserter(self.clear)(evq)
-        m.d.comb += [
-            # (taken while clearing too: they wait in the queues until the clear is done)
-            inq.i.valid.eq(self.i_event.valid),
-            inq.i.payload.eq(self.i_event.payload.as_value()),
-            self.i_event.ready.eq(inq.i.ready),
-        ]
+        # (taken while clearing too: they wait in the queues until the clear is done)
+        wiring.connect(m, wiring.flipped(self.i_event), inq.i)
         # index * chunks, then + base, each between two queues (a constant multiplier can map
         # to a slow DSP block).
-        queued = in_layout(inq.o.payload)
+        queued = inq.o.payload
         product = Signal(g.weight_addr_w)
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
                     m.d.comb += product.eq(queued.index * g.chunks[l])
-        midq = RegisterSlice(ev_layout.size)
+        midq = RegisterSlice(ev_layout)
         m.submodules.midq = ResetInserter(self.clear)(midq)
         m.d.comb += [
             midq.i.valid.eq(inq.o.valid),
             midq.i.payload.eq(Cat(queued.flush, queued.polarity, product)),
             inq.o.ready.eq(midq.i.ready),
         ]
-        mid = ev_layout(midq.o.payload)
+        mid = midq.o.payload
         row_in = Signal(g.weight_addr_w)
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
                     m.d.comb += row_in.eq(g.weight_base[l] + mid.row)
-        ev = ev_layout(evq.o.payload)
+        ev = evq.o.payload
         ev_valid = evq.o.valid
         ev_flush, ev_pol, ev_row = ev.flush, ev.polarity, ev.row
         ev_take = Signal()

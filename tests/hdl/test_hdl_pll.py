@@ -87,3 +87,37 @@ def test_seed_lists():
     for bad in ("", "x", "1,1", "3-1"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_seeds(bad)
+
+
+def test_seed_sweep_keeps_the_fastest_placement(tmp_path, monkeypatch):
+    """--seeds builds each seed in its own directory, then reports the fastest one's build
+    (reused, not placed again) and lists every seed's Fmax."""
+    import json
+    import hdl.bitstream as bitstream
+    fmax = {1: 38.0, 2: 41.5, 3: 40.2}
+    calls = []
+
+    def fake_build(board, model, hw_path=None, out_dir=None, seed=None, reuse=False,
+                   throughput_images=100, **kw):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "placed-with-seed").write_text(str(seed))
+        calls.append((seed, reuse, out_dir.name))
+        return {"board": board, "device": "iCE40UP5K", "model": str(model), "sizes": [4, 2],
+                "time_steps": 1, "command": f"make bitstream BOARD={board} MODEL={model}",
+                "build_seconds": 1.0, "source_commit": None, "nextpnr_seed": seed,
+                "hardware": {"lanes": 8, "neuron_lanes": 1, "trace": True}, "weights_in": "bram",
+                "utilization": {"logic_cells": {"used": 1, "available": 2}},
+                "bitstream": "x.bin",
+                "clock": {"fmax_mhz": fmax[seed], "constraint_mhz": 42.0, "core_clock_mhz": 33.0,
+                          "board_oscillator_mhz": 12.0, "pll": {},
+                          "timing_met_at_core_clock": True}}
+
+    monkeypatch.setattr(bitstream, "build", fake_build)
+    out = tmp_path / "build"
+    assert bitstream.main(["--board", "icebreaker", "--model", "models/default", "--out", str(out),
+                           "--seeds", "1-3", "--throughput-images", "0"]) == 0
+    assert [(s, r) for s, r, _ in calls] == [(1, False), (2, False), (3, False), (2, True)]
+    assert (out / "placed-with-seed").read_text() == "2"     # the fastest build became the build
+    report = json.loads((out / "report-summary.json").read_text())
+    assert report["seed_sweep_fmax_mhz"] == {"1": 38.0, "2": 41.5, "3": 40.2}
+    assert report["command"].endswith("SEEDS=1,2,3")
