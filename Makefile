@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 MODEL  ?= models/mnist
 OUT    ?= build/verilog
 SIM    ?= verilator
-# FPGA board: icebreaker, ulx3s-85f, ulx3s-45f, ulx3s-25f (configs/hw/$(BOARD).toml)
+# FPGA board: icebreaker, ulx3s-85f, ulx3s-45f, ulx3s-25f (hdl/boards/$(BOARD).toml)
 BOARD  ?= icebreaker
 # The bitstream build `make weights` patches (built by `make bitstream BOARD=... MODEL=...`)
 BUILD  ?= build/bitstream/$(BOARD)-default
@@ -62,23 +62,23 @@ formal: $(STAMP)
 	$(PY) -m pytest -q tests/formal
 
 bench: $(STAMP)
-	$(PY) -m bench.sim_speed --model $(MODEL)
+	$(PY) -m bsnn.bench.sim_speed --model $(MODEL)
 
 ssr-sweep: $(STAMP)
 	$(BSNN) sweep --config configs/ssr_mnist.toml --out docs/ssr_mnist
 
 nir-demo: $(STAMP)
-	$(PY) -m nir_interop.demo_snntorch --out build/nir_demo
+	$(PY) -m bsnn.nir_demo --out build/nir_demo
 
 clean:
 	rm -rf build sim_build .pytest_cache
 
 .PHONY: bitstream weights core-speed
 bitstream: $(STAMP)
-	$(PY) -m hdl.bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED),--seed $(SEED))
+	$(BSNN) bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED),--seed $(SEED))
 
 weights: $(STAMP)
-	$(PY) -m hdl.weights_patch --build $(BUILD) --model $(MODEL) --out $(BUILD)/patched-$(notdir $(MODEL)).$(if $(filter icebreaker,$(BOARD)),bin,bit)
+	$(BSNN) weights --build $(BUILD) --model $(MODEL) --out $(BUILD)/patched-$(notdir $(MODEL)).$(if $(filter icebreaker,$(BOARD)),bin,bit)
 
 core-speed: $(STAMP)
-	$(PY) bench/core_speed.py --model $(MODEL) --hw configs/hw/$(BOARD).toml --limit 100 --json build/bench/core_speed-$(BOARD)-$(notdir $(MODEL)).json
+	$(PY) -m bsnn.bench.core_speed --model $(MODEL) --hw hdl/boards/$(BOARD).toml --limit 100 --json build/bench/core_speed-$(BOARD)-$(notdir $(MODEL)).json

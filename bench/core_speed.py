@@ -1,6 +1,6 @@
 """Core speed on MNIST test images: cycles measured in RTL simulation against the event bound.
 
-    .venv/bin/python bench/core_speed.py --model models/default --hw configs/hw/ulx3s-85f.toml \
+    python -m bsnn.bench.core_speed --model models/default --hw hdl/boards/ulx3s-85f.toml \
         --limit 100 --json build/core_speed.json [--fmax-mhz 100]
 
 Every image runs through the generated Verilog (the compiled Verilator harness of
@@ -17,21 +17,18 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="verilator",
             fmax_mhz=None, progress=False) -> dict:
     import numpy as np
 
-    from bsnn.evaluate import load_encoded
-    from firmware_export.bundle import load_bundle
-    from firmware_export.golden import run_golden
-    from hdl.config import CoreGeometry
-    from hdl.generate import cycles_bound
-    from sim.rtl_eval import rtl_evaluate
+    from bsnn.training.data import load_encoded
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.firmware_export.golden import run_golden
+    from bsnn.hdl.config import CoreGeometry
+    from bsnn.hdl.generate import cycles_bound
+    from bsnn.sim.rtl_eval import rtl_evaluate
 
     bundle = load_bundle(model)
     geom = CoreGeometry.from_bundle(bundle, hw)
@@ -75,11 +72,11 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
 
 
 def main(argv=None) -> int:
-    from hdl.config import HardwareConfig
+    from bsnn.hdl.config import HardwareConfig
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="models/default", type=Path)
-    p.add_argument("--hw", type=Path, help="hardware config TOML (e.g. configs/hw/icebreaker.toml)")
+    p.add_argument("--hw", type=Path, help="hardware config TOML (e.g. hdl/boards/icebreaker.toml)")
     p.add_argument("--lanes", type=int, help="P (overrides --hw)")
     p.add_argument("--neuron-lanes", type=int, help="U (overrides --hw)")
     p.add_argument("--trace", choices=["on", "off"], help="build-time trace (overrides --hw)")

@@ -1,6 +1,6 @@
 """Benchmark: simulated clock cycles per second of the same design on each RTL path.
 
-    python -m bench.sim_speed [--model models/default] [--samples 200] [--json docs/bench/sim_speed.json]
+    python -m bsnn.bench.sim_speed [--model models/default] [--samples 200] [--json docs/bench/sim_speed.json]
 
 Paths measured in one run, on the same MNIST test images: the compiled Verilator harness (used
 by ``bsnn eval --engine rtl``), cocotb on Verilator, and cocotb on Icarus Verilog. Compile time
@@ -14,16 +14,16 @@ import platform
 import time
 from pathlib import Path
 
-from bsnn.evaluate import load_encoded
-from firmware_export.bundle import load_bundle, write_atomic
-from firmware_export.events import events_from_counts
-from firmware_export.golden import run_golden
-from hdl.config import CoreGeometry
-from sim.check import compare_sample
-from sim.harness import compile_harness, run_harness
-from sim.rtl_eval import generated_design
-from sim.runner import build, run_job
-from sim.toolchain import availability
+from bsnn.training.data import load_encoded
+from bsnn.firmware_export.bundle import load_bundle, write_atomic
+from bsnn.firmware_export.events import events_from_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.hdl.config import CoreGeometry
+from bsnn.sim.check import compare_sample
+from bsnn.sim.harness import compile_harness, run_harness
+from bsnn.sim.rtl_eval import generated_design
+from bsnn.sim.runner import build, run_job
+from bsnn.sim.toolchain import availability
 
 
 def _measure(label, simulate, bundle, golden, samples):
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
             r["speed_vs_compiled_harness"] = round(r["cycles_per_second"] / base, 4)
     report = {"benchmark": "sim_speed", "model": args.model, "sizes": bundle.sizes,
               "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-              "command": "python -m bench.sim_speed " + " ".join(argv or []), "results": rows}
+              "command": "python -m bsnn.bench.sim_speed " + " ".join(argv or []), "results": rows}
     write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
     for r in rows:
         if "skipped" in r:

@@ -1,6 +1,6 @@
 """Benchmark: training speed of our BSNN trainer against an equivalent snnTorch network.
 
-    python -m bench.train_speed [--config configs/mnist.toml] [--batches 0 (= one epoch)] [--json docs/bench/train_speed.json]
+    python -m bsnn.bench.train_speed [--config configs/mnist.toml] [--batches 0 (= one epoch)] [--json docs/bench/train_speed.json]
 
 Same sizes (784-400-400-400-10), same time steps, same batch size, same encoded MNIST batches,
 same optimizer (Adam), one thread each, measured in one run and alternated in rounds so that a
@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from firmware_export.bundle import write_atomic
-from training.train import _make_optimizer, build_data, build_model, load_config
+from bsnn.firmware_export.bundle import write_atomic
+from bsnn.training.train import _make_optimizer, build_data, build_model, load_config
 
 
 def snntorch_net(sizes, threshold: float):
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         "ratio_ours_over_snntorch": round(times["ours"] / times["snntorch"], 4),
         "versions": {"torch": torch.__version__, "snntorch": snntorch.__version__,
                      "python": platform.python_version()},
-        "command": " ".join(["python -m bench.train_speed"] + list(sys.argv[1:] if argv is None else argv)),
+        "command": " ".join(["python -m bsnn.bench.train_speed"] + list(sys.argv[1:] if argv is None else argv)),
     }
     write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
     print(f"ours {report['seconds_per_batch']['ours'] * 1000:.1f} ms/batch, snnTorch "

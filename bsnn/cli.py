@@ -19,7 +19,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def cmd_random_model(args) -> int:
-    from firmware_export.bundle import LayerSpec, random_bundle, save_bundle
+    from bsnn.firmware_export.bundle import LayerSpec, random_bundle, save_bundle
 
     rng = np.random.default_rng(args.seed)
     sizes = args.sizes
@@ -39,17 +39,17 @@ def cmd_random_model(args) -> int:
 
 
 def cmd_verilog(args) -> int:
-    from firmware_export.bundle import load_bundle
-    from hdl.config import HardwareConfig
-    from hdl.generate import generate
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.hdl.config import HardwareConfig
+    from bsnn.hdl.generate import generate
 
     bundle = load_bundle(args.model)
     hw = HardwareConfig.from_toml(args.hw_config) if args.hw_config else HardwareConfig()
     if args.lanes:
         hw = hw.replace(lanes=args.lanes) if hasattr(hw, "replace") else HardwareConfig(lanes=args.lanes)
     paths = dict(generate(bundle, hw, args.out) or {})
-    from firmware_export.bundle import write_atomic
-    from firmware_export.firmware import c_header, golden_vectors
+    from bsnn.firmware_export.bundle import write_atomic
+    from bsnn.firmware_export.firmware import c_header, golden_vectors
 
     out = Path(args.out)
     for hex_path in sorted(out.glob("*.hex")):   # raw binary twins of the $readmemh images
@@ -61,7 +61,7 @@ def cmd_verilog(args) -> int:
     write_atomic(out / "model.h", c_header(bundle).encode())
     paths["model.h"] = out / "model.h"
     if args.vectors:
-        from bsnn.evaluate import load_encoded
+        from bsnn.training.data import load_encoded
         data = load_encoded(bundle, args.dataset, "test", args.vectors, args.data_root)
         text = golden_vectors(bundle, data.on, data.off, data.labels.tolist())
         write_atomic(out / "golden_vectors.jsonl", text.encode())
@@ -73,13 +73,13 @@ def cmd_verilog(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from firmware_export.bundle import load_bundle
+    from bsnn.firmware_export.bundle import load_bundle
     from bsnn.evaluate import evaluate, summary_lines, write_report
 
     bundle = load_bundle(args.model)
     hw = None
     if args.hw_config:
-        from hdl.config import HardwareConfig
+        from bsnn.hdl.config import HardwareConfig
         hw = HardwareConfig.from_toml(args.hw_config)
     report = evaluate(bundle, args.dataset, args.split, args.limit, args.engine, args.simulator,
                       args.data_root, args.encoding, progress=not args.quiet, model_path=str(args.model),
@@ -95,23 +95,32 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sim(args) -> int:
-    """The cocotb regression (random bundles, stalls, adversarial cases) through pytest."""
-    import pytest
+    """The randomized RTL regression (bsnn.sim.regression) on one or both simulators."""
+    from tqdm import tqdm
 
-    tests = Path(__file__).resolve().parent.parent / "sim" / "tests"
-    argv = ["-q", "-rs", str(tests)]
-    if args.cases:
-        argv += ["--cases", str(args.cases)]
-    if args.simulator:
-        argv += ["-k", args.simulator]
-    if args.seed is not None:
-        import os
-        os.environ["BSNN_RTL_SEED"] = str(args.seed)
-    return int(pytest.main(argv))
+    from bsnn.sim.regression import BUILDS, DEFAULT_CASES, SIMULATORS, bundles_per_build, run_build
+    from bsnn.sim.toolchain import availability
+
+    simulators = [args.simulator] if args.simulator else list(SIMULATORS)
+    for simulator in simulators:
+        reason = availability(simulator)
+        if reason:
+            raise SystemExit(f"bsnn sim: {reason}")
+    n_bundles = bundles_per_build(args.cases or DEFAULT_CASES)
+    failures = []
+    jobs = [(s, b) for s in simulators for b in range(len(BUILDS))]
+    for simulator, build_index in tqdm(jobs, desc="builds", unit="build"):
+        failures += run_build(simulator, build_index, n_bundles, args.seed or 0)
+    cases = n_bundles * len(BUILDS) * 2
+    for line in failures[:20]:
+        print(line)
+    print(f"{cases} random cases per simulator on {', '.join(simulators)}: "
+          + ("all match the golden model" if not failures else f"{len(failures)} MISMATCHES"))
+    return 1 if failures else 0
 
 
 def cmd_lint(args) -> int:
-    from sim.lint import lint
+    from bsnn.sim.lint import lint
 
     target = args.verilog / "bsnn_core.v" if args.verilog.is_dir() else args.verilog
     code, out = lint(target)
@@ -120,7 +129,7 @@ def cmd_lint(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from training.export import export_checkpoint
+    from bsnn.training.export import export_checkpoint
 
     meta = export_checkpoint(args.checkpoint, args.out, golden_eval=not args.no_eval,
                              eval_limit=args.limit, data_root=args.data_root,
@@ -135,20 +144,19 @@ def cmd_export(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from training.sweep import run_sweep
+    from bsnn.sweep import run_sweep
     return int(run_sweep(args) or 0)
 
 
 def _passthrough(module: str):
     def run(args) -> int:
-        import importlib
-        return int(importlib.import_module(module).main(args.args) or 0)
+        return _run_passthrough(module, args.args)
     return run
 
 
 def cmd_train(args) -> int:
     try:
-        from training.train import run_train
+        from bsnn.training.train import run_train
     except ImportError as exc:  # pragma: no cover - training is part of the package
         raise SystemExit(f"bsnn: error: training is unavailable ({exc})")
     return int(run_train(args) or 0)
@@ -191,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RTL simulator for --engine rtl (default verilator)")
     p.add_argument("--encoding", help="override the input encoding recorded in the bundle")
     p.add_argument("--hw-config", type=Path,
-                   help="hardware configuration for --engine rtl (TOML, e.g. configs/hw/ulx3s-85f.toml)")
+                   help="hardware configuration for --engine rtl (TOML, e.g. hdl/boards/ulx3s-85f.toml)")
     p.add_argument("--data-root", type=Path, help="datasets folder (default ../shared/datasets)")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -219,25 +227,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sweep", help="sparse-firing regularization sweep: accuracy vs firing and cycles")
-    from training.sweep import add_sweep_arguments
+    from bsnn.sweep import add_sweep_arguments
     add_sweep_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
-    for name, module, text in (("bitstream", "hdl.bitstream", "place and route a board top (YoWASP): bitstream + utilisation/Fmax report"),
-                               ("weights", "hdl.weights_patch", "put another model into an existing bitstream (icebram/ecpbram)"),
-                               ("board", "sim.board_cli", "run a dataset on a real board over UART, checked against the golden model")):
+    for name, module, text in (("bitstream", "bsnn.hdl.bitstream", "place and route a board top (YoWASP): bitstream + utilisation/Fmax report"),
+                               ("weights", "bsnn.hdl.weights_patch", "put another model into an existing bitstream (icebram/ecpbram)"),
+                               ("board", "bsnn.board", "run a dataset on a real board over UART, checked against the golden model")):
         p = sub.add_parser(name, help=text, add_help=False,
                            description=f"{text}. Arguments go to 'python -m {module}'; "
                                        f"'bsnn {name} --help' lists them.")
         p.add_argument("args", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_passthrough(module))
+        p.set_defaults(func=_passthrough(name))
 
-    from nir_interop.cli import add_nir_parser
+    from bsnn.nir_cli import add_nir_parser
     add_nir_parser(sub)   # bsnn nir export | import
 
     p = sub.add_parser("train", help="train a BSNN from a TOML config")
     try:
-        from training.train import add_train_arguments
+        from bsnn.training.train import add_train_arguments
         add_train_arguments(p)
     except ImportError:
         p.add_argument("--config", type=Path, required=True)
@@ -245,19 +253,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PASSTHROUGH = {"bitstream": "hdl.bitstream", "weights": "hdl.weights_patch", "board": "sim.board_cli"}
+PASSTHROUGH = {"bitstream": "bsnn.hdl.bitstream", "weights": "bsnn.hdl.weights_patch", "board": "bsnn.board"}
+
+
+def _run_passthrough(name: str, argv: list[str]) -> int:
+    import importlib
+
+    sys.argv[0] = f"bsnn {name}"
+    module = importlib.import_module(PASSTHROUGH[name])
+    if name == "bitstream":   # the throughput figures are measured in RTL simulation
+        from bsnn.bench.core_speed import measure
+        return int(module.main(argv, measure=measure) or 0)
+    return int(module.main(argv) or 0)
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in PASSTHROUGH:   # their own parsers, --help included
-        import importlib
-        sys.argv[0] = f"bsnn {argv[0]}"
-        return int(importlib.import_module(PASSTHROUGH[argv[0]]).main(argv[1:]) or 0)
+        return _run_passthrough(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    from firmware_export.bundle import BundleError
-    from firmware_export.golden import EventError
+    from bsnn.firmware_export.bundle import BundleError
+    from bsnn.firmware_export.golden import EventError
     from bsnn.evaluate import EvalError
 
     expected = (BundleError, EventError, EvalError, FileNotFoundError, ValueError)

@@ -4,56 +4,17 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from firmware_export.bundle import Bundle, BundleError, write_atomic
-from firmware_export.golden import run_golden
-
-DEFAULT_ENCODING = {"kind": "rate"}
-
+from bsnn.firmware_export.bundle import Bundle, BundleError, write_atomic
+from bsnn.firmware_export.golden import run_golden
+from bsnn.training.data import load_encoded
 
 class EvalError(ValueError):
     """Bad request for an evaluation (one-line message)."""
-
-
-@dataclass
-class EncodedData:
-    on: torch.Tensor     # [T, B, N0]
-    off: torch.Tensor
-    labels: torch.Tensor  # [B]
-    encoding: dict
-
-
-def encoding_of(bundle: Bundle, override: str | None = None) -> dict:
-    """The input encoding recorded by training in ``metadata.encoding`` (docs/model-format.md)."""
-    spec = dict(bundle.metadata.get("encoding") or DEFAULT_ENCODING)
-    if override:
-        spec = {"kind": override}
-    if not isinstance(spec.get("kind"), str):
-        raise BundleError("manifest.json: metadata.encoding.kind: must be a string")
-    return spec
-
-
-def load_encoded(bundle: Bundle, dataset: str, split: str, limit: int | None,
-                 data_root=None, encoding: str | None = None) -> EncodedData:
-    from training.data import load_dataset
-    from training.encoding import Encoder
-
-    data = load_dataset(dataset, split, data_root).subset(limit)
-    if data.input_size != bundle.input_size:
-        raise EvalError(f"dataset {dataset}: samples have {data.input_size} inputs but the model "
-                        f"expects {bundle.input_size}")
-    spec = encoding_of(bundle, encoding)
-    options = {k: v for k, v in spec.items() if k not in ("kind", "time_steps")}
-    encoder = Encoder(spec["kind"], bundle.time_steps, **options)
-    samples = data.images if hasattr(data, "images") else data.events
-    gen = torch.Generator().manual_seed(int(spec.get("seed", 0)))
-    on, off = encoder(samples, generator=gen)
-    return EncodedData(on=on, off=off, labels=torch.as_tensor(data.labels), encoding=spec)
 
 
 def golden_in_batches(bundle: Bundle, on, off, batch: int = 500, progress: bool = True):
@@ -96,7 +57,7 @@ def evaluate(bundle: Bundle, dataset: str, split: str = "test", limit: int | Non
         "sops_per_inference": float(sops.double().mean()),
     }
     if engine == "rtl":
-        from sim.rtl_eval import rtl_evaluate
+        from bsnn.sim.rtl_eval import rtl_evaluate
 
         rtl = rtl_evaluate(bundle, data.on, data.off, simulator=simulator, progress=progress, hw=hw)
         rtl_correct = (torch.as_tensor(rtl["predictions"]) == data.labels).double().mean()

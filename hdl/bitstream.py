@@ -1,12 +1,12 @@
 """``bsnn bitstream``: board top -> Yosys -> nextpnr -> bitstream with the YoWASP tools from PyPI,
 plus a JSON and Markdown report (utilisation, Fmax, throughput at Fmax).
 
-    .venv/bin/python -m hdl.bitstream --board icebreaker --model models/default
-    .venv/bin/python -m hdl.bitstream --board ulx3s-85f --model models/default --report-dir docs/fpga
+    bsnn bitstream --board icebreaker --model models/default
+    bsnn bitstream --board ulx3s-85f --model models/default --report-dir docs/fpga
 
 The build directory (default ``build/bitstream/<board>-<model>``) holds the bitstream
 (``bsnn_top.bin`` for iCE40, ``bsnn_top.bit`` for ECP5), nextpnr's ``report.json``, the
-hardware manifest of the core (``hardware.json``, used by ``hdl.weights_patch``), and the
+hardware manifest of the core (``hardware.json``, used by ``bsnn.hdl.weights_patch``), and the
 report. Place-and-route is long: run one at a time.
 """
 from __future__ import annotations
@@ -22,7 +22,12 @@ from pathlib import Path
 
 __all__ = ["main", "build", "yowasp_environment", "parse_nextpnr_report", "write_report"]
 
-REPO = Path(__file__).resolve().parents[1]
+from bsnn.firmware_export.paths import build_root, package_file, source_commit
+
+
+def board_config_path(board_name: str) -> Path:
+    """The shipped hardware TOML of a board (``hdl/boards/<board>.toml``)."""
+    return package_file("bsnn.hdl.boards", f"{board_name}.toml")
 
 
 def yowasp_environment() -> dict:
@@ -73,19 +78,24 @@ def summarise(parsed: dict, family: str) -> dict:
 
 def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weights=None,
           target_mhz=None, seed=None, throughput_images=100, verbose=False, reuse=False,
-          clock_mhz=None) -> dict:
-    """Build the bitstream of ``model`` on ``board_name``; returns the report dict."""
+          clock_mhz=None, measure=None) -> dict:
+    """Build the bitstream of ``model`` on ``board_name``; returns the report dict.
+
+    ``measure(model, hw, limit, fmax_mhz) -> summary`` runs ``throughput_images`` MNIST test images
+    through the RTL for the throughput figures (``bsnn.bench.core_speed.measure``; the command
+    line passes it in, since measuring needs the simulators, a stage above the hardware).
+    """
     import tomllib
 
-    from firmware_export.bundle import load_bundle
-    from hdl.board import BOARDS, platform_top
-    from hdl.config import HardwareConfig
-    from hdl.generate import hardware_manifest
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.hdl.board import BOARDS, platform_top
+    from bsnn.hdl.config import HardwareConfig
+    from bsnn.hdl.generate import hardware_manifest
 
     if board_name not in BOARDS:
         raise SystemExit(f"bsnn bitstream: unknown board {board_name!r} (one of {', '.join(BOARDS)})")
     board = BOARDS[board_name]
-    hw_path = Path(hw_path) if hw_path else REPO / "configs" / "hw" / f"{board_name}.toml"
+    hw_path = Path(hw_path) if hw_path else board_config_path(board_name)
     toml = tomllib.loads(hw_path.read_text()) if hw_path.exists() else {}
     hw = HardwareConfig.from_toml(hw_path) if hw_path.exists() else HardwareConfig()
     board_opts = toml.get("board", {})
@@ -95,12 +105,12 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     clock_mhz = float(clock_mhz or board_opts.get("clock_mhz", board.clock_mhz))
     model = Path(model)
     bundle = load_bundle(model)
-    out = Path(out_dir) if out_dir else REPO / "build" / "bitstream" / f"{board_name}-{model.name}"
+    out = Path(out_dir) if out_dir else build_root() / "bitstream" / f"{board_name}-{model.name}"
     out.mkdir(parents=True, exist_ok=True)
 
-    from hdl.board import memory_templates, plan_build
-    from hdl.images import global_words, layer_mode_words
-    from hdl.weights_patch import patch, template_images, write_hex
+    from bsnn.hdl.board import memory_templates, plan_build
+    from bsnn.hdl.images import global_words, layer_mode_words
+    from bsnn.hdl.weights_patch import patch, template_images, write_hex
     hw, geom, plan = plan_build(bundle, hw, board, weights)
     # Random template contents in the weight, bias and threshold memories, replaced by the
     # bundle's images after place-and-route (so that `make weights` can swap them later).
@@ -129,11 +139,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     (out / "template").mkdir(exist_ok=True)
     for mem, (width, words) in template_images(templates, geom).items():
         write_hex(out / "template" / f"{mem}.hex", width, words)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True).stdout.strip() or None
-    except OSError:
-        commit = None
+    commit = source_commit()
     t0 = time.perf_counter()
     name = "bsnn_top"
     ext = "asc" if board.family == "ice40" else "config"
@@ -181,14 +187,13 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
                   "constraint_mhz": summary["constraint_mhz"], "fmax_mhz": summary["fmax_mhz"],
                   "timing_met_at_core_clock": summary["fmax_mhz"] >= pll.f_out / 1e6},
         "utilization": {k: v for k, v in summary.items() if isinstance(v, dict)},
-        "nextpnr": parsed, "bitstream": os.path.relpath(bit, REPO), "build_seconds": round(seconds, 1),
+        "nextpnr": parsed, "bitstream": os.path.relpath(bit), "build_seconds": round(seconds, 1),
         "memories_patched": patched and {"memories": patched["memories"],
                                          "verified_by_readback": patched["verified_by_readback"]},
         "command": f"make bitstream BOARD={board_name} MODEL={model}", "nextpnr_seed": seed,
         "source_commit": commit,
     }
-    if throughput_images:
-        from bench.core_speed import measure
+    if throughput_images and measure is not None:
         # Cycle counts do not depend on where the weights live (both memories read in one
         # cycle), so the RTL simulation uses the block-RAM build of the same geometry.
         speed = measure(model, hw.replace(weight_memory="bram"), limit=throughput_images,
@@ -222,7 +227,7 @@ def parse_seeds(text: str) -> list:
 
 
 def pll_settings(pll) -> dict:
-    """The divider settings of an :class:`hdl.pll.ICE40PLL` / :class:`hdl.pll.ECP5PLL`."""
+    """The divider settings of an :class:`bsnn.hdl.pll.ICE40PLL` / :class:`bsnn.hdl.pll.ECP5PLL`."""
     from dataclasses import asdict
     return {k: v for k, v in asdict(pll).items() if k not in ("f_in", "f_out")}
 
@@ -274,12 +279,12 @@ def write_report(report: dict, json_path, md_path) -> None:
                   f"`make weights BOARD={report['board']} MODEL=<same shape>` swaps in another "
                   f"model without place-and-route."]
     if report["weights_in"] == "spram":
-        from hdl.weights import spram_packing
+        from bsnn.hdl.weights import spram_packing
         plan = report.get("memory_plan_estimate") or {}
         lines += ["", f"The weights ({plan.get('weight_bits', 0):,} bits) live in SPRAM, packed "
                   f"{spram_packing(report['hardware']['lanes'])[1]} words per 16-bit SPRAM "
                   f"word; SPRAM has no initial contents, so the host loads the bundle over the UART "
-                  f"before the first inference (`bsnn board`, `sim.board_host.BoardHost.load`; "
+                  f"before the first inference (`bsnn board`, `bsnn.sim.board_host.BoardHost.load`; "
                   f"simulated in `sim/tests/test_board_uart.py`). `make weights` does not apply."]
     key = report.get("build_key", {})
     if report["hardware"].get("neuron_state") == "minimal":
@@ -310,11 +315,11 @@ def rewrite_markdown(json_path) -> None:
     write_report(json.loads(json_path.read_text()), json_path, json_path.with_suffix(".md"))
 
 
-def main(argv=None) -> int:
+def main(argv=None, measure=None) -> int:
     p = argparse.ArgumentParser(prog="bsnn bitstream", description=__doc__.split("\n\n")[0])
     p.add_argument("--board", required=True, help="icebreaker, ulx3s-85f, ulx3s-45f or ulx3s-25f")
     p.add_argument("--model", required=True, type=Path, help="bundle directory")
-    p.add_argument("--hw-config", type=Path, help="hardware TOML (default configs/hw/<board>.toml)")
+    p.add_argument("--hw-config", type=Path, help="hardware TOML (default: the board's shipped hdl/boards/<board>.toml)")
     p.add_argument("--out", type=Path, help="build directory (default build/bitstream/<board>-<model>)")
     p.add_argument("--weights", choices=["auto", "bram", "spram"], help="where the weights live")
     p.add_argument("--target-mhz", type=float, help="clock constraint for place-and-route")
@@ -334,8 +339,8 @@ def main(argv=None) -> int:
                    help="skip synthesis and place-and-route when the build directory has them "
                         "(same model and options): patch, measure and report again")
     args = p.parse_args(argv)
-    from hdl.board import DeviceFitError
-    out = Path(args.out) if args.out else REPO / "build" / "bitstream" / f"{args.board}-{args.model.name}"
+    from bsnn.hdl.board import DeviceFitError
+    out = Path(args.out) if args.out else build_root() / "bitstream" / f"{args.board}-{args.model.name}"
     common = dict(weights=args.weights, target_mhz=args.target_mhz, verbose=args.verbose,
                   clock_mhz=args.clock_mhz)
     try:
@@ -343,19 +348,20 @@ def main(argv=None) -> int:
             sweep = {}
             for s in args.seeds:
                 r = build(args.board, args.model, args.hw_config, out / "seeds" / str(s), seed=s,
-                          throughput_images=0, **common)
+                          throughput_images=0, measure=measure, **common)
                 sweep[s] = r["clock"]["fmax_mhz"]
                 print(f"  seed {s}: Fmax {sweep[s]:.1f} MHz", flush=True)
             best = max(sweep, key=lambda s: (sweep[s], -s))
             # The best placement becomes the build; patch, measure and report it.
             shutil.copytree(out / "seeds" / str(best), out, dirs_exist_ok=True)
             report = build(args.board, args.model, args.hw_config, out, seed=best, reuse=True,
-                           throughput_images=args.throughput_images, **common)
+                           throughput_images=args.throughput_images, measure=measure, **common)
             report["seed_sweep_fmax_mhz"] = {str(s): round(f, 2) for s, f in sweep.items()}
             report["command"] += f" SEEDS={','.join(map(str, args.seeds))}"
         else:
             report = build(args.board, args.model, args.hw_config, args.out, seed=args.seed,
-                           throughput_images=args.throughput_images, reuse=args.reuse, **common)
+                           throughput_images=args.throughput_images, reuse=args.reuse,
+                           measure=measure, **common)
             if args.seed is not None:
                 report["command"] += f" SEED={args.seed}"
     except DeviceFitError as exc:
@@ -378,6 +384,3 @@ def main(argv=None) -> int:
               f"({report['throughput']['cycles_mean']:.0f} cycles/inference)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

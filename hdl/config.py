@@ -65,7 +65,7 @@ class HardwareConfig:
         that needs more is refused at load time (block RAM for small devices).
     weight_bank_words : int
         ``0``: the weights are one memory. Otherwise they are split into banks of this many
-        consecutive words, each with a registered output (``hdl.weights.WeightMemory``): large
+        consecutive words, each with a registered output (``bsnn.hdl.weights.WeightMemory``): large
         networks on the ECP5, whose weight memory spans dozens of block RAMs.
     """
     lanes: int = 8
@@ -323,7 +323,7 @@ class CoreGeometry:
 
 
 def build_key(bundle, hw: HardwareConfig | None = None) -> dict:
-    """The build key of the build :func:`hdl.generate.generate` makes for ``bundle`` and ``hw``:
+    """The build key of the build :func:`bsnn.hdl.generate.generate` makes for ``bundle`` and ``hw``:
     everything a second bundle must match (see :func:`check_fits`) to be loadable into it."""
     return CoreGeometry.from_bundle(bundle, hw).key()
 
@@ -332,7 +332,7 @@ def check_fits(bundle, build) -> None:
     """Raise :class:`BuildMismatch` unless ``bundle`` can be loaded into ``build``.
 
     ``build`` is a :class:`CoreGeometry`, a build-key dict, or a hardware manifest dict (as
-    written by :func:`hdl.generate.generate`, whose ``"build_key"`` entry is used).
+    written by :func:`bsnn.hdl.generate.generate`, whose ``"build_key"`` entry is used).
     """
     if isinstance(build, dict):
         build = CoreGeometry.from_key(build.get("build_key", build))

@@ -55,7 +55,7 @@ class BSNNCore(wiring.Component):
         self._bias = bias_image(bundle)
         self._threshold = threshold_image(bundle)
         # Optional replacement power-up contents, as the memories hold them ({"weights": words,
-        # "bias": [per bank], "threshold": [per bank]}): hdl.bitstream builds with random
+        # "bias": [per bank], "threshold": [per bank]}): bsnn.hdl.bitstream builds with random
         # templates that icebram / ecpbram later replace (hdl/weights_patch.py).
         self._memory_init = dict(memory_init or {})
         self._modes = layer_mode_words(bundle)

@@ -63,7 +63,7 @@ def _twos(x: int, width: int) -> int:
 
 def config_writes_for(bundle, geom: CoreGeometry, trace: bool = True) -> list[tuple[int, int, int]]:
     """Config-port writes ``(target, address, data)`` that load ``bundle`` into a build of
-    geometry ``geom`` (checked with :func:`hdl.config.check_fits`). Data words are unsigned
+    geometry ``geom`` (checked with :func:`bsnn.hdl.config.check_fits`). Data words are unsigned
     (two's complement for the bias, sign-extended to the build's bias width)."""
     check_fits(bundle, geom)
     writes = []

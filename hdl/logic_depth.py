@@ -1,4 +1,4 @@
-"""``python -m hdl.logic_depth NETLIST.json``: the deepest register-to-register paths of a
+"""``python -m bsnn.hdl.logic_depth NETLIST.json``: the deepest register-to-register paths of a
 synthesized design, counted in LUTs (iCE40 ``SB_LUT4`` / ECP5 ``LUT4``; carry cells count a
 fraction, as they are fast), grouped by source and destination register.
 
@@ -92,7 +92,7 @@ def deep_paths(netlist: dict, min_depth: float = 6.0) -> list:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hdl.logic_depth", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bsnn.hdl.logic_depth", description=__doc__.split("\n\n")[0])
     p.add_argument("netlist", help="Yosys JSON netlist (bsnn_top.json of a bitstream build)")
     p.add_argument("--min-depth", type=float, default=6.0, help="list paths of at least this many levels")
     p.add_argument("--limit", type=int, default=40, help="register pairs to list")

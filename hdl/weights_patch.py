@@ -1,11 +1,11 @@
 """``make weights``: put another bundle of the same build key into an existing bitstream, without
 synthesis or place-and-route (icebram for iCE40, ecpbram for ECP5, from the YoWASP packages).
 
-    .venv/bin/python -m hdl.weights_patch --build build/bitstream/icebreaker-default \
+    .venv/bin/python -m bsnn.hdl.weights_patch --build build/bitstream/icebreaker-default \
         --model models/other --out build/bitstream/icebreaker-default/other.bin
 
-``hdl.bitstream`` builds every board top with random *template* contents in the weight, bias and
-threshold memories (``hdl.board.memory_templates``) and keeps the unpatched placed design
+``bsnn.hdl.bitstream`` builds every board top with random *template* contents in the weight, bias and
+threshold memories (``bsnn.hdl.board.memory_templates``) and keeps the unpatched placed design
 (``template.asc`` / ``template.config``) and the template images (``template/*.hex``). Patching
 replaces each template image by the bundle's image. The result is checked by patching it back:
 the bundle's images must be found exactly where the templates were, so that replacing them by
@@ -39,16 +39,16 @@ def memory_images(bundle, geom, templates: dict | None = None) -> dict:
     """``{memory name: (width, words)}`` of ``bundle`` as the build's memories hold them (the
     same names as the template files). Where a template is longer than the image (it fills
     whole block RAMs), its words are kept beyond the image, so no block holds constant padding."""
-    from hdl.core import BSNNCore
-    from hdl.config import HardwareConfig
-    from hdl.images import weight_words
+    from bsnn.hdl.core import BSNNCore
+    from bsnn.hdl.config import HardwareConfig
+    from bsnn.hdl.images import weight_words
 
     core = BSNNCore(bundle, HardwareConfig(lanes=geom.lanes, trace=geom.trace,
                                            max_input_events=geom.max_input_events,
                                            neuron_lanes=geom.neuron_lanes,
                                            neuron_pipeline=geom.neuron_pipeline))
     core._MustUse__silence = True       # only its memory images are wanted, never built
-    from hdl.board import stored_widths
+    from bsnn.hdl.board import stored_widths
     bias, thr = core.bank_images(bundle)
     bw, tw = stored_widths(geom)
     bmask = (1 << geom.bias_width) - 1
@@ -68,7 +68,7 @@ def read_hex(path) -> list[int]:
 
 
 def template_images(templates: dict, geom) -> dict:
-    from hdl.board import stored_widths
+    from bsnn.hdl.board import stored_widths
     bw, tw = stored_widths(geom)
     images = {"weights": (geom.lanes, templates["weights"])}
     for u in range(geom.neuron_lanes):
@@ -79,7 +79,7 @@ def template_images(templates: dict, geom) -> dict:
 
 def write_hex(path, width, words, multiple=256) -> None:
     """One word per line (two's complement), zero-padded to a multiple of ``multiple`` words
-    (templates from hdl.board.memory_templates already fill whole blocks: no padding)."""
+    (templates from bsnn.hdl.board.memory_templates already fill whole blocks: no padding)."""
     digits = max(1, -(-width // 4))
     mask = (1 << width) - 1
     padded = list(words) + [0] * (-len(words) % multiple)
@@ -121,8 +121,8 @@ def _dedupe_tile_groups(path: Path) -> None:
 
 def patch(build_dir, bundle, out=None, verify=True) -> dict:
     """Patch ``bundle`` into the bitstream build in ``build_dir``; returns a summary dict."""
-    from hdl.config import BuildMismatch, CoreGeometry, check_fits
-    from hdl.images import global_words, layer_mode_words
+    from bsnn.hdl.config import BuildMismatch, CoreGeometry, check_fits
+    from bsnn.hdl.images import global_words, layer_mode_words
 
     build_dir = Path(build_dir)
     manifest = json.loads((build_dir / "hardware.json").read_text())
@@ -182,13 +182,13 @@ def patch(build_dir, bundle, out=None, verify=True) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bsnn weights", description=__doc__.split("\n\n")[0])
     p.add_argument("--build", required=True, type=Path,
-                   help="bitstream build directory (from hdl.bitstream)")
+                   help="bitstream build directory (from bsnn.hdl.bitstream)")
     p.add_argument("--model", required=True, type=Path, help="bundle of the same build key")
     p.add_argument("--out", type=Path, help="patched bitstream (default <build>/patched.bin|bit)")
     p.add_argument("--no-verify", action="store_true")
     args = p.parse_args(argv)
-    from firmware_export.bundle import load_bundle
-    from hdl.config import BuildMismatch
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.hdl.config import BuildMismatch
     try:
         res = patch(args.build, load_bundle(args.model), args.out, verify=not args.no_verify)
     except (PatchError, BuildMismatch) as exc:

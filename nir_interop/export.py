@@ -27,7 +27,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from firmware_export.bundle import Bundle
+from bsnn.firmware_export.bundle import Bundle
 
 FORMAT = "bsnn-nir"
 VERSION = 1

@@ -12,7 +12,7 @@ import nir
 import numpy as np
 import torch
 
-from firmware_export.bundle import READOUTS, Bundle, BundleError, LayerSpec
+from bsnn.firmware_export.bundle import READOUTS, Bundle, BundleError, LayerSpec
 
 from .errors import NIRImportError
 from .export import FORMAT, VERSION
@@ -44,7 +44,7 @@ def import_nir(graph_or_path, *, v_width: int | None = None, c_width: int | None
                use_metadata: bool = True) -> Bundle:
     """Compile a NIR graph (object or file path) to a validated :class:`Bundle`.
 
-    A graph written by :func:`nir_interop.export_nir` is rebuilt bit-exactly from its metadata
+    A graph written by :func:`bsnn.nir_interop.export_nir` is rebuilt bit-exactly from its metadata
     (arguments given must agree with it). Any other graph (or ``use_metadata=False``) is compiled:
 
     * ``v_width``, ``c_width`` (default 16), ``bias_width`` (default ``v_width``): state widths;
@@ -246,7 +246,7 @@ def _import_foreign(graph, *, v_width, c_width, bias_width, time_steps, readout,
         reports.append(report)
 
     metadata = {
-        "origin": "nir_interop.import_nir (compiled from a foreign NIR graph)",
+        "origin": "bsnn.nir_interop.import_nir (compiled from a foreign NIR graph)",
         "encoding": dict(encoding) if encoding else {"kind": "rate"},
         "nir_import": {"dt": dt, "dt_source": dt_source, "discretization": discretization,
                        "nir_version": getattr(nir, "__version__", "?"), "layers": reports},
@@ -263,7 +263,7 @@ def _import_foreign(graph, *, v_width, c_width, bias_width, time_steps, readout,
 def _calibrate(bundle: Bundle, graph, scaled_thetas, calibration, *, dt, discretization, reset):
     """Per layer, in order: scale the thresholds by the factor whose mean spike rate on the
     calibration inputs best matches the float reference simulation of the NIR graph."""
-    from firmware_export.golden import run_golden
+    from bsnn.firmware_export.golden import run_golden
 
     from .reference import simulate_nir
 

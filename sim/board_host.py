@@ -6,7 +6,7 @@ top's pins in simulation (``sim/cocotb_board.py``). The same :class:`BoardHost` 
 both::
 
     import asyncio
-    from sim.board_host import BoardHost, SerialLink
+    from bsnn.sim.board_host import BoardHost, SerialLink
     host = BoardHost(SerialLink("/dev/ttyUSB1", 115200), "build/bitstream/icebreaker-default/hardware.json")
     result = asyncio.run(host.infer([[(12, 1), (300, 1)], [], [(5, 0)], []]))
 """
@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hdl.config import CoreGeometry
-from hdl.hostlink import PROTOCOL_VERSION, Opcode, Reply, frame_sizes
-from hdl.layouts import InputEventLayout, ResultKind, ResultLayout
+from bsnn.hdl.config import CoreGeometry
+from bsnn.hdl.hostlink import PROTOCOL_VERSION, Opcode, Reply, frame_sizes
+from bsnn.hdl.layouts import InputEventLayout, ResultKind, ResultLayout
 
 __all__ = ["BoardHost", "SerialLink", "InferenceResult", "ProtocolError", "encode_config",
            "encode_event"]
@@ -139,7 +139,7 @@ class BoardHost:
         return info
 
     async def configure(self, writes) -> None:
-        """Config-port writes ``(target, address, data)`` (see ``hdl.generate.config_writes``);
+        """Config-port writes ``(target, address, data)`` (see ``bsnn.hdl.generate.config_writes``);
         the core takes them only while idle."""
         for target, address, data in writes:
             await self._send(encode_config(self.geom, target, address, data))
@@ -147,7 +147,7 @@ class BoardHost:
 
     async def load(self, bundle) -> None:
         """Load a bundle of the build's key (weights, bias, thresholds, modes, globals)."""
-        from hdl.generate import config_writes
+        from bsnn.hdl.generate import config_writes
         await self.configure(config_writes(bundle, build=self.geom))
 
     async def infer(self, steps) -> InferenceResult:

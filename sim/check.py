@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from hdl.layouts import ResultKind
+from bsnn.hdl.layouts import ResultKind
 
 
 def expected_records(bundle, res, b: int) -> list[tuple]:

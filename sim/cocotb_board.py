@@ -1,7 +1,7 @@
-"""cocotb test of a board top (hdl.board.BoardTop) through its UART pins only.
+"""cocotb test of a board top (bsnn.hdl.board.BoardTop) through its UART pins only.
 
 The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, config writes to load
-first and the samples; :class:`sim.board_host.BoardHost` speaks the protocol of
+first and the samples; :class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
 docs/uart-protocol.md through :class:`UARTPins`, a bit-level UART driver and receiver on the
 ``rx`` / ``tx`` pins. Every sample's records, cycles and error flags go to ``BSNN_BOARD_RESULT``;
 the comparison with the golden model happens in the pytest (sim/tests/test_board_uart.py).
@@ -15,7 +15,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from sim.board_host import BoardHost
+from bsnn.sim.board_host import BoardHost
 
 
 class UARTPins:

@@ -1,7 +1,7 @@
 """cocotb test module: drives a job (see sim/runner.py) through the core's streams.
 
 Separate classes for the stream driver and the stream monitor; the scoreboard (comparison
-with the golden model) lives in ``sim.check`` on the pytest side. Random valid gaps on the
+with the golden model) lives in ``bsnn.sim.check`` on the pytest side. Random valid gaps on the
 input streams and random ready drops on the result stream exercise backpressure everywhere.
 """
 import json
@@ -12,7 +12,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from sim.protocol import Protocol
+from bsnn.sim.protocol import Protocol
 
 RESULT_CLASS = 2
 

@@ -1,4 +1,4 @@
-"""The compiled Verilator harness (sim/harness/harness.cpp): whole datasets through the RTL.
+"""The compiled Verilator harness (sim/cpp/harness.cpp): whole datasets through the RTL.
 
 cocotb drives the design from Python every cycle, which is what a testbench with random stalls
 needs; for whole datasets that is far too slow, so this module compiles the Verilog together
@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hdl.config import CoreGeometry
-from hdl.layouts import InputEventLayout, ResultKind, ResultLayout
-from sim.toolchain import REPO, prepare_environment
+from bsnn.hdl.config import CoreGeometry
+from bsnn.hdl.layouts import InputEventLayout, ResultKind, ResultLayout
+from bsnn.firmware_export.paths import build_root, package_file
+from bsnn.sim.toolchain import prepare_environment
 
-HARNESS_CPP = Path(__file__).resolve().parent / "harness" / "harness.cpp"
+HARNESS_CPP = package_file("bsnn.sim.cpp", "harness.cpp")
 IN_MAGIC, OUT_MAGIC = 0x494E5342, 0x4F4E5342   # "BSNI", "BSNO"
 
 
@@ -50,7 +51,7 @@ def compile_harness(verilog: Path, geom: CoreGeometry) -> Path:
     header = layout_header(geom)
     digest = hashlib.sha256(Path(verilog).read_bytes() + HARNESS_CPP.read_bytes()
                             + header.encode()).hexdigest()[:16]
-    bdir = REPO / "build" / "harness" / digest
+    bdir = (build_root() / "harness" / digest).resolve()
     exe = bdir / "obj_dir" / "Vharness"
     if exe.exists():
         return exe

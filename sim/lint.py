@@ -5,9 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sim.toolchain import REPO, prepare_environment
+from bsnn.firmware_export.paths import build_root, package_file
+from bsnn.sim.toolchain import prepare_environment
 
-WAIVERS = REPO / "hdl" / "lint_waivers.vlt"
+WAIVERS = package_file("bsnn.hdl", "lint_waivers.vlt")
 
 
 def lint(verilog: Path, top: str = "bsnn_core") -> tuple[int, str]:
@@ -23,7 +24,7 @@ def lint(verilog: Path, top: str = "bsnn_core") -> tuple[int, str]:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    target = Path(argv[0]) if argv else REPO / "build" / "verilog"
+    target = Path(argv[0]) if argv else build_root() / "verilog"
     verilog = target / "bsnn_core.v" if target.is_dir() else target
     code, out = lint(verilog)
     print(out or f"verilator --lint-only -Wall: {verilog} is clean")

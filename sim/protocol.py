@@ -1,8 +1,8 @@
-"""Packing and unpacking the core's stream payloads, from the layouts in ``hdl.layouts``."""
+"""Packing and unpacking the core's stream payloads, from the layouts in ``bsnn.hdl.layouts``."""
 from __future__ import annotations
 
-from hdl.config import CoreGeometry
-from hdl.layouts import ConfigWriteLayout, InputEventLayout, ResultLayout
+from bsnn.hdl.config import CoreGeometry
+from bsnn.hdl.layouts import ConfigWriteLayout, InputEventLayout, ResultLayout
 
 
 class Protocol:

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from firmware_export.events import events_from_counts
-from firmware_export.golden import run_golden
-from sim.check import compare_sample
-from sim.runner import run_job
-from sim.toolchain import REPO
+from bsnn.firmware_export.events import events_from_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.sim.check import compare_sample
+from bsnn.sim.runner import run_job
+from bsnn.firmware_export.paths import build_root
 
 # Samples per simulator launch (one progress-bar step): the compiled Verilator harness starts in
 # milliseconds, a cocotb run in about a second.
@@ -24,16 +24,17 @@ def generated_design(bundle, hw=None) -> tuple[Path, dict]:
     import hashlib
     import json
 
-    from hdl.config import HardwareConfig
-    from hdl.generate import generate
-    from firmware_export.bundle import bundle_digest
+    from bsnn.hdl.config import HardwareConfig
+    from bsnn.hdl.generate import generate
+    from bsnn.firmware_export.bundle import bundle_digest
 
     hw = hw or HardwareConfig()
     # The generator's own sources are part of the key: a changed core is never served stale.
-    sources = b"".join(p.read_bytes() for p in sorted((REPO / "hdl").glob("*.py")))
+    import bsnn.hdl
+    sources = b"".join(p.read_bytes() for p in sorted(Path(bsnn.hdl.__file__).parent.glob("*.py")))
     digest = hashlib.sha256((bundle_digest(bundle) + json.dumps(hw.to_dict(), sort_keys=True)
                              ).encode() + sources).hexdigest()[:16]
-    out = REPO / "build" / "rtl" / digest
+    out = build_root() / "rtl" / digest
     if not (out / "hardware.json").exists():
         generate(bundle, hw, out)
     manifest = json.loads((out / "hardware.json").read_text())
@@ -50,8 +51,8 @@ def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool =
     verilog, manifest = generated_design(bundle, hw)
     key = manifest["build_key"]
     if simulator == "verilator":
-        from hdl.config import CoreGeometry
-        from sim.harness import compile_harness, run_harness
+        from bsnn.hdl.config import CoreGeometry
+        from bsnn.sim.harness import compile_harness, run_harness
         exe = compile_harness(verilog, CoreGeometry.from_key(key))
 
         def simulate(samples):
@@ -62,8 +63,8 @@ def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool =
             job = {"build_key": key, "programs": [{"config_writes": [], "samples": samples}],
                    "max_cycles": 50_000_000}
             return run_job(verilog, job, simulator)["programs"][0]["samples"]
-    from hdl.config import CoreGeometry
-    from hdl.generate import cycles_bound
+    from bsnn.hdl.config import CoreGeometry
+    from bsnn.hdl.generate import cycles_bound
     geom = CoreGeometry.from_key(key)
     chunk = CHUNK.get(simulator, 50)
     n = on.shape[1]

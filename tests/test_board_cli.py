@@ -5,13 +5,13 @@ import asyncio
 
 import numpy as np
 
-from firmware_export.bundle import random_bundle
-from firmware_export.events import counts_from_events, random_counts
-from firmware_export.golden import run_golden
-from hdl.layouts import ResultKind
-from sim.board_cli import check_samples
-from sim.board_host import InferenceResult
-from sim.check import expected_records
+from bsnn.firmware_export.bundle import random_bundle
+from bsnn.firmware_export.events import counts_from_events, random_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.hdl.layouts import ResultKind
+from bsnn.board import check_samples
+from bsnn.sim.board_host import InferenceResult
+from bsnn.sim.check import expected_records
 
 
 class GoldenDevice:

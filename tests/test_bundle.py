@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from firmware_export.bundle import (BundleError, load_bundle, pack_weight_rows,
+from bsnn.firmware_export.bundle import (BundleError, load_bundle, pack_weight_rows,
                                     random_bundle, save_bundle, unpack_weight_rows)
 
 

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from firmware_export.bundle import load_bundle
+from bsnn.firmware_export.bundle import load_bundle
 
 BSNN = [sys.executable, "-m", "bsnn"]
 

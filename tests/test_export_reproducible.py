@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_export_of_shipped_checkpoint_reproduces_committed_bundle(tmp_path, monkeypatch):
-    from training.export import export_checkpoint
+    from bsnn.training.export import export_checkpoint
     monkeypatch.chdir(ROOT)
     export_checkpoint("models/checkpoints/mnist.pt", tmp_path / "mnist")
     names = sorted(p.name for p in (ROOT / "models" / "mnist").iterdir())

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from firmware_export.bundle import random_bundle
-from firmware_export.events import events_from_counts, random_counts
-from firmware_export.firmware import c_header, golden_vectors
-from firmware_export.golden import run_golden
+from bsnn.firmware_export.bundle import random_bundle
+from bsnn.firmware_export.events import events_from_counts, random_counts
+from bsnn.firmware_export.firmware import c_header, golden_vectors
+from bsnn.firmware_export.golden import run_golden
 
 C_DIR = Path(__file__).resolve().parent.parent / "firmware_export" / "c"
 

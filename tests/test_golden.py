@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from firmware_export.bundle import LayerSpec, random_bundle
-from firmware_export.events import counts_from_events, events_from_counts, random_counts
-from firmware_export.golden import EventError, run_golden
+from bsnn.firmware_export.bundle import LayerSpec, random_bundle
+from bsnn.firmware_export.events import counts_from_events, events_from_counts, random_counts
+from bsnn.firmware_export.golden import EventError, run_golden
 from tests.reference_model import reference_run
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from firmware_export.bundle import BundleError, LayerSpec, load_bundle, random_bundle, save_bundle
-from hdl.config import CoreGeometry, HardwareConfig
-from hdl.generate import generate
-from hdl.images import config_writes_for
-from hdl.layouts import ConfigTarget, GlobalAddress, ReadoutRule, ResetMode
+from bsnn.firmware_export.bundle import BundleError, LayerSpec, load_bundle, random_bundle, save_bundle
+from bsnn.hdl.config import CoreGeometry, HardwareConfig
+from bsnn.hdl.generate import generate
+from bsnn.hdl.images import config_writes_for
+from bsnn.hdl.layouts import ConfigTarget, GlobalAddress, ReadoutRule, ResetMode
 
 SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 RESETS = {v: k for k, v in ResetMode.NAMES.items()}
@@ -23,7 +23,7 @@ def _signed(x, width):
 
 
 def bundle_from_images(template, geom, weights, bias, threshold, modes, globals_):
-    """Rebuild a bundle from memory images alone (the inverse of hdl.images); ``template``
+    """Rebuild a bundle from memory images alone (the inverse of bsnn.hdl.images); ``template``
     supplies only what images do not carry (metadata)."""
     ws, bs, ts, layers = [], [], [], []
     for l, n_out in enumerate(geom.layer_sizes):

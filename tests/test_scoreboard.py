@@ -1,11 +1,11 @@
 """The scoreboard itself: it must notice every kind of difference between RTL and golden model."""
 import numpy as np
 
-from firmware_export.bundle import random_bundle
-from firmware_export.events import random_counts
-from firmware_export.golden import run_golden
-from hdl.layouts import ResultKind
-from sim.check import compare_sample, expected_records
+from bsnn.firmware_export.bundle import random_bundle
+from bsnn.firmware_export.events import random_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.hdl.layouts import ResultKind
+from bsnn.sim.check import compare_sample, expected_records
 
 KIND = {"spike": ResultKind.SPIKE, "potential": ResultKind.POTENTIAL, "class": ResultKind.CLASS}
 

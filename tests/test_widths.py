@@ -3,10 +3,10 @@ for really avoid saturation."""
 import numpy as np
 import torch
 
-from firmware_export.bundle import LayerSpec, random_bundle
-from firmware_export.events import random_counts
-from firmware_export.golden import run_golden
-from firmware_export.widths import measure_ranges, signed_bits, width_report
+from bsnn.firmware_export.bundle import LayerSpec, random_bundle
+from bsnn.firmware_export.events import random_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.firmware_export.widths import measure_ranges, signed_bits, width_report
 
 
 def test_signed_bits():

@@ -1,6 +1,6 @@
 """Compare training runs (AGMM on/off): overlay plot and a markdown table from their diagnostics.json.
 
-``python -m training.ablation runs/mnist runs/mnist_noagmm --labels "AGMM" "no AGMM"
+``python -m bsnn.training.ablation runs/mnist runs/mnist_noagmm --labels "AGMM" "no AGMM"
 --out docs/agmm_ablation --target 0.97``
 """
 

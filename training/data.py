@@ -21,6 +21,9 @@ __all__ = [
     "load_nmnist",
     "read_bs2",
     "load_dataset",
+    "DatasetMismatchError",
+    "EncodedData",
+    "load_encoded",
 ]
 
 NMNIST_SIDE = 34
@@ -32,11 +35,15 @@ class DatasetMissingError(FileNotFoundError):
 
 
 def default_root() -> Path:
-    """``<repo>/../shared/datasets`` unless ``BSNN_DATASETS`` is set."""
+    """``$BSNN_DATASETS``, else ``../shared/datasets`` beside the source checkout, else beside the
+    current directory (an installed package has no checkout to look beside)."""
     env = os.environ.get("BSNN_DATASETS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout.parent / "shared" / "datasets"
+    return Path("..") / "shared" / "datasets"
 
 
 def _require(path: Path) -> Path:
@@ -222,3 +229,36 @@ def random_shift_counts(counts, max_shift: int, generator=None, side: int = 34, 
     cols = (offsets[1][:, None] + ar)[None, :, None, :]
     out = padded[torch.arange(T)[:, None, None, None], torch.arange(b)[None, :, None, None], rows, cols]
     return out.reshape(T, b, -1), offsets
+
+
+class DatasetMismatchError(ValueError):
+    """The dataset does not fit the model (input size), or the selection is empty."""
+
+
+@dataclass
+class EncodedData:
+    """A dataset split encoded as the bundle's input events, ready for the golden model or RTL."""
+    on: "torch.Tensor"      # [T, B, N0] ON event counts
+    off: "torch.Tensor"     # [T, B, N0] OFF event counts
+    labels: "torch.Tensor"  # [B]
+    encoding: dict          # the encoding spec that produced them
+
+
+def load_encoded(bundle, dataset: str, split: str, limit: int | None, data_root=None,
+                 encoding: str | None = None) -> EncodedData:
+    """The first ``limit`` samples of a dataset split, encoded as ``bundle`` was trained to see them."""
+    import torch
+
+    from bsnn.firmware_export.encoding import Encoder, encoding_of
+
+    data = load_dataset(dataset, split, data_root).subset(limit)
+    if data.input_size != bundle.input_size:
+        raise DatasetMismatchError(f"dataset {dataset}: samples have {data.input_size} inputs but "
+                                   f"the model expects {bundle.input_size}")
+    spec = encoding_of(bundle, encoding)
+    options = {k: v for k, v in spec.items() if k not in ("kind", "time_steps")}
+    encoder = Encoder(spec["kind"], bundle.time_steps, **options)
+    samples = data.images if hasattr(data, "images") else data.events
+    gen = torch.Generator().manual_seed(int(spec.get("seed", 0)))
+    on, off = encoder(samples, generator=gen)
+    return EncodedData(on=on, off=off, labels=torch.as_tensor(data.labels), encoding=spec)

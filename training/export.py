@@ -1,4 +1,4 @@
-"""Export a training checkpoint to an integer model bundle (``firmware_export.bundle.save_bundle``)."""
+"""Export a training checkpoint to an integer model bundle (``bsnn.firmware_export.bundle.save_bundle``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["load_checkpoint_model", "export_checkpoint", "main"]
 
 
 def load_checkpoint_model(ckpt_path: str | Path):
-    """``(model, checkpoint dict)`` rebuilt from a checkpoint written by ``training.train``."""
+    """``(model, checkpoint dict)`` rebuilt from a checkpoint written by ``bsnn.training.train``."""
     from .train import build_model
 
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -58,7 +58,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
     loaded back (hardware-exact accuracy), and through the model's own hardware mode; both
     accuracies, the training history and the config go into the bundle metadata.
     """
-    from firmware_export.bundle import load_bundle, save_bundle
+    from bsnn.firmware_export.bundle import load_bundle, save_bundle
 
     from .train import build_data, evaluate, run_eval_dataset
 
@@ -88,7 +88,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
     if fit_widths:
         from dataclasses import replace
 
-        from firmware_export.widths import signed_bits, width_report
+        from bsnn.firmware_export.widths import signed_bits, width_report
         on, off = _width_samples(cfg)
         rep = width_report(bundle, on, off)
         bias_lo = min(int(b.min()) for b in bundle.bias)
@@ -117,7 +117,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
             # The training forward pass computes the integers exactly (only gradients differ),
             # so the float-vs-integer gap is measured, not assumed: it must be 0.
             meta["accuracy_gap_training_vs_exported_pp"] = round(100 * (own["acc"] - hw["acc"]), 4)
-        from firmware_export.widths import width_report
+        from bsnn.firmware_export.widths import width_report
         on, off = _width_samples(cfg)
         meta["width_report"] = width_report(bundle, on, off)
         meta["width_report"]["note"] = (f"extremes of the exact sums on the first {on.shape[1]} "
@@ -138,7 +138,7 @@ def _width_samples(cfg, n: int = 2000):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.export", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bsnn.training.export", description=__doc__)
     p.add_argument("checkpoint")
     p.add_argument("out_dir")
     p.add_argument("--no-eval", action="store_true")

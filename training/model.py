@@ -6,7 +6,7 @@ arithmetic shifts (``floor(x / 2^k)``), states saturate to their widths. The tra
 therefore already computes exactly the integers the core computes; training mode only differs in
 the backward pass (surrogate spike gradient, detached reset). ``hardware=True`` runs the same
 computation in float64 without autograd and returns integer tensors: it equals
-``firmware_export.golden.run_golden`` on the exported bundle, spike for spike.
+``bsnn.firmware_export.golden.run_golden`` on the exported bundle, spike for spike.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def _count_first(S: torch.Tensor):
 # ---------------------------------------------------------------- configuration
 @dataclass
 class LayerConfig:
-    """One layer, with the fields of ``firmware_export.bundle.LayerSpec``."""
+    """One layer, with the fields of ``bsnn.firmware_export.bundle.LayerSpec``."""
 
     size: int
     current: bool = False
@@ -519,8 +519,8 @@ class BSNN(nn.Module):
         return weights, bias, theta
 
     def to_bundle(self, metadata: dict | None = None):
-        """The exported integer model (``firmware_export.bundle.Bundle``)."""
-        from firmware_export.bundle import Bundle, LayerSpec
+        """The exported integer model (``bsnn.firmware_export.bundle.Bundle``)."""
+        from bsnn.firmware_export.bundle import Bundle, LayerSpec
 
         if self.agmm_enabled and any(g.mode == "forward" for g in self.gates):
             raise ValueError("AGMM mode 'forward' is not hardware-exact and cannot be exported")

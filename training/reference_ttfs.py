@@ -19,7 +19,7 @@ Regularizers (continuous forms, derivation in docs/ssr.md), summed over fired hi
 * F-SSR: ``S_i (t_max - t_i)``        (excess of the no-reset potential at t_max over V_th).
 
 Input: pixel ``x`` (0..255) fires at ``t = 1 - x / 255``; black pixels never fire. Readout: the
-earliest output spike (cross-entropy of ``-t_out / tau``). ``python -m training.reference_ttfs
+earliest output spike (cross-entropy of ``-t_out / tau``). ``python -m bsnn.training.reference_ttfs
 --out docs/ssr_reference`` trains 784-400-10 without SSR and with M-SSR and F-SSR, and writes a
 JSON and a PNG (hidden firing and accuracy per strength, output spike-time distributions).
 """
@@ -215,7 +215,7 @@ def _plot(doc, path):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.reference_ttfs", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m bsnn.training.reference_ttfs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="prefix: <out>.json, <out>.png")
     p.add_argument("--epochs", type=int, default=2, help="epochs of the unregularized model")
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
     if a.plot_only:
         _plot(json.loads(Path(f"{a.out}.json").read_text()), f"{a.out}.png")
         return 0
-    doc = {"command": "python -m training.reference_ttfs " + " ".join(argv or __import__("sys").argv[1:]),
+    doc = {"command": "python -m bsnn.training.reference_ttfs " + " ".join(argv or __import__("sys").argv[1:]),
            "points": []}
     kw = dict(train_limit=a.train_limit, test_limit=a.test_limit, root=a.data_root)
     net, ev, hist = train_reference("none", 0.0, a.epochs, **kw)

@@ -1,7 +1,7 @@
 """Train a binary spiking network from a TOML config: ``bsnn train --config configs/<name>.toml``.
 
-Also ``python -m training.train --config ...`` and, for data parallelism,
-``torchrun --nproc_per_node=2 -m training.train --config ...`` (gloo on CPU, nccl on CUDA).
+Also ``python -m bsnn.training.train --config ...`` and, for data parallelism,
+``torchrun --nproc_per_node=2 -m bsnn.training.train --config ...`` (gloo on CPU, nccl on CUDA).
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import torch.nn.functional as F
 
 from . import data as data_mod
 from .diagnostics import FlipCounter, flip_rates, plot_history, weight_signs, write_history
-from .encoding import Encoder, max_events_per_step
+from ..firmware_export.encoding import Encoder, max_events_per_step
 from .model import BSNN, LayerConfig
 from .ssr import SSRConfig, ssr_penalty
 
 __all__ = ["main", "add_train_arguments", "run_train", "load_config", "build_model",
            "build_data", "evaluate", "run_eval_dataset", "DEFAULTS"]
 
-REPO = Path(__file__).resolve().parent.parent
 
 DEFAULTS = {
     "name": "run",
@@ -184,8 +183,8 @@ def evaluate(model: BSNN, data: EncodedData, batch_size: int = 1000, device="cpu
 
 
 def run_eval_dataset(bundle, data: EncodedData, batch_size: int = 500, limit: int | None = None):
-    """Hardware-exact accuracy of a bundle: ``firmware_export.golden.run_golden`` over a dataset."""
-    from firmware_export.golden import run_golden
+    """Hardware-exact accuracy of a bundle: ``bsnn.firmware_export.golden.run_golden`` over a dataset."""
+    from bsnn.firmware_export.golden import run_golden
 
     n = len(data) if limit is None else min(limit, len(data))
     correct, spikes_hidden, sops = 0, 0.0, 0.0
@@ -247,7 +246,7 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     _seed_all(int(tc["seed"]))
-    out_dir = Path(tc["out_dir"] or REPO / "runs" / cfg["name"])
+    out_dir = Path(tc["out_dir"] or Path("runs") / cfg["name"])
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(cfg, indent=1))
@@ -260,7 +259,7 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
     on, off, _ = train_data.batch(init_idx, generator=gen)
     model.init_thresholds(on, off, cfg["model"]["theta_init_factor"])
     if tc.get("init_from"):  # fine-tuning: start from the model of another run's checkpoint
-        src = torch.load(REPO / tc["init_from"], map_location="cpu", weights_only=False)
+        src = torch.load(Path(tc["init_from"]), map_location="cpu", weights_only=False)
         model.load_state_dict(src["model"])
     model.to(device)
     opt = _make_optimizer(model, tc)
@@ -377,7 +376,7 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
         if export_dir and history and history[-1]["epoch"] == tc["epochs"]:
             from .export import export_checkpoint
 
-            summary["export"] = export_checkpoint(ckpt_path, REPO / export_dir if not Path(export_dir).is_absolute() else export_dir,
+            summary["export"] = export_checkpoint(ckpt_path, Path(export_dir),
                                                   golden_eval=cfg["export"].get("golden_eval", True))
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if world > 1:

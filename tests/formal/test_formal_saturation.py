@@ -4,8 +4,8 @@ import pytest
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Elaboratable, Module, Mux, Signal, signed
 
-from hdl.neuron import leak, leak_amount, saturate
-from sim.formal import prove
+from bsnn.hdl.neuron import leak, leak_amount, saturate
+from bsnn.sim.formal import prove
 from tests.formal.test_formal_streams import _require
 
 

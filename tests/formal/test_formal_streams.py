@@ -10,10 +10,10 @@ from amaranth.asserts import AnySeq, Initial
 from amaranth.hdl import Assert, Assume, Elaboratable, Module, ResetSignal, Signal
 from amaranth.lib import fifo
 
-from firmware_export.bundle import random_bundle
-from hdl.config import HardwareConfig
-from hdl.core import BSNNCore
-from sim.formal import FormalUnavailable, prove, tools
+from bsnn.firmware_export.bundle import random_bundle
+from bsnn.hdl.config import HardwareConfig
+from bsnn.hdl.core import BSNNCore
+from bsnn.sim.formal import FormalUnavailable, prove, tools
 
 
 def _require():

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from amaranth.sim import Simulator
 
-from hdl.layouts import ResultKind
+from bsnn.hdl.layouts import ResultKind
 
 __all__ = ["stream_put", "stream_get", "stream_exchange", "run_sim", "CoreRunner", "events_of"]
 
@@ -98,7 +98,7 @@ def events_of(on: torch.Tensor, off: torch.Tensor | None, sample: int, rng) -> l
 
 
 class CoreRunner:
-    """Drives a :class:`hdl.core.BSNNCore` through config loads and inferences in one simulation.
+    """Drives a :class:`bsnn.hdl.core.BSNNCore` through config loads and inferences in one simulation.
 
     ``jobs`` is a list of ``("config", writes)`` or ``("infer", steps_of_events)``; the results
     of every inference are collected as a dict: spikes, potentials, cls, cycles, error, records.

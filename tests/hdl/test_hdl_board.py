@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 
-from firmware_export.bundle import random_bundle
-from hdl.board import (BOARDS, BoardTop, DeviceFitError, memory_templates, plan_build,
+from bsnn.firmware_export.bundle import random_bundle
+from bsnn.hdl.board import (BOARDS, BoardTop, DeviceFitError, memory_templates, plan_build,
                        stored_widths, template_depth)
-from hdl.config import CoreGeometry, HardwareConfig
-from hdl.hostlink import frame_sizes
+from bsnn.hdl.config import CoreGeometry, HardwareConfig
+from bsnn.hdl.hostlink import frame_sizes
+
+from bsnn.hdl.bitstream import board_config_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,12 +32,12 @@ def test_fit_error_names_the_device_and_every_memory():
 
 
 def test_shipped_mnist_model_fits_the_icebreaker():
-    """models/mnist (784-400-400-400-10) with configs/hw/icebreaker.toml: weights packed two
+    """models/mnist (784-400-400-400-10) with hdl/boards/icebreaker.toml: weights packed two
     8-bit words per SPRAM word (3 of 4 SPRAMs), neuron state v only (no current, no fire-once
     layer), block RAM within the 30 of the iCE40UP5K."""
-    from firmware_export.bundle import load_bundle
+    from bsnn.firmware_export.bundle import load_bundle
     bundle = load_bundle(REPO / "models" / "mnist")
-    hw = HardwareConfig.from_toml(REPO / "configs" / "hw" / "icebreaker.toml")
+    hw = HardwareConfig.from_toml(board_config_path("icebreaker"))
     hw, geom, plan = plan_build(bundle, hw, BOARDS["icebreaker"], "auto")
     assert hw.weight_memory == "spram" and plan["spram"] == 3 and plan["bram_blocks"] <= 30
     assert not geom.state_current and not geom.state_fired
@@ -95,8 +97,8 @@ def test_synthesis_smoke_ice40(tmp_path):
 
 def test_board_top_verilator_lint_clean(tmp_path):
     """The board top (UART, host link, core) is -Wall clean with hdl/lint_waivers.vlt."""
-    from sim.lint import lint
-    from sim.toolchain import availability
+    from bsnn.sim.lint import lint
+    from bsnn.sim.toolchain import availability
     reason = availability("verilator")
     if reason:
         pytest.skip(reason)
@@ -113,11 +115,11 @@ def test_board_top_verilator_lint_clean(tmp_path):
 def test_weights_patch_refusals(tmp_path):
     """`make weights` refuses, with one line, what a memory patch cannot do."""
     import json as _json
-    from hdl.board import BOARDS as _B
-    from hdl.config import BuildMismatch
-    from hdl.generate import hardware_manifest
-    from hdl.images import global_words, layer_mode_words
-    from hdl.weights_patch import PatchError, patch
+    from bsnn.hdl.board import BOARDS as _B
+    from bsnn.hdl.config import BuildMismatch
+    from bsnn.hdl.generate import hardware_manifest
+    from bsnn.hdl.images import global_words, layer_mode_words
+    from bsnn.hdl.weights_patch import PatchError, patch
     rng = np.random.default_rng(8)
     a = random_bundle(rng, sizes=[10, 6, 3], v_width=8, c_width=6, bias_width=4)
     hw = HardwareConfig(lanes=4)
@@ -143,7 +145,7 @@ def test_reuse_refuses_a_placement_made_for_other_registers(tmp_path):
     readout, time steps) of the model it was built for: another model's are refused."""
     import json
 
-    from hdl.bitstream import build
+    from bsnn.hdl.bitstream import build
     out = tmp_path / "b"
     out.mkdir()
     (out / "report.json").write_text("{}")

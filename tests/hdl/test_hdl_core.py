@@ -1,16 +1,16 @@
-"""The whole core against the golden model (firmware_export.golden.run_golden)."""
+"""The whole core against the golden model (bsnn.firmware_export.golden.run_golden)."""
 import numpy as np
 import pytest
 import torch
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 
-from firmware_export.bundle import LayerSpec, random_bundle
-from firmware_export.events import random_counts
-from firmware_export.golden import run_golden
-from hdl.config import HardwareConfig
-from hdl.core import BSNNCore
-from hdl.generate import config_writes, cycle_estimate
-from hdl.layouts import ConfigTarget, ErrorBit, GlobalAddress, ResultKind
+from bsnn.firmware_export.bundle import LayerSpec, random_bundle
+from bsnn.firmware_export.events import random_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.hdl.config import HardwareConfig
+from bsnn.hdl.core import BSNNCore
+from bsnn.hdl.generate import config_writes, cycle_estimate
+from bsnn.hdl.layouts import ConfigTarget, ErrorBit, GlobalAddress, ResultKind
 
 from hdl_testutil import (CoreRunner, decode_records, events_of, infer_inline, run_sim,
                           spike_matrix, stream_put)
@@ -293,7 +293,7 @@ def test_random_bundles(seed):
 def test_committed_default_model():
     """The repository's default model (784-64-10), P = 16: spikes, potentials, class, cycles."""
     from pathlib import Path
-    from firmware_export.bundle import load_bundle
+    from bsnn.firmware_export.bundle import load_bundle
     path = Path(__file__).resolve().parents[2] / "models" / "default"
     if not (path / "manifest.json").exists():
         pytest.skip("models/default not present")
@@ -315,7 +315,7 @@ def test_committed_default_model():
 def test_minimal_neuron_state(readout):
     """neuron_state = "minimal" stores neither current nor fired flags for a bundle that uses
     neither (first-spike readout then ranks by count != 0), and stays bit-exact."""
-    from hdl.config import BuildMismatch, CoreGeometry, check_fits
+    from bsnn.hdl.config import BuildMismatch, CoreGeometry, check_fits
     rng = np.random.default_rng(6)   # a draw whose first-spike decisions differ from argmax v
     sizes = [10, 9, 6, 4]
     layers = [LayerSpec(size=n, leak_v=int(rng.integers(0, 3)), reset=r)

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_export.bundle import LayerSpec, random_bundle
-from hdl.config import BuildMismatch, CoreGeometry, HardwareConfig, build_key, check_fits
-from hdl.generate import config_writes, generate
-from hdl.images import layer_mode_word, weight_words
-from hdl.layouts import ConfigTarget, GlobalAddress
-from hdl.weights import WeightMemory
+from bsnn.firmware_export.bundle import LayerSpec, random_bundle
+from bsnn.hdl.config import BuildMismatch, CoreGeometry, HardwareConfig, build_key, check_fits
+from bsnn.hdl.generate import config_writes, generate
+from bsnn.hdl.images import layer_mode_word, weight_words
+from bsnn.hdl.layouts import ConfigTarget, GlobalAddress
+from bsnn.hdl.weights import WeightMemory
 
 from hdl_testutil import run_sim, stream_put
 
@@ -149,8 +149,8 @@ def test_weight_memory_init_write_read(bank_words):
 
 @pytest.mark.parametrize("sizes,lanes,trace", [([10, 7, 5], 4, True), ([3, 1], 1, False)])
 def test_verilator_lint_clean_with_waivers(tmp_path, sizes, lanes, trace):
-    from sim.lint import lint
-    from sim.toolchain import availability
+    from bsnn.sim.lint import lint
+    from bsnn.sim.toolchain import availability
     reason = availability("verilator")
     if reason:
         if os.environ.get("CI"):

@@ -1,7 +1,7 @@
-"""hdl.logic_depth: register-to-register depth in a Yosys JSON netlist."""
+"""bsnn.hdl.logic_depth: register-to-register depth in a Yosys JSON netlist."""
 import json
 
-from hdl.logic_depth import deep_paths, main
+from bsnn.hdl.logic_depth import deep_paths, main
 
 
 def _netlist(chain, loop=False):

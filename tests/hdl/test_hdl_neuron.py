@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from firmware_export.bundle import LayerSpec, random_bundle
-from hdl.config import CoreGeometry, HardwareConfig
-from hdl.images import bias_image, layer_mode_word, threshold_image
-from hdl.layouts import ConfigTarget
-from hdl.neuron import NeuronUnit
+from bsnn.firmware_export.bundle import LayerSpec, random_bundle
+from bsnn.hdl.config import CoreGeometry, HardwareConfig
+from bsnn.hdl.images import bias_image, layer_mode_word, threshold_image
+from bsnn.hdl.layouts import ConfigTarget
+from bsnn.hdl.neuron import NeuronUnit
 
 from hdl_testutil import run_sim, stream_exchange, stream_put
 

@@ -1,7 +1,7 @@
 """Board clock: PLL settings from the datasheet relations, the lock reset, the platform top."""
 import pytest
 
-from hdl.pll import LockReset, PLLError, ecp5_pll, ice40_pll
+from bsnn.hdl.pll import LockReset, PLLError, ecp5_pll, ice40_pll
 
 from hdl_testutil import run_sim
 
@@ -67,9 +67,9 @@ def test_platform_top_runs_the_core_from_the_pll(board, expect, constraint):
     """The board top instantiates the PLL with the searched settings, and the oscillator's
     constraint is scaled so that nextpnr times the PLL's output against the target."""
     import numpy as np
-    from firmware_export.bundle import random_bundle
-    from hdl.board import BOARDS, platform_top
-    from hdl.config import HardwareConfig
+    from bsnn.firmware_export.bundle import random_bundle
+    from bsnn.hdl.board import BOARDS, platform_top
+    from bsnn.hdl.config import HardwareConfig
     bundle = random_bundle(np.random.default_rng(1), sizes=[10, 6, 3])
     platform, top, *_ = platform_top(bundle, HardwareConfig(lanes=4), BOARDS[board])
     plan = platform.prepare(top, name="t")
@@ -82,7 +82,7 @@ def test_platform_top_runs_the_core_from_the_pll(board, expect, constraint):
 
 def test_seed_lists():
     import argparse
-    from hdl.bitstream import parse_seeds
+    from bsnn.hdl.bitstream import parse_seeds
     assert parse_seeds("1-4") == [1, 2, 3, 4] and parse_seeds("2,5,9") == [2, 5, 9]
     for bad in ("", "x", "1,1", "3-1"):
         with pytest.raises(argparse.ArgumentTypeError):
@@ -93,7 +93,7 @@ def test_seed_sweep_keeps_the_fastest_placement(tmp_path, monkeypatch):
     """--seeds builds each seed in its own directory, then reports the fastest one's build
     (reused, not placed again) and lists every seed's Fmax."""
     import json
-    import hdl.bitstream as bitstream
+    import bsnn.hdl.bitstream as bitstream
     fmax = {1: 38.0, 2: 41.5, 3: 40.2}
     calls = []
 

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from firmware_export.bundle import random_bundle
-from firmware_export.golden import readout
-from hdl.config import CoreGeometry, HardwareConfig
-from hdl.layouts import ReadoutRule
-from hdl.readout import ReadoutUnit
+from bsnn.firmware_export.bundle import random_bundle
+from bsnn.firmware_export.golden import readout
+from bsnn.hdl.config import CoreGeometry, HardwareConfig
+from bsnn.hdl.layouts import ReadoutRule
+from bsnn.hdl.readout import ReadoutUnit
 
 from hdl_testutil import run_sim
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hdl.slice import RegisterSlice
+from bsnn.hdl.slice import RegisterSlice
 
 from hdl_testutil import run_sim, stream_exchange
 

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from firmware_export.bundle import random_bundle
-from hdl.config import CoreGeometry, HardwareConfig
-from hdl.images import weight_words
-from hdl.synapse import SynapseUnit
-from hdl.weights import WeightMemory
+from bsnn.firmware_export.bundle import random_bundle
+from bsnn.hdl.config import CoreGeometry, HardwareConfig
+from bsnn.hdl.images import weight_words
+from bsnn.hdl.synapse import SynapseUnit
+from bsnn.hdl.weights import WeightMemory
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 

@@ -4,7 +4,7 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
-from hdl.uart import UARTRx, UARTTx, uart_divisor
+from bsnn.hdl.uart import UARTRx, UARTTx, uart_divisor
 
 from hdl_testutil import run_sim, stream_get, stream_put
 

@@ -5,9 +5,9 @@ import nir
 import numpy as np
 import pytest
 
-from firmware_export.bundle import load_bundle, random_bundle, save_bundle
-from nir_interop import NIRImportError
-from nir_interop.cli import add_nir_parser
+from bsnn.firmware_export.bundle import load_bundle, random_bundle, save_bundle
+from bsnn.nir_interop import NIRImportError
+from bsnn.nir_cli import add_nir_parser
 
 
 def _run(argv):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from firmware_export.golden import run_golden
-from nir_interop import NIRImportError, import_nir, simulate_nir
-from nir_interop.importer import leak_shift
+from bsnn.firmware_export.golden import run_golden
+from bsnn.nir_interop import NIRImportError, import_nir, simulate_nir
+from bsnn.nir_interop.importer import leak_shift
 
 
 def lif(n, tau=1e-3, thr=1.0, r=None, v_leak=0.0, v_reset=0.0, **kw):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from firmware_export.bundle import Bundle, LayerSpec, random_bundle
-from firmware_export.golden import run_golden
-from nir_interop import NIRImportError, export_nir, import_nir, simulate_nir, write_nir
+from bsnn.firmware_export.bundle import Bundle, LayerSpec, random_bundle
+from bsnn.firmware_export.golden import run_golden
+from bsnn.nir_interop import NIRImportError, export_nir, import_nir, simulate_nir, write_nir
 
 
 def _random_inputs(bundle: Bundle, batch: int, seed: int):
@@ -144,8 +144,8 @@ def test_write_nir_is_readable_by_nir_itself(tmp_path):
 def test_shipped_mnist_model_round_trips_bit_exactly(tmp_path):
     from pathlib import Path
 
-    from firmware_export.bundle import load_bundle
-    from nir_interop import import_nir, write_nir
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.nir_interop import import_nir, write_nir
     model = load_bundle(Path(__file__).resolve().parents[2] / "models" / "mnist")
     write_nir(model, tmp_path / "mnist.nir")
     back = import_nir(tmp_path / "mnist.nir")

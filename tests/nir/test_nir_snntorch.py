@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from firmware_export.bundle import load_bundle, save_bundle
-from firmware_export.golden import run_golden
-from nir_interop import import_nir, read_nir, simulate_nir
+from bsnn.firmware_export.bundle import load_bundle, save_bundle
+from bsnn.firmware_export.golden import run_golden
+from bsnn.nir_interop import import_nir, read_nir, simulate_nir
 
 try:
     import snntorch as snn
@@ -100,8 +100,8 @@ def test_snntorch_network_compiles_to_a_bundle_that_follows_it(tmp_path):
     assert agree > 0.45, agree          # 5 classes: chance is 0.2 (measured 0.54)
     # The last step of the path: the compiled bundle on the RTL (generated Verilog, Verilator
     # harness), spike for spike against the golden model.
-    from sim.rtl_eval import rtl_evaluate
-    from sim.toolchain import availability
+    from bsnn.sim.rtl_eval import rtl_evaluate
+    from bsnn.sim.toolchain import availability
     reason = availability("verilator")
     if reason and not os.environ.get("CI"):
         pytest.skip(reason)

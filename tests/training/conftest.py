@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from training.data import default_root
+from bsnn.training.data import default_root
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training import data
+from bsnn.training import data
 from .conftest import need
 
 

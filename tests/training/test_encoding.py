@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from training.encoding import Encoder, encode_events, encode_images, max_events_per_step
+from bsnn.firmware_export.encoding import Encoder, encode_events, encode_images, max_events_per_step
 
 
 def _img():

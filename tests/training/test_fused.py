@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training import agmm as agmm_mod
-from training.agmm import AGMM
-from training.model import BSNN, LayerConfig, _count_first, binary_sign
+from bsnn.training import agmm as agmm_mod
+from bsnn.training.agmm import AGMM
+from bsnn.training.model import BSNN, LayerConfig, _count_first, binary_sign
 
 
 def _reference_agmm_forward(self, x):

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from firmware_export.bundle import LayerSpec, random_bundle
-from firmware_export.events import random_counts
-from firmware_export.golden import run_golden
-from training.agmm import AGMM
-from training.model import BSNN, LayerConfig, binary_sign, round_ste, spike_fn
+from bsnn.firmware_export.bundle import LayerSpec, random_bundle
+from bsnn.firmware_export.events import random_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.training.agmm import AGMM
+from bsnn.training.model import BSNN, LayerConfig, binary_sign, round_ste, spike_fn
 
 
 def test_binary_sign_ste():

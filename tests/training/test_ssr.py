@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from training.ssr import SSRConfig, fssr_terms, layer_penalty, mem_terms, mssr_terms, ssr_penalty
+from bsnn.training.ssr import SSRConfig, fssr_terms, layer_penalty, mem_terms, mssr_terms, ssr_penalty
 
 
 def one_neuron():
@@ -85,7 +85,7 @@ def test_config_validation():
 
 def test_reference_ramp_layer_exact_times_against_a_time_grid():
     """The continuous-time reference (training/reference_ttfs.py): exact first firing times."""
-    from training.reference_ttfs import ramp_layer
+    from bsnn.training.reference_ttfs import ramp_layer
     g = torch.Generator().manual_seed(1)
     t = torch.rand(3, 12, generator=g) * 2
     t[0, 3] = float("inf")
@@ -104,7 +104,7 @@ def test_reference_ramp_layer_exact_times_against_a_time_grid():
 
 
 def test_reference_continuous_regularizers_hand_computed():
-    from training.reference_ttfs import ssr_continuous
+    from bsnn.training.reference_ttfs import ssr_continuous
     times = [torch.tensor([[1.0, float("inf")]]), torch.tensor([[2.0]])]
     slopes = [torch.tensor([[0.5, 0.0]]), torch.tensor([[1.0]])]
     # one fired hidden neuron: S 0.5, t_max - t = 3; divided by the 2 hidden neurons

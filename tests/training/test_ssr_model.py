@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from training.model import BSNN, LayerConfig
-from training.ssr import SSRConfig, ssr_penalty
+from bsnn.training.model import BSNN, LayerConfig
+from bsnn.training.ssr import SSRConfig, ssr_penalty
 
 
 def net(fire_once=False, current=False, reset="subtract", readout="potential", T=4):
@@ -76,7 +76,7 @@ def test_first_spike_readout_trains_and_matches_hardware_prediction():
 
 
 def test_local_penalty_does_not_reach_the_layer_below():
-    from training.ssr import layer_penalty
+    from bsnn.training.ssr import layer_penalty
     m = net()
     res = m(inputs(), trace=True)
     layer_penalty(res.traces[1], SSRConfig("mssr", 1.0)).sum().backward()

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from firmware_export.bundle import load_bundle
-from firmware_export.golden import run_golden
-from hdl.config import CoreGeometry, HardwareConfig
-from hdl.generate import cycle_estimate
-from training.sweep import add_sweep_arguments, evaluate_bundle, run_sweep, select_best
-from training.train import build_data, load_config
+from bsnn.firmware_export.bundle import load_bundle
+from bsnn.firmware_export.golden import run_golden
+from bsnn.hdl.config import CoreGeometry, HardwareConfig
+from bsnn.hdl.generate import cycle_estimate
+from bsnn.sweep import add_sweep_arguments, evaluate_bundle, run_sweep, select_best
+from bsnn.training.train import build_data, load_config
 from .conftest import need
 
 TOML = """
@@ -66,7 +66,7 @@ def test_tiny_sweep_writes_points_plots_and_ships(tmp_path):
 
 @need("mnist")
 def test_evaluate_bundle_counts_like_golden_and_cycle_model(tmp_path):
-    from training.model import BSNN, LayerConfig
+    from bsnn.training.model import BSNN, LayerConfig
     torch.manual_seed(0)
     cfg = load_config(None, {"data": {"test_limit": 30, "train_limit": 10}, "encoding": {"time_steps": 3}})
     _, test = build_data(cfg)

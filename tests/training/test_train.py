@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from firmware_export.bundle import load_bundle
-from firmware_export.golden import run_golden
-from training.export import export_checkpoint, load_checkpoint_model
-from training.train import build_data, load_config, main, train
+from bsnn.firmware_export.bundle import load_bundle
+from bsnn.firmware_export.golden import run_golden
+from bsnn.training.export import export_checkpoint, load_checkpoint_model
+from bsnn.training.train import build_data, load_config, main, train
 from .conftest import need
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,9 +109,9 @@ def test_ddp_two_processes(tmp_path):
     with socket.socket() as sock:  # a free port for the rendezvous
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                        f"--master_port={port}", "-m", "training.train", "--config", str(cfg),
+                        f"--master_port={port}", "-m", "bsnn.training.train", "--config", str(cfg),
                         "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())

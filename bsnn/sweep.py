@@ -2,14 +2,14 @@
 
 Every sweep point fine-tunes one checkpoint (``[train] init_from`` of the config, or
 ``--init-from``) with one regularizer and strength, exports the integer bundle, and evaluates the
-bundle **as saved** with the golden model (``firmware_export.golden.run_golden``):
+bundle **as saved** with the golden model (``bsnn.firmware_export.golden.run_golden``):
 
 * accuracy, spikes per hidden neuron per inference (per hidden layer and over all hidden neurons),
   events into each layer, synaptic operations (SOPs);
-* core cycles per inference from the cycle model ``hdl.generate.cycle_estimate`` (geometry from
-  ``hdl.config.CoreGeometry.from_bundle(bundle, HardwareConfig())``), per sample, then averaged;
+* core cycles per inference from the cycle model ``bsnn.hdl.generate.cycle_estimate`` (geometry from
+  ``bsnn.hdl.config.CoreGeometry.from_bundle(bundle, HardwareConfig())``), per sample, then averaged;
 * optionally (``--rtl-samples N``) the cycles measured on the Verilator RTL for the first N test
-  samples (``sim.rtl_eval.rtl_evaluate``), with the RTL's bit-exactness.
+  samples (``bsnn.sim.rtl_eval.rtl_evaluate``), with the RTL's bit-exactness.
 
 Points: ``reference`` (the initial checkpoint, not fine-tuned), ``none`` (fine-tuned the same way
 with gamma 0, the fair unregularized reference), ``mssr``/``fssr`` for each gamma, ``mem`` for
@@ -18,7 +18,7 @@ points already there, so a sweep can be stopped and continued); plots ``<out>_fi
 paper's figure: accuracy against spikes per neuron, per hidden layer and averaged) and
 ``<out>_cycles.png`` (accuracy against cycles and SOPs per inference).
 
-    python -m training.sweep --config configs/ssr_mnist.toml --out docs/ssr_mnist
+    python -m bsnn.sweep --config configs/ssr_mnist.toml --out docs/ssr_mnist
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ import torch
 __all__ = ["add_sweep_arguments", "run_sweep", "evaluate_bundle", "sweep_points", "plot_sweep",
            "select_best", "markdown_table", "main"]
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _floats(text: str) -> list[float]:
@@ -99,9 +98,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def evaluate_bundle(bundle, data, limit: int | None = None, batch_size: int = 500, hw=None,
                     rtl_samples: int = 0) -> dict:
     """Golden-model accuracy, firing, SOPs and cycle-model cycles of ``bundle`` on ``data``."""
-    from firmware_export.golden import run_golden
-    from hdl.config import CoreGeometry, HardwareConfig
-    from hdl.generate import cycle_estimate
+    from bsnn.firmware_export.golden import run_golden
+    from bsnn.hdl.config import CoreGeometry, HardwareConfig
+    from bsnn.hdl.generate import cycle_estimate
 
     hw = hw or HardwareConfig()
     geom = CoreGeometry.from_bundle(bundle, hw)
@@ -143,10 +142,10 @@ def evaluate_bundle(bundle, data, limit: int | None = None, batch_size: int = 50
         "cycles_per_inference": cycles / n,
         "cycles_max": int(max(cyc_list)) if cyc_list else 0,
         "cycle_model": {"lanes": hw.lanes, "neuron_lanes": hw.neuron_lanes,
-                        "source": "hdl.generate.cycle_estimate"},
+                        "source": "bsnn.hdl.generate.cycle_estimate"},
     }
     if rtl_samples:
-        from sim.rtl_eval import rtl_evaluate
+        from bsnn.sim.rtl_eval import rtl_evaluate
 
         m = min(rtl_samples, n)
         on, off, y = data.batch(torch.arange(m))
@@ -187,19 +186,21 @@ def _load(path: Path) -> dict:
 
 
 def _rel(x):
-    """Paths inside the repository are stored relative to it (the JSON goes into docs/)."""
+    """Paths under the current directory (the repository root, as the Makefile runs it) are stored
+    relative to it (the JSON goes into docs/)."""
     if isinstance(x, dict):
         return {k: _rel(v) for k, v in x.items()}
     if isinstance(x, list):
         return [_rel(v) for v in x]
-    if isinstance(x, str) and x.startswith(str(REPO) + "/"):
-        return x[len(str(REPO)) + 1:]
+    here = str(Path.cwd())
+    if isinstance(x, str) and x.startswith(here + "/"):
+        return x[len(here) + 1:]
     return x
 
 
 def _abs(path) -> Path:
     p = Path(path)
-    return p if p.is_absolute() else REPO / p
+    return p if p.is_absolute() else Path.cwd() / p
 
 
 def _save(doc: dict, path: Path):
@@ -336,18 +337,18 @@ def markdown_table(doc: dict) -> str:
 
 # ------------------------------------------------------------------ the sweep
 def _invocation() -> str:
-    """The command line that ran this sweep (``bsnn sweep ...`` or ``python -m training.sweep ...``)."""
+    """The command line that ran this sweep (``bsnn sweep ...`` or ``python -m bsnn.sweep ...``)."""
     args = sys.argv[1:]
     if Path(sys.argv[0]).name == "bsnn" and args[:1] == ["sweep"]:
         return "bsnn " + " ".join(args)
-    return "python -m training.sweep " + " ".join(args)
+    return "python -m bsnn.sweep " + " ".join(args)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from firmware_export.bundle import load_bundle, save_bundle
+    from bsnn.firmware_export.bundle import load_bundle, save_bundle
 
-    from .export import export_checkpoint
-    from .train import build_data, load_config, train
+    from .training.export import export_checkpoint
+    from .training.train import build_data, load_config, train
 
     out_json = Path(f"{args.out}.json")
     doc = _load(out_json)
@@ -377,7 +378,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         over["train"]["threads"] = args.threads
     base = load_config(args.config, over)
     name = base["name"]
-    runs = Path(args.runs_dir or REPO / "runs" / f"sweep_{name}")
+    runs = Path(args.runs_dir or Path("runs") / f"sweep_{name}")
     bundles = Path(args.bundles_dir) if args.bundles_dir else runs / "bundles"
     points = sweep_points(args.methods, gammas, mem_gammas, v_hats,
                           reference=not args.no_reference and bool(init_from), fssr_gammas=fssr_gammas)
@@ -405,7 +406,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         t0 = time.time()
         bdir = bundles / pt["key"]
         if pt["method"] == "reference":
-            ckpt = REPO / init_from if not Path(init_from).is_absolute() else Path(init_from)
+            ckpt = Path(init_from)
             hist = []
         else:
             cfg = load_config(None, base)
@@ -428,7 +429,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                      "spikes_per_neuron_layers": ev["spikes_per_neuron_layers"],
                      "sops_per_inference": ev["sops_per_inference"],
                      "cycles_per_inference_model": ev["cycles_per_inference"],
-                     "evaluated_with": "firmware_export.golden.run_golden on the saved bundle",
+                     "evaluated_with": "bsnn.firmware_export.golden.run_golden on the saved bundle",
                      "ssr": {k: pt[k] for k in ("method", "gamma", "v_hat")}})
         bundle.metadata = meta
         save_bundle(bundle, bdir)

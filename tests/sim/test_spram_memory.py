@@ -1,4 +1,4 @@
-"""The iCE40UP5K SPRAM weight memory (hdl.weights.SPRAMWeightMemory) with Yosys' own
+"""The iCE40UP5K SPRAM weight memory (bsnn.hdl.weights.SPRAMWeightMemory) with Yosys' own
 SB_SPRAM256KA model: packed words (two 8-bit or four 4-bit words per 16-bit SPRAM word, nibble
 write masks) and bank selection, crossing banks with a small network (bank_words = 8)."""
 import json
@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 from amaranth.back import verilog
 
-from hdl.config import CoreGeometry
-from hdl.layouts import ConfigTarget, ConfigWriteLayout
-from hdl.weights import SPRAMWeightMemory
-from sim.runner import icarus_time_zero_fix
-from sim.toolchain import REPO, availability, prepare_environment
-from sim.tests.test_board_uart import spram_model
+from bsnn.hdl.config import CoreGeometry
+from bsnn.hdl.layouts import ConfigTarget, ConfigWriteLayout
+from bsnn.hdl.weights import SPRAMWeightMemory
+from bsnn.sim.runner import icarus_time_zero_fix
+from bsnn.firmware_export.paths import build_root
+from bsnn.sim.toolchain import availability, prepare_environment
+
+REPO = Path(__file__).resolve().parents[2]
+from tests.sim.test_board_uart import spram_model
 
 TOP = "bsnn_spram"
 
@@ -40,17 +43,16 @@ def test_spram_weights_packed_across_banks(lanes, sizes):
     prepare_environment("icarus")
     from cocotb_tools.runner import get_runner
     runner = get_runner("icarus")
-    with tempfile.TemporaryDirectory(prefix="spram-", dir=REPO / "build") as tmp:
+    with tempfile.TemporaryDirectory(prefix="spram-", dir=build_root().resolve()) as tmp:
         tmp = Path(tmp)
         src = tmp / f"{TOP}.v"
         src.write_text(text)
         runner.build(sources=[src], hdl_toplevel=TOP, build_dir=tmp, timescale=("1ns", "1ps"),
                      always=True, log_file=tmp / "build.log")
         (tmp / "job.json").write_text(json.dumps(job))
-        env = {"BSNN_SPRAM_JOB": str(tmp / "job.json"), "BSNN_SPRAM_RESULT": str(tmp / "r.json"),
-               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        env = {"BSNN_SPRAM_JOB": str(tmp / "job.json"), "BSNN_SPRAM_RESULT": str(tmp / "r.json")}
         try:
-            runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="sim.cocotb_spram",
+            runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="bsnn.sim.cocotb_spram",
                         build_dir=tmp, test_dir=tmp, extra_env=env,
                         results_xml=str(tmp / "results.xml"), log_file=tmp / "sim.log")
         except SystemExit:

@@ -20,9 +20,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["ENCODINGS", "encode_images", "encode_events", "max_events_per_step", "Encoder"]
+__all__ = ["ENCODINGS", "DEFAULT_ENCODING", "encode_images", "encode_events", "max_events_per_step",
+           "Encoder", "encoding_of"]
 
 ENCODINGS = ("rate", "threshold", "latency", "poisson", "events")
+DEFAULT_ENCODING = {"kind": "rate"}
 
 
 def _as_uint8_tensor(images) -> torch.Tensor:
@@ -124,3 +126,15 @@ class Encoder:
                 return int(self.options.get("max_input_events", 4 * input_size))
             return int(2 * cap * input_size)
         return int(input_size)
+
+
+def encoding_of(bundle, override: str | None = None) -> dict:
+    """The input encoding recorded by training in ``metadata.encoding`` (docs/model-format.md)."""
+    from bsnn.firmware_export.bundle import BundleError
+
+    spec = dict(bundle.metadata.get("encoding") or DEFAULT_ENCODING)
+    if override:
+        spec = {"kind": override}
+    if not isinstance(spec.get("kind"), str):
+        raise BundleError("manifest.json: metadata.encoding.kind: must be a string")
+    return spec

@@ -2,7 +2,7 @@
 
 Wiring (in ``bsnn/cli.py``, where the subparsers are built)::
 
-    from nir_interop.cli import add_nir_parser
+    from bsnn.nir_cli import add_nir_parser
     add_nir_parser(sub)
 
 Both commands set ``func``; their errors are ``ValueError`` subclasses (``NIRImportError``,
@@ -14,9 +14,9 @@ import json
 
 
 def cmd_nir_export(args) -> int:
-    from firmware_export.bundle import load_bundle
+    from bsnn.firmware_export.bundle import load_bundle
 
-    from .export import write_nir
+    from .nir_interop.export import write_nir
 
     bundle = load_bundle(args.model)
     path = write_nir(bundle, args.out, dt=args.dt)
@@ -25,9 +25,9 @@ def cmd_nir_export(args) -> int:
 
 
 def cmd_nir_import(args) -> int:
-    from firmware_export.bundle import save_bundle
+    from bsnn.firmware_export.bundle import save_bundle
 
-    from .importer import import_nir
+    from .nir_interop.importer import import_nir
 
     options = dict(v_width=args.v_width, c_width=args.c_width, bias_width=args.bias_width,
                    time_steps=args.time_steps, readout=args.readout,
@@ -40,7 +40,7 @@ def cmd_nir_import(args) -> int:
     bundle = import_nir(args.nir, **options, **foreign)
     compiled = "nir_import" in bundle.metadata
     if compiled and args.calibrate:
-        from bsnn.evaluate import load_encoded
+        from bsnn.training.data import load_encoded
 
         data = load_encoded(bundle, args.dataset, "train", args.calibrate, args.data_root)
         bundle = import_nir(args.nir, **options, **foreign, calibration=(data.on, data.off))

@@ -1,5 +1,5 @@
 """``bsnn board``: run a dataset on a real board over its UART and check every sample against
-the golden model. The protocol code is ``sim.board_host.BoardHost``, the same that the board-top
+the golden model. The protocol code is ``bsnn.sim.board_host.BoardHost``, the same that the board-top
 simulation tests (sim/tests/test_board_uart.py) drive through the UART pins."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import asyncio
 import json
 from pathlib import Path
 
-from firmware_export.bundle import load_bundle, write_atomic
-from firmware_export.events import events_from_counts
-from firmware_export.golden import run_golden
-from sim.board_host import BoardHost
-from sim.check import compare_sample
+from bsnn.firmware_export.bundle import load_bundle, write_atomic
+from bsnn.firmware_export.events import events_from_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.sim.board_host import BoardHost
+from bsnn.sim.check import compare_sample
 
 
 async def check_samples(host: BoardHost, bundle, on, off, labels=None, progress=None) -> dict:
@@ -52,8 +52,8 @@ def main(argv=None) -> int:
 
     from tqdm import tqdm
 
-    from bsnn.evaluate import load_encoded
-    from sim.board_host import SerialLink
+    from bsnn.training.data import load_encoded
+    from bsnn.sim.board_host import SerialLink
 
     bundle = load_bundle(args.model)
     data = load_encoded(bundle, args.dataset, "test", args.limit, args.data_root)

