@@ -1,6 +1,6 @@
 """``bsnn board``: run a dataset on a real board over its UART and check every sample against
 the golden model. The protocol code is ``bsnn.sim.board_host.BoardHost``, the same that the board-top
-simulation tests (sim/tests/test_board_uart.py) drive through the UART pins."""
+simulation tests (tests/sim/test_board_uart.py) drive through the UART pins."""
 from __future__ import annotations
 
 import argparse

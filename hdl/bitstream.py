@@ -285,7 +285,7 @@ def write_report(report: dict, json_path, md_path) -> None:
                   f"{spram_packing(report['hardware']['lanes'])[1]} words per 16-bit SPRAM "
                   f"word; SPRAM has no initial contents, so the host loads the bundle over the UART "
                   f"before the first inference (`bsnn board`, `bsnn.sim.board_host.BoardHost.load`; "
-                  f"simulated in `sim/tests/test_board_uart.py`). `make weights` does not apply."]
+                  f"simulated in `tests/sim/test_board_uart.py`). `make weights` does not apply."]
     key = report.get("build_key", {})
     if report["hardware"].get("neuron_state") == "minimal":
         kept = ["v"] + (["c"] if key.get("state_current", True) else []) + \

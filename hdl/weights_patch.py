@@ -1,7 +1,7 @@
 """``make weights``: put another bundle of the same build key into an existing bitstream, without
 synthesis or place-and-route (icebram for iCE40, ecpbram for ECP5, from the YoWASP packages).
 
-    .venv/bin/python -m bsnn.hdl.weights_patch --build build/bitstream/icebreaker-default \
+    bsnn weights --build build/bitstream/icebreaker-default \
         --model models/other --out build/bitstream/icebreaker-default/other.bin
 
 ``bsnn.hdl.bitstream`` builds every board top with random *template* contents in the weight, bias and

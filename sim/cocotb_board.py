@@ -4,7 +4,7 @@ The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, config
 first and the samples; :class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
 docs/uart-protocol.md through :class:`UARTPins`, a bit-level UART driver and receiver on the
 ``rx`` / ``tx`` pins. Every sample's records, cycles and error flags go to ``BSNN_BOARD_RESULT``;
-the comparison with the golden model happens in the pytest (sim/tests/test_board_uart.py).
+the comparison with the golden model happens in the pytest (tests/sim/test_board_uart.py).
 """
 from __future__ import annotations
 

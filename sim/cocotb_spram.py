@@ -1,4 +1,4 @@
-"""cocotb test of the SPRAM weight memory alone (sim/tests/test_spram_memory.py): random words
+"""cocotb test of the SPRAM weight memory alone (tests/sim/test_spram_memory.py): random words
 written through the config port into every address, read back in random order, each compared."""
 import json
 import os

@@ -1,6 +1,6 @@
 """The board checker's comparison loop, against a stand-in device that answers from the golden
 model (exact) or with one record changed (must be reported). The protocol itself runs against
-the board top in simulation in sim/tests/test_board_uart.py."""
+the board top in simulation in tests/sim/test_board_uart.py."""
 import asyncio
 
 import numpy as np
