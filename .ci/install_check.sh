@@ -16,6 +16,7 @@ git -C "$repo" archive --format=tar --prefix=src/ HEAD | tar -x -C "$work"
 "$work/venv/bin/python" -m pip install --quiet --upgrade pip
 "$work/venv/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$work/wheel" "$work/src"
 "$work/venv/bin/python" -m pip install --quiet "$(ls "$work"/wheel/*.whl)[fpga]"
+cd "$work"   # not the checkout: python -c puts the current directory first on sys.path
 site="$("$work/venv/bin/python" -c 'import bsnn, pathlib; print(pathlib.Path(bsnn.__file__).parent)')"
 case "$site" in "$repo"*) echo "bsnn was imported from the checkout ($site), not the wheel"; exit 1;; esac
 # Package data ships in the wheel.
