@@ -28,3 +28,14 @@ def test_random_bundles_match_golden_model(simulator, build_index, n_bundles):
     _require(simulator)
     failures = run_build(simulator, build_index, n_bundles, int(os.environ.get("BSNN_RTL_SEED", 0)))
     assert not failures, "\n".join(failures[:10])
+
+
+@pytest.mark.rtl
+def test_bsnn_sim_command_runs_the_regression_from_the_package(capsys):
+    """``bsnn sim`` needs no test tree: the same cases run from bsnn.sim.regression."""
+    from bsnn.cli import main
+
+    _require("verilator")
+    assert main(["sim", "--cases", str(len(BUILDS) * 2), "--simulator", "verilator"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "12 random cases per simulator on verilator: all match the golden model"
