@@ -115,8 +115,14 @@ def _as_pixels(images) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).to(torch.int64)
 
 
-def encode_images(images, time_steps: int, kind: str = "rate", *, threshold: int = 128,
-                  min_value: int = 1, generator: torch.Generator | None = None):
+def _default(kind, name):
+    return PARAMETERS[kind][name].default
+
+
+def encode_images(images, time_steps: int, kind: str = "rate", *,
+                  threshold: int = _default("threshold", "threshold"),
+                  min_value: int = _default("latency", "min_value"),
+                  generator: torch.Generator | None = None):
     """Encode uint8 images ``[B, ...]`` (pixels flattened row-major) into ``(on, off)`` int64
     counts ``[T, B, N0]``; ``off`` is all zeros. Prefer :class:`Encoder`, which takes the spec."""
     if time_steps < 1:
@@ -142,8 +148,10 @@ def encode_images(images, time_steps: int, kind: str = "rate", *, threshold: int
     return on, torch.zeros_like(on)
 
 
-def encode_events(samples, time_steps: int, *, window_us: int = 300_000, late_events: str = "last_step",
-                  max_per_pixel: int | None = None, width: int = 34, height: int = 34):
+def encode_events(samples, time_steps: int, *, window_us: int = _default("events", "window_us"),
+                  late_events: str = _default("events", "late_events"),
+                  max_per_pixel: int | None = _default("events", "max_per_pixel"),
+                  width: int = _default("events", "width"), height: int = _default("events", "height")):
     """Bin event samples (structured arrays with fields x, y, p, ts) into ``(on, off)`` counts
     ``[T, B, width * height]``. Prefer :class:`Encoder`, which takes the spec."""
     if late_events not in LATE_EVENTS:
