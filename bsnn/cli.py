@@ -31,8 +31,7 @@ def cmd_random_model(args) -> int:
     for k, n_in in enumerate(sizes[:-1]):
         bundle.threshold[k] = rng.integers(max(1, n_in // 16), max(2, n_in // 6) + 1,
                                            sizes[k + 1]).astype(np.int64)
-    bundle.metadata = {"origin": f"bsnn random-model --seed {args.seed}", "trained": False,
-                       "encoding": {"kind": "rate"}}
+    bundle.metadata = {"origin": f"bsnn random-model --seed {args.seed}", "trained": False}
     save_bundle(bundle, args.out)
     print(f"wrote random bundle {'-'.join(map(str, sizes))}, T={args.time_steps} to {args.out}")
     return 0

@@ -80,7 +80,7 @@ def add_nir_parser(sub) -> None:
                    help="seconds per step (default: graph metadata, else 1e-4 as snnTorch assumes)")
     p.add_argument("--reset", choices=("auto", "zero", "subtract", "none"), default="auto")
     p.add_argument("--discretization", choices=("euler", "exp"), default="euler")
-    p.add_argument("--encoding", default=None, help="input encoding recorded in metadata (default rate)")
+    p.add_argument("--encoding", default=None, help="input encoding (kind) of the bundle (default rate)")
     p.add_argument("--recompile", action="store_true",
                    help="ignore bsnn metadata of an own export and compile from the NIR fields")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from .encoding import DEFAULT_ENCODING, EncodingError, complete_encoding
+
+SCHEMA_VERSION = 2                # what save_bundle writes
+READABLE_VERSIONS = (1, 2)        # version 1: the encoding lived in metadata.encoding (see below)
 FORMAT_NAME = "bsnn-bundle"
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"   # sha256sum format, so that no byte of the bundle goes unchecked
@@ -59,6 +62,7 @@ class Bundle:
     bias_width: int = 16
     readout: str = "spike_count"
     max_input_events: int = 1024
+    encoding: dict = field(default_factory=lambda: dict(DEFAULT_ENCODING))  # firmware_export/encoding.py
     metadata: dict = field(default_factory=dict)
 
     @property
@@ -103,8 +107,12 @@ class Bundle:
             _check_vector(where, f"{p}.bias", self.bias[k], layer.size, bmin, bmax)
             _check_vector(where, f"{p}.threshold", self.threshold[k], layer.size, 1, vmax)
             n_in = layer.size
+        _check_encoding(where, self.encoding, self.input_size)
         if not isinstance(self.metadata, dict):
             _fail(where, "metadata", "must be a JSON object")
+        if "encoding" in self.metadata:
+            _fail(where, "metadata.encoding", "the encoding is the top-level field encoding "
+                  "since schema version 2, not metadata")
         return self
 
     def normalized(self) -> "Bundle":
@@ -115,14 +123,17 @@ class Bundle:
             weights=[np.ascontiguousarray(w, dtype=np.uint8) for w in self.weights],
             bias=[np.asarray(b, dtype=np.int64) for b in self.bias],
             threshold=[np.asarray(t, dtype=np.int64) for t in self.threshold],
+            encoding=_completed(self.encoding),
             metadata=dict(self.metadata),
         )
 
     def same_as(self, other: "Bundle") -> bool:
-        """True when both bundles define the same network (metadata ignored)."""
+        """True when both bundles define the same network and input encoding (metadata ignored)."""
         scalars = ("input_size", "time_steps", "v_width", "c_width", "bias_width", "readout",
                    "max_input_events", "layers")
         if any(getattr(self, s) != getattr(other, s) for s in scalars):
+            return False
+        if _completed(self.encoding) != _completed(other.encoding):
             return False
         return all(np.array_equal(a, b) for name in ("weights", "bias", "threshold")
                    for a, b in zip(getattr(self, name), getattr(other, name)))
@@ -133,6 +144,52 @@ def _check_int(where, name, value, lo, hi):
         _fail(where, name, f"must be an integer, got {type(value).__name__}")
     if not lo <= value <= hi:
         _fail(where, name, f"must be in [{lo}, {hi}], got {value}")
+
+
+def _completed(encoding):
+    """The encoding with its defaults filled in; left as it is when invalid (validate reports it)."""
+    try:
+        return complete_encoding(encoding)
+    except EncodingError:
+        return dict(encoding) if isinstance(encoding, dict) else encoding
+
+
+def _check_encoding(where, encoding, input_size, require_all=False, prefix="encoding"):
+    """The checked, complete encoding (firmware_export/encoding.py), or a BundleError naming the
+    parameter; an event sensor must have exactly ``input_size`` pixels."""
+    try:
+        spec = complete_encoding(encoding, require_all)
+    except EncodingError as exc:
+        _fail(where, f"{prefix}.{exc.field}" if exc.field else prefix, exc.problem)
+    if spec["kind"] == "events" and spec["width"] * spec["height"] != input_size:
+        _fail(where, f"{prefix}.width", f"width x height = {spec['width']} x {spec['height']} "
+              f"must equal input_size {input_size}")
+    return spec
+
+
+def _encoding_from_manifest(m, version, metadata, input_size, time_steps, where):
+    """``(encoding, metadata)`` of a manifest: version 2 records the complete encoding in the
+    field ``encoding``; version 1 in the metadata (:func:`encoding_from_v1_metadata`)."""
+    if version >= 2:
+        return _check_encoding(where, _get(m, "encoding", where, "encoding", dict), input_size,
+                               require_all=True), metadata
+    return encoding_from_v1_metadata(metadata, input_size, time_steps, where)
+
+
+def encoding_from_v1_metadata(metadata, input_size, time_steps, where="bundle"):
+    """``(encoding, metadata without it)`` of a schema version 1 bundle, whose encoding lived in
+    ``metadata.encoding``: parameters optional, absent meaning rate, with a copy of
+    ``time_steps``. It is completed with the defaults the version 1 code applied."""
+    if not isinstance(metadata, dict):
+        _fail(where, "metadata", "must be a JSON object")
+    metadata = dict(metadata)
+    spec = metadata.pop("encoding", None) or dict(DEFAULT_ENCODING)
+    if not isinstance(spec, dict):
+        _fail(where, "metadata.encoding", f"must be an object, got {json.dumps(spec)[:40]}")
+    spec = dict(spec)
+    if spec.pop("time_steps", time_steps) != time_steps:
+        _fail(where, "metadata.encoding.time_steps", f"differs from time_steps {time_steps}")
+    return _check_encoding(where, spec, input_size, prefix="metadata.encoding"), metadata
 
 
 def _check_bool(where, name, value):
@@ -188,6 +245,7 @@ def manifest_dict(bundle: Bundle, files: dict[str, bytes]) -> dict:
         "widths": {"v": int(bundle.v_width), "c": int(bundle.c_width), "bias": int(bundle.bias_width)},
         "readout": bundle.readout,
         "max_input_events": int(bundle.max_input_events),
+        "encoding": bundle.encoding,
         "layers": [
             {"size": int(layer.size), "current": bool(layer.current), "leak_v": int(layer.leak_v),
              "leak_c": int(layer.leak_c), "reset": layer.reset, "fire_once": bool(layer.fire_once),
@@ -253,7 +311,7 @@ def save_bundle(bundle: Bundle, out_dir) -> Path:
 
 
 _TOP_KEYS = {"format", "schema_version", "input_size", "time_steps", "widths", "readout",
-             "max_input_events", "layers", "files", "metadata"}
+             "max_input_events", "encoding", "layers", "files", "metadata"}
 _LAYER_KEYS = {"size", "current", "leak_v", "leak_c", "reset", "fire_once", "files"}
 
 
@@ -302,12 +360,13 @@ def load_bundle(path) -> Bundle:
         raise BundleError(f"{where}: json: malformed ({str(exc).splitlines()[0]})") from None
     if not isinstance(m, dict):
         _fail(where, "manifest", "must be a JSON object")
-    _check_keys(m, _TOP_KEYS, where, "")
     if _get(m, "format", where, "format", str) != FORMAT_NAME:
         _fail(where, "format", f"must be {FORMAT_NAME!r}")
     version = _get(m, "schema_version", where, "schema_version", int)
-    if version != SCHEMA_VERSION:
-        _fail(where, "schema_version", f"unsupported version {version} (this tool reads {SCHEMA_VERSION})")
+    if version not in READABLE_VERSIONS:
+        _fail(where, "schema_version", f"unsupported version {version} (this tool reads "
+              f"{', '.join(map(str, READABLE_VERSIONS))})")
+    _check_keys(m, _TOP_KEYS - ({"encoding"} if version == 1 else set()), where, "")
     widths = _get(m, "widths", where, "widths", dict)
     _check_keys(widths, {"v", "c", "bias"}, where, "widths.")
     files_meta = _get(m, "files", where, "files", dict)
@@ -380,16 +439,19 @@ def load_bundle(path) -> Bundle:
     unlisted = sorted(set(files_meta) - referenced)
     if unlisted:
         _fail(where, f"files.{unlisted[0]}", "listed but not used by any layer")
-    metadata = m.get("metadata", {})
+    time_steps = _get(m, "time_steps", where, "time_steps", int)
+    encoding, metadata = _encoding_from_manifest(m, version, m.get("metadata", {}), input_size,
+                                                 time_steps, where)
     bundle = Bundle(
         input_size=input_size,
-        time_steps=_get(m, "time_steps", where, "time_steps", int),
+        time_steps=time_steps,
         layers=layers, weights=weights, bias=bias, threshold=threshold,
         v_width=_get(widths, "v", where, "widths.v", int),
         c_width=_get(widths, "c", where, "widths.c", int),
         bias_width=_get(widths, "bias", where, "widths.bias", int),
         readout=_get(m, "readout", where, "readout", str),
         max_input_events=_get(m, "max_input_events", where, "max_input_events", int),
+        encoding=encoding,
         metadata=metadata,
     )
     return bundle.validate(where)
@@ -429,7 +491,8 @@ def random_bundle(rng: np.random.Generator, sizes=None, **overrides) -> Bundle:
     fields = dict(input_size=int(sizes[0]), time_steps=int(rng.integers(1, 9)), layers=layers,
                   weights=weights, bias=bias, threshold=threshold, v_width=v_width, c_width=c_width,
                   bias_width=bias_width, readout=str(rng.choice(READOUTS)),
-                  max_input_events=int(2 * sizes[0]), metadata={"origin": "random_bundle"})
+                  max_input_events=int(2 * sizes[0]), encoding=dict(DEFAULT_ENCODING),
+                  metadata={"origin": "random_bundle"})
     fields.update({k: v for k, v in overrides.items() if k in fields})
     return Bundle(**fields).normalized().validate()
 

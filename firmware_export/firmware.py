@@ -8,11 +8,34 @@ import json
 import torch
 
 from .bundle import Bundle, bundle_digest, pack_weight_rows
+from .encoding import ENCODINGS, LATE_EVENTS
 from .events import events_from_counts
 from .golden import run_golden
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 READOUT_CODES = {"spike_count": 0, "potential": 1, "first_spike": 2}
+ENCODING_CODES = {kind: code for code, kind in enumerate(ENCODINGS)}
+CHOICE_CODES = {"late_events": {name: code for code, name in enumerate(LATE_EVENTS)}}
+
+
+def _encoding_defines(encoding: dict) -> list[str]:
+    """The input encoding as C macros (``bsnn_encode.h`` applies them): the kind, then every
+    parameter of that kind; a choice as a code with its named constants, no limit (null) as 0."""
+    lines = [f"/* Input encoding (docs/semantics.md section 9): {json.dumps(encoding)} */"]
+    lines += [f"#define BSNN_ENCODING_KIND_{kind.upper()} {code}" for kind, code in ENCODING_CODES.items()]
+    lines.append(f"#define BSNN_ENCODING BSNN_ENCODING_KIND_{encoding['kind'].upper()}")
+    for name, value in encoding.items():
+        macro = f"BSNN_ENCODING_{name.upper()}"
+        if name == "kind":
+            continue
+        if name in CHOICE_CODES:
+            lines += [f"#define {macro}_{choice.upper()} {code}" for choice, code in CHOICE_CODES[name].items()]
+            lines.append(f"#define {macro} {macro}_{value.upper()}")
+        elif value is None:
+            lines.append(f"#define {macro} 0 /* no limit */")
+        else:
+            lines.append(f"#define {macro} {value}{'ULL' if value > 0x7FFFFFFF else ''}")
+    return lines + [""]
 
 
 def _c_array(ctype: str, name: str, values, per_line: int = 16, fmt=str) -> str:
@@ -25,7 +48,8 @@ def _c_array(ctype: str, name: str, values, per_line: int = 16, fmt=str) -> str:
 
 
 def c_header(bundle: Bundle, guard: str = "BSNN_MODEL_H") -> str:
-    """The whole model as a self-contained C header (packed weights, parameters, modes)."""
+    """The whole model as a self-contained C header (packed weights, parameters, modes, and the
+    input encoding's parameters for ``c/bsnn_encode.h``)."""
     bundle = bundle.normalized().validate()
     L = len(bundle.layers)
     out = [
@@ -46,6 +70,7 @@ def c_header(bundle: Bundle, guard: str = "BSNN_MODEL_H") -> str:
         "#define BSNN_READOUT_SPIKE_COUNT 0", "#define BSNN_READOUT_POTENTIAL 1",
         "#define BSNN_READOUT_FIRST_SPIKE 2",
         f"#define BSNN_READOUT {READOUT_CODES[bundle.readout]}", "",
+        *_encoding_defines(bundle.encoding),
         "typedef struct {",
         "    uint32_t n_in, n_out, row_bytes;",
         "    uint8_t current, leak_v, leak_c, reset, fire_once;",

@@ -94,7 +94,8 @@ def export_nir(bundle: Bundle, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
         "input_size": int(bundle.input_size), "time_steps": int(bundle.time_steps),
         "v_width": int(bundle.v_width), "c_width": int(bundle.c_width),
         "bias_width": int(bundle.bias_width), "readout": bundle.readout,
-        "max_input_events": int(bundle.max_input_events), "metadata": bundle.metadata,
+        "max_input_events": int(bundle.max_input_events), "encoding": bundle.encoding,
+        "metadata": bundle.metadata,
     }
     metadata = {
         "bsnn_format": FORMAT,
@@ -106,7 +107,7 @@ def export_nir(bundle: Bundle, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
         "time_steps": int(bundle.time_steps),
         "readout": bundle.readout,
         "input": "per step: count of ON events minus count of OFF events per input",
-        "input_encoding": json.dumps(bundle.metadata.get("encoding", {"kind": "rate"}), sort_keys=True),
+        "input_encoding": json.dumps(bundle.encoding),
     }
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 

@@ -12,7 +12,7 @@ import nir
 import numpy as np
 import torch
 
-from bsnn.firmware_export.bundle import READOUTS, Bundle, BundleError, LayerSpec
+from bsnn.firmware_export.bundle import READOUTS, Bundle, BundleError, LayerSpec, encoding_from_v1_metadata
 
 from .errors import NIRImportError
 from .export import FORMAT, VERSION
@@ -50,7 +50,7 @@ def import_nir(graph_or_path, *, v_width: int | None = None, c_width: int | None
     * ``v_width``, ``c_width`` (default 16), ``bias_width`` (default ``v_width``): state widths;
     * ``time_steps``: T (required unless the graph's metadata states it);
     * ``readout`` (default ``spike_count``), ``max_input_events`` (default N_0: one event per
-      input per step), ``encoding`` (default ``{"kind": "rate"}``, stored in metadata);
+      input per step), ``encoding`` (default ``{"kind": "rate"}``, the bundle's input encoding);
     * ``dt``: seconds per step (default: graph metadata ``dt``, else 1e-4 s as snnTorch assumes);
     * ``reset``: ``auto`` (the node's ``reset_rule`` hint, else NIR's reset to ``v_reset = 0``),
       or ``zero``/``subtract``/``none``, or a dict ``{neuron_node_name: rule}``;
@@ -96,6 +96,15 @@ def _import_own(graph: nir.NIRGraph, given: dict) -> Bundle:
         if value is not None and value != sem.get(key):
             raise NIRImportError(f"graph: {key}={value} differs from the exported {key}={sem.get(key)} "
                                  f"(pass use_metadata=False to recompile the graph)")
+    metadata = sem.get("metadata", {})
+    if "encoding" in sem:
+        encoding = sem["encoding"]
+    else:   # exported from a schema version 1 bundle: the encoding was in its metadata
+        try:
+            encoding, metadata = encoding_from_v1_metadata(metadata, sem["input_size"], sem["time_steps"],
+                                                           "graph: metadata.bsnn")
+        except BundleError as exc:
+            raise NIRImportError(str(exc)) from None
     input_size, chain = parse_chain(graph)
     if input_size != sem["input_size"]:
         raise NIRImportError(f"graph: input size {input_size} differs from metadata input_size {sem['input_size']}")
@@ -123,7 +132,8 @@ def _import_own(graph: nir.NIRGraph, given: dict) -> Bundle:
     return _validated(Bundle(
         input_size=input_size, time_steps=sem["time_steps"], layers=layers, weights=weights, bias=bias,
         threshold=threshold, v_width=sem["v_width"], c_width=sem["c_width"], bias_width=sem["bias_width"],
-        readout=sem["readout"], max_input_events=sem["max_input_events"], metadata=sem.get("metadata", {})))
+        readout=sem["readout"], max_input_events=sem["max_input_events"], encoding=encoding,
+        metadata=metadata))
 
 
 def _cross_check(layer: ChainLayer, spec: LayerSpec, theta, b, sem):
@@ -247,14 +257,14 @@ def _import_foreign(graph, *, v_width, c_width, bias_width, time_steps, readout,
 
     metadata = {
         "origin": "bsnn.nir_interop.import_nir (compiled from a foreign NIR graph)",
-        "encoding": dict(encoding) if encoding else {"kind": "rate"},
         "nir_import": {"dt": dt, "dt_source": dt_source, "discretization": discretization,
                        "nir_version": getattr(nir, "__version__", "?"), "layers": reports},
     }
     bundle = _validated(Bundle(
         input_size=input_size, time_steps=int(time_steps), layers=layers, weights=weights, bias=biases,
         threshold=thetas, v_width=int(v_width), c_width=int(c_width), bias_width=int(bias_width),
-        readout=readout, max_input_events=int(max_input_events), metadata=metadata))
+        readout=readout, max_input_events=int(max_input_events),
+        encoding=dict(encoding) if encoding else {"kind": "rate"}, metadata=metadata))
     if calibration is not None:
         _calibrate(bundle, graph, scaled_thetas, calibration, dt=dt, discretization=discretization, reset=reset)
     return bundle

@@ -246,7 +246,8 @@ class EncodedData:
 
 def load_encoded(bundle, dataset: str, split: str, limit: int | None, data_root=None,
                  encoding: str | None = None) -> EncodedData:
-    """The first ``limit`` samples of a dataset split, encoded as ``bundle`` was trained to see them."""
+    """The first ``limit`` samples of a dataset split, encoded as ``bundle`` was trained to see them
+    (its ``encoding``; the kind ``encoding``, if given, replaces it, with default parameters)."""
     import torch
 
     from bsnn.firmware_export.encoding import Encoder, encoding_of
@@ -255,10 +256,7 @@ def load_encoded(bundle, dataset: str, split: str, limit: int | None, data_root=
     if data.input_size != bundle.input_size:
         raise DatasetMismatchError(f"dataset {dataset}: samples have {data.input_size} inputs but "
                                    f"the model expects {bundle.input_size}")
-    spec = encoding_of(bundle, encoding)
-    options = {k: v for k, v in spec.items() if k not in ("kind", "time_steps")}
-    encoder = Encoder(spec["kind"], bundle.time_steps, **options)
+    encoder = Encoder(encoding_of(bundle, encoding), bundle.time_steps)
     samples = data.images if hasattr(data, "images") else data.events
-    gen = torch.Generator().manual_seed(int(spec.get("seed", 0)))
-    on, off = encoder(samples, generator=gen)
-    return EncodedData(on=on, off=off, labels=torch.as_tensor(data.labels), encoding=spec)
+    on, off = encoder(samples)
+    return EncodedData(on=on, off=off, labels=torch.as_tensor(data.labels), encoding=encoder.spec)

@@ -60,7 +60,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
     """
     from bsnn.firmware_export.bundle import load_bundle, save_bundle
 
-    from .train import build_data, evaluate, run_eval_dataset
+    from .train import build_data, encoding_spec, evaluate, run_eval_dataset
 
     model, ck = load_checkpoint_model(ckpt_path)
     cfg = ck["config"]
@@ -75,7 +75,6 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
         "epochs_trained": ck.get("epoch"),
         "config": cfg,
         "dataset": cfg["data"]["dataset"],
-        "encoding": cfg["encoding"],
         "agmm": cfg["agmm"],
         "training_test_acc": hist[-1]["test_acc"] if hist else None,
         "training_train_acc": hist[-1]["train_acc"] if hist else None,
@@ -83,6 +82,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
     }
     out_dir = Path(out_dir)
     bundle = model.to_bundle(meta)
+    bundle.encoding = encoding_spec(cfg)   # complete, defaults filled in: the bundle's contract
     if data_root:
         cfg = dict(cfg, data=dict(cfg["data"], root=data_root))
     if fit_widths:

@@ -24,12 +24,12 @@ import torch.nn.functional as F
 
 from . import data as data_mod
 from .diagnostics import FlipCounter, flip_rates, plot_history, weight_signs, write_history
-from ..firmware_export.encoding import Encoder, max_events_per_step
+from ..firmware_export.encoding import Encoder, complete_encoding, max_events_per_step
 from .model import BSNN, LayerConfig
 from .ssr import SSRConfig, ssr_penalty
 
 __all__ = ["main", "add_train_arguments", "run_train", "load_config", "build_model",
-           "build_data", "evaluate", "run_eval_dataset", "DEFAULTS"]
+           "build_data", "encoding_spec", "evaluate", "run_eval_dataset", "DEFAULTS"]
 
 
 DEFAULTS = {
@@ -127,10 +127,15 @@ class EncodedData:
         return self.encoder.max_input_events(self.ds.input_size)
 
 
+def encoding_spec(cfg: dict) -> dict:
+    """The complete input encoding of a config's ``[encoding]`` section (``time_steps`` aside:
+    that is the model's ``T``), as the exported bundle records it."""
+    return complete_encoding({k: v for k, v in cfg["encoding"].items() if k != "time_steps"})
+
+
 def build_data(cfg: dict):
-    d, e = cfg["data"], cfg["encoding"]
-    opts = {k: v for k, v in e.items() if k not in ("kind", "time_steps")}
-    enc = Encoder(e["kind"], e["time_steps"], **opts)
+    d = cfg["data"]
+    enc = Encoder(encoding_spec(cfg), cfg["encoding"]["time_steps"])
     train = data_mod.load_dataset(d["dataset"], "train", d.get("root")).subset(d.get("train_limit"))
     test = data_mod.load_dataset(d["dataset"], "test", d.get("root")).subset(d.get("test_limit"))
     return (EncodedData(train, enc, d.get("augment_shift", 0), d.get("augment_flip", False)),

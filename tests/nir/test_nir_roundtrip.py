@@ -150,3 +150,23 @@ def test_shipped_mnist_model_round_trips_bit_exactly(tmp_path):
     write_nir(model, tmp_path / "mnist.nir")
     back = import_nir(tmp_path / "mnist.nir")
     assert back.same_as(model) and back.metadata == model.metadata
+
+
+def test_the_input_encoding_travels_through_nir_and_old_exports_still_import():
+    import json
+    encoding = {"kind": "events", "window_us": 5000, "late_events": "drop", "max_per_pixel": 2,
+                "width": 3, "height": 4}
+    bundle = random_bundle(np.random.default_rng(4), sizes=[12, 5, 2], encoding=encoding)
+    graph = export_nir(bundle)
+    assert json.loads(graph.metadata["input_encoding"]) == encoding
+    assert import_nir(graph).encoding == encoding
+    # a graph exported from a schema version 1 bundle: the encoding in the bundle's metadata
+    sem = json.loads(graph.metadata["bsnn"])
+    sem["metadata"]["encoding"] = dict(sem.pop("encoding"), time_steps=bundle.time_steps)
+    graph.metadata["bsnn"] = json.dumps(sem)
+    back = import_nir(graph)
+    assert back.encoding == encoding and "encoding" not in back.metadata and back.same_as(bundle)
+    sem["metadata"]["encoding"]["window"] = 1
+    graph.metadata["bsnn"] = json.dumps(sem)
+    with pytest.raises(NIRImportError, match="metadata.encoding.window: unknown parameter of events"):
+        import_nir(graph)
