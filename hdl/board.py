@@ -70,8 +70,8 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
                               fired=geom.state_fired)
     mems = {
         "neuron_state": U * _blocks(f, geom.bank_depth, state.size),
-        "bias": U * _blocks(f, geom.bank_depth, geom.bias_width),
-        "threshold": U * _blocks(f, geom.bank_depth, geom.threshold_width),
+        "bias": U * _blocks(f, geom.bank_depth, geom.stored_bias_width),
+        "threshold": U * _blocks(f, geom.bank_depth, geom.stored_threshold_width),
         "output_stats": U * _blocks(f, geom.groups[-1], OutputStatsLayout().size),
         "accumulators": _blocks(f, geom.max_chunks, AccumulatorLayout(geom.acc_w, geom.lanes).size),
         "host_rx_fifo": _blocks(f, rx_depth, 8),
@@ -220,7 +220,7 @@ def template_depth(family: str, width: int, depth: int) -> int:
 
 def stored_widths(geom: CoreGeometry) -> tuple:
     """Stored widths of the bias and threshold memories (whole hex digits, hdl/neuron.py)."""
-    return -(-geom.bias_width // 4) * 4, -(-(geom.v_width - 1) // 4) * 4
+    return geom.stored_bias_width, geom.stored_threshold_width
 
 
 def memory_templates(geom: CoreGeometry, seed: int = 1, family: str = "ice40") -> dict:

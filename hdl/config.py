@@ -236,6 +236,14 @@ class CoreGeometry:
         return 10 if self.neuron_pipeline == "long" else 3
 
     @property
+    def layer_latency(self) -> int:
+        """``D`` of the cycle formula (docs/architecture.md, "Cycle cost"): cycles one layer
+        update adds beyond its neuron groups: the synapse unit's three input queues, the flush,
+        the settle cycle, the 2-cycle drain start, the command queue, the neuron pipeline and
+        the result queue."""
+        return self.neuron_latency + 8
+
+    @property
     def bank_depth(self) -> int:
         """Depth of each neuron bank's memories (bank u holds neurons j = g*U + u)."""
         return sum(self.groups)
@@ -263,6 +271,17 @@ class CoreGeometry:
     def threshold_width(self) -> int:
         """Bits of a stored threshold: ``theta`` is in ``1 .. 2^(v_width-1) - 1``, unsigned."""
         return self.v_width - 1
+
+    @property
+    def stored_bias_width(self) -> int:
+        """Bits of a bias memory word: ``bias_width`` rounded up to whole hex digits (the extra
+        bits are ignored; a bitstream template then has no constant bit column, hdl/neuron.py)."""
+        return -(-self.bias_width // 4) * 4
+
+    @property
+    def stored_threshold_width(self) -> int:
+        """Bits of a threshold memory word: :attr:`threshold_width` in whole hex digits."""
+        return -(-self.threshold_width // 4) * 4
 
     @property
     def idx_w(self) -> int:

@@ -54,7 +54,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     ``max(C + 1, S_b - 7 - E_{1,0} * ceil(N_1 / P)) + N_L + D - 2 + T * (sum_l (G_l + D + 1))
     + sum_l ceil(N_l / P) * E_l + X``.
 
-    ``D = neuron_latency + 8`` (11 with the short neuron pipeline, 18 with the long one),
+    ``D = CoreGeometry.layer_latency`` (11 with the short neuron pipeline, 18 with the long one),
     ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l`` (the neuron clear, which overlaps
     the accumulation of the ``E_{1,0} = first_step_events`` input events of step 0). ``X`` (only with ``U > 1`` and
     the trace on) is the serialisation of SPIKE records: a group of ``U`` neurons with ``k > 1``
@@ -63,7 +63,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     """
     U, C, L = geom.neuron_lanes, geom.max_chunks, geom.n_layers
     Sb = geom.bank_depth
-    lat = geom.neuron_latency + 8     # 3 input queues, flush, settle, drain, 2 queues, neuron pipeline
+    lat = geom.layer_latency
     per_step = sum(n + lat for n in geom.groups) + L
     events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
     extra = 0
@@ -166,6 +166,7 @@ def hardware_manifest(bundle, hw: HardwareConfig) -> dict:
         },
         "neuron_lanes": U,
         "neuron_pipeline": g.neuron_pipeline, "neuron_latency": g.neuron_latency,
+        "layer_latency": g.layer_latency,    # D of the cycle formula
         "cycle_formula": "max(C + 1, S_b - 7 - E_1_step0 * chunks_1) + N_L + D - 2 + T * sum_l (G_l + D + 1) + sum_l chunks_l * E_l + X",
         "cycles_bound": "sum_l chunks_l * E_l + T * sum_l G_l",
     }
