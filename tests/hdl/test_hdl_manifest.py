@@ -11,16 +11,18 @@ from amaranth.hdl import Fragment, Shape
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 
-from bsnn.firmware_export.bundle import LayerSpec, random_bundle
+from bsnn.firmware_export.bundle import (MAX_NEURONS, MAX_TIME_STEPS, MAX_WIDTH, READOUTS, RESETS,
+                                         LayerSpec, random_bundle)
 from bsnn.hdl.board import BOARDS, memory_plan
-from bsnn.hdl.config import CoreGeometry, HardwareConfig
+from bsnn.hdl.config import COUNT_WIDTH, STEP_WIDTH, CoreGeometry, HardwareConfig
 from bsnn.hdl.core import BSNNCore
 from bsnn.hdl.generate import MANIFEST_NAME, generate
 from bsnn.hdl.images import layer_mode_word
-from bsnn.hdl.layouts import LayerModeLayout, ResetMode
+from bsnn.hdl.layouts import LayerModeLayout, ReadoutRule, ResetMode
 from bsnn.hdl.neuron import NeuronUnit
 from bsnn.hdl.synapse import SynapseUnit
 from bsnn.hdl.weights import WeightMemory
+from bsnn.sim.harness import IN_INDEX_BITS
 
 
 def _layers(sizes, current=(), fire_once=()):
@@ -166,3 +168,19 @@ def test_written_manifest_matches_the_elaborated_core(tmp_path, name):
     plan = memory_plan(CoreGeometry.from_key(manifest["build_key"]), hw, BOARDS["ulx3s-85f"])
     assert ("spike_queue" in plan["bram_by_memory"]) == bool(hidden)
 
+
+
+def test_bundle_limits_fit_the_hardware_fields():
+    """The bundle's validation (bsnn.firmware_export, which cannot import the hardware) refuses
+    whatever the core's fixed-width fields could not hold, and names the same modes."""
+    assert MAX_TIME_STEPS == (1 << STEP_WIDTH) - 1
+    assert MAX_TIME_STEPS <= (1 << COUNT_WIDTH) - 1      # at most one spike per step
+    mode = LayerModeLayout()
+    for leak in ("leak_v", "leak_c"):                     # a leak shift is at most width - 1
+        assert MAX_WIDTH - 1 <= (1 << mode[leak].width) - 1
+    assert set(RESETS) == set(ResetMode.NAMES)
+    assert max(ResetMode.NAMES.values()) < 1 << mode["reset"].width
+    assert set(READOUTS) == set(ReadoutRule.NAMES)
+    widest = CoreGeometry(sizes=(MAX_NEURONS, MAX_NEURONS), v_width=MAX_WIDTH, c_width=MAX_WIDTH,
+                          bias_width=MAX_WIDTH, lanes=1, trace=True, max_input_events=1)
+    assert widest.idx_w <= IN_INDEX_BITS                  # the Verilator harness's input records
