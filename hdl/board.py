@@ -9,7 +9,8 @@ from amaranth.lib.wiring import In, Out
 
 from .config import CoreGeometry, HardwareConfig
 from .core import BSNNCore
-from .hostlink import HostLink
+from .hostlink import RX_FIFO_DEPTH, HostLink
+from .layouts import AccumulatorLayout, NeuronStateLayout, OutputStatsLayout, SpikeGroupLayout
 from .pll import BoardClock, ICE40PLL, ecp5_pll, ice40_pll
 from .uart import UARTRx, UARTTx, uart_divisor
 from .weights import SPRAM_COUNT, SPRAM_WORDS, spram_banks, spram_packing
@@ -60,22 +61,24 @@ def _blocks(family, depth, width):
     return min(-(-depth // d) * -(-width // w) for d, w in _SHAPES[family])
 
 
-def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=512) -> dict:
+def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=RX_FIFO_DEPTH) -> dict:
     """Block RAM (and SPRAM) use of a build on ``board``: an estimate by memory shapes, as the
     synthesis maps them (each memory rounded up to whole blocks)."""
     f = board.family
     U = geom.neuron_lanes
+    state = NeuronStateLayout(geom.v_width, geom.c_width, current=geom.state_current,
+                              fired=geom.state_fired)
     mems = {
-        "neuron_state": U * _blocks(f, geom.bank_depth, geom.v_width + geom.c_width * geom.state_current
-                                    + geom.state_fired),
-        "bias": U * _blocks(f, geom.bank_depth, geom.bias_width),
-        "threshold": U * _blocks(f, geom.bank_depth, geom.v_width - 1),
-        "output_stats": U * _blocks(f, geom.groups[-1], 32),
-        "accumulators": _blocks(f, geom.max_chunks, geom.lanes * geom.acc_w),
+        "neuron_state": U * _blocks(f, geom.bank_depth, state.size),
+        "bias": U * _blocks(f, geom.bank_depth, geom.stored_bias_width),
+        "threshold": U * _blocks(f, geom.bank_depth, geom.stored_threshold_width),
+        "output_stats": U * _blocks(f, geom.groups[-1], OutputStatsLayout().size),
+        "accumulators": _blocks(f, geom.max_chunks, AccumulatorLayout(geom.acc_w, geom.lanes).size),
         "host_rx_fifo": _blocks(f, rx_depth, 8),
     }
-    if geom.fifo_depth:
-        mems["spike_queue"] = _blocks(f, max(geom.groups[:-1]) + 1, geom.group_w + U)
+    if geom.spike_queue_depth:
+        mems["spike_queue"] = _blocks(f, geom.spike_queue_depth,
+                                      SpikeGroupLayout(geom.group_w, U).size)
     spram = 0
     if hw.weight_memory == "spram":
         spram = spram_banks(geom)
@@ -140,7 +143,7 @@ class BoardTop(wiring.Component):
     busy: Out(1)
     error: Out(2)
 
-    def __init__(self, bundle, hw: HardwareConfig, divisor: int, rx_depth: int = 512,
+    def __init__(self, bundle, hw: HardwareConfig, divisor: int, rx_depth: int = RX_FIFO_DEPTH,
                  memory_init=None):
         self.core = BSNNCore(bundle, hw, memory_init=memory_init)
         self.geom = self.core.geom
@@ -217,7 +220,7 @@ def template_depth(family: str, width: int, depth: int) -> int:
 
 def stored_widths(geom: CoreGeometry) -> tuple:
     """Stored widths of the bias and threshold memories (whole hex digits, hdl/neuron.py)."""
-    return -(-geom.bias_width // 4) * 4, -(-(geom.v_width - 1) // 4) * 4
+    return geom.stored_bias_width, geom.stored_threshold_width
 
 
 def memory_templates(geom: CoreGeometry, seed: int = 1, family: str = "ice40") -> dict:

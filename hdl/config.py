@@ -8,8 +8,10 @@ from pathlib import Path
 
 from amaranth.utils import bits_for, ceil_log2
 
+from bsnn.firmware_export.bundle import MAX_INPUT_EVENTS, MAX_WIDTH, MIN_WIDTH
+
 __all__ = ["HardwareConfig", "CoreGeometry", "BuildMismatch", "build_key", "check_fits",
-           "COUNT_WIDTH", "span", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS"]
+           "COUNT_WIDTH", "span", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS", "CYCLES_WIDTH"]
 
 #: Width of the per-output-neuron spike counter and first-spike step (T <= 65535).
 COUNT_WIDTH = 16
@@ -18,6 +20,8 @@ STEP_WIDTH = 16
 #: Width of the ``layer`` field of result records; layers are numbered 1 .. L <= 15.
 LAYER_WIDTH = 4
 MAX_LAYERS = (1 << LAYER_WIDTH) - 1
+#: Width of the core's ``cycles`` output (cycles of one inference).
+CYCLES_WIDTH = 32
 
 
 def span(n: int) -> range:
@@ -105,9 +109,9 @@ class HardwareConfig:
             raise ValueError(f"hardware config: trace: must be true or false, got {self.trace!r}")
         if self.max_input_events is not None and (
                 isinstance(self.max_input_events, bool) or not isinstance(self.max_input_events, int)
-                or not 1 <= self.max_input_events <= (1 << 24) - 1):
+                or not 1 <= self.max_input_events <= MAX_INPUT_EVENTS):
             raise ValueError("hardware config: max_input_events: must be null or an integer in "
-                             f"[1, {(1 << 24) - 1}], got {self.max_input_events!r}")
+                             f"[1, {MAX_INPUT_EVENTS}], got {self.max_input_events!r}")
 
     def replace(self, **changes) -> "HardwareConfig":
         return dataclasses.replace(self, **changes)
@@ -169,8 +173,8 @@ class CoreGeometry:
         if U < 1 or U & (U - 1) or self.lanes % U:
             raise ValueError(f"geometry: neuron_lanes {U} must be a power of two dividing lanes "
                              f"{self.lanes}")
-        if not 2 <= self.v_width <= 32 or not 2 <= self.c_width <= 32 or not 2 <= self.bias_width <= 32:
-            raise ValueError("geometry: widths must be in [2, 32]")
+        if not all(MIN_WIDTH <= w <= MAX_WIDTH for w in (self.v_width, self.c_width, self.bias_width)):
+            raise ValueError(f"geometry: widths must be in [{MIN_WIDTH}, {MAX_WIDTH}]")
 
     # --- layers -----------------------------------------------------------------------------
     @property
@@ -232,6 +236,14 @@ class CoreGeometry:
         return 10 if self.neuron_pipeline == "long" else 3
 
     @property
+    def layer_latency(self) -> int:
+        """``D`` of the cycle formula (docs/architecture.md, "Cycle cost"): cycles one layer
+        update adds beyond its neuron groups: the synapse unit's three input queues, the flush,
+        the settle cycle, the 2-cycle drain start, the command queue, the neuron pipeline and
+        the result queue."""
+        return self.neuron_latency + 8
+
+    @property
     def bank_depth(self) -> int:
         """Depth of each neuron bank's memories (bank u holds neurons j = g*U + u)."""
         return sum(self.groups)
@@ -245,12 +257,32 @@ class CoreGeometry:
         return max(self.chunks)
 
     @property
-    def fifo_depth(self) -> int:
-        """Depth of the spike queue: the largest hidden layer (0 when there is none)."""
-        hidden = self.layer_sizes[:-1]
-        return max(hidden) if hidden else 0
+    def spike_queue_depth(self) -> int:
+        """Depth of the spike queue (a ``SyncFIFOBuffered`` of ``SpikeGroupLayout`` entries, one
+        per neuron group with a spike; 0 when there is no hidden layer): the most groups of a
+        hidden layer, + 1 because the queue's output register takes its first entry one cycle
+        late, and at least 3 (``SyncFIFOBuffered`` stores one entry less in a memory, whose address
+        would be zero bits wide with a single entry)."""
+        hidden = self.groups[:-1]
+        return max(3, max(hidden) + 1) if hidden else 0
 
     # --- widths -----------------------------------------------------------------------------
+    @property
+    def threshold_width(self) -> int:
+        """Bits of a stored threshold: ``theta`` is in ``1 .. 2^(v_width-1) - 1``, unsigned."""
+        return self.v_width - 1
+
+    @property
+    def stored_bias_width(self) -> int:
+        """Bits of a bias memory word: ``bias_width`` rounded up to whole hex digits (the extra
+        bits are ignored; a bitstream template then has no constant bit column, hdl/neuron.py)."""
+        return -(-self.bias_width // 4) * 4
+
+    @property
+    def stored_threshold_width(self) -> int:
+        """Bits of a threshold memory word: :attr:`threshold_width` in whole hex digits."""
+        return -(-self.threshold_width // 4) * 4
+
     @property
     def idx_w(self) -> int:
         """Index field width: wide enough to hold the largest size itself, so that an

@@ -120,7 +120,7 @@ class BSNNCore(wiring.Component):
             # entry one cycle late, and at least 3 (see SyncFIFOBuffered).
             group_layout = SpikeGroupLayout(g.group_w, U)
             m.submodules.spikes = spikes = fifo.SyncFIFOBuffered(
-                width=group_layout.size, depth=max(3, max(hidden_groups) + 1))
+                width=group_layout.size, depth=g.spike_queue_depth)
 
         # ---- run-time globals (configuration: like the memories, kept across rst) ----
         gl = self._globals

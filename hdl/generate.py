@@ -5,12 +5,15 @@ import json
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import Shape
 
-from .config import BuildMismatch, CoreGeometry, HardwareConfig, build_key, check_fits
+from .config import CYCLES_WIDTH, BuildMismatch, CoreGeometry, HardwareConfig, build_key, check_fits
 from .core import BSNNCore
 from .images import (bias_image, config_writes_for, global_words, layer_mode_words,
                      threshold_image, weight_words)
-from .layouts import ConfigTarget, ErrorBit, GlobalAddress, ResultKind
+from .layouts import (AccumulatorLayout, ConfigTarget, ConfigWriteLayout, ErrorBit, GlobalAddress,
+                      InputEventLayout, LayerModeLayout, NeuronStateLayout, OutputStatsLayout,
+                      ResultKind, ResultLayout, SpikeGroupLayout)
 
 __all__ = ["generate", "config_writes", "build_key", "check_fits", "BuildMismatch",
            "hardware_manifest", "cycle_estimate", "cycles_bound", "VERILOG_NAME", "MANIFEST_NAME"]
@@ -19,6 +22,8 @@ VERILOG_NAME = "bsnn_core.v"
 MANIFEST_NAME = "hardware.json"
 MANIFEST_FORMAT = "bsnn-hardware"
 MANIFEST_VERSION = 1
+#: Word width of ``global.hex`` (every GLOBAL register fits in it).
+GLOBAL_WORD_WIDTH = 32
 
 
 def config_writes(bundle, hw_config: HardwareConfig | None = None, build=None) -> list[tuple[int, int, int]]:
@@ -49,7 +54,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     ``max(C + 1, S_b - 7 - E_{1,0} * ceil(N_1 / P)) + N_L + D - 2 + T * (sum_l (G_l + D + 1))
     + sum_l ceil(N_l / P) * E_l + X``.
 
-    ``D = neuron_latency + 8`` (11 with the short neuron pipeline, 18 with the long one),
+    ``D = CoreGeometry.layer_latency`` (11 with the short neuron pipeline, 18 with the long one),
     ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l`` (the neuron clear, which overlaps
     the accumulation of the ``E_{1,0} = first_step_events`` input events of step 0). ``X`` (only with ``U > 1`` and
     the trace on) is the serialisation of SPIKE records: a group of ``U`` neurons with ``k > 1``
@@ -58,7 +63,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     """
     U, C, L = geom.neuron_lanes, geom.max_chunks, geom.n_layers
     Sb = geom.bank_depth
-    lat = geom.neuron_latency + 8     # 3 input queues, flush, settle, drain, 2 queues, neuron pipeline
+    lat = geom.layer_latency
     per_step = sum(n + lat for n in geom.groups) + L
     events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
     extra = 0
@@ -84,8 +89,29 @@ def cycles_bound(geom: CoreGeometry, time_steps: int, events_per_layer) -> int:
     return events + int(time_steps) * sum(geom.groups)
 
 
-def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) -> dict:
+def _fields(layout) -> dict:
+    """``{field: [lsb, width]}`` of a struct layout, in bit order."""
+    return {name: [field.offset, field.width] for name, field in layout}
+
+
+def _image_widths(g: CoreGeometry) -> dict:
+    """Word width of each memory image ``generate`` writes (``<name>.hex``)."""
+    return {"weights": g.lanes, "bias": g.bias_width, "threshold": g.threshold_width,
+            "layer_mode": LayerModeLayout().size, "global": GLOBAL_WORD_WIDTH}
+
+
+def hardware_manifest(bundle, hw: HardwareConfig) -> dict:
+    """The facts of the build ``generate(bundle, hw)`` makes, for people and tools
+    (``hardware.json``): port payloads and memory words as the layouts of
+    :mod:`bsnn.hdl.layouts` pack them, sizes from the :class:`CoreGeometry`."""
     g = CoreGeometry.from_bundle(bundle, hw)
+    U = g.neuron_lanes
+    events = InputEventLayout(g.idx_w)
+    results = ResultLayout(g.idx_w, g.v_width)
+    config = ConfigWriteLayout(g.cfg_addr_w, g.cfg_data_w)
+    state = NeuronStateLayout(g.v_width, g.c_width, current=g.state_current, fired=g.state_fired)
+    image_width = _image_widths(g)
+    spike_group = SpikeGroupLayout(g.group_w, U)
     return {
         "format": MANIFEST_FORMAT,
         "schema_version": MANIFEST_VERSION,
@@ -94,18 +120,12 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
         "hardware_config": hw.to_dict(),
         "build_key": g.key(),
         "ports": {
-            "i_events": {"payload_width": g.idx_w + 2,
-                         "fields": {"index": [0, g.idx_w], "polarity": [g.idx_w, 1],
-                                    "end_of_step": [g.idx_w + 1, 1]}},
-            "o_results": {"payload_width": 2 + 16 + 4 + g.idx_w + g.v_width,
-                          "fields": {"kind": [0, 2], "step": [2, 16], "layer": [18, 4],
-                                     "index": [22, g.idx_w], "value": [22 + g.idx_w, g.v_width]},
-                          "value_signed": True,
+            "i_events": {"payload_width": events.size, "fields": _fields(events)},
+            "o_results": {"payload_width": results.size, "fields": _fields(results),
+                          "value_signed": Shape.cast(results["value"].shape).signed,
                           "kinds": {"SPIKE": ResultKind.SPIKE, "POTENTIAL": ResultKind.POTENTIAL,
                                     "CLASS": ResultKind.CLASS}},
-            "i_config": {"payload_width": 3 + g.cfg_addr_w + g.cfg_data_w,
-                         "fields": {"target": [0, 3], "address": [3, g.cfg_addr_w],
-                                    "data": [3 + g.cfg_addr_w, g.cfg_data_w]},
+            "i_config": {"payload_width": config.size, "fields": _fields(config),
                          "targets": {"WEIGHTS": ConfigTarget.WEIGHTS, "BIAS": ConfigTarget.BIAS,
                                      "THRESHOLD": ConfigTarget.THRESHOLD,
                                      "LAYER_MODE": ConfigTarget.LAYER_MODE,
@@ -114,9 +134,8 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
                                               "READOUT": GlobalAddress.READOUT,
                                               "MAX_INPUT_EVENTS": GlobalAddress.MAX_INPUT_EVENTS,
                                               "TRACE": GlobalAddress.TRACE},
-                         "layer_mode_bits": {"current": [0, 1], "fire_once": [1, 1],
-                                             "reset": [2, 2], "leak_v": [4, 6], "leak_c": [10, 6]}},
-            "cycles_width": 32,
+                         "layer_mode_bits": _fields(LayerModeLayout())},
+            "cycles_width": CYCLES_WIDTH,
             "error_bits": {"INDEX": ErrorBit.INDEX, "OVERFLOW": ErrorBit.OVERFLOW},
         },
         "widths": {"idx": g.idx_w, "v": g.v_width, "c": g.c_width, "bias": g.bias_width,
@@ -124,22 +143,30 @@ def hardware_manifest(bundle, hw: HardwareConfig, core: BSNNCore | None = None) 
                    "cfg_data": g.cfg_data_w},
         "lanes": g.lanes,
         "memories": {
-            "weights": {"file": "weights.hex", "depth": g.weight_depth, "width": g.lanes,
+            "weights": {"file": "weights.hex", "depth": g.weight_depth,
+                        "width": image_width["weights"],
                         "layer_base": list(g.weight_base), "chunks": list(g.chunks),
                         "address": "base_l + i * chunks_l + k; bit m -> neuron k*P + m"},
-            "bias": {"file": "bias.hex", "depth": g.neuron_total, "width": g.bias_width,
+            "bias": {"file": "bias.hex", "depth": g.neuron_total, "width": image_width["bias"],
                      "layer_base": list(g.neuron_base)},
             "threshold": {"file": "threshold.hex", "depth": g.neuron_total,
-                          "width": g.v_width - 1, "layer_base": list(g.neuron_base)},
-            "layer_mode": {"file": "layer_mode.hex", "depth": g.n_layers, "width": 16},
-            "global": {"file": "global.hex", "depth": 4, "width": 32},
-            "accumulators": {"depth": g.max_chunks, "width": g.lanes * g.acc_w},
-            "neuron_state": {"depth": g.neuron_total, "width": g.v_width + g.c_width + 1},
-            "spike_queue": {"depth": max(3, g.fifo_depth + 1) if g.fifo_depth else 0,
-                            "width": g.idx_w},
+                          "width": image_width["threshold"], "layer_base": list(g.neuron_base)},
+            "layer_mode": {"file": "layer_mode.hex", "depth": g.n_layers,
+                           "width": image_width["layer_mode"]},
+            "global": {"file": "global.hex", "depth": len(global_words(bundle)),
+                       "width": image_width["global"]},
+            # Internal memories (no image): depths as addressed; one of depth 1 is built with 2.
+            "accumulators": {"depth": g.max_chunks, "width": AccumulatorLayout(g.acc_w, g.lanes).size},
+            "neuron_state": {"banks": U, "depth": g.bank_depth, "width": state.size,
+                             "fields": _fields(state)},
+            "output_stats": {"banks": U, "depth": g.groups[-1], "width": OutputStatsLayout().size},
+            "spike_queue": {"depth": g.spike_queue_depth,
+                            "width": spike_group.size if g.spike_queue_depth else 0,
+                            "fields": _fields(spike_group) if g.spike_queue_depth else {}},
         },
-        "neuron_lanes": g.neuron_lanes,
+        "neuron_lanes": U,
         "neuron_pipeline": g.neuron_pipeline, "neuron_latency": g.neuron_latency,
+        "layer_latency": g.layer_latency,    # D of the cycle formula
         "cycle_formula": "max(C + 1, S_b - 7 - E_1_step0 * chunks_1) + N_L + D - 2 + T * sum_l (G_l + D + 1) + sum_l chunks_l * E_l + X",
         "cycles_bound": "sum_l chunks_l * E_l + T * sum_l G_l",
     }
@@ -161,11 +188,12 @@ def generate(bundle, hw_config: HardwareConfig | None = None, out_dir="build/ver
         p.write_text(content)
         paths[name] = str(p)
 
+    width = _image_widths(g)
     write(VERILOG_NAME, text)
-    write("weights.hex", _hex_lines(weight_words(bundle, g), g.lanes))
-    write("bias.hex", _hex_lines(bias_image(bundle), g.bias_width))
-    write("threshold.hex", _hex_lines(threshold_image(bundle), g.v_width - 1))
-    write("layer_mode.hex", _hex_lines(layer_mode_words(bundle), 16))
-    write("global.hex", _hex_lines(global_words(bundle, True).values(), 32))
-    write(MANIFEST_NAME, json.dumps(hardware_manifest(bundle, hw, core), indent=2) + "\n")
+    write("weights.hex", _hex_lines(weight_words(bundle, g), width["weights"]))
+    write("bias.hex", _hex_lines(bias_image(bundle), width["bias"]))
+    write("threshold.hex", _hex_lines(threshold_image(bundle), width["threshold"]))
+    write("layer_mode.hex", _hex_lines(layer_mode_words(bundle), width["layer_mode"]))
+    write("global.hex", _hex_lines(global_words(bundle, True).values(), width["global"]))
+    write(MANIFEST_NAME, json.dumps(hardware_manifest(bundle, hw), indent=2) + "\n")
     return paths

@@ -3,13 +3,15 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import CoreGeometry
+from .config import CYCLES_WIDTH, CoreGeometry
 from .layouts import ConfigWriteLayout, ErrorBit, InputEventLayout, ResultLayout
 from .slice import RegisterSlice
 
-__all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "frame_sizes"]
+__all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "RX_FIFO_DEPTH", "frame_sizes"]
 
 PROTOCOL_VERSION = 1
+#: Bytes the receive FIFO holds (the host keeps at most half of it outstanding).
+RX_FIFO_DEPTH = 512
 
 
 class Opcode:
@@ -68,7 +70,7 @@ class HostLink(wiring.Component):
     link_status : In(2)
         Sticky receiver errors reported in PONG (bit 0 overrun, bit 1 frame error).
     """
-    def __init__(self, geom: CoreGeometry, rx_depth: int = 512):
+    def __init__(self, geom: CoreGeometry, rx_depth: int = RX_FIFO_DEPTH):
         self.geom = g = geom
         self.rx_depth = rx_depth
         self.sizes = frame_sizes(g)
@@ -81,7 +83,7 @@ class HostLink(wiring.Component):
             "start": Out(1),
             "busy": In(1),
             "done": In(1),
-            "cycles": In(32),
+            "cycles": In(CYCLES_WIDTH),
             "error": In(ErrorBit.WIDTH),
             "link_status": In(2),
         })

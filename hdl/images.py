@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import CoreGeometry, check_fits
-from .layouts import ConfigTarget, GlobalAddress, ReadoutRule, ResetMode
+from .layouts import ConfigTarget, GlobalAddress, LayerModeLayout, ReadoutRule, ResetMode
 
 __all__ = ["weight_words", "bias_image", "threshold_image", "layer_mode_word", "layer_mode_words",
            "global_words", "config_writes_for"]
@@ -38,11 +38,12 @@ def threshold_image(bundle) -> list[int]:
 
 
 def layer_mode_word(layer) -> int:
-    """LAYER_MODE data: bit 0 current, bit 1 fire_once, bits 3:2 reset (0 subtract, 1 zero,
-    2 none), bits 9:4 leak_v, bits 15:10 leak_c."""
-    return (int(bool(layer.current)) | (int(bool(layer.fire_once)) << 1)
-            | (ResetMode.NAMES[layer.reset] << 2) | (int(layer.leak_v) << 4)
-            | (int(layer.leak_c) << 10))
+    """LAYER_MODE data of a layer (a :class:`~bsnn.firmware_export.bundle.LayerSpec`), packed
+    by :class:`LayerModeLayout`."""
+    return LayerModeLayout().const({
+        "current": int(bool(layer.current)), "fire_once": int(bool(layer.fire_once)),
+        "reset": ResetMode.NAMES[layer.reset], "leak_v": int(layer.leak_v),
+        "leak_c": int(layer.leak_c)}).as_bits()
 
 
 def layer_mode_words(bundle) -> list[int]:

@@ -7,7 +7,7 @@ from .config import COUNT_WIDTH, LAYER_WIDTH, STEP_WIDTH
 __all__ = [
     "InputEventLayout", "ResultLayout", "ConfigWriteLayout", "LayerModeLayout",
     "SynapseEventLayout", "SynapticInputLayout", "SpikeGroupLayout", "NeuronCommandLayout", "NeuronResultLayout",
-    "ClassLayout",
+    "ClassLayout", "NeuronStateLayout", "OutputStatsLayout", "AccumulatorLayout",
     "ResultKind", "ConfigTarget", "GlobalAddress", "ResetMode", "ReadoutRule", "ErrorBit",
 ]
 
@@ -79,7 +79,7 @@ class ConfigWriteLayout(data.StructLayout):
 
 
 class LayerModeLayout(data.StructLayout):
-    """Packing of a LAYER_MODE config word (the low 16 bits of ``data``)."""
+    """Packing of a LAYER_MODE config word (the low ``LayerModeLayout().size`` bits of ``data``)."""
     def __init__(self):
         super().__init__({"current": 1, "fire_once": 1, "reset": 2, "leak_v": 6, "leak_c": 6})
 
@@ -124,3 +124,29 @@ class ClassLayout(data.StructLayout):
     """The readout's decision: the predicted class and its final potential."""
     def __init__(self, idx_w, v_width):
         super().__init__({"index": unsigned(idx_w), "value": signed(v_width)})
+
+
+# --- memories ----------------------------------------------------------------------------------
+
+class NeuronStateLayout(data.StructLayout):
+    """A word of a neuron bank's state memory: ``v``, and ``c`` / ``fired`` only where the build
+    stores them (:attr:`CoreGeometry.state_current` / :attr:`CoreGeometry.state_fired`)."""
+    def __init__(self, v_width, c_width, *, current=True, fired=True):
+        fields = {"v": signed(v_width)}
+        if current:
+            fields["c"] = signed(c_width)
+        if fired:
+            fields["fired"] = 1
+        super().__init__(fields)
+
+
+class OutputStatsLayout(data.StructLayout):
+    """A word of a neuron bank's output-layer statistics: spike count and first-spike step."""
+    def __init__(self):
+        super().__init__({"count": COUNT_WIDTH, "first": STEP_WIDTH})
+
+
+class AccumulatorLayout(data.ArrayLayout):
+    """A word of the synapse unit's accumulator memory: the unsigned popcounts of ``P`` lanes."""
+    def __init__(self, acc_w, lanes):
+        super().__init__(unsigned(acc_w), lanes)

@@ -1,12 +1,12 @@
 """LIF neuron update unit: the exact neuron arithmetic of docs/semantics.md section 5."""
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import COUNT_WIDTH, LAYER_WIDTH, STEP_WIDTH, CoreGeometry, span
 from .layouts import (ConfigTarget, ConfigWriteLayout, LayerModeLayout, NeuronCommandLayout,
-                      NeuronResultLayout, ResetMode)
+                      NeuronResultLayout, NeuronStateLayout, OutputStatsLayout, ResetMode)
 
 __all__ = ["NeuronUnit", "saturate", "leak", "leak_amount"]
 
@@ -93,20 +93,15 @@ class NeuronUnit(wiring.Component):
         vw, cw = g.v_width, g.c_width
 
         # Only the state the build stores (CoreGeometry.state_current / state_fired).
-        state_fields = {"v": signed(vw)}
-        if g.state_current:
-            state_fields["c"] = signed(cw)
-        if g.state_fired:
-            state_fields["fired"] = 1
-        state_layout = data.StructLayout(state_fields)
-        stat_layout = data.StructLayout({"count": COUNT_WIDTH, "first": STEP_WIDTH})
+        state_layout = NeuronStateLayout(vw, cw, current=g.state_current, fired=g.state_fired)
+        stat_layout = OutputStatsLayout()
         m.submodules.state = state = Memory(shape=state_layout, depth=len(span(S)), init=[])
         m.submodules.stat = stat = Memory(shape=stat_layout, depth=len(span(NL)), init=[])
         # Bias and threshold are stored as raw bits in whole hex digits (widths rounded up to
         # a multiple of 4; the extra bits are ignored): a bitstream template then has no
         # constant bit column that icebram / ecpbram could match in several places.
-        bw4, tw4 = -(-g.bias_width // 4) * 4, -(-(vw - 1) // 4) * 4
-        bmask, tmask = (1 << g.bias_width) - 1, (1 << (vw - 1)) - 1
+        bw4, tw4 = g.stored_bias_width, g.stored_threshold_width
+        bmask, tmask = (1 << g.bias_width) - 1, (1 << g.threshold_width) - 1
         m.submodules.bias = bias = Memory(shape=unsigned(bw4),
                                           depth=max(len(span(S)), len(self.bias_init)),
                                           init=[int(x) & ((1 << bw4) - 1) for x in self.bias_init])
@@ -126,7 +121,7 @@ class NeuronUnit(wiring.Component):
         t_r = thr.read_port()
 
         mode_layout = LayerModeLayout()
-        modes = Array(Signal(16, init=word, name=f"mode{l}", reset_less=True)
+        modes = Array(Signal(mode_layout.size, init=word, name=f"mode{l}", reset_less=True)
                       for l, word in enumerate(self.mode_init))
         mode = Signal(mode_layout)
         m.d.comb += mode.eq(modes[self.layer])
@@ -144,7 +139,7 @@ class NeuronUnit(wiring.Component):
             with m.Switch(w.address):
                 for l in range(L):
                     with m.Case(l):
-                        m.d.sync += modes[l].eq(w.data[:16])
+                        m.d.sync += modes[l].eq(w.data[:mode_layout.size])
 
         # ---- pipeline: R (memory read) -> A (leaks, current, potential sum) -> B (saturate,
         # compare, reset; state written back) -> C (result register). One global enable. ----
@@ -212,7 +207,7 @@ class NeuronUnit(wiring.Component):
                    # Without stored flags (no fire-once layer) only the output layer's
                    # `fired` is observable (first-spike readout): it is count != 0.
                    "fired": st_r.data.fired if g.state_fired else count_old != 0,
-                   "b": b_r.data[:g.bias_width].as_signed(), "theta": t_r.data[:vw - 1],
+                   "b": b_r.data[:g.bias_width].as_signed(), "theta": t_r.data[:g.threshold_width],
                    "count": count_old,
                    "first": Mux(is_out, ss_r.data.first, 0)}, long)
         v_old = p["v_old"]

@@ -5,7 +5,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import LAYER_WIDTH, CoreGeometry, span
-from .layouts import SynapseEventLayout, SynapticInputLayout
+from .layouts import AccumulatorLayout, SynapseEventLayout, SynapticInputLayout
 from .slice import RegisterSlice
 from .weights import ReadPortSignature
 
@@ -64,7 +64,7 @@ class SynapseUnit(wiring.Component):
         P, C = g.lanes, g.max_chunks
         m = Module()
 
-        acc_layout = data.ArrayLayout(unsigned(g.acc_w), P)
+        acc_layout = AccumulatorLayout(g.acc_w, P)
         m.submodules.acc = acc = Memory(shape=acc_layout, depth=len(span(C)), init=[])
         wp = acc.write_port()
         rp = acc.read_port(transparent_for=(wp,))

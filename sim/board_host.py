@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bsnn.hdl.config import CoreGeometry
-from bsnn.hdl.hostlink import PROTOCOL_VERSION, Opcode, Reply, frame_sizes
+from bsnn.hdl.hostlink import PROTOCOL_VERSION, RX_FIFO_DEPTH, Opcode, Reply, frame_sizes
 from bsnn.hdl.layouts import InputEventLayout, ResultKind, ResultLayout
 
 __all__ = ["BoardHost", "SerialLink", "InferenceResult", "ProtocolError", "encode_config",
            "encode_event"]
 
-#: Command bytes the host sends between two PINGs (half the device's 512-byte receive FIFO).
-WINDOW = 256
+#: Command bytes the host sends between two PINGs (half the device's receive FIFO).
+WINDOW = RX_FIFO_DEPTH // 2
 
 
 class ProtocolError(RuntimeError):

@@ -12,9 +12,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from bsnn.hdl.layouts import ResultKind
 from bsnn.sim.protocol import Protocol
-
-RESULT_CLASS = 2
 
 
 class StreamDriver:
@@ -111,7 +110,7 @@ async def _run_sample(dut, proto, events, results, steps, max_cycles, abort_afte
     feeder = cocotb.start_soon(feed())
     if abort_after is not None:
         return await _abort_with_reset(dut, events, results, feeder, abort_after)
-    words = await results.receive_until(lambda w: proto.unpack_result(w)[0] == RESULT_CLASS, max_cycles)
+    words = await results.receive_until(lambda w: proto.unpack_result(w)[0] == ResultKind.CLASS, max_cycles)
     if words is None:
         feeder.cancel()
         return {"timeout": True, "records": [], "cycles": None, "error": None}
