@@ -234,10 +234,9 @@ def pll_settings(pll) -> dict:
 
 def write_report(report: dict, json_path, md_path) -> None:
     """Write the JSON and Markdown reports, each atomically; existing files there must be earlier
-    reports (JSON, text), never anything else."""
-    from bsnn.firmware_export.outputs import previous_json, previous_text, write_file
+    reports (JSON, text), never anything else. Both are checked before either is written."""
+    from bsnn.firmware_export.outputs import check_file_output, previous_json, previous_text, write_file
 
-    write_file(json_path, (json.dumps(report, indent=2) + "\n").encode(), replaces=previous_json)
     u = report["utilization"]
     c = report["clock"]
     lines = [f"# {report['board']} ({report['device']}): {report['model']} "
@@ -309,6 +308,9 @@ def write_report(report: dict, json_path, md_path) -> None:
                      f"{t['inferences_per_second_at_core_clock']:.0f} inferences/s"
                      if "inferences_per_second_at_core_clock" in t else "")
                   + ". The UART link at 115200 baud is far slower; this is the core's rate."]
+    check_file_output(json_path, replaces=previous_json)
+    check_file_output(md_path, replaces=previous_text)
+    write_file(json_path, (json.dumps(report, indent=2) + "\n").encode(), replaces=previous_json)
     write_file(md_path, ("\n".join(lines) + "\n").encode(), replaces=previous_text)
 
 
