@@ -95,8 +95,10 @@ def cmd_verilog(args) -> int:
 
 def cmd_eval(args) -> int:
     from bsnn.firmware_export.bundle import load_bundle
-    from bsnn.evaluate import evaluate, summary_lines, write_report
+    from bsnn.evaluate import check_report_path, evaluate, summary_lines, write_report
 
+    if args.json:
+        check_report_path(args.json, args.model)
     bundle = load_bundle(args.model)
     hw = None
     if args.hw_config:

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from bsnn.firmware_export.bundle import Bundle, BundleError
-from bsnn.firmware_export.outputs import previous_json, write_file
+from bsnn.firmware_export.outputs import check_file_output, previous_json, write_file
 from bsnn.firmware_export.golden import run_golden
 from bsnn.training.data import load_encoded
 
@@ -95,6 +95,11 @@ def summary_lines(report: dict) -> list[str]:
         for m in report["mismatches"][:3]:
             lines.append(f"  mismatch: {m}")
     return lines
+
+
+def check_report_path(path, model_path=None) -> None:
+    """Refuse now what :func:`write_report` would refuse after the evaluation."""
+    check_file_output(path, replaces=previous_json, inputs=[model_path])
 
 
 def write_report(report: dict, path) -> None:

@@ -350,6 +350,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     out_json = Path(f"{args.out}.json")
     doc = _load(out_json)
     base = load_config(args.config)
+    if args.ship:   # refused now rather than after hours of training
+        from bsnn.firmware_export.bundle import check_bundle_output
+        check_bundle_output(args.ship, inputs=[args.config, args.init_from])
     if args.plot_only:
         plot_sweep(doc, args.out, doc.get("title", ""))
         print(markdown_table(doc))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .outputs import (InputFileError, only_files, output_folder, read_regular_file, write_file,
-                      write_staged)
+from .outputs import (InputFileError, check_folder_output, only_files, output_folder,
+                      read_regular_file, write_file, write_staged)
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "bsnn-bundle"
@@ -222,6 +222,11 @@ def is_previous_bundle(path: Path) -> bool:
             or not isinstance(manifest.get("files"), dict):
         return False
     return only_files(Path(path), {MANIFEST, MANIFEST_SUM, *manifest["files"]})
+
+
+def check_bundle_output(out_dir, inputs=()) -> None:
+    """Refuse now what :func:`save_bundle` would refuse at the end of a long run."""
+    check_folder_output(out_dir, "bundle", recognise=is_previous_bundle, inputs=inputs)
 
 
 @contextmanager

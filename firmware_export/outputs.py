@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 __all__ = ["OutputError", "InputFileError", "write_file", "output_folder", "write_staged", "check_distinct",
-           "check_file_output", "only_files",
+           "check_file_output", "check_folder_output", "only_files",
            "read_regular_file", "previous_json", "previous_text", "clean_leftovers", "MARKER"]
 
 MARKER = ".bsnn-output.json"
@@ -421,6 +421,15 @@ def output_folder(target, kind: str, *, recognise: Callable[[Path], bool] | None
                     _remove_tree(staging)
             except OSError:
                 pass   # the next run removes it
+
+
+def check_folder_output(target, kind: str, *, recognise: Callable[[Path], bool] | None = None,
+                        inputs: Iterable = ()) -> None:
+    """The checks :func:`output_folder` makes on entry, for a command to run before its long
+    work (the transaction checks again)."""
+    target = Path(os.path.abspath(target))
+    check_distinct(target, [p for p in inputs if p is not None])
+    _check_replaceable_folder(target, kind, recognise)
 
 
 def _write_new(path: Path, data: bytes) -> None:

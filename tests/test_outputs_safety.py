@@ -331,6 +331,32 @@ def test_outputs_refuse_a_bundle_or_verilog_folder_with_extra_files(tmp_path, ca
     assert (tmp_path / "v" / "top.v").exists()
 
 
+def test_sweep_refuses_a_ship_folder_of_user_files_before_training(tmp_path):
+    import argparse
+
+    from bsnn.sweep import add_sweep_arguments, run_sweep
+
+    (tmp_path / "c.toml").write_text('name = "s"\n[model]\nhidden = [8]\n')
+    mine = tmp_path / "ship"
+    before = user_folder(mine)
+    args = add_sweep_arguments(argparse.ArgumentParser()).parse_args(
+        ["--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "sweep"), "--ship", str(mine),
+         "--data-root", str(tmp_path / "no-data"), "--no-progress"])
+    with pytest.raises(OutputError, match="is not a bundle output"):
+        run_sweep(args)
+    assert tree(mine) == before
+
+
+def test_eval_refuses_its_report_path_before_evaluating(tmp_path, capsys):
+    save_bundle(small_bundle(1), tmp_path / "m")
+    (tmp_path / "notes.json").write_text("mine, not JSON\n")
+    err = one_line_error(capsys, main(["eval", "--model", str(tmp_path / "m"), "--dataset", "mnist",
+                                       "--data-root", str(tmp_path / "no-data"), "--json",
+                                       str(tmp_path / "notes.json")]))
+    assert "notes.json: exists and is not an earlier output" in err   # not the missing dataset
+    assert (tmp_path / "notes.json").read_text() == "mine, not JSON\n"
+
+
 def test_an_empty_folder_may_become_an_output(tmp_path):
     (tmp_path / "m").mkdir()
     save_bundle(small_bundle(1), tmp_path / "m")
