@@ -252,8 +252,6 @@ def check_distinct(output, inputs: Iterable) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
