@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from bsnn.firmware_export.outputs import previous_json, write_file
 
 
 def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="verilator",
@@ -96,8 +97,7 @@ def main(argv=None) -> int:
         hw = hw.replace(trace=args.trace == "on")
     result = measure(args.model, hw, args.dataset, args.split, args.limit, args.simulator,
                      args.fmax_mhz)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_file(args.json, (json.dumps(result, indent=1) + "\n").encode(), replaces=previous_json)
     s = result["summary"]
     line = (f"{s['samples']} images, P={s['lanes_P']} U={s['neuron_lanes_U']}: "
             f"{s['cycles_mean']:.0f} cycles/inference (bound {s['cycles_bound_mean']:.0f}, "

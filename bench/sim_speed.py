@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from bsnn.training.data import load_encoded
-from bsnn.firmware_export.bundle import load_bundle, write_atomic
+from bsnn.firmware_export.bundle import load_bundle
+from bsnn.firmware_export.outputs import previous_json, write_file
 from bsnn.firmware_export.events import events_from_counts
 from bsnn.firmware_export.golden import run_golden
 from bsnn.hdl.config import CoreGeometry
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
     report = {"benchmark": "sim_speed", "model": args.model, "sizes": bundle.sizes,
               "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
               "command": "python -m bsnn.bench.sim_speed " + " ".join(argv or []), "results": rows}
-    write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
+    write_file(args.json, (json.dumps(report, indent=2) + "\n").encode(), replaces=previous_json)
     for r in rows:
         if "skipped" in r:
             print(f"{r['path']:32s} skipped: {r['skipped']}")

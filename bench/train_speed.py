@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bsnn.firmware_export.bundle import write_atomic
+from bsnn.firmware_export.outputs import previous_json, write_file
 from bsnn.training.train import _make_optimizer, build_data, build_model, load_config
 
 
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
                      "python": platform.python_version()},
         "command": " ".join(["python -m bsnn.bench.train_speed"] + list(sys.argv[1:] if argv is None else argv)),
     }
-    write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
+    write_file(args.json, (json.dumps(report, indent=2) + "\n").encode(), replaces=previous_json)
     print(f"ours {report['seconds_per_batch']['ours'] * 1000:.1f} ms/batch, snnTorch "
           f"{report['seconds_per_batch']['snntorch'] * 1000:.1f} ms/batch: ratio "
           f"{report['ratio_ours_over_snntorch']} (goal <= 1.0); written to {args.json}")

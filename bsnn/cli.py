@@ -37,8 +37,31 @@ def cmd_random_model(args) -> int:
     return 0
 
 
+# What `bsnn verilog` writes; an older output folder without the marker is recognised by these.
+_VERILOG_NAMES = ("bsnn_core.v", "hardware.json", "model.h", "golden_vectors.jsonl")
+
+
+def _is_previous_verilog_folder(path: Path) -> bool:
+    """A Verilog folder written before outputs carried the marker: its hardware manifest and only
+    files of the names `bsnn verilog` writes."""
+    import json
+
+    from bsnn.firmware_export.outputs import read_regular_file
+
+    try:
+        manifest = json.loads(read_regular_file(path / "hardware.json", 16 << 20))
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("format") != "bsnn-hardware":
+        return False
+    return all((p.name in _VERILOG_NAMES or p.suffix in (".hex", ".bin")) and (p.is_symlink() or not p.is_dir())
+               for p in path.iterdir())
+
+
 def cmd_verilog(args) -> int:
     from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.firmware_export.firmware import c_header, golden_vectors
+    from bsnn.firmware_export.outputs import output_folder, write_staged
     from bsnn.hdl.config import HardwareConfig
     from bsnn.hdl.generate import generate
 
@@ -46,35 +69,35 @@ def cmd_verilog(args) -> int:
     hw = HardwareConfig.from_toml(args.hw_config) if args.hw_config else HardwareConfig()
     if args.lanes:
         hw = hw.replace(lanes=args.lanes) if hasattr(hw, "replace") else HardwareConfig(lanes=args.lanes)
-    paths = dict(generate(bundle, hw, args.out) or {})
-    from bsnn.firmware_export.bundle import write_atomic
-    from bsnn.firmware_export.firmware import c_header, golden_vectors
-
     out = Path(args.out)
-    for hex_path in sorted(out.glob("*.hex")):   # raw binary twins of the $readmemh images
-        words = hex_path.read_text().split()
-        n_bytes = max(1, -(-4 * len(words[0]) // 8)) if words else 1
-        blob = b"".join(int(w, 16).to_bytes(n_bytes, "little") for w in words)
-        write_atomic(hex_path.with_suffix(".bin"), blob)
-        paths[hex_path.with_suffix(".bin").name] = hex_path.with_suffix(".bin")
-    write_atomic(out / "model.h", c_header(bundle).encode())
-    paths["model.h"] = out / "model.h"
-    if args.vectors:
-        from bsnn.training.data import load_encoded
-        data = load_encoded(bundle, args.dataset, "test", args.vectors, args.data_root)
-        text = golden_vectors(bundle, data.on, data.off, data.labels.tolist())
-        write_atomic(out / "golden_vectors.jsonl", text.encode())
-        paths["golden_vectors.jsonl"] = out / "golden_vectors.jsonl"
+    # Everything is built in a fresh staging folder and swapped in when every step succeeded: a
+    # failing run leaves the previous output as it was, and nothing planted in it is followed.
+    with output_folder(out, "verilog", recognise=_is_previous_verilog_folder,
+                       inputs=[args.model, args.hw_config]) as staging:
+        names = list(generate(bundle, hw, staging) or {})
+        for hex_path in sorted(staging.glob("*.hex")):   # raw binary twins of the $readmemh images
+            words = hex_path.read_text().split()
+            n_bytes = max(1, -(-4 * len(words[0]) // 8)) if words else 1
+            blob = b"".join(int(w, 16).to_bytes(n_bytes, "little") for w in words)
+            names.append(write_staged(staging, hex_path.with_suffix(".bin").name, blob).name)
+        names.append(write_staged(staging, "model.h", c_header(bundle).encode()).name)
+        if args.vectors:
+            from bsnn.training.data import load_encoded
+            data = load_encoded(bundle, args.dataset, "test", args.vectors, args.data_root)
+            text = golden_vectors(bundle, data.on, data.off, data.labels.tolist())
+            names.append(write_staged(staging, "golden_vectors.jsonl", text.encode()).name)
     print(f"wrote Verilog, memory images, C header and manifest for {args.model} to {args.out}")
-    for name, p in paths.items():
-        print(f"  {name}: {p}")
+    for name in names:
+        print(f"  {name}: {out / name}")
     return 0
 
 
 def cmd_eval(args) -> int:
     from bsnn.firmware_export.bundle import load_bundle
-    from bsnn.evaluate import evaluate, summary_lines, write_report
+    from bsnn.evaluate import check_report_path, evaluate, summary_lines, write_report
 
+    if args.json:
+        check_report_path(args.json, args.model)
     bundle = load_bundle(args.model)
     hw = None
     if args.hw_config:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bsnn.firmware_export.bundle import Bundle, BundleError, write_atomic
+from bsnn.firmware_export.bundle import Bundle, BundleError
+from bsnn.firmware_export.outputs import check_file_output, previous_json, write_file
 from bsnn.firmware_export.golden import run_golden
 from bsnn.training.data import load_encoded
 
@@ -96,9 +97,17 @@ def summary_lines(report: dict) -> list[str]:
     return lines
 
 
+def check_report_path(path, model_path=None) -> None:
+    """Refuse now what :func:`write_report` would refuse after the evaluation."""
+    check_file_output(path, replaces=previous_json, inputs=[model_path])
+
+
 def write_report(report: dict, path) -> None:
+    """Write ``report`` as JSON, atomically; an existing ``path`` must be a JSON file (an earlier
+    report), never the evaluated model or a file in it."""
     def clean(x):
         if isinstance(x, float) and not math.isfinite(x):
             return None
         return x
-    write_atomic(path, (json.dumps({k: clean(v) for k, v in report.items()}, indent=2) + "\n").encode())
+    write_file(path, (json.dumps({k: clean(v) for k, v in report.items()}, indent=2) + "\n").encode(),
+               replaces=previous_json, inputs=[report.get("model") or None])

@@ -44,7 +44,7 @@ def cmd_nir_import(args) -> int:
 
         data = load_encoded(bundle, args.dataset, "train", args.calibrate, args.data_root)
         bundle = import_nir(args.nir, **options, **foreign, calibration=(data.on, data.off))
-    save_bundle(bundle, args.out)
+    save_bundle(bundle, args.out, inputs=[args.nir])   # never over the NIR file it was made from
     how = "compiled from a foreign graph" if compiled else "bit-exact from its bsnn metadata"
     print(f"wrote bundle {'-'.join(map(str, bundle.sizes))}, T={bundle.time_steps} to {args.out} ({how})")
     if compiled:

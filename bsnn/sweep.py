@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -204,11 +203,9 @@ def _abs(path) -> Path:
 
 
 def _save(doc: dict, path: Path):
-    doc = _rel(doc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)
+    from bsnn.firmware_export.outputs import previous_json, write_file
+
+    write_file(path, json.dumps(_rel(doc), indent=1).encode(), replaces=previous_json)
 
 
 def select_best(points: list[dict], target_spikes: float, max_drop_pp: float):
@@ -353,6 +350,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     out_json = Path(f"{args.out}.json")
     doc = _load(out_json)
     base = load_config(args.config)
+    if args.ship:   # refused now rather than after hours of training
+        from bsnn.firmware_export.bundle import check_bundle_output
+        check_bundle_output(args.ship, inputs=[args.config, args.init_from])
     if args.plot_only:
         plot_sweep(doc, args.out, doc.get("title", ""))
         print(markdown_table(doc))
@@ -462,9 +462,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                           if ref else None,
                           accuracy_drop_pp=100 * (ref["eval"]["acc"] - best["eval"]["acc"]) if ref else None,
                           meets_target=meets)
-        if ship.exists():
-            shutil.rmtree(ship)
-        save_bundle(b, ship)
+        # An earlier shipped bundle is replaced; any other folder there is refused, never deleted.
+        save_bundle(b, ship, inputs=[_abs(best["bundle"]), args.config, init_from])
         print(f"[sweep] shipped {best['key']} to {ship}")
     return 0
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .encoding import DEFAULT_ENCODING, EncodingError, complete_encoding
+from .outputs import (InputFileError, check_folder_output, only_files, output_folder,
+                      read_regular_file, write_file, write_staged)
 
 SCHEMA_VERSION = 2                # what save_bundle writes
 READABLE_VERSIONS = (1, 2)        # version 1: the encoding lived in metadata.encoding (see below)
@@ -26,6 +27,9 @@ MAX_NEURONS = 65535
 MAX_TIME_STEPS = 65535
 MAX_INPUT_EVENTS = (1 << 24) - 1  # keeps the golden model's float32 sums exact
 MIN_WIDTH, MAX_WIDTH = 2, 32
+# Read limits: the manifest (training history included) is far below this; data files are read up
+# to the size their layer's shape gives.
+MAX_MANIFEST_BYTES = 64 << 20
 
 
 class BundleError(ValueError):
@@ -259,44 +263,40 @@ def manifest_dict(bundle: Bundle, files: dict[str, bytes]) -> dict:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file so that readers see either the old or the complete new content."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write a file so that readers see either the old or the complete new content (fsynced; never
+    through a symbolic link). See :func:`bsnn.firmware_export.outputs.write_file`."""
+    write_file(path, data)
+
+
+def is_previous_bundle(path: Path) -> bool:
+    """True when the folder ``path`` holds a bundle (its manifest names the format) and nothing
+    but the files of that bundle: the only kind of folder a bundle output may replace."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        manifest = json.loads(read_regular_file(Path(path) / MANIFEST, MAX_MANIFEST_BYTES))
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME \
+            or not isinstance(manifest.get("files"), dict):
+        return False
+    return only_files(Path(path), {MANIFEST, MANIFEST_SUM, *manifest["files"]})
 
 
-def replace_dir_atomic(out_dir: Path, contents: dict[str, bytes]) -> None:
-    """Create ``out_dir`` with exactly ``contents``: built beside it, then swapped in by rename."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new.", dir=out_dir.parent))
-    try:
-        for name, data in contents.items():
-            target = staging / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / "d")
-            os.replace(staging, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+def check_bundle_output(out_dir, inputs=()) -> None:
+    """Refuse now what :func:`save_bundle` would refuse at the end of a long run."""
+    check_folder_output(out_dir, "bundle", recognise=is_previous_bundle, inputs=inputs)
 
 
-def save_bundle(bundle: Bundle, out_dir) -> Path:
-    """Validate ``bundle`` and write it as a bundle directory, atomically."""
+@contextmanager
+def bundle_output(out_dir, inputs=()):
+    """The output transaction of a bundle folder (:func:`bsnn.firmware_export.outputs.output_folder`):
+    yields a staging folder to write (``write_bundle_files``) and, when the block succeeds, swaps
+    it in for ``out_dir``. An existing ``out_dir`` must be a bundle; ``inputs`` must not clash."""
+    with output_folder(out_dir, "bundle", recognise=is_previous_bundle, marker=False,
+                       inputs=inputs) as staging:
+        yield staging
+
+
+def _bundle_contents(bundle: Bundle) -> dict[str, bytes]:
     bundle = bundle.normalized().validate("bundle")
     files = _encode_files(bundle)
     manifest = manifest_dict(bundle, files)
@@ -305,8 +305,24 @@ def save_bundle(bundle: Bundle, out_dir) -> Path:
     except TypeError as exc:
         raise BundleError(f"bundle: metadata: not JSON-serialisable ({exc})") from None
     digest = hashlib.sha256(text.encode()).hexdigest()
-    replace_dir_atomic(Path(out_dir), {**files, MANIFEST: text.encode(),
-                                       MANIFEST_SUM: f"{digest}  {MANIFEST}\n".encode()})
+    return {**files, MANIFEST: text.encode(), MANIFEST_SUM: f"{digest}  {MANIFEST}\n".encode()}
+
+
+def write_bundle_files(bundle: Bundle, folder) -> Path:
+    """Validate ``bundle`` and write its files into ``folder`` (a staging folder of
+    :func:`bundle_output`; a bundle written there before is overwritten file by file)."""
+    for name, data in _bundle_contents(bundle).items():
+        write_staged(folder, name, data)
+    return Path(folder)
+
+
+def save_bundle(bundle: Bundle, out_dir, inputs=()) -> Path:
+    """Validate ``bundle`` and write it as a bundle directory, atomically (built aside, fsynced,
+    swapped in). An existing ``out_dir`` must be a bundle; it is never one of ``inputs``."""
+    contents = _bundle_contents(bundle)   # every check before anything touches the disk
+    with bundle_output(out_dir, inputs) as staging:
+        for name, data in contents.items():
+            write_staged(staging, name, data)
     return Path(out_dir)
 
 
@@ -336,19 +352,37 @@ def _check_keys(obj, allowed, where, prefix):
 def load_bundle(path) -> Bundle:
     """Load and fully validate a bundle directory. Any defect raises a one-line BundleError."""
     root = Path(path)
-    mpath = root / MANIFEST
-    where = str(mpath)
     if not root.is_dir():
         raise BundleError(f"{root}: not a bundle directory (missing)")
+    # Every file is opened relative to the folder, without following links and with a size limit.
     try:
-        raw = mpath.read_bytes()
+        root_fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise BundleError(f"{root}: not a bundle directory ({exc.strerror})") from None
+    try:
+        return _load_bundle_from(root, root_fd)
+    finally:
+        os.close(root_fd)
+
+
+def _read_in_bundle(root: Path, root_fd: int, name: str, max_bytes: int) -> bytes:
+    fpath = root / name
+    try:
+        return read_regular_file(name, max_bytes, dir_fd=root_fd, shown=fpath)
     except FileNotFoundError:
-        raise BundleError(f"{where}: file: missing") from None
+        raise BundleError(f"{fpath}: file: missing") from None
+    except InputFileError as exc:
+        if exc.size is not None:
+            raise BundleError(f"{fpath}: bytes: at most {max_bytes} expected, found {exc.size}") from None
+        raise BundleError(f"{fpath}: file: {exc.problem}") from None
+
+
+def _load_bundle_from(root: Path, root_fd: int) -> Bundle:
+    mpath = root / MANIFEST
+    where = str(mpath)
+    raw = _read_in_bundle(root, root_fd, MANIFEST, MAX_MANIFEST_BYTES)
     spath = root / MANIFEST_SUM
-    try:
-        sum_line = spath.read_bytes()
-    except FileNotFoundError:
-        raise BundleError(f"{spath}: file: missing") from None
+    sum_line = _read_in_bundle(root, root_fd, MANIFEST_SUM, 4096)
     expected_line = f"{hashlib.sha256(raw).hexdigest()}  {MANIFEST}\n".encode()
     if sum_line != expected_line:
         if len(sum_line) != len(expected_line) or not sum_line.endswith(f"  {MANIFEST}\n".encode()):
@@ -374,7 +408,7 @@ def load_bundle(path) -> Bundle:
     if not layers_raw:
         _fail(where, "layers", "must be a non-empty list")
 
-    def read_file(name, field_name):
+    def read_file(name, field_name, kind, max_bytes, shape):
         if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
             _fail(where, field_name, f"bad file name {name!r}")
         entry = files_meta.get(name)
@@ -382,12 +416,19 @@ def load_bundle(path) -> Bundle:
                 or not isinstance(entry.get("bytes"), int) or isinstance(entry.get("bytes"), bool):
             _fail(where, f"files.{name}", "missing or malformed entry (needs bytes and sha256)")
         fpath = root / name
+        if entry["bytes"] > max_bytes:   # the layer's shape gives the size: read no more
+            raise BundleError(f"{fpath}: {kind}: expected {max_bytes} bytes {shape}, found {entry['bytes']}")
         try:
-            data = fpath.read_bytes()
+            data = read_regular_file(name, entry["bytes"], dir_fd=root_fd, shown=fpath)
+            found = len(data)
         except FileNotFoundError:
             raise BundleError(f"{fpath}: file: missing") from None
-        if len(data) != entry["bytes"]:
-            raise BundleError(f"{fpath}: bytes: expected {entry['bytes']}, found {len(data)} (truncated or extended)")
+        except InputFileError as exc:
+            if exc.size is None:
+                raise BundleError(f"{fpath}: file: {exc.problem}") from None
+            found = exc.size
+        if found != entry["bytes"]:
+            raise BundleError(f"{fpath}: bytes: expected {entry['bytes']}, found {found} (truncated or extended)")
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise BundleError(f"{fpath}: sha256: checksum mismatch (corrupted or modified)")
         return data, str(fpath)
@@ -413,8 +454,8 @@ def load_bundle(path) -> Bundle:
         names = _get(lr, "files", where, f"{p}.files", dict)
         _check_keys(names, {"weights", "bias", "threshold"}, where, f"{p}.files.")
         wname = _get(names, "weights", where, f"{p}.files.weights", str)
-        data, fwhere = read_file(wname, f"{p}.files.weights")
         expected = n_in * ((size + 7) // 8)
+        data, fwhere = read_file(wname, f"{p}.files.weights", "weights", expected, f"for {n_in}x{size}")
         if len(data) != expected:
             raise BundleError(f"{fwhere}: weights: expected {expected} bytes for {n_in}x{size}, found {len(data)}")
         w = unpack_weight_rows(data, n_in, size)
@@ -425,7 +466,7 @@ def load_bundle(path) -> Bundle:
         vecs = []
         for kind in ("bias", "threshold"):
             name = _get(names, kind, where, f"{p}.files.{kind}", str)
-            vdata, vwhere = read_file(name, f"{p}.files.{kind}")
+            vdata, vwhere = read_file(name, f"{p}.files.{kind}", kind, 4 * size, f"(int32 x {size})")
             if len(vdata) != 4 * size:
                 raise BundleError(f"{vwhere}: {kind}: expected {4 * size} bytes (int32 x {size}), found {len(vdata)}")
             vecs.append(np.frombuffer(vdata, dtype="<i4").astype(np.int64))

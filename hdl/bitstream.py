@@ -233,8 +233,10 @@ def pll_settings(pll) -> dict:
 
 
 def write_report(report: dict, json_path, md_path) -> None:
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+    """Write the JSON and Markdown reports, each atomically; existing files there must be earlier
+    reports (JSON, text), never anything else. Both are checked before either is written."""
+    from bsnn.firmware_export.outputs import check_file_output, previous_json, previous_text, write_file
+
     u = report["utilization"]
     c = report["clock"]
     lines = [f"# {report['board']} ({report['device']}): {report['model']} "
@@ -306,7 +308,10 @@ def write_report(report: dict, json_path, md_path) -> None:
                      f"{t['inferences_per_second_at_core_clock']:.0f} inferences/s"
                      if "inferences_per_second_at_core_clock" in t else "")
                   + ". The UART link at 115200 baud is far slower; this is the core's rate."]
-    Path(md_path).write_text("\n".join(lines) + "\n")
+    check_file_output(json_path, replaces=previous_json)
+    check_file_output(md_path, replaces=previous_text)
+    write_file(json_path, (json.dumps(report, indent=2) + "\n").encode(), replaces=previous_json)
+    write_file(md_path, ("\n".join(lines) + "\n").encode(), replaces=previous_text)
 
 
 def rewrite_markdown(json_path) -> None:

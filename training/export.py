@@ -14,11 +14,16 @@ __all__ = ["load_checkpoint_model", "export_checkpoint", "main"]
 
 def load_checkpoint_model(ckpt_path: str | Path):
     """``(model, checkpoint dict)`` rebuilt from a checkpoint written by ``bsnn.training.train``."""
+    from .checkpoint import CheckpointError, load_checkpoint
     from .train import build_model
 
-    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    model = build_model(ck["config"], ck["input_size"], ck["max_input_events"])
-    model.load_state_dict(ck["model"])
+    ck = load_checkpoint(ckpt_path)   # weights_only: nothing in the file can run code
+    try:
+        model = build_model(ck["config"], ck["input_size"], ck["max_input_events"])
+        model.load_state_dict(ck["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{ckpt_path}: the model in the checkpoint does not match its config ({first})") from None
     model.eval()
     return model, ck
 
@@ -57,8 +62,21 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
     With ``golden_eval`` the test set is run through ``run_golden`` on the bundle as saved and
     loaded back (hardware-exact accuracy), and through the model's own hardware mode; both
     accuracies, the training history and the config go into the bundle metadata.
+
+    The bundle is built and evaluated in a staging folder and swapped in for ``out_dir`` only when
+    everything succeeded: a failing evaluation leaves an earlier bundle there untouched. An
+    existing ``out_dir`` must be a bundle, and never the checkpoint itself.
     """
-    from bsnn.firmware_export.bundle import load_bundle, save_bundle
+    from bsnn.firmware_export.bundle import bundle_output
+
+    # The transaction first: an output path that must not be replaced is refused before any work.
+    with bundle_output(out_dir, inputs=[ckpt_path]) as staging:
+        meta = _export_into(staging, ckpt_path, golden_eval, eval_limit, data_root, fit_widths)
+    return meta
+
+
+def _export_into(staging: Path, ckpt_path, golden_eval, eval_limit, data_root, fit_widths) -> dict:
+    from bsnn.firmware_export.bundle import write_bundle_files
 
     from .train import build_data, encoding_spec, evaluate, run_eval_dataset
 
@@ -80,7 +98,6 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
         "training_train_acc": hist[-1]["train_acc"] if hist else None,
         "history": hist,
     }
-    out_dir = Path(out_dir)
     bundle = model.to_bundle(meta)
     bundle.encoding = encoding_spec(cfg)   # complete, defaults filled in: the bundle's contract
     if data_root:
@@ -101,29 +118,39 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
                          layers=[replace(l, leak_v=min(l.leak_v, v_width - 1),
                                          leak_c=min(l.leak_c, rep["c_width_needed"] - 1))
                                  for l in bundle.layers]).validate()
-    save_bundle(bundle, out_dir)
+    write_bundle_files(bundle, staging)
     if golden_eval:
-        _, test = build_data(cfg)
-        bundle = load_bundle(out_dir)
-        hw = run_eval_dataset(bundle, test, limit=eval_limit)
-        own = evaluate(model, test, hardware=True) if eval_limit is None else None
-        meta["test_acc_hardware_exact"] = hw["acc"]
-        meta["test_samples"] = hw["n"]
-        meta["spikes_per_neuron_hidden"] = hw["spikes_per_neuron"]
-        meta["sops_per_inference"] = hw["sops_per_inference"]
-        meta["evaluated_with"] = "firmware_export.golden.run_golden on the saved bundle"
-        if own is not None:
-            meta["test_acc_model_hardware_mode"] = own["acc"]
-            # The training forward pass computes the integers exactly (only gradients differ),
-            # so the float-vs-integer gap is measured, not assumed: it must be 0.
-            meta["accuracy_gap_training_vs_exported_pp"] = round(100 * (own["acc"] - hw["acc"]), 4)
-        from bsnn.firmware_export.widths import width_report
-        on, off = _width_samples(cfg)
-        meta["width_report"] = width_report(bundle, on, off)
-        meta["width_report"]["note"] = (f"extremes of the exact sums on the first {on.shape[1]} "
-                                        "training samples; values beyond the widths saturate")
-        bundle.metadata = meta
-        save_bundle(bundle, out_dir)
+        _golden_evaluation(model, meta, cfg, staging, eval_limit)
+    return meta
+
+
+def _golden_evaluation(model, meta: dict, cfg: dict, staging: Path, eval_limit) -> None:
+    """Evaluate the bundle written in ``staging`` as loaded back; rewrite it with the results."""
+    from bsnn.firmware_export.bundle import load_bundle, write_bundle_files
+
+    from .train import build_data, evaluate, run_eval_dataset
+
+    _, test = build_data(cfg)
+    bundle = load_bundle(staging)
+    hw = run_eval_dataset(bundle, test, limit=eval_limit)
+    own = evaluate(model, test, hardware=True) if eval_limit is None else None
+    meta["test_acc_hardware_exact"] = hw["acc"]
+    meta["test_samples"] = hw["n"]
+    meta["spikes_per_neuron_hidden"] = hw["spikes_per_neuron"]
+    meta["sops_per_inference"] = hw["sops_per_inference"]
+    meta["evaluated_with"] = "firmware_export.golden.run_golden on the saved bundle"
+    if own is not None:
+        meta["test_acc_model_hardware_mode"] = own["acc"]
+        # The training forward pass computes the integers exactly (only gradients differ),
+        # so the float-vs-integer gap is measured, not assumed: it must be 0.
+        meta["accuracy_gap_training_vs_exported_pp"] = round(100 * (own["acc"] - hw["acc"]), 4)
+    from bsnn.firmware_export.widths import width_report
+    on, off = _width_samples(cfg)
+    meta["width_report"] = width_report(bundle, on, off)
+    meta["width_report"]["note"] = (f"extremes of the exact sums on the first {on.shape[1]} "
+                                    "training samples; values beyond the widths saturate")
+    bundle.metadata = meta
+    write_bundle_files(bundle, staging)
     return meta
 
 

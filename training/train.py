@@ -23,6 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from . import data as data_mod
+from .checkpoint import load_checkpoint
 from .diagnostics import FlipCounter, flip_rates, plot_history, weight_signs, write_history
 from ..firmware_export.encoding import Encoder, complete_encoding, max_events_per_step
 from .model import BSNN, LayerConfig
@@ -264,7 +265,7 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
     on, off, _ = train_data.batch(init_idx, generator=gen)
     model.init_thresholds(on, off, cfg["model"]["theta_init_factor"])
     if tc.get("init_from"):  # fine-tuning: start from the model of another run's checkpoint
-        src = torch.load(Path(tc["init_from"]), map_location="cpu", weights_only=False)
+        src = load_checkpoint(tc["init_from"], required=("model",))   # weights_only: no code runs
         model.load_state_dict(src["model"])
     model.to(device)
     opt = _make_optimizer(model, tc)
@@ -277,7 +278,8 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
     if resume:
         rp = Path(resume) if isinstance(resume, (str, Path)) and str(resume) not in ("True", "auto") else ckpt_path
         if rp.exists():
-            ck = torch.load(rp, map_location=device, weights_only=False)
+            ck = load_checkpoint(rp, map_location=device, required=("model", "optimizer", "scheduler",
+                                                                  "epoch", "history", "signs", "rng"))
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
