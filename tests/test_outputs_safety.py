@@ -122,7 +122,7 @@ def check_every_step(monkeypatch, target: Path, write_old, write_new, exchange: 
 # ------------------------------------------------------------------ fixtures
 def small_bundle(seed, sizes=(6, 4, 3)):
     b = random_bundle(np.random.default_rng(seed), sizes=list(sizes))
-    b.metadata = {"encoding": {"kind": "rate"}, "seed": seed}
+    b.metadata = {"seed": seed}
     return b
 
 
