@@ -1,12 +1,31 @@
-"""The golden model: docs/semantics.md implemented once, in PyTorch integer tensors.
+"""The golden model: docs/semantics.md implemented once, in PyTorch.
 
-Batched over samples, time-major. Synaptic sums use float32 matrix products of integer operands,
-exact because every partial sum is an integer below 2^24 in magnitude (``max_input_events`` and
-layer sizes are capped accordingly); all neuron arithmetic is int64.
+The arithmetic lives in a few public functions, and training (``bsnn.training.model``: hardware
+mode, traces, threshold initialisation, the fused training scan, the prediction) calls these same
+functions, so Python has one definition of it. ``tests/reference_model.py`` is the deliberately
+independent second reading (plain loops, no tensors).
+
+* ``synaptic_input``: section 4, for all steps of a layer at once;
+* ``layer_step``: section 5, one time step of one layer for a batch; ``run_layer``: its time loop;
+* ``count_first``: the per-neuron spike count and first-spike step a layer's spikes give;
+* ``predicted_class``: section 6.
+
+They run on integer tensors (``run_golden``: int64) and equally on float tensors holding integers
+(training: float32, exact below 2^24), with gradients where training needs them: the leak's floor
+division passes the gradient of ``x / 2^k`` (straight-through), the threshold comparison is a
+``spike`` function of ``u - theta`` (training passes one whose forward value is ``heaviside`` and
+whose backward pass is a surrogate gradient), and the reset carries no gradient.
+
+``run_golden`` runs a bundle layer by layer, all steps of layer 1, then all steps of layer 2, ...:
+the same values as the step-major order of section 3, since layer ``l`` at step ``t`` reads only the
+spikes of layer ``l-1`` at step ``t``. Synaptic sums are float32 matrix products of integer
+operands, exact because every partial sum is an integer below 2^24 in magnitude
+(``max_input_events`` and layer sizes are capped accordingly); all neuron arithmetic is int64.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -37,11 +56,158 @@ class GoldenResult:
 
 
 def saturate(x: torch.Tensor, width: int) -> torch.Tensor:
+    """``sat_W(x)``: clamp to ``[-2^(W-1), 2^(W-1) - 1]`` (gradient 1 inside the range, 0 outside)."""
     return x.clamp(-(1 << (width - 1)), (1 << (width - 1)) - 1)
 
 
 def leak(x: torch.Tensor, shift: int) -> torch.Tensor:
-    return torch.zeros_like(x) if shift == 0 else torch.bitwise_right_shift(x, shift)
+    """``leak(x, k)`` of section 5: 0 if ``k == 0``, else ``x >> k`` (floor division by ``2^k``).
+
+    On floating-point tensors (training) ``floor(x / 2^k)``, written as
+    ``x / 2^k + (floor(x / 2^k) - x / 2^k)`` with the bracket detached: the gradient of
+    ``x / 2^k`` passes straight through the floor."""
+    if shift == 0:
+        return torch.zeros_like(x)
+    if not x.is_floating_point():
+        return torch.bitwise_right_shift(x, shift)
+    y = x / float(1 << shift)
+    return y + (torch.floor(y) - y).detach()
+
+
+def _leaked(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """``x - leak(x, shift)``, and ``x`` itself when there is no leak (saves an operation)."""
+    return x - leak(x, shift) if shift else x
+
+
+def heaviside(x: torch.Tensor) -> torch.Tensor:
+    """``x >= 0`` as 0/1 in ``x``'s dtype: the spike of section 5 is ``heaviside(u - theta)``.
+
+    (A comparison written straight into a tensor of ``x``'s dtype is several times faster on CPU
+    than a bool result converted afterwards.)"""
+    return torch.ge(x, 0, out=torch.empty_like(x))
+
+
+def synaptic_input(events: torch.Tensor, signed_weights: torch.Tensor) -> torch.Tensor:
+    """Section 4 for any number of steps and samples at once: ``events[..., i]`` the net events of
+    source ``i`` (ON minus OFF events, or the spikes of the layer below), ``signed_weights[i, j]``
+    the weight as ``+1``/``-1``; returns ``I[..., j]``. A floating-point product of integer
+    operands, exact while every partial sum stays below 2^24 in magnitude (float32)."""
+    n_in = events.shape[-1]
+    return (events.reshape(-1, n_in) @ signed_weights).reshape(*events.shape[:-1], signed_weights.shape[-1])
+
+
+class NeuronState(NamedTuple):
+    """What one layer carries from a step into the next, ``[B, N]`` each."""
+
+    v: torch.Tensor        # potential
+    c: torch.Tensor        # current (stays 0 in a layer without current state)
+    fired: torch.Tensor    # 1 where the neuron has fired; kept by fire_once layers only (nothing else reads it)
+
+    @classmethod
+    def zeros(cls, like: torch.Tensor) -> "NeuronState":
+        """The cleared state (section 3), in the shape, dtype and device of ``like``."""
+        return cls(torch.zeros_like(like), torch.zeros_like(like), torch.zeros_like(like))
+
+
+class Step(NamedTuple):
+    """One step of one layer (``layer_step``), ``[B, N]`` each."""
+
+    spikes: torch.Tensor          # 0/1 in the dtype of the state
+    state: NeuronState            # carried into the next step (after the reset)
+    u: torch.Tensor               # the potential compared with theta: saturated, before the reset
+    v_exact: torch.Tensor         # the potential's exact sum, before saturation
+    c_exact: torch.Tensor | None  # the current's exact sum, before saturation (None: no current state)
+    drive: torch.Tensor           # what the potential integrates besides the bias: c, or the synaptic input
+
+
+def layer_step(layer, v_width: int, c_width: int, state: NeuronState, syn: torch.Tensor,
+               bias: torch.Tensor, theta: torch.Tensor, spike=heaviside) -> Step:
+    """Section 5: one time step of one layer for a batch.
+
+    ``layer``: anything with the fields ``current, leak_v, leak_c, reset, fire_once`` (a bundle's
+    ``LayerSpec``, training's ``LayerConfig``); ``syn``: the synaptic input ``I`` of the step
+    ``[B, N]``; ``bias``, ``theta``: ``[N]``. ``spike(u - theta)`` decides the spikes; any
+    replacement must equal ``heaviside`` in value (training's adds a surrogate gradient). The
+    reset and the fire-once bookkeeping use the spikes detached: they carry no gradient."""
+    v, c, fired = state
+    c_exact = None
+    if layer.current:
+        c_exact = _leaked(c, layer.leak_c) + syn
+        c = saturate(c_exact, c_width)
+        drive = c
+    else:
+        drive = syn
+    v_exact = _leaked(v, layer.leak_v) + drive + bias    # one saturation of the exact sum
+    u = saturate(v_exact, v_width)
+    s = spike(u - theta)                                 # u >= theta
+    if layer.fire_once:
+        s = s * (1 - fired)
+        fired = torch.maximum(fired, s.detach())
+    held = s.detach()
+    if layer.reset == "subtract":
+        v = torch.addcmul(u, theta.detach(), held, value=-1)     # u - theta * held, one operation
+    elif layer.reset == "zero":
+        v = u * (1 - held)
+    else:
+        v = u
+    return Step(s, NeuronState(v, c, fired), u, v_exact, c_exact, drive)
+
+
+class LayerRun(NamedTuple):
+    """One layer through all steps (``run_layer``)."""
+
+    spikes: torch.Tensor    # [T, B, N], 0/1 in the dtype of ``syn``
+    state: NeuronState      # after the last step
+    recorded: dict          # name -> [T, B, N]: the ``Step`` fields asked for, per step
+
+
+def run_layer(layer, v_width: int, c_width: int, syn: torch.Tensor, bias: torch.Tensor,
+              theta: torch.Tensor, spike=heaviside, record=()) -> LayerRun:
+    """One layer through all steps from the cleared state: ``layer_step`` for ``t = 0 .. T-1`` on
+    the synaptic input ``syn`` ``[T, B, N]``. ``record`` names ``Step`` fields to keep per step."""
+    state = NeuronState.zeros(syn[0])
+    spikes, kept = [], {name: [] for name in record}
+    for x in syn.unbind(0):
+        step = layer_step(layer, v_width, c_width, state, x, bias, theta, spike)
+        spikes.append(step.spikes)
+        for name, seq in kept.items():
+            seq.append(getattr(step, name))
+        state = step.state
+    return LayerRun(torch.stack(spikes), state, {name: torch.stack(seq) for name, seq in kept.items()})
+
+
+def count_first(spikes: torch.Tensor):
+    """Per neuron of ``spikes`` ``[T, B, N]`` (0/1 or bool): ``count``, the spikes in the inference
+    (in the dtype a sum of ``spikes`` has), and ``first``, the step of the first one or -1 (int64):
+    what section 5 accumulates for the readout."""
+    T = spikes.shape[0]
+    # latest = max_t (T - t) * spikes[t] = T - first (0 if the neuron never fired)
+    steps = torch.arange(T, 0, -1, device=spikes.device).view(T, *([1] * (spikes.dim() - 1)))
+    latest = (spikes * steps).amax(0).to(torch.int64)
+    return spikes.sum(0), torch.where(latest > 0, T - latest, -1)
+
+
+def predicted_class(rule: str, count: torch.Tensor, first: torch.Tensor, v_final: torch.Tensor,
+                    time_steps: int, v_width: int) -> torch.Tensor:
+    """Section 6: the best output neuron by the keys of readout ``rule``, ``[..., N_L]`` -> ``[...]``;
+    the lowest index wins the last tie (``argmax`` returns the first maximum)."""
+    v_key = v_final.to(torch.int64) + (1 << (v_width - 1))     # 0 .. 2^v_width - 1
+    scale = 1 << v_width
+    if rule == "potential":
+        key = v_key
+    elif rule == "spike_count":
+        key = count.to(torch.int64) * scale + v_key
+    elif rule == "first_spike":  # earlier is better, never-fired ranks last
+        earliness = torch.where(first >= 0, time_steps - first, torch.zeros_like(first))
+        key = earliness * scale + v_key
+    else:
+        raise ValueError(f"unknown readout {rule!r}")
+    return torch.argmax(key, dim=-1)
+
+
+def readout(bundle: Bundle, count: torch.Tensor, first: torch.Tensor, v_final: torch.Tensor) -> torch.Tensor:
+    """``predicted_class`` with the readout rule, time steps and ``v_width`` of ``bundle``."""
+    return predicted_class(bundle.readout, count, first, v_final, bundle.time_steps, bundle.v_width)
 
 
 def check_input_counts(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None):
@@ -98,76 +264,38 @@ def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None
     the synaptic input, the current and the potential sums before saturation, and how many
     neuron updates saturated (what an exporter needs to choose widths from data)."""
     on, off = check_input_counts(bundle, on, off)
-    T, B = on.shape[0], on.shape[1]
-    L = len(bundle.layers)
-    signed_w = [torch.from_numpy(w.astype("float32") * 2 - 1) for w in bundle.weights]
-    bias = [torch.from_numpy(b).to(torch.int64) for b in bundle.bias]
-    theta = [torch.from_numpy(t).to(torch.int64) for t in bundle.threshold]
-    v = [torch.zeros(B, n, dtype=torch.int64) for n in bundle.sizes[1:]]
-    c = [torch.zeros(B, n, dtype=torch.int64) for n in bundle.sizes[1:]]
-    fired = [torch.zeros(B, n, dtype=torch.bool) for n in bundle.sizes[1:]]
-    spikes = [torch.zeros(T, B, n, dtype=torch.bool) for n in bundle.sizes[1:]]
-    n_out = bundle.layers[-1].size
-    count = torch.zeros(B, n_out, dtype=torch.int64)
-    first = torch.full((B, n_out), -1, dtype=torch.int64)
-    events_per_layer = torch.zeros(L, B, dtype=torch.int64)
-    net_input = (on - off).to(torch.float32)   # an OFF event adds -w: XNOR(0, w) = NOT w
-    input_events = on + off
-    ranges = [_Range() for _ in bundle.layers] if track_ranges else None
-    for t in range(T):
-        x = net_input[t]
-        n_events = input_events[t].sum(dim=1)
-        for k, layer in enumerate(bundle.layers):
-            events_per_layer[k] += n_events
-            syn = (x @ signed_w[k]).round().to(torch.int64)
+    x = (on - off).to(torch.float32)   # an OFF event adds -w: XNOR(0, w) = NOT w
+    events = on + off
+    spikes, v, c, events_per_layer, ranges = [], [], [], [], []
+    for k, layer in enumerate(bundle.layers):
+        signed_w = torch.from_numpy(bundle.weights[k].astype("float32") * 2 - 1).to(x.device)
+        bias = torch.from_numpy(bundle.bias[k]).to(torch.int64).to(x.device)
+        theta = torch.from_numpy(bundle.threshold[k]).to(torch.int64).to(x.device)
+        syn = synaptic_input(x, signed_w).round().to(torch.int64)
+        record = ("v_exact", "c_exact") if layer.current else ("v_exact",)
+        run = run_layer(layer, bundle.v_width, bundle.c_width, syn, bias, theta,
+                        record=record if track_ranges else ())
+        if track_ranges:
+            r = _Range()
+            r.see("syn", syn)
+            r.see("v", run.recorded["v_exact"], bundle.v_width)
             if layer.current:
-                c_exact = c[k] - leak(c[k], layer.leak_c) + syn
-                c[k] = saturate(c_exact, bundle.c_width)
-                drive = c[k]
-            else:
-                drive = syn
-            v_exact = v[k] - leak(v[k], layer.leak_v) + drive + bias[k]
-            if ranges is not None:
-                ranges[k].see("syn", syn)
-                ranges[k].see("v", v_exact, bundle.v_width)
-                if layer.current:
-                    ranges[k].see("c", c_exact, bundle.c_width)
-            v[k] = saturate(v_exact, bundle.v_width)
-            s = v[k] >= theta[k]
-            if layer.fire_once:
-                s &= ~fired[k]
-            fired[k] |= s
-            if layer.reset == "subtract":
-                v[k] = torch.where(s, v[k] - theta[k], v[k])
-            elif layer.reset == "zero":
-                v[k] = torch.where(s, torch.zeros_like(v[k]), v[k])
-            spikes[k][t] = s
-            if k == L - 1:
-                first = torch.where(s & (count == 0), torch.full_like(first, t), first)
-                count += s.to(torch.int64)
-            x = s.to(torch.float32)
-            n_events = s.sum(dim=1)
-    prediction = readout(bundle, count, first, v[-1])
-    sizes = torch.tensor(bundle.sizes[1:], dtype=torch.int64)
+                r.see("c", run.recorded["c_exact"], bundle.c_width)
+            ranges.append(r.as_dict())
+        events_per_layer.append(events.sum(dim=(0, 2)))
+        spikes.append(run.spikes.to(torch.bool))
+        v.append(run.state.v)
+        c.append(run.state.c)
+        x, events = run.spikes.to(torch.float32), run.spikes   # spikes are polarity-1 events
+    count, first = count_first(spikes[-1])
+    events_per_layer = torch.stack(events_per_layer)
+    L = len(bundle.layers)
+    sizes = torch.tensor(bundle.sizes[1:], dtype=torch.int64, device=x.device)
     sops = (events_per_layer * sizes[:, None]).sum(dim=0)
     hidden = list(range(L - 1)) or [L - 1]
     hidden_spikes = sum(spikes[k].sum(dim=(0, 2)).to(torch.int64) for k in hidden)
     hidden_neurons = sum(bundle.layers[k].size for k in hidden)
-    return GoldenResult(spikes=spikes, v=v, c=c, count=count, first=first, prediction=prediction,
+    return GoldenResult(spikes=spikes, v=v, c=c, count=count, first=first,
+                        prediction=readout(bundle, count, first, v[-1]),
                         events_per_layer=events_per_layer, sops=sops, hidden_spikes=hidden_spikes,
-                        hidden_neurons=hidden_neurons,
-                        ranges=[r.as_dict() for r in ranges] if ranges is not None else None)
-
-
-def readout(bundle: Bundle, count: torch.Tensor, first: torch.Tensor, v_final: torch.Tensor) -> torch.Tensor:
-    """docs/semantics.md section 6: lexicographic keys, lowest index wins the last tie."""
-    v_key = v_final + (1 << (bundle.v_width - 1))           # 0 .. 2^v_width - 1
-    scale = 1 << bundle.v_width
-    if bundle.readout == "potential":
-        key = v_key
-    elif bundle.readout == "spike_count":
-        key = count * scale + v_key
-    else:  # first_spike: earlier is better, never-fired ranks last
-        earliness = torch.where(first >= 0, bundle.time_steps - first, torch.zeros_like(first))
-        key = earliness * scale + v_key
-    return torch.argmax(key, dim=1)   # first maximal index on ties
+                        hidden_neurons=hidden_neurons, ranges=ranges if track_ranges else None)

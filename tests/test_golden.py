@@ -1,11 +1,13 @@
-"""The golden model against the plain per-event reference, on random cases of every mode."""
+"""The golden model against the plain per-event reference, on random cases of every mode, and its
+layer functions (which training calls too) on the float tensors and with the gradients training uses."""
 import numpy as np
 import pytest
 import torch
 
 from bsnn.firmware_export.bundle import LayerSpec, random_bundle
 from bsnn.firmware_export.events import counts_from_events, events_from_counts, random_counts
-from bsnn.firmware_export.golden import EventError, run_golden
+from bsnn.firmware_export.golden import (EventError, NeuronState, heaviside, layer_step, run_golden,
+                                         run_layer, synaptic_input)
 from tests.reference_model import reference_run
 
 
@@ -121,3 +123,53 @@ def test_event_list_round_trip():
     lists = [events_from_counts(on, off, sample=b, rng=rng) for b in range(4)]
     on2, off2 = counts_from_events(bundle, lists)
     assert torch.equal(on, on2) and torch.equal(off, off2)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_layer_functions_give_the_same_integers_on_float_tensors(seed):
+    """Training runs ``synaptic_input``/``run_layer`` on float32 holding integers: the values
+    equal those on int64, layer by layer, saturation included (narrow widths on odd seeds)."""
+    rng = np.random.default_rng(200 + seed)
+    widths = dict(v_width=5, c_width=4, bias_width=4) if seed % 2 else {}
+    bundle = random_bundle(rng, **widths)
+    on, off = random_counts(bundle, 4, rng)
+    x = {torch.int64: on - off, torch.float32: (on - off).float()}
+    for k, layer in enumerate(bundle.layers):
+        runs = {}
+        for dtype in x:
+            w = torch.from_numpy(bundle.weights[k].astype("float32") * 2 - 1)
+            syn = synaptic_input(x[dtype].float(), w).round().to(dtype)
+            bias = torch.from_numpy(bundle.bias[k]).to(dtype)
+            theta = torch.from_numpy(bundle.threshold[k]).to(dtype)
+            runs[dtype] = run_layer(layer, bundle.v_width, bundle.c_width, syn, bias, theta,
+                                    record=("u", "v_exact", "drive"))
+            x[dtype] = runs[dtype].spikes
+        a, b = runs[torch.int64], runs[torch.float32]
+        for name in ("u", "v_exact", "drive"):
+            assert torch.equal(a.recorded[name], b.recorded[name].long())
+        assert torch.equal(a.spikes, b.spikes.long())
+        assert torch.equal(a.state.v, b.state.v.long()) and torch.equal(a.state.c, b.state.c.long())
+    gold = run_golden(bundle, on, off)
+    assert torch.equal(gold.spikes[-1], x[torch.float32].bool())
+
+
+def test_layer_step_gradient_paths():
+    """The leak passes the gradient of ``x / 2^k`` through its floor; the threshold reaches the
+    spike only through ``spike(u - theta)`` (training's surrogate); the reset carries no gradient."""
+    layer = LayerSpec(size=3, leak_v=1, reset="subtract")
+    v = torch.tensor([[5.0, -3.0, 8.0]], requires_grad=True)
+    theta = torch.tensor([4.0, 4.0, 4.0], requires_grad=True)
+    zero = torch.zeros(1, 3)
+    seen = []
+
+    def spike(d):
+        seen.append(d)
+        return heaviside(d)
+
+    step = layer_step(layer, 8, 8, NeuronState(v, zero, zero), torch.ones(1, 3), torch.zeros(3), theta, spike)
+    # v - (v >> 1) + 1 = 4, 0, 5: the first and the last reach theta and lose it
+    assert step.u.tolist() == [[4, 0, 5]] and step.spikes.tolist() == [[1, 0, 1]]
+    assert step.state.v.tolist() == [[0, 0, 1]]
+    assert torch.equal(seen[0], step.u - theta)
+    step.state.v.sum().backward()
+    assert v.grad.tolist() == [[0.5, 0.5, 0.5]] and theta.grad is None

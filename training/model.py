@@ -1,12 +1,25 @@
 """Binary spiking network whose forward pass is the integer arithmetic of docs/semantics.md.
 
 Every layer has binary weights (``sign`` of latent reals, straight-through estimator). Biases and
-thresholds are learned reals rounded to integers in the forward pass (straight-through), leaks are
-arithmetic shifts (``floor(x / 2^k)``), states saturate to their widths. The training forward pass
-therefore already computes exactly the integers the core computes; training mode only differs in
-the backward pass (surrogate spike gradient, detached reset). ``hardware=True`` runs the same
-computation in float64 without autograd and returns integer tensors: it equals
-``bsnn.firmware_export.golden.run_golden`` on the exported bundle, spike for spike.
+thresholds are learned reals rounded to integers in the forward pass (straight-through). The neuron
+arithmetic itself is not written here: the synaptic input, the neuron update (saturation, leaks,
+bias, threshold, reset, fire-once), spike count and first spike and the prediction are the golden
+model's functions (``bsnn.firmware_export.golden``: ``synaptic_input``, ``run_layer``/``layer_step``,
+``count_first``, ``predicted_class``), called
+
+* in hardware mode (``hardware=True``) and by ``init_thresholds`` on int64 tensors, exactly as
+  ``run_golden`` runs them: hardware mode equals ``run_golden`` on the exported bundle, spike for
+  spike;
+* in training with traces (``trace=True``, for SSR) on float32 tensors holding integers, with
+  autograd: ``spike_fn`` gives the spike a triangular surrogate gradient in the backward pass, the
+  leak's floor and the reset are straight-through/detached as the golden functions define;
+* in training without traces through ``_LayerScan``, one autograd node per layer for speed
+  (docs/training.md section 7): its forward pass *is* the golden ``run_layer`` (float32, no
+  autograd recording), and only its backward pass is written here, by hand, as the gradient of the
+  graph the trace path records (tests/training/test_fused.py checks both against each other).
+
+So the training forward pass computes exactly the integers the core computes; training differs
+from hardware mode only in the backward pass.
 """
 
 from __future__ import annotations
@@ -17,6 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from bsnn.firmware_export.golden import (count_first, heaviside, predicted_class, run_layer,
+                                         synaptic_input)
+
 from .agmm import AGMM
 
 __all__ = [
@@ -25,7 +41,6 @@ __all__ = [
     "binary_sign",
     "round_ste",
     "spike_fn",
-    "predict",
     "ForwardResult",
 ]
 
@@ -35,10 +50,6 @@ def _ge_float(a: torch.Tensor, b) -> torch.Tensor:
     """``(a >= b)`` as 0./1. in ``a``'s dtype (a comparison written straight into a float tensor is
     several times faster on CPU than a bool result converted afterwards; NaN compares False)."""
     return torch.ge(a, b, out=torch.empty_like(a))
-
-
-def _le_float(a: torch.Tensor, b) -> torch.Tensor:
-    return torch.le(a, b, out=torch.empty_like(a))
 
 
 class _BinarySign(torch.autograd.Function):
@@ -74,7 +85,7 @@ class _Spike(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, width):
         ctx.save_for_backward(u, width)
-        return (u >= 0).to(u.dtype)
+        return heaviside(u)
 
     @staticmethod
     def backward(ctx, g):
@@ -84,97 +95,52 @@ class _Spike(torch.autograd.Function):
 
 
 def spike_fn(u: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """Heaviside ``u >= 0``; triangular surrogate gradient of half-width ``width``."""
+    """``golden.heaviside(u)`` (``u >= 0``); triangular surrogate gradient of half-width ``width``:
+    the ``spike`` training passes to the golden ``layer_step`` (``u`` = potential - threshold)."""
     return _Spike.apply(u, width)
 
 
-def _floor_shift(x: torch.Tensor, k: int, exact: bool) -> torch.Tensor:
-    """``x >> k`` (floor division by 2^k); straight-through ``x / 2^k`` gradient when training."""
-    y = x / float(1 << k)
-    if exact:
-        return torch.floor(y)
-    return y + (torch.floor(y) - y).detach()
-
-
-def _sat(x: torch.Tensor, width: int) -> torch.Tensor:
-    return x.clamp(-(1 << (width - 1)), (1 << (width - 1)) - 1)
-
-
 class _LayerScan(torch.autograd.Function):
-    """The training-mode time loop of one layer (``BSNN._layer`` with ``hardware=False``) in one
+    """The training-mode time loop of one layer (``BSNN._layer`` with ``hardware=False``) as one
     autograd node, with the backward pass written out by hand.
 
-    The forward pass performs, step for step, the same floating-point operations on the same
-    values as the per-step autograd graph of ``BSNN._layer`` (all values are integers below 2^24,
-    so every result, the sign of zero included, is the same; tests/training/test_fused.py checks
-    bit equality). What it saves is the recording of ~15 autograd nodes per step and layer: the
-    backward pass needs only the pre-saturation potentials (and currents) and the spikes, from
-    which the saturation masks and the surrogate are computed for all steps at once (a mask is
+    The forward pass is the golden model's ``run_layer`` on the float32 tensors (autograd does not
+    record inside a Function's forward), so it computes the values of ``BSNN._layer`` bit for bit,
+    the sign of zero included. What it saves is the recording of ~15 autograd nodes per step and
+    layer: the backward pass needs only the pre-saturation potentials (and currents) and the spikes,
+    from which the saturation masks and the surrogate are computed for all steps at once (a mask is
     skipped when nothing saturated: it would be all ones). Gradients equal those of autograd up to
-    the order of floating-point sums.
+    the order of floating-point sums (tests/training/test_fused.py).
 
-    ``spec = (current, leak_v, leak_c, reset, fire_once, v_width, c_width)``. Returns the spikes
+    ``spec = (layer, v_width, c_width)``, ``layer`` a ``LayerConfig``. Returns the spikes
     ``[T, B, N]``, the final potential and the final current ``[B, N]``.
     """
 
     @staticmethod
     def forward(ctx, I, bias, theta, width, spec):
-        current, leak_v, leak_c, reset, fire_once, v_width, c_width = spec
+        layer, v_width, c_width = spec
         v_lo, v_hi = -(1 << (v_width - 1)), (1 << (v_width - 1)) - 1
         c_lo, c_hi = -(1 << (c_width - 1)), (1 << (c_width - 1)) - 1
-        T, B, N = I.shape
-        S = I.new_empty(T, B, N)
-        Vp = I.new_empty(T, B, N)  # potential before saturation, per step
-        Cp = I.new_empty(T, B, N) if current else None  # current before saturation
-        Fb = I.new_empty(T, B, N) if fire_once else None  # fired before the step
-        Ss, Vps = S.unbind(0), Vp.unbind(0)
-        v = I.new_zeros(B, N)
-        c = I.new_zeros(B, N)
-        fired = I.new_zeros(B, N) if fire_once else None
-        if current:
-            Is, Cps = I.unbind(0), Cp.unbind(0)
-        else:
-            # (v + I[t]) + bias == v + (I[t] + bias) exactly: integers below 2^24 (a sum of
-            # signed zeros is -0 in either order only if all three are -0).
-            Ibs = (I + bias).unbind(0)
-        kv, kc = float(1 << leak_v), float(1 << leak_c)
-        for t in range(T):
-            if current:
-                if leak_c:
-                    y = c / kc
-                    c = c - (y + (torch.floor(y) - y))
-                c = torch.add(c, Is[t], out=Cps[t]).clamp(c_lo, c_hi)
-            if leak_v:
-                y = v / kv
-                v = v - (y + (torch.floor(y) - y))
-            if current:
-                torch.add(v, c, out=Vps[t]).add_(bias)
-            else:
-                torch.add(v, Ibs[t], out=Vps[t])
-            u = Vps[t].clamp(v_lo, v_hi)
-            s = torch.ge(u, theta, out=Ss[t])  # spike_fn(u - theta): u - theta >= 0 <=> u >= theta
-            if fire_once:
-                Fb[t].copy_(fired)
-                s.mul_(1.0 - fired)
-                fired = torch.maximum(fired, s)
-            if reset == "subtract":
-                v = torch.addcmul(u, theta, s, value=-1.0)  # u - theta * s, exact
-            elif reset == "zero":
-                v = u * (1.0 - s)
-            else:
-                v = u
+        run = run_layer(layer, v_width, c_width, I, bias, theta,
+                        record=("v_exact", "c_exact") if layer.current else ("v_exact",))
+        S, Vp, Cp = run.spikes, run.recorded["v_exact"], run.recorded.get("c_exact")
+        Fb = None
+        if layer.fire_once:  # fired before the step: any spike in the earlier steps
+            Fb = torch.cat([torch.zeros_like(S[:1]), S[:-1].cummax(0).values])
         vmin, vmax = torch.aminmax(Vp)
         ctx.sat_v = bool(vmin < v_lo) or bool(vmax > v_hi)
-        if current:
+        if layer.current:
             cmin, cmax = torch.aminmax(Cp)
             ctx.sat_c = bool(cmin < c_lo) or bool(cmax > c_hi)
         ctx.spec = spec
         ctx.save_for_backward(Vp, S, theta, width, Cp, Fb)
-        return S, v, c
+        return S, run.state.v, run.state.c
 
     @staticmethod
     def backward(ctx, gS, gv, gc):
-        current, leak_v, leak_c, reset, fire_once, v_width, c_width = ctx.spec
+        layer, v_width, c_width = ctx.spec
+        current, leak_v, leak_c, reset, fire_once = (layer.current, layer.leak_v, layer.leak_c,
+                                                     layer.reset, layer.fire_once)
         v_lo, v_hi = -(1 << (v_width - 1)), (1 << (v_width - 1)) - 1
         c_lo, c_hi = -(1 << (c_width - 1)), (1 << (c_width - 1)) - 1
         Vp, S, theta, width, Cp, Fb = ctx.saved_tensors
@@ -220,18 +186,6 @@ class _LayerScan(torch.autograd.Function):
         return gI, gbias, gtheta, None, None
 
 
-def _count_first(S: torch.Tensor):
-    """Spike count and first spike step (-1 if none) per neuron of the spikes ``S`` ``[T, B, N]``,
-    as the step loop of ``BSNN._layer`` accumulates them."""
-    count = S.sum(0)
-    T = S.shape[0]
-    # latest = max_t (T - t) * S[t] = T - first (0 if the neuron never fired)
-    steps = torch.arange(T, 0, -1, dtype=S.dtype, device=S.device).view(T, *([1] * (S.dim() - 1)))
-    latest = (S * steps).amax(0).to(torch.int64)
-    first = torch.where(latest > 0, T - latest, -1)
-    return count, first
-
-
 # ---------------------------------------------------------------- configuration
 @dataclass
 class LayerConfig:
@@ -265,25 +219,6 @@ class ForwardResult:
     # "theta": threshold as used [N], "spikes": [T,B,N], "input", "w", "bias", neuron options}
     # for the sparse-firing regularizers of training/ssr.py
     traces: list = field(default_factory=list)
-
-
-def predict(readout: str, v: torch.Tensor, count: torch.Tensor, first: torch.Tensor,
-            time_steps: int, v_width: int) -> torch.Tensor:
-    """Predicted class per the readout rule of semantics.md section 6 (ties: lower index)."""
-    v = v.to(torch.int64)
-    off = v + (1 << (v_width - 1))  # 0 .. 2^v_width - 1
-    scale = 1 << (v_width + 1)
-    if readout == "potential":
-        key = v
-    elif readout == "spike_count":
-        key = count.to(torch.int64) * scale + off
-    elif readout == "first_spike":
-        f = torch.where(first < 0, torch.full_like(first, time_steps), first).to(torch.int64)
-        key = (time_steps - f) * scale + off
-    else:
-        raise ValueError(f"unknown readout {readout!r}")
-    # torch.argmax returns the first maximal index: the lower-index tie-break.
-    return torch.argmax(key, dim=-1)
 
 
 # ---------------------------------------------------------------- the network
@@ -363,57 +298,33 @@ class BSNN(nn.Module):
             self.theta[k].clamp_(1, self.theta_max)
 
     # ---------------------------------------------------------- dynamics
+    def hardware_bias_theta(self, k: int):
+        """The integer bias and threshold of layer ``k`` as exported (int64 tensors)."""
+        bias = round_half_up(self.bias[k].detach().clamp(self.bias_lo, self.bias_hi)).to(torch.int64)
+        theta = round_half_up(self.theta[k].detach().clamp(1, self.theta_max)).to(torch.int64)
+        return bias, theta
+
     def _layer(self, k, I, hardware, trace=None, trace_extra=None):
+        """Layer ``k`` through all steps of its synaptic input ``I`` ``[T, B, N]`` with the golden
+        ``run_layer``: in hardware mode on int64 with the exported bias and threshold, in training
+        with autograd and the surrogate spike. Returns spikes, final v and c, count and first."""
         cfg = self.layer_cfgs[k]
-        T, B, N = I.shape
         if hardware:
-            bias = round_half_up(self.bias[k].detach().clamp(self.bias_lo, self.bias_hi)).to(I.dtype)
-            theta = round_half_up(self.theta[k].detach().clamp(1, self.theta_max)).to(I.dtype)
+            bias, theta = self.hardware_bias_theta(k)
+            I = I.round().to(torch.int64)
         else:
             bias, theta = self.int_bias(k), self.int_theta(k)
         width = (theta.detach() * self.surrogate_width).clamp(min=1.0)
-        v = I.new_zeros(B, N)
-        c = I.new_zeros(B, N)
-        fired = I.new_zeros(B, N)
-        count = I.new_zeros(B, N)
-        first = torch.full((B, N), -1, dtype=torch.int64)
-        spikes, us, slopes = [], [], []
-        for t in range(T):
-            x = I[t]
-            if cfg.current:
-                if cfg.leak_c:
-                    c = c - _floor_shift(c, cfg.leak_c, hardware)
-                c = _sat(c + x, self.c_width)
-                drive = c
-            else:
-                drive = x
-            if cfg.leak_v:
-                v = v - _floor_shift(v, cfg.leak_v, hardware)
-            v = _sat(v + drive + bias, self.v_width)
-            if hardware:
-                s = (v >= theta).to(I.dtype)
-            else:
-                s = spike_fn(v - theta, width)
-            if cfg.fire_once:
-                s = s * (1.0 - fired)
-            if trace is not None:
-                us.append(v)
-                slopes.append(drive + bias)
-            sd = s.detach()
-            first = torch.where((sd > 0) & (count == 0), torch.full_like(first, t), first)
-            fired = torch.maximum(fired, sd)
-            count = count + sd
-            if cfg.reset == "subtract":
-                v = v - theta.detach() * sd if not hardware else v - theta * sd
-            elif cfg.reset == "zero":
-                v = v * (1.0 - sd)
-            spikes.append(s)
+        spike = heaviside if hardware else (lambda u: spike_fn(u, width))
+        run = run_layer(cfg, self.v_width, self.c_width, I, bias, theta, spike,
+                        record=("u", "drive") if trace is not None else ())
+        count, first = count_first(run.spikes.detach())
         if trace is not None:
-            trace.append({"u": torch.stack(us), "slope": torch.stack(slopes), "theta": theta,
-                          "spikes": torch.stack(spikes), "bias": bias, "width": width, "current": cfg.current,
+            trace.append({"u": run.recorded["u"], "slope": run.recorded["drive"] + bias, "theta": theta,
+                          "spikes": run.spikes, "bias": bias, "width": width, "current": cfg.current,
                           "fire_once": cfg.fire_once,
                           "leak_v": cfg.leak_v, "leak_c": cfg.leak_c, **(trace_extra or {})})
-        return torch.stack(spikes), v, c, count, first
+        return run.spikes, run.state.v, run.state.c, count, first
 
     def _layer_fused(self, k, I):
         """``_layer(k, I, hardware=False)`` without trace, as one autograd node (``_LayerScan``):
@@ -421,9 +332,7 @@ class BSNN(nn.Module):
         cfg = self.layer_cfgs[k]
         bias, theta = self.int_bias(k), self.int_theta(k)
         width = (theta.detach() * self.surrogate_width).clamp(min=1.0)
-        spec = (cfg.current, cfg.leak_v, cfg.leak_c if cfg.current else 0, cfg.reset, cfg.fire_once,
-                self.v_width, self.c_width)
-        s, v, c = _LayerScan.apply(I, bias, theta, width, spec)
+        s, v, c = _LayerScan.apply(I, bias, theta, width, (cfg, self.v_width, self.c_width))
         if not cfg.current:
             c = I.new_zeros(v.shape)
         return s, v, c
@@ -433,7 +342,8 @@ class BSNN(nn.Module):
         """Run the network on input counts ``on``/``off`` ``[T, B, N0]``.
 
         ``hardware=False``: differentiable, float32, exact integers in the forward pass.
-        ``hardware=True``: no autograd, float64, returns int64/bool tensors like ``run_golden``.
+        ``hardware=True``: no autograd, synaptic sums in float64, the neurons in int64; returns
+        int64/bool tensors like ``run_golden``.
         """
         if hardware:
             with torch.no_grad():
@@ -443,14 +353,13 @@ class BSNN(nn.Module):
     def _forward(self, on, off, hardware, keep_currents, trace=False):
         dtype = torch.float64 if hardware else torch.float32
         x = on.to(dtype) if off is None else (on.to(dtype) - off.to(dtype))
-        T, B, _ = x.shape
         spikes, vs, cs, currents = [], [], [], []
         traces = [] if trace else None
         count = first = None
         for k in range(len(self.layer_cfgs)):
             w = self.weights[k]
             wb = torch.where(w.detach() >= 0, 1.0, -1.0).to(dtype) if hardware else binary_sign(w).to(dtype)
-            I = (x.reshape(T * B, -1) @ wb).reshape(T, B, -1)
+            I = synaptic_input(x, wb)
             if self.agmm_enabled and not hardware:
                 I = self.gates[k](I)
             if keep_currents:
@@ -461,18 +370,15 @@ class BSNN(nn.Module):
             else:
                 s, v, c = self._layer_fused(k, I)
                 if k == len(self.layer_cfgs) - 1:  # only the output layer's count/first are used
-                    count, first = _count_first(s.detach())
+                    count, first = count_first(s.detach())
             spikes.append(s)
             vs.append(v)
             cs.append(c)
-            x = s
+            x = s.to(dtype) if hardware else s
         if hardware:
             spikes = [s.to(torch.bool) for s in spikes]
-            vs = [v.to(torch.int64) for v in vs]
-            cs = [c.to(torch.int64) for c in cs]
-            count = count.to(torch.int64)
             res = ForwardResult(spikes, vs, cs, count, first, None, None, currents, traces or [])
-            res.prediction = predict(self.readout, vs[-1], count, first, self.time_steps, self.v_width)
+            res.prediction = predicted_class(self.readout, count, first, vs[-1], self.time_steps, self.v_width)
             return res
         if self.readout == "potential":
             score = vs[-1]
@@ -490,7 +396,8 @@ class BSNN(nn.Module):
         logits = score * self.log_logit_scale.exp()
         res = ForwardResult(spikes, vs, cs, count, first, logits, None, currents, traces or [])
         with torch.no_grad():
-            res.prediction = predict(self.readout, vs[-1].detach(), count, first, self.time_steps, self.v_width)
+            res.prediction = predicted_class(self.readout, count, first, vs[-1].detach(), self.time_steps,
+                                             self.v_width)
         return res
 
     # ---------------------------------------------------------- initialisation from data
@@ -498,10 +405,9 @@ class BSNN(nn.Module):
     def init_thresholds(self, on, off=None, factor: float = 1.0):
         """Set each learnable threshold layer by layer to ``factor * std`` of its synaptic input."""
         x = on.float() if off is None else on.float() - off.float()
-        T, B, _ = x.shape
         for k, cfg in enumerate(self.layer_cfgs):
             wb = torch.where(self.weights[k] >= 0, 1.0, -1.0)
-            I = (x.reshape(T * B, -1) @ wb).reshape(T, B, -1)
+            I = synaptic_input(x, wb)
             if cfg.learn_threshold:
                 th = float(max(1.0, round(factor * float(I.std()))))
                 self.theta[k].fill_(min(th, self.theta_max))
@@ -514,8 +420,9 @@ class BSNN(nn.Module):
         weights, bias, theta = [], [], []
         for k in range(len(self.layer_cfgs)):
             weights.append((self.weights[k].detach() >= 0).to(torch.uint8).cpu().numpy())
-            bias.append(round_half_up(self.bias[k].detach().clamp(self.bias_lo, self.bias_hi)).to(torch.int64).cpu().numpy())
-            theta.append(round_half_up(self.theta[k].detach().clamp(1, self.theta_max)).to(torch.int64).cpu().numpy())
+            b, t = self.hardware_bias_theta(k)
+            bias.append(b.cpu().numpy())
+            theta.append(t.cpu().numpy())
         return weights, bias, theta
 
     def to_bundle(self, metadata: dict | None = None):

@@ -1,4 +1,4 @@
-"""The fused training forward (``_LayerScan``, ``_GradientGate``, ``_count_first``, the faster
+"""The fused training forward (``_LayerScan``, ``_GradientGate``, golden ``count_first``, the faster
 ``binary_sign``) against the per-step autograd reference it replaces: forward values bit for bit
 (sign of zero included), gradients up to the order of floating-point sums."""
 
@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bsnn.firmware_export.golden import count_first
 from bsnn.training import agmm as agmm_mod
 from bsnn.training.agmm import AGMM
-from bsnn.training.model import BSNN, LayerConfig, _count_first, binary_sign
+from bsnn.training.model import BSNN, LayerConfig, binary_sign
 
 
 def _reference_agmm_forward(self, x):
@@ -99,7 +100,7 @@ def test_gradient_gate_equals_three_term_expression():
 def test_count_first_and_binary_sign():
     torch.manual_seed(2)
     S = (torch.rand(6, 4, 9) < 0.2).float()
-    count, first = _count_first(S)
+    count, first = count_first(S)
     assert torch.equal(count, S.sum(0))
     for b in range(4):
         for j in range(9):
