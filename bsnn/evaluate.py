@@ -10,10 +10,11 @@ import torch
 from tqdm import tqdm
 
 from bsnn.firmware_export.bundle import Bundle, BundleError, write_atomic
+from bsnn.firmware_export.errors import InputError
 from bsnn.firmware_export.golden import run_golden
 from bsnn.training.data import load_encoded
 
-class EvalError(ValueError):
+class EvalError(InputError):
     """Bad request for an evaluation (one-line message)."""
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import BSNNError
+
 SCHEMA_VERSION = 1
 FORMAT_NAME = "bsnn-bundle"
 MANIFEST = "manifest.json"
@@ -25,7 +27,7 @@ MAX_INPUT_EVENTS = (1 << 24) - 1  # keeps the golden model's float32 sums exact
 MIN_WIDTH, MAX_WIDTH = 2, 32
 
 
-class BundleError(ValueError):
+class BundleError(BSNNError, ValueError):
     """A bundle (or a value meant for one) is invalid. The message is one line:
     ``<file>: <field>: <problem>``."""
 
@@ -300,6 +302,8 @@ def load_bundle(path) -> Bundle:
         m = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{where}: json: malformed ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise BundleError(f"{where}: json: nested too deeply") from None
     if not isinstance(m, dict):
         _fail(where, "manifest", "must be a JSON object")
     _check_keys(m, _TOP_KEYS, where, "")

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import torch
 
 from .bundle import Bundle
+from .errors import BSNNError
 
 
-class EventError(ValueError):
+class EventError(BSNNError, ValueError):
     """Input events the semantics does not cover (one-line message)."""
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from amaranth.utils import bits_for, ceil_log2
 
+from bsnn.firmware_export.errors import BuildError
+
 __all__ = ["HardwareConfig", "CoreGeometry", "BuildMismatch", "build_key", "check_fits",
            "COUNT_WIDTH", "span", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS"]
 
@@ -26,7 +28,7 @@ def span(n: int) -> range:
     return range(max(2, n))
 
 
-class BuildMismatch(ValueError):
+class BuildMismatch(BuildError, ValueError):
     """A bundle does not fit a given build (the message lists every mismatching field)."""
 
 
@@ -128,13 +130,46 @@ class HardwareConfig:
 
     @classmethod
     def from_toml(cls, path) -> "HardwareConfig":
-        import tomllib
-        d = tomllib.loads(Path(path).read_text())
-        if "hardware" in d:
-            d = d["hardware"]
-        elif "board" in d:
-            d = {k: v for k, v in d.items() if k != "board"}
-        return cls.from_dict(d)
+        """The ``[hardware]`` table of a hardware TOML (``hdl/boards/*.toml``; a file of bare
+        hardware keys is read as that table). The file is checked against the schema (the
+        fields of this class, ``[board]`` as bsnn.hdl.bitstream reads it): an unknown key, a
+        wrong type or a value out of range is a one-line ``ConfigError`` naming the file and
+        the key (``hw.toml: hardware.lanse: unknown key; did you mean hardware.lanes?``)."""
+        from bsnn.firmware_export.errors import ConfigError
+        from bsnn.firmware_export.validate import check_table, read_toml
+
+        path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, expected a hardware TOML file")
+        d = read_toml(path, "hardware config")
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        if "hardware" in d or "board" in d:
+            check_table(d, {"hardware": defaults}, {f"hardware.{k}": r for k, r in _HARDWARE_RULES.items()},
+                        str(path), extra=_BOARD_KEYS)
+            d = d.get("hardware", {})
+        else:
+            check_table(d, defaults, _HARDWARE_RULES, str(path))
+        try:
+            return cls(**d)
+        except ValueError as exc:     # the rules between fields (__post_init__)
+            raise ConfigError(f"{path}: {exc}") from None
+
+
+def _hardware_rules() -> tuple[dict, dict]:
+    """The schema of a hardware TOML beyond the types of the HardwareConfig defaults."""
+    from bsnn.firmware_export.validate import choice, integer, number, optional, text
+
+    hardware = {"lanes": integer(1, 256), "neuron_lanes": integer(1, 256),
+                "max_input_events": optional(integer(1, (1 << 24) - 1)),
+                "weight_memory": choice("bram", "spram"), "neuron_pipeline": choice("short", "long"),
+                "neuron_state": choice("full", "minimal"), "weight_bank_words": integer(0)}
+    board = {"board.name": text(), "board.device": text(), "board.uart_baud": integer(1),
+             "board.clock_mhz": number(0, lo_open=True), "board.weights": choice("auto", "bram", "spram"),
+             "board.nextpnr_seed": integer(0)}
+    return hardware, board
+
+
+_HARDWARE_RULES, _BOARD_KEYS = _hardware_rules()
 
 
 @dataclass(frozen=True)
@@ -160,17 +195,17 @@ class CoreGeometry:
 
     def __post_init__(self):
         if len(self.sizes) < 2:
-            raise ValueError("geometry: sizes: need N_0 and at least one layer")
+            raise BuildMismatch("geometry: sizes: need N_0 and at least one layer")
         if len(self.sizes) - 1 > MAX_LAYERS:
-            raise ValueError(f"geometry: sizes: at most {MAX_LAYERS} layers, got {len(self.sizes) - 1}")
+            raise BuildMismatch(f"geometry: sizes: at most {MAX_LAYERS} layers, got {len(self.sizes) - 1}")
         if any(n < 1 for n in self.sizes):
-            raise ValueError(f"geometry: sizes: every size must be >= 1, got {list(self.sizes)}")
+            raise BuildMismatch(f"geometry: sizes: every size must be >= 1, got {list(self.sizes)}")
         U = self.neuron_lanes
         if U < 1 or U & (U - 1) or self.lanes % U:
-            raise ValueError(f"geometry: neuron_lanes {U} must be a power of two dividing lanes "
+            raise BuildMismatch(f"geometry: neuron_lanes {U} must be a power of two dividing lanes "
                              f"{self.lanes}")
         if not 2 <= self.v_width <= 32 or not 2 <= self.c_width <= 32 or not 2 <= self.bias_width <= 32:
-            raise ValueError("geometry: widths must be in [2, 32]")
+            raise BuildMismatch("geometry: widths must be in [2, 32]")
 
     # --- layers -----------------------------------------------------------------------------
     @property
