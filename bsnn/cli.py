@@ -146,7 +146,8 @@ def cmd_export(args) -> int:
     from bsnn.training.export import export_checkpoint
 
     meta = export_checkpoint(args.checkpoint, args.out, golden_eval=not args.no_eval,
-                             eval_limit=args.limit, data_root=args.data_root,
+                             eval_limit=args.limit,
+                             data_root=str(args.data_root) if args.data_root else None,
                              fit_widths=args.fit_widths)
     if "widths_fitted" in meta:
         print(f"widths chosen from the training data: {meta['widths_fitted']['from']} -> "

@@ -140,6 +140,13 @@ def check_checkpoint(path, what: str = "checkpoint") -> Path:
         raise InputError(f"{name}: empty file, not a checkpoint")
     if not zipfile.is_zipfile(path):
         raise InputError(f"{name}: not a PyTorch checkpoint (a torch.save zip archive), or truncated")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InputError(f"{name}: unreadable zip archive ({one_line_text(exc)})") from None
+    if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        raise InputError(f"{name}: a zip archive, but not a PyTorch checkpoint (no data.pkl)")
     return path
 
 
@@ -307,8 +314,8 @@ def _paths(defaults: dict, extra: dict, prefix: str = "") -> list[str]:
 
 
 def closest_key(key: str, candidates: list[str]) -> str | None:
-    """The valid key a typo most likely meant: the closest dotted key in the same table, else a
-    key of the same name in another table."""
+    """The valid key a typo most likely meant: the closest key in the same table, else a key of
+    the same name in another table, else a very close name in another table."""
     table = key.rpartition(".")[0]
     same_table = [c for c in candidates if c.rpartition(".")[0] == table]
     names = {c.rpartition(".")[2]: c for c in same_table}
@@ -317,7 +324,13 @@ def closest_key(key: str, candidates: list[str]) -> str | None:
         return names[match[0]]
     leaf = key.rpartition(".")[2]
     elsewhere = [c for c in candidates if c.rpartition(".")[2] == leaf]
-    return elsewhere[0] if elsewhere else None
+    if elsewhere:
+        return elsewhere[0]
+    leaves = {}
+    for c in candidates:
+        leaves.setdefault(c.rpartition(".")[2], c)
+    match = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.8)
+    return leaves[match[0]] if match else None
 
 
 def check_table(table, defaults: dict, rules: dict[str, Rule], where: str,

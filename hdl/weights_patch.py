@@ -17,7 +17,6 @@ it over the UART instead, docs/uart-protocol.md). SPRAM weights are never in a b
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -197,7 +196,7 @@ def check_build_dir(build_dir: Path) -> dict:
         family = manifest["family"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PatchError(f"{manifest_path}: build_key or family: missing or malformed "
-                         f"({type(exc).__name__})") from None
+                         f"({type(exc).__name__}: {exc})") from None
     if family not in ("ice40", "ecp5"):
         raise PatchError(f"{manifest_path}: family: must be \"ice40\" or \"ecp5\", got {family!r}")
     template = build_dir / f"template.{'asc' if family == 'ice40' else 'config'}"

@@ -13,7 +13,6 @@ import math
 import os
 import random
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
