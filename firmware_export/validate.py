@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, one_line
 
 __all__ = ["OneLineParser", "positive_int", "non_negative_int", "int_at_least", "int_in", "positive_float",
            "non_negative_float", "existing_file", "existing_dir", "output_file", "output_dir",
@@ -57,7 +57,6 @@ def int_in(lo: int | None, hi: int | None) -> Callable[[str], int]:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise argparse.ArgumentTypeError(f"must be an integer {_range_text(lo, hi)}, got {text!r}")
         return value
-    parse.__name__ = "integer"
     return parse
 
 
@@ -144,7 +143,7 @@ def check_checkpoint(path, what: str = "checkpoint") -> Path:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise InputError(f"{name}: unreadable zip archive ({one_line_text(exc)})") from None
+        raise InputError(f"{name}: unreadable zip archive ({one_line(exc)})") from None
     if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
         raise InputError(f"{name}: a zip archive, but not a PyTorch checkpoint (no data.pkl)")
     return path
@@ -178,7 +177,7 @@ def read_json(path, what: str = "JSON file"):
     try:
         return json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: {what}: malformed ({one_line_text(exc)})") from None
+        raise InputError(f"{path}: {what}: malformed ({one_line(exc)})") from None
     except RecursionError:
         raise InputError(f"{path}: {what}: nested too deeply") from None
 
@@ -189,14 +188,9 @@ def read_toml(path, what: str = "TOML file") -> dict:
     try:
         return tomllib.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {what}: malformed ({one_line_text(exc)})") from None
+        raise ConfigError(f"{path}: {what}: malformed ({one_line(exc)})") from None
     except RecursionError:
         raise ConfigError(f"{path}: {what}: nested too deeply") from None
-
-
-def one_line_text(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,18 +251,11 @@ def flag() -> Rule:
     return Rule(lambda v: None if isinstance(v, bool) else "must be true or false", "true or false")
 
 
-def int_list(lo: int | None = None, hi: int | None = None, min_len: int = 0,
-             max_len: int | None = None) -> Rule:
+def int_list(lo: int | None = None, hi: int | None = None) -> Rule:
     item = integer(lo, hi)
     desc = f"a list of integers {_range_text(lo, hi)}".strip()
-
-    def check(v):
-        if not isinstance(v, list) or any(item.check(x) for x in v):
-            return f"must be {desc}"
-        if len(v) < min_len or (max_len is not None and len(v) > max_len):
-            return f"must have {_range_text(min_len, max_len).replace('in ', '')} items, got {len(v)}"
-        return None
-    return Rule(check, desc)
+    return Rule(lambda v: None if isinstance(v, list) and not any(item.check(x) for x in v)
+                else f"must be {desc}", desc)
 
 
 def number_list(lo: float | None = None, lo_open: bool = False, min_len: int = 1) -> Rule:
@@ -374,5 +361,5 @@ def _shown(value) -> str:
         return "a table"
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    text_ = repr(value)
-    return text_ if len(text_) <= 60 else text_[:57] + "..."
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from amaranth.utils import bits_for, ceil_log2
 
-from bsnn.firmware_export.errors import BuildError
+from bsnn.firmware_export.errors import BuildError, ConfigError
+from bsnn.firmware_export.validate import (check_table, choice, integer, number, optional,
+                                           read_toml, text)
 
 __all__ = ["HardwareConfig", "CoreGeometry", "BuildMismatch", "build_key", "check_fits",
            "COUNT_WIDTH", "span", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS"]
@@ -135,9 +137,6 @@ class HardwareConfig:
         fields of this class, ``[board]`` as bsnn.hdl.bitstream reads it): an unknown key, a
         wrong type or a value out of range is a one-line ``ConfigError`` naming the file and
         the key (``hw.toml: hardware.lanse: unknown key; did you mean hardware.lanes?``)."""
-        from bsnn.firmware_export.errors import ConfigError
-        from bsnn.firmware_export.validate import check_table, read_toml
-
         path = Path(path)
         if path.is_dir():
             raise ConfigError(f"{path}: is a folder, expected a hardware TOML file")
@@ -155,21 +154,15 @@ class HardwareConfig:
             raise ConfigError(f"{path}: {exc}") from None
 
 
-def _hardware_rules() -> tuple[dict, dict]:
-    """The schema of a hardware TOML beyond the types of the HardwareConfig defaults."""
-    from bsnn.firmware_export.validate import choice, integer, number, optional, text
-
-    hardware = {"lanes": integer(1, 256), "neuron_lanes": integer(1, 256),
-                "max_input_events": optional(integer(1, (1 << 24) - 1)),
-                "weight_memory": choice("bram", "spram"), "neuron_pipeline": choice("short", "long"),
-                "neuron_state": choice("full", "minimal"), "weight_bank_words": integer(0)}
-    board = {"board.name": text(), "board.device": text(), "board.uart_baud": integer(1),
-             "board.clock_mhz": number(0, lo_open=True), "board.weights": choice("auto", "bram", "spram"),
-             "board.nextpnr_seed": integer(0)}
-    return hardware, board
-
-
-_HARDWARE_RULES, _BOARD_KEYS = _hardware_rules()
+# The schema of a hardware TOML beyond the types of the HardwareConfig defaults, and the [board]
+# table that bsnn.hdl.bitstream reads.
+_HARDWARE_RULES = {"lanes": integer(1, 256), "neuron_lanes": integer(1, 256),
+                   "max_input_events": optional(integer(1, (1 << 24) - 1)),
+                   "weight_memory": choice("bram", "spram"), "neuron_pipeline": choice("short", "long"),
+                   "neuron_state": choice("full", "minimal"), "weight_bank_words": integer(0)}
+_BOARD_KEYS = {"board.name": text(), "board.device": text(), "board.uart_baud": integer(1),
+               "board.clock_mhz": number(0, lo_open=True),
+               "board.weights": choice("auto", "bram", "spram"), "board.nextpnr_seed": integer(0)}
 
 
 @dataclass(frozen=True)
