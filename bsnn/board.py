@@ -3,14 +3,16 @@ the golden model. The protocol code is ``bsnn.sim.board_host.BoardHost``, the sa
 simulation tests (tests/sim/test_board_uart.py) drive through the UART pins."""
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from pathlib import Path
 
 from bsnn.firmware_export.bundle import load_bundle, write_atomic
+from bsnn.firmware_export.errors import BSNNError, DeviceError, InputError, one_line, report_error
 from bsnn.firmware_export.events import events_from_counts
 from bsnn.firmware_export.golden import run_golden
+from bsnn.firmware_export.validate import (OneLineParser, existing_dir, output_file, positive_int,
+                                           read_json)
 from bsnn.sim.board_host import BoardHost
 from bsnn.sim.check import compare_sample
 
@@ -36,29 +38,58 @@ async def check_samples(host: BoardHost, bundle, on, off, labels=None, progress=
             "cycles_per_inference": sum(cycles) / n if n else None}
 
 
+def load_build(path: Path) -> dict:
+    """The hardware manifest of the bitstream on the board: ``path`` is the build folder or its
+    ``hardware.json``; an unusable one is a one-line error naming it."""
+    from bsnn.hdl.config import CoreGeometry
+
+    manifest_path = path / "hardware.json" if path.is_dir() else path
+    if not manifest_path.is_file():
+        raise InputError(f"{manifest_path}: no hardware manifest (build the bitstream first: bsnn bitstream)")
+    manifest = read_json(manifest_path, "hardware manifest")
+    try:
+        CoreGeometry.from_key(manifest["build_key"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{manifest_path}: build_key: missing or malformed "
+                         f"({type(exc).__name__}: {one_line(exc)})") from None
+    return manifest
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="bsnn board", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="bsnn board", description=__doc__.split("\n")[0])
     p.add_argument("--port", required=True, help="serial port of the board (e.g. /dev/ttyUSB1)")
-    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--baud", type=positive_int, default=115200)
     p.add_argument("--build", required=True, type=Path,
-                   help="hardware.json of the bitstream on the board (build/bitstream/<board>-<model>/)")
+                   help="the bitstream's build folder or its hardware.json (build/bitstream/<board>-<model>/)")
     p.add_argument("--model", required=True, type=Path, help="bundle to check against")
     p.add_argument("--load", action="store_true", help="load the bundle into the board first (config port)")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "nmnist"])
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--data-root", type=Path)
-    p.add_argument("--json", type=Path, help="write the report here")
+    p.add_argument("--limit", type=positive_int, default=100)
+    p.add_argument("--data-root", type=existing_dir)
+    p.add_argument("--json", type=output_file, help="write the report here")
     args = p.parse_args(argv)
+    try:
+        return _check_on_board(args)
+    except (BSNNError, OSError) as exc:   # pyserial's SerialException is an OSError
+        return report_error("bsnn board", exc)
 
+
+def _check_on_board(args) -> int:
     from tqdm import tqdm
 
+    from bsnn.hdl.config import check_fits
     from bsnn.training.data import load_encoded
-    from bsnn.sim.board_host import SerialLink
 
+    build = load_build(args.build)
     bundle = load_bundle(args.model)
+    check_fits(bundle, build)      # before the dataset and the port: BuildMismatch lists every difference
     data = load_encoded(bundle, args.dataset, "test", args.limit, args.data_root)
-    link = SerialLink(str(args.port), args.baud)
-    host = BoardHost(link, args.build)
+    try:
+        from bsnn.sim.board_host import SerialLink
+        link = SerialLink(str(args.port), args.baud)
+    except ImportError:
+        raise DeviceError("talking to a board needs pyserial (pip install pyserial)") from None
+    host = BoardHost(link, build)
 
     async def session():
         await host.sync()

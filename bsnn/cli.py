@@ -7,14 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
+from bsnn.firmware_export.bundle import MAX_NEURONS, MAX_TIME_STEPS
+from bsnn.firmware_export.encoding import ENCODINGS
+from bsnn.firmware_export.errors import BSNNError, InputError, report_error
+from bsnn.firmware_export.validate import (OneLineParser, checkpoint_file, existing_dir,
+                                           existing_file, int_in, non_negative_int, output_dir,
+                                           output_file, positive_int)
+
 
 def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(s) for s in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"sizes must be comma-separated integers, got {text!r}") from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError("sizes need an input size and at least one layer, all >= 1")
+    if len(sizes) < 2 or min(sizes) < 1 or max(sizes) > MAX_NEURONS:
+        raise argparse.ArgumentTypeError(f"sizes need an input size and at least one layer, all in "
+                                         f"[1, {MAX_NEURONS}], got {text!r}")
     return sizes
 
 
@@ -67,8 +75,11 @@ def cmd_verilog(args) -> int:
 
     bundle = load_bundle(args.model)
     hw = HardwareConfig.from_toml(args.hw_config) if args.hw_config else HardwareConfig()
-    if args.lanes:
-        hw = hw.replace(lanes=args.lanes) if hasattr(hw, "replace") else HardwareConfig(lanes=args.lanes)
+    if args.lanes is not None:
+        try:
+            hw = hw.replace(lanes=args.lanes)
+        except ValueError as exc:   # e.g. neuron_lanes of --hw-config does not divide --lanes
+            raise InputError(f"--lanes {args.lanes}: {exc}") from None
     out = Path(args.out)
     # Everything is built in a fresh staging folder and swapped in when every step succeeded: a
     # failing run leaves the previous output as it was, and nothing planted in it is followed.
@@ -121,13 +132,13 @@ def cmd_sim(args) -> int:
     from tqdm import tqdm
 
     from bsnn.sim.regression import BUILDS, DEFAULT_CASES, SIMULATORS, bundles_per_build, run_build
-    from bsnn.sim.toolchain import availability
+    from bsnn.sim.toolchain import SimulatorUnavailable, availability
 
     simulators = [args.simulator] if args.simulator else list(SIMULATORS)
     for simulator in simulators:
         reason = availability(simulator)
         if reason:
-            raise SystemExit(f"bsnn sim: {reason}")
+            raise SimulatorUnavailable(reason)
     n_bundles = bundles_per_build(args.cases or DEFAULT_CASES)
     failures = []
     jobs = [(s, b) for s in simulators for b in range(len(BUILDS))]
@@ -144,6 +155,9 @@ def cmd_sim(args) -> int:
 def cmd_lint(args) -> int:
     from bsnn.sim.lint import lint
 
+    if not args.verilog.exists():
+        raise InputError(f"{args.verilog}: no such file or folder (run 'bsnn verilog' first)")
+
     target = args.verilog / "bsnn_core.v" if args.verilog.is_dir() else args.verilog
     code, out = lint(target)
     print(out if code else f"verilator --lint-only -Wall: {target} is clean")
@@ -154,7 +168,8 @@ def cmd_export(args) -> int:
     from bsnn.training.export import export_checkpoint
 
     meta = export_checkpoint(args.checkpoint, args.out, golden_eval=not args.no_eval,
-                             eval_limit=args.limit, data_root=args.data_root,
+                             eval_limit=args.limit,
+                             data_root=str(args.data_root) if args.data_root else None,
                              fit_widths=args.fit_widths)
     if "widths_fitted" in meta:
         print(f"widths chosen from the training data: {meta['widths_fitted']['from']} -> "
@@ -177,60 +192,59 @@ def _passthrough(module: str):
 
 
 def cmd_train(args) -> int:
-    try:
-        from bsnn.training.train import run_train
-    except ImportError as exc:  # pragma: no cover - training is part of the package
-        raise SystemExit(f"bsnn: error: training is unavailable ({exc})")
+    from bsnn.training.train import run_train
     return int(run_train(args) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="bsnn",
         description="Binary spiking neural networks on FPGAs: train, export, generate Verilog, "
                     "and verify the RTL spike for spike against the golden model.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("random-model", help="write a random (untrained) bundle, for trying the flow")
-    p.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    p.add_argument("--out", required=True, type=output_dir, help="bundle directory to write")
     p.add_argument("--sizes", type=_sizes, default=[784, 64, 10], help="N0,N1,...,NL (default 784,64,10)")
-    p.add_argument("--time-steps", type=int, default=4, help="time steps T (default 4)")
-    p.add_argument("--leak", type=int, default=2, help="leak shift of hidden layers, 0 = none (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-steps", type=int_in(1, MAX_TIME_STEPS), default=4, help="time steps T (default 4)")
+    p.add_argument("--leak", type=int_in(0, 15), default=2,
+                   help="leak shift of hidden layers, 0 = none, below the 16-bit state width (default 2)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=cmd_random_model)
 
     p = sub.add_parser("verilog", help="generate the core's Verilog, memory images and manifest")
     p.add_argument("--model", required=True, type=Path, help="bundle directory")
-    p.add_argument("--out", required=True, type=Path, help="output directory (e.g. build/verilog)")
-    p.add_argument("--hw-config", type=Path, help="hardware configuration (TOML)")
-    p.add_argument("--lanes", type=int, help="synapse lanes P (overrides the config)")
-    p.add_argument("--vectors", type=int, default=0,
+    p.add_argument("--out", required=True, type=output_dir, help="output directory (e.g. build/verilog)")
+    p.add_argument("--hw-config", type=existing_file, help="hardware configuration (TOML)")
+    p.add_argument("--lanes", type=int_in(1, 256), help="synapse lanes P, 1..256 (overrides the config)")
+    p.add_argument("--vectors", type=non_negative_int, default=0,
                    help="also write golden vectors (input events and expected outputs) for the "
                         "first N test samples of --dataset")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "nmnist"])
-    p.add_argument("--data-root", type=Path, help="datasets folder (default ../shared/datasets)")
+    p.add_argument("--data-root", type=existing_dir, help="datasets folder (default ../shared/datasets)")
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("eval", help="evaluate a bundle on a dataset (golden model or RTL)")
     p.add_argument("--model", required=True, type=Path, help="bundle directory")
     p.add_argument("--dataset", required=True, choices=["mnist", "fashion-mnist", "nmnist"])
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--limit", type=int, help="first N samples only")
+    p.add_argument("--limit", type=positive_int, help="first N samples only")
     p.add_argument("--engine", default="golden", choices=["golden", "rtl"])
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
                    help="RTL simulator for --engine rtl (default verilator)")
-    p.add_argument("--encoding", help="override the input encoding recorded in the bundle")
-    p.add_argument("--hw-config", type=Path,
+    p.add_argument("--encoding", choices=ENCODINGS,
+                   help="override the input encoding recorded in the bundle")
+    p.add_argument("--hw-config", type=existing_file,
                    help="hardware configuration for --engine rtl (TOML, e.g. hdl/boards/ulx3s-85f.toml)")
-    p.add_argument("--data-root", type=Path, help="datasets folder (default ../shared/datasets)")
-    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--data-root", type=existing_dir, help="datasets folder (default ../shared/datasets)")
+    p.add_argument("--json", type=output_file, help="write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sim", help="cocotb regression: RTL vs golden model on random bundles")
-    p.add_argument("--cases", type=int, help="random cases per simulator (default 216; more for soak runs)")
+    p.add_argument("--cases", type=positive_int, help="random cases per simulator (default 216; more for soak runs)")
     p.add_argument("--simulator", choices=["verilator", "icarus"], help="only this simulator")
-    p.add_argument("--seed", type=int, help="seed of the random cases (printed by a failing run)")
+    p.add_argument("--seed", type=non_negative_int, help="seed of the random cases (printed by a failing run)")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("lint", help="verilator --lint-only -Wall on generated Verilog")
@@ -239,13 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_lint)
 
     p = sub.add_parser("export", help="export a training checkpoint to a model bundle")
-    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint written by bsnn train")
-    p.add_argument("--out", required=True, type=Path, help="bundle directory to write (atomically)")
+    p.add_argument("--checkpoint", required=True, type=checkpoint_file, help="checkpoint written by bsnn train")
+    p.add_argument("--out", required=True, type=output_dir, help="bundle directory to write (atomically)")
     p.add_argument("--no-eval", action="store_true", help="skip the golden-model test-set evaluation")
     p.add_argument("--fit-widths", action="store_true",
                    help="choose state and bias widths from the training data (narrowest that never saturate there)")
-    p.add_argument("--limit", type=int, help="evaluate on the first N test samples only")
-    p.add_argument("--data-root", help="datasets folder (default ../shared/datasets)")
+    p.add_argument("--limit", type=positive_int, help="evaluate on the first N test samples only")
+    p.add_argument("--data-root", type=existing_dir, help="datasets folder (default ../shared/datasets)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sweep", help="sparse-firing regularization sweep: accuracy vs firing and cycles")
@@ -266,11 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_nir_parser(sub)   # bsnn nir export | import
 
     p = sub.add_parser("train", help="train a BSNN from a TOML config")
-    try:
-        from bsnn.training.train import add_train_arguments
-        add_train_arguments(p)
-    except ImportError:
-        p.add_argument("--config", type=Path, required=True)
+    from bsnn.training.train import add_train_arguments
+    add_train_arguments(p)
     p.set_defaults(func=cmd_train)
     return parser
 
@@ -289,22 +300,29 @@ def _run_passthrough(name: str, argv: list[str]) -> int:
     return int(module.main(argv) or 0)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in PASSTHROUGH:   # their own parsers, --help included
-        return _run_passthrough(argv[0], argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from bsnn.firmware_export.bundle import BundleError
-    from bsnn.firmware_export.golden import EventError
-    from bsnn.evaluate import EvalError
+def _prog(argv: list[str]) -> str:
+    """``bsnn <command> [<nir subcommand>]``: the prefix of this run's one-line errors."""
+    words = ["bsnn"]
+    if argv and not argv[0].startswith("-"):
+        words.append(argv[0])
+        if argv[0] == "nir" and len(argv) > 1 and argv[1] in ("export", "import"):
+            words.append(argv[1])
+    return " ".join(words)
 
-    expected = (BundleError, EventError, EvalError, FileNotFoundError, ValueError)
+
+def main(argv=None) -> int:
+    """Run one command. Bad input of any command (a ``BSNNError``, or an ``OSError`` on a path)
+    is one line ``bsnn <command>: error: <message>`` on stderr and exit status 2; argument
+    errors are one line too (``OneLineParser``). Any other exception is a defect: traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = _prog(argv)
     try:
+        if argv and argv[0] in PASSTHROUGH:   # their own parsers, --help included
+            return _run_passthrough(argv[0], argv[1:])
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except expected as exc:
-        print(f"bsnn: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
+    except (BSNNError, OSError) as exc:
+        return report_error(prog, exc)
     except KeyboardInterrupt:
         print("bsnn: interrupted", file=sys.stderr)
         return 130

@@ -10,11 +10,12 @@ import torch
 from tqdm import tqdm
 
 from bsnn.firmware_export.bundle import Bundle, BundleError
+from bsnn.firmware_export.errors import InputError
 from bsnn.firmware_export.outputs import check_file_output, previous_json, write_file
 from bsnn.firmware_export.golden import run_golden
 from bsnn.training.data import load_encoded
 
-class EvalError(ValueError):
+class EvalError(InputError):
     """Bad request for an evaluation (one-line message)."""
 
 

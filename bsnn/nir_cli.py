@@ -5,12 +5,19 @@ Wiring (in ``bsnn/cli.py``, where the subparsers are built)::
     from bsnn.nir_cli import add_nir_parser
     add_nir_parser(sub)
 
-Both commands set ``func``; their errors are ``ValueError`` subclasses (``NIRImportError``,
-``BundleError``), which ``bsnn``'s ``main`` already reports as one line with exit code 2.
+Both commands set ``func``; their errors are ``BSNNError`` subclasses (``NIRImportError``,
+``BundleError``, ``InputError``), which ``bsnn``'s ``main`` reports as one line with exit code 2;
+the arguments are checked by their argparse types.
 """
 from __future__ import annotations
 
 import json
+
+from bsnn.firmware_export.bundle import MAX_INPUT_EVENTS, MAX_TIME_STEPS, MAX_WIDTH, MIN_WIDTH
+from bsnn.firmware_export.encoding import ENCODINGS
+from bsnn.firmware_export.errors import InputError
+from bsnn.firmware_export.validate import (existing_dir, existing_file, int_in, non_negative_int,
+                                           output_dir, output_file, positive_float)
 
 
 def cmd_nir_export(args) -> int:
@@ -35,7 +42,7 @@ def cmd_nir_import(args) -> int:
     foreign = dict(dt=args.dt, reset=args.reset, discretization=args.discretization,
                    encoding={"kind": args.encoding} if args.encoding else None)
     if (args.nir_file is None) == (args.nir is None):
-        raise ValueError("nir import: give the NIR file once, as FILE.nir or --nir FILE")
+        raise InputError("give the NIR file once, as FILE.nir or --nir FILE")
     args.nir = args.nir or args.nir_file
     bundle = import_nir(args.nir, **options, **foreign)
     compiled = "nir_import" in bundle.metadata
@@ -59,32 +66,36 @@ def add_nir_parser(sub) -> None:
     """Add ``nir`` with its ``export`` and ``import`` subcommands to an argparse subparsers object."""
     nir_p = sub.add_parser("nir", help="NIR interchange: export bundles, import (compile) NIR graphs")
     nsub = nir_p.add_subparsers(dest="nir_command", required=True)
+    width = int_in(MIN_WIDTH, MAX_WIDTH)
 
     p = nsub.add_parser("export", help="write a bundle as a NIR graph (HDF5), exact semantics in metadata")
     p.add_argument("--model", required=True, help="bundle directory")
-    p.add_argument("--out", required=True, help="NIR file to write (.nir)")
-    p.add_argument("--dt", type=float, default=1e-3, help="seconds per time step stated in the graph")
+    p.add_argument("--out", required=True, type=output_file, help="NIR file to write (.nir)")
+    p.add_argument("--dt", type=positive_float, default=1e-3,
+                   help="seconds per time step stated in the graph (finite, > 0)")
     p.set_defaults(func=cmd_nir_export)
 
     p = nsub.add_parser("import", help="compile a NIR graph (snnTorch, Norse, ... or our own) to a bundle")
-    p.add_argument("nir_file", nargs="?", metavar="FILE.nir", help="NIR file")
-    p.add_argument("--nir", help="NIR file (same as the positional argument)")
-    p.add_argument("--out", required=True, help="bundle directory to write")
-    p.add_argument("--time-steps", type=int, default=None, help="T (required for foreign graphs)")
-    p.add_argument("--v-width", type=int, default=None)
-    p.add_argument("--c-width", type=int, default=None)
-    p.add_argument("--bias-width", type=int, default=None)
+    p.add_argument("nir_file", nargs="?", type=existing_file, metavar="FILE.nir", help="NIR file")
+    p.add_argument("--nir", type=existing_file, help="NIR file (same as the positional argument)")
+    p.add_argument("--out", required=True, type=output_dir, help="bundle directory to write")
+    p.add_argument("--time-steps", type=int_in(1, MAX_TIME_STEPS), default=None,
+                   help="T (required for foreign graphs)")
+    p.add_argument("--v-width", type=width, default=None)
+    p.add_argument("--c-width", type=width, default=None)
+    p.add_argument("--bias-width", type=width, default=None)
     p.add_argument("--readout", choices=("spike_count", "potential", "first_spike"), default=None)
-    p.add_argument("--max-input-events", type=int, default=None)
-    p.add_argument("--dt", type=float, default=None,
+    p.add_argument("--max-input-events", type=int_in(1, MAX_INPUT_EVENTS), default=None)
+    p.add_argument("--dt", type=positive_float, default=None,
                    help="seconds per step (default: graph metadata, else 1e-4 as snnTorch assumes)")
     p.add_argument("--reset", choices=("auto", "zero", "subtract", "none"), default="auto")
     p.add_argument("--discretization", choices=("euler", "exp"), default="euler")
-    p.add_argument("--encoding", default=None, help="input encoding (kind) of the bundle (default rate)")
+    p.add_argument("--encoding", choices=ENCODINGS, default=None,
+                   help="input encoding recorded in metadata (default rate)")
     p.add_argument("--recompile", action="store_true",
                    help="ignore bsnn metadata of an own export and compile from the NIR fields")
-    p.add_argument("--calibrate", type=int, default=0, metavar="N",
+    p.add_argument("--calibrate", type=non_negative_int, default=0, metavar="N",
                    help="scale thresholds per layer on N training samples of --dataset")
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "nmnist"])
+    p.add_argument("--data-root", type=existing_dir, default=None)
     p.set_defaults(func=cmd_nir_import)

@@ -33,45 +33,76 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bsnn.firmware_export.errors import BSNNError, InputError, report_error
+from bsnn.firmware_export.validate import (OneLineParser, check_checkpoint, checkpoint_file,
+                                           existing_dir, existing_file, non_negative_float,
+                                           non_negative_int, output_dir, output_file,
+                                           positive_int, read_json)
+
 __all__ = ["add_sweep_arguments", "run_sweep", "evaluate_bundle", "sweep_points", "plot_sweep",
            "select_best", "markdown_table", "main"]
 
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+def _numbers(lo: float, strict: bool = False):
+    """An argparse type: comma-separated finite numbers ``>= lo`` (``> lo`` if ``strict``)."""
+    def parse(text: str) -> list[float]:
+        try:
+            values = [float(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        if not values or any(not math.isfinite(v) or v < lo or (strict and v == lo) for v in values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers "
+                                             f"{'>' if strict else '>='} {lo:g}, got {text!r}")
+        return values
+    return parse
 
 
-def _words(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
+METHODS = ("mssr", "fssr", "mem")
+
+
+def _methods(text: str) -> list[str]:
+    words = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [w for w in words if w not in METHODS]
+    if not words or unknown:
+        raise argparse.ArgumentTypeError(f"expected comma-separated regularizers of {', '.join(METHODS)}, "
+                                         f"got {text!r}")
+    return words
+
+
+def _out_prefix(text: str) -> str:
+    """An argparse type: the output prefix; ``<out>.json`` must be a file name to write."""
+    output_file(text + ".json")
+    return text
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", required=True, help="base TOML config (its [train] init_from is "
-                        "the checkpoint every point fine-tunes)")
-    parser.add_argument("--out", required=True, help="output prefix: <out>.json, <out>_firing.png, "
-                        "<out>_cycles.png")
-    parser.add_argument("--methods", type=_words, default=["mssr", "fssr", "mem"],
+    parser.add_argument("--config", required=True, type=existing_file,
+                        help="base TOML config (its [train] init_from is the checkpoint every point "
+                        "fine-tunes)")
+    parser.add_argument("--out", required=True, type=_out_prefix,
+                        help="output prefix: <out>.json, <out>_firing.png, <out>_cycles.png")
+    parser.add_argument("--methods", type=_methods, default=list(METHODS),
                         help="regularizers to sweep (mssr,fssr,mem; default all three)")
-    parser.add_argument("--gammas", type=_floats, help="strengths for mssr and fssr (default: [sweep] gammas)")
-    parser.add_argument("--fssr-gammas", type=_floats, help="strengths for fssr (default: [sweep] "
+    parser.add_argument("--gammas", type=_numbers(0), help="strengths for mssr and fssr (default: [sweep] gammas)")
+    parser.add_argument("--fssr-gammas", type=_numbers(0), help="strengths for fssr (default: [sweep] "
                         "fssr_gammas, else --gammas)")
-    parser.add_argument("--mem-gammas", type=_floats, help="strengths for the mem baseline "
+    parser.add_argument("--mem-gammas", type=_numbers(0), help="strengths for the mem baseline "
                         "(default: [sweep] mem_gammas, else --gammas)")
-    parser.add_argument("--v-hats", type=_floats, help="reference voltages of the mem baseline as "
-                        "fractions of the threshold (default: [sweep] v_hats)")
-    parser.add_argument("--init-from", help="checkpoint to fine-tune (overrides [train] init_from)")
-    parser.add_argument("--epochs", type=int, help="fine-tuning epochs per point")
-    parser.add_argument("--train-limit", type=int, help="first N training samples only")
-    parser.add_argument("--test-limit", type=int, help="first N test samples only")
-    parser.add_argument("--runs-dir", help="checkpoints of the points (default runs/sweep_<name>)")
-    parser.add_argument("--bundles-dir", help="keep every point's bundle here (default: in runs-dir)")
-    parser.add_argument("--data-root", help="datasets folder")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--rtl-samples", type=int, default=0,
+    parser.add_argument("--v-hats", type=_numbers(0, strict=True), help="reference voltages of the mem "
+                        "baseline as fractions of the threshold (default: [sweep] v_hats)")
+    parser.add_argument("--init-from", type=checkpoint_file,
+                        help="checkpoint to fine-tune (overrides [train] init_from)")
+    parser.add_argument("--epochs", type=positive_int, help="fine-tuning epochs per point")
+    parser.add_argument("--train-limit", type=positive_int, help="first N training samples only")
+    parser.add_argument("--test-limit", type=positive_int, help="first N test samples only")
+    parser.add_argument("--runs-dir", type=output_dir,
+                        help="checkpoints of the points (default runs/sweep_<name>)")
+    parser.add_argument("--bundles-dir", type=output_dir,
+                        help="keep every point's bundle here (default: in runs-dir)")
+    parser.add_argument("--data-root", type=existing_dir, help="datasets folder")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    parser.add_argument("--rtl-samples", type=non_negative_int, default=0,
                         help="measure RTL cycles (Verilator) on the first N test samples of each point")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the reference points (initial checkpoint, gamma-0 fine-tune)")
@@ -83,10 +114,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         "e.g. after a change of the core's cycle model")
     parser.add_argument("--plot-only", action="store_true",
                         help="only redraw the plots from <out>.json and print the table")
-    parser.add_argument("--ship", help="copy the best point that meets the target to this bundle folder")
-    parser.add_argument("--target-spikes", type=float, default=0.2,
+    parser.add_argument("--ship", type=output_dir,
+                        help="copy the best point that meets the target to this bundle folder")
+    parser.add_argument("--target-spikes", type=non_negative_float, default=0.2,
                         help="target spikes per hidden neuron per inference (default 0.2)")
-    parser.add_argument("--max-drop", type=float, default=0.5,
+    parser.add_argument("--max-drop", type=non_negative_float, default=0.5,
                         help="largest accuracy drop in percentage points against the reference (default 0.5)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -179,9 +211,16 @@ def sweep_points(methods, gammas, mem_gammas, v_hats, reference: bool, fssr_gamm
 
 
 def _load(path: Path) -> dict:
-    if path.exists():
-        return json.loads(path.read_text())
-    return {"points": []}
+    """The results of earlier runs of this sweep (``<out>.json``), or none."""
+    if not path.exists():
+        return {"points": []}
+    doc = read_json(path, "sweep results")
+    points = doc.get("points") if isinstance(doc, dict) else None
+    if not isinstance(points, list) or not all(isinstance(p, dict) and isinstance(p.get("key"), str)
+                                               for p in points):
+        raise InputError(f"{path}: sweep results: expected an object with a list of points "
+                         "(each with a \"key\")")
+    return doc
 
 
 def _rel(x):
@@ -365,6 +404,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     fssr_gammas = args.fssr_gammas or sw.get("fssr_gammas") or gammas
     v_hats = args.v_hats or sw.get("v_hats") or [0.5, 1.0]
     init_from = args.init_from or base["train"].get("init_from")
+    if init_from:
+        check_checkpoint(init_from, "--init-from" if args.init_from else "train.init_from")
     over = {"train": {}, "data": {}, "export": {"dir": None}}
     if args.epochs is not None:
         over["train"]["epochs"] = args.epochs
@@ -373,7 +414,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.test_limit is not None:
         over["data"]["test_limit"] = args.test_limit
     if args.data_root:
-        over["data"]["root"] = args.data_root
+        over["data"]["root"] = str(args.data_root)
     if args.threads:
         over["train"]["threads"] = args.threads
     base = load_config(args.config, over)
@@ -469,9 +510,13 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    p = add_sweep_arguments(argparse.ArgumentParser(prog="bsnn sweep", description=__doc__,
-                                                    formatter_class=argparse.RawDescriptionHelpFormatter))
-    return run_sweep(p.parse_args(argv))
+    p = add_sweep_arguments(OneLineParser(prog="bsnn sweep", description=__doc__,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = p.parse_args(argv)
+    try:
+        return run_sweep(args)
+    except (BSNNError, OSError) as exc:
+        return report_error("bsnn sweep", exc)
 
 
 if __name__ == "__main__":

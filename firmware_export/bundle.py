@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .encoding import DEFAULT_ENCODING, EncodingError, complete_encoding
+from .errors import BSNNError
 from .outputs import (InputFileError, check_folder_output, only_files, output_folder,
                       read_regular_file, write_file, write_staged)
 
@@ -32,7 +33,7 @@ MIN_WIDTH, MAX_WIDTH = 2, 32
 MAX_MANIFEST_BYTES = 64 << 20
 
 
-class BundleError(ValueError):
+class BundleError(BSNNError, ValueError):
     """A bundle (or a value meant for one) is invalid. The message is one line:
     ``<file>: <field>: <problem>``."""
 
@@ -392,6 +393,8 @@ def _load_bundle_from(root: Path, root_fd: int) -> Bundle:
         m = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{where}: json: malformed ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise BundleError(f"{where}: json: nested too deeply") from None
     if not isinstance(m, dict):
         _fail(where, "manifest", "must be a JSON object")
     if _get(m, "format", where, "format", str) != FORMAT_NAME:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import InputError
+
 __all__ = ["ENCODINGS", "PARAMETERS", "LATE_EVENTS", "DEFAULT_ENCODING", "EncodingError",
            "complete_encoding", "Encoder", "encoding_of", "encode_images", "encode_events",
            "max_events_per_step"]
@@ -24,7 +26,7 @@ LATE_EVENTS = ("last_step", "drop")   # events.late_events: what happens to even
 DEFAULT_ENCODING = {"kind": "rate"}
 
 
-class EncodingError(ValueError):
+class EncodingError(InputError):
     """An encoding spec is invalid; ``field`` names the parameter (``kind``, ``window_us``, ...)."""
 
     def __init__(self, field: str | None, problem: str):

@@ -30,9 +30,10 @@ from typing import NamedTuple
 import torch
 
 from .bundle import Bundle
+from .errors import BSNNError
 
 
-class EventError(ValueError):
+class EventError(BSNNError, ValueError):
     """Input events the semantics does not cover (one-line message)."""
 
 

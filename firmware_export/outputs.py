@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .errors import InputError
+
 __all__ = ["OutputError", "InputFileError", "write_file", "output_folder", "write_staged", "check_distinct",
            "check_file_output", "check_folder_output", "only_files",
            "read_regular_file", "previous_json", "previous_text", "clean_leftovers", "MARKER"]
@@ -52,11 +54,11 @@ _MARKER_LIMIT = 1 << 20
 _REPORT_LIMIT = 64 << 20
 
 
-class OutputError(ValueError):
+class OutputError(InputError):
     """An output cannot be written safely (one line, naming the path)."""
 
 
-class InputFileError(ValueError):
+class InputFileError(InputError):
     """An input file is not a plain file of acceptable size. ``problem`` is the message without
     the path; ``size`` is set when the file is larger than allowed."""
 

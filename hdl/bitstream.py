@@ -22,7 +22,10 @@ from pathlib import Path
 
 __all__ = ["main", "build", "yowasp_environment", "parse_nextpnr_report", "write_report"]
 
+from bsnn.firmware_export.errors import BSNNError, BuildError, report_error
 from bsnn.firmware_export.paths import build_root, package_file, source_commit
+from bsnn.firmware_export.validate import (OneLineParser, existing_file, non_negative_int,
+                                           output_dir, positive_float)
 
 
 def board_config_path(board_name: str) -> Path:
@@ -93,7 +96,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     from bsnn.hdl.generate import hardware_manifest
 
     if board_name not in BOARDS:
-        raise SystemExit(f"bsnn bitstream: unknown board {board_name!r} (one of {', '.join(BOARDS)})")
+        raise BuildError(f"unknown board {board_name!r} (one of {', '.join(BOARDS)})")
     board = BOARDS[board_name]
     hw_path = Path(hw_path) if hw_path else board_config_path(board_name)
     toml = tomllib.loads(hw_path.read_text()) if hw_path.exists() else {}
@@ -133,7 +136,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
             if before.get(field) != json.loads(json.dumps(manifest.get(field))):
                 for unbuilt in (top, top.top, top.top.core):
                     unbuilt._MustUse__silence = True
-                raise SystemExit(f"bsnn bitstream: --reuse: {out} was placed for a build whose "
+                raise BuildError(f"--reuse: {out} was placed for a build whose "
                                  f"{field} differs from {model}'s; build without --reuse")
     old_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "template").mkdir(exist_ok=True)
@@ -321,57 +324,70 @@ def rewrite_markdown(json_path) -> None:
 
 
 def main(argv=None, measure=None) -> int:
-    p = argparse.ArgumentParser(prog="bsnn bitstream", description=__doc__.split("\n\n")[0])
-    p.add_argument("--board", required=True, help="icebreaker, ulx3s-85f, ulx3s-45f or ulx3s-25f")
+    from bsnn.hdl.board import BOARDS
+
+    p = OneLineParser(prog="bsnn bitstream", description=__doc__.split("\n\n")[0])
+    p.add_argument("--board", required=True, choices=list(BOARDS), help=", ".join(BOARDS))
     p.add_argument("--model", required=True, type=Path, help="bundle directory")
-    p.add_argument("--hw-config", type=Path, help="hardware TOML (default: the board's shipped hdl/boards/<board>.toml)")
-    p.add_argument("--out", type=Path, help="build directory (default build/bitstream/<board>-<model>)")
+    p.add_argument("--hw-config", type=existing_file,
+                   help="hardware TOML (default: the board's shipped hdl/boards/<board>.toml)")
+    p.add_argument("--out", type=output_dir, help="build directory (default build/bitstream/<board>-<model>)")
     p.add_argument("--weights", choices=["auto", "bram", "spram"], help="where the weights live")
-    p.add_argument("--target-mhz", type=float, help="clock constraint for place-and-route")
-    p.add_argument("--clock-mhz", type=float,
+    p.add_argument("--target-mhz", type=positive_float, help="clock constraint for place-and-route")
+    p.add_argument("--clock-mhz", type=positive_float,
                    help="core clock from the PLL (default: [board] clock_mhz of the hardware "
                         "TOML, else the board's default); the closest PLL output at or below")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=non_negative_int, default=None,
                    help="nextpnr seed (default: [board] nextpnr_seed of the hardware TOML, else 1)")
     p.add_argument("--seeds", type=parse_seeds, default=None,
                    help="place and route with each of these seeds (e.g. 1-4 or 1,3,7; one after "
                         "the other), keep the one with the highest Fmax; the report lists all")
-    p.add_argument("--throughput-images", type=int, default=100,
+    p.add_argument("--throughput-images", type=non_negative_int, default=100,
                    help="MNIST test images simulated for the throughput figure (0: skip)")
-    p.add_argument("--report-dir", type=Path, help="also write <board>-<model>.json/.md here")
+    p.add_argument("--report-dir", type=output_dir, help="also write <board>-<model>.json/.md here")
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--reuse", action="store_true",
                    help="skip synthesis and place-and-route when the build directory has them "
                         "(same model and options): patch, measure and report again")
     args = p.parse_args(argv)
-    from bsnn.hdl.board import DeviceFitError
+    try:
+        return _main(args, measure)
+    except (BSNNError, OSError) as exc:    # DeviceFitError, PLLError, BundleError, ConfigError, ...
+        return report_error("bsnn bitstream", exc)
+
+
+def _main(args, measure) -> int:
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.hdl.config import HardwareConfig
+
+    # Bad input is refused here, before the long place-and-route.
+    hw_path = args.hw_config or board_config_path(args.board)
+    if Path(hw_path).exists():      # a board without a shipped TOML builds the default core
+        HardwareConfig.from_toml(hw_path)
+    load_bundle(args.model)
     out = Path(args.out) if args.out else build_root() / "bitstream" / f"{args.board}-{args.model.name}"
     common = dict(weights=args.weights, target_mhz=args.target_mhz, verbose=args.verbose,
                   clock_mhz=args.clock_mhz)
-    try:
-        if args.seeds:
-            sweep = {}
-            for s in args.seeds:
-                r = build(args.board, args.model, args.hw_config, out / "seeds" / str(s), seed=s,
-                          throughput_images=0, measure=measure, **common)
-                sweep[s] = r["clock"]["fmax_mhz"]
-                print(f"  seed {s}: Fmax {sweep[s]:.1f} MHz", flush=True)
-            best = max(sweep, key=lambda s: (sweep[s], -s))
-            # The best placement becomes the build; patch, measure and report it.
-            shutil.copytree(out / "seeds" / str(best), out, dirs_exist_ok=True)
-            report = build(args.board, args.model, args.hw_config, out, seed=best, reuse=True,
-                           throughput_images=args.throughput_images, measure=measure, **common)
-            report["seed_sweep_fmax_mhz"] = {str(s): round(f, 2) for s, f in sweep.items()}
-            report["command"] += f" SEEDS={','.join(map(str, args.seeds))}"
-        else:
-            report = build(args.board, args.model, args.hw_config, args.out, seed=args.seed,
-                           throughput_images=args.throughput_images, reuse=args.reuse,
-                           measure=measure, **common)
-            if args.seed is not None:
-                report["command"] += f" SEED={args.seed}"
-    except DeviceFitError as exc:
-        print(f"bsnn bitstream: error: {exc}", file=sys.stderr)
-        return 2
+    if args.seeds:
+        sweep = {}
+        for s in args.seeds:
+            r = build(args.board, args.model, args.hw_config, out / "seeds" / str(s), seed=s,
+                      throughput_images=0, measure=measure, **common)
+            sweep[s] = r["clock"]["fmax_mhz"]
+            print(f"  seed {s}: Fmax {sweep[s]:.1f} MHz", flush=True)
+        best = max(sweep, key=lambda s: (sweep[s], -s))
+        # The best placement becomes the build; patch, measure and report it.
+        shutil.copytree(out / "seeds" / str(best), out, dirs_exist_ok=True)
+        report = build(args.board, args.model, args.hw_config, out, seed=best, reuse=True,
+                       throughput_images=args.throughput_images, measure=measure, **common)
+        report["seed_sweep_fmax_mhz"] = {str(s): round(f, 2) for s, f in sweep.items()}
+        report["command"] += f" SEEDS={','.join(map(str, args.seeds))}"
+    else:
+        report = build(args.board, args.model, args.hw_config, args.out, seed=args.seed,
+                       throughput_images=args.throughput_images, reuse=args.reuse,
+                       measure=measure, **common)
+        if args.seed is not None:
+            report["command"] += f" SEED={args.seed}"
     stem = f"{args.board}-{args.model.name}"
     write_report(report, out / "report-summary.json", out / "report.md")
     if args.report_dir:

@@ -7,6 +7,8 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
+from bsnn.firmware_export.errors import BuildError
+
 from .config import CoreGeometry, HardwareConfig
 from .core import BSNNCore
 from .hostlink import RX_FIFO_DEPTH, HostLink
@@ -19,7 +21,7 @@ __all__ = ["BoardTop", "BOARDS", "Board", "DeviceFitError", "plan_build", "memor
            "platform_top", "board_pll", "memory_templates"]
 
 
-class DeviceFitError(ValueError):
+class DeviceFitError(BuildError, ValueError):
     """A network (with its hardware config) cannot fit the chosen device."""
 
 

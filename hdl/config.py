@@ -9,6 +9,9 @@ from pathlib import Path
 from amaranth.utils import bits_for, ceil_log2
 
 from bsnn.firmware_export.bundle import MAX_INPUT_EVENTS, MAX_WIDTH, MIN_WIDTH
+from bsnn.firmware_export.errors import BuildError, ConfigError
+from bsnn.firmware_export.validate import (check_table, choice, integer, number, optional,
+                                           read_toml, text)
 
 __all__ = ["HardwareConfig", "CoreGeometry", "BuildMismatch", "build_key", "check_fits",
            "COUNT_WIDTH", "span", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS", "CYCLES_WIDTH"]
@@ -30,7 +33,7 @@ def span(n: int) -> range:
     return range(max(2, n))
 
 
-class BuildMismatch(ValueError):
+class BuildMismatch(BuildError, ValueError):
     """A bundle does not fit a given build (the message lists every mismatching field)."""
 
 
@@ -132,13 +135,37 @@ class HardwareConfig:
 
     @classmethod
     def from_toml(cls, path) -> "HardwareConfig":
-        import tomllib
-        d = tomllib.loads(Path(path).read_text())
-        if "hardware" in d:
-            d = d["hardware"]
-        elif "board" in d:
-            d = {k: v for k, v in d.items() if k != "board"}
-        return cls.from_dict(d)
+        """The ``[hardware]`` table of a hardware TOML (``hdl/boards/*.toml``; a file of bare
+        hardware keys is read as that table). The file is checked against the schema (the
+        fields of this class, ``[board]`` as bsnn.hdl.bitstream reads it): an unknown key, a
+        wrong type or a value out of range is a one-line ``ConfigError`` naming the file and
+        the key (``hw.toml: hardware.lanse: unknown key; did you mean hardware.lanes?``)."""
+        path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, expected a hardware TOML file")
+        d = read_toml(path, "hardware config")
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        if "hardware" in d or "board" in d:
+            check_table(d, {"hardware": defaults}, {f"hardware.{k}": r for k, r in _HARDWARE_RULES.items()},
+                        str(path), extra=_BOARD_KEYS)
+            d = d.get("hardware", {})
+        else:
+            check_table(d, defaults, _HARDWARE_RULES, str(path))
+        try:
+            return cls(**d)
+        except ValueError as exc:     # the rules between fields (__post_init__)
+            raise ConfigError(f"{path}: {exc}") from None
+
+
+# The schema of a hardware TOML beyond the types of the HardwareConfig defaults, and the [board]
+# table that bsnn.hdl.bitstream reads.
+_HARDWARE_RULES = {"lanes": integer(1, 256), "neuron_lanes": integer(1, 256),
+                   "max_input_events": optional(integer(1, (1 << 24) - 1)),
+                   "weight_memory": choice("bram", "spram"), "neuron_pipeline": choice("short", "long"),
+                   "neuron_state": choice("full", "minimal"), "weight_bank_words": integer(0)}
+_BOARD_KEYS = {"board.name": text(), "board.device": text(), "board.uart_baud": integer(1),
+               "board.clock_mhz": number(0, lo_open=True),
+               "board.weights": choice("auto", "bram", "spram"), "board.nextpnr_seed": integer(0)}
 
 
 @dataclass(frozen=True)
@@ -164,17 +191,17 @@ class CoreGeometry:
 
     def __post_init__(self):
         if len(self.sizes) < 2:
-            raise ValueError("geometry: sizes: need N_0 and at least one layer")
+            raise BuildMismatch("geometry: sizes: need N_0 and at least one layer")
         if len(self.sizes) - 1 > MAX_LAYERS:
-            raise ValueError(f"geometry: sizes: at most {MAX_LAYERS} layers, got {len(self.sizes) - 1}")
+            raise BuildMismatch(f"geometry: sizes: at most {MAX_LAYERS} layers, got {len(self.sizes) - 1}")
         if any(n < 1 for n in self.sizes):
-            raise ValueError(f"geometry: sizes: every size must be >= 1, got {list(self.sizes)}")
+            raise BuildMismatch(f"geometry: sizes: every size must be >= 1, got {list(self.sizes)}")
         U = self.neuron_lanes
         if U < 1 or U & (U - 1) or self.lanes % U:
-            raise ValueError(f"geometry: neuron_lanes {U} must be a power of two dividing lanes "
+            raise BuildMismatch(f"geometry: neuron_lanes {U} must be a power of two dividing lanes "
                              f"{self.lanes}")
         if not all(MIN_WIDTH <= w <= MAX_WIDTH for w in (self.v_width, self.c_width, self.bias_width)):
-            raise ValueError(f"geometry: widths must be in [{MIN_WIDTH}, {MAX_WIDTH}]")
+            raise BuildMismatch(f"geometry: widths must be in [{MIN_WIDTH}, {MAX_WIDTH}]")
 
     # --- layers -----------------------------------------------------------------------------
     @property

@@ -19,10 +19,12 @@ from amaranth.hdl import (Cat, ClockDomain, Const, DomainRenamer, Elaboratable, 
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
+from bsnn.firmware_export.errors import BuildError
+
 __all__ = ["PLLError", "ICE40PLL", "ECP5PLL", "ice40_pll", "ecp5_pll", "LockReset", "BoardClock"]
 
 
-class PLLError(ValueError):
+class PLLError(BuildError, ValueError):
     """No PLL setting reaches the requested frequency within the device's limits."""
 
 

@@ -17,17 +17,18 @@ it over the UART instead, docs/uart-protocol.md). SPRAM weights are never in a b
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from bsnn.firmware_export.errors import BuildError
+
 __all__ = ["main", "patch", "memory_images", "write_hex", "PatchError"]
 
 
-class PatchError(RuntimeError):
+class PatchError(BuildError, RuntimeError):
     pass
 
 
@@ -179,21 +180,48 @@ def patch(build_dir, bundle, out=None, verify=True) -> dict:
             "build_key": geom.key()}
 
 
+def check_build_dir(build_dir: Path) -> dict:
+    """The hardware manifest of a bitstream build folder that ``patch`` can use; anything missing
+    or malformed is a one-line :class:`PatchError` naming the file."""
+    from bsnn.firmware_export.validate import read_json
+    from bsnn.hdl.config import CoreGeometry
+
+    manifest_path = build_dir / "hardware.json"
+    if not manifest_path.is_file():
+        raise PatchError(f"{manifest_path}: missing: {build_dir} is not a bitstream build "
+                         "(bsnn bitstream writes one)")
+    manifest = read_json(manifest_path, "hardware manifest")
+    try:
+        CoreGeometry.from_key(manifest["build_key"])
+        family = manifest["family"]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PatchError(f"{manifest_path}: build_key or family: missing or malformed "
+                         f"({type(exc).__name__}: {exc})") from None
+    if family not in ("ice40", "ecp5"):
+        raise PatchError(f"{manifest_path}: family: must be \"ice40\" or \"ecp5\", got {family!r}")
+    template = build_dir / f"template.{'asc' if family == 'ice40' else 'config'}"
+    if not template.is_file():
+        raise PatchError(f"{template}: missing: the build keeps no unpatched design to patch")
+    return manifest
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="bsnn weights", description=__doc__.split("\n\n")[0])
-    p.add_argument("--build", required=True, type=Path,
+    from bsnn.firmware_export.validate import OneLineParser, existing_dir, output_file
+
+    p = OneLineParser(prog="bsnn weights", description=__doc__.split("\n\n")[0])
+    p.add_argument("--build", required=True, type=existing_dir,
                    help="bitstream build directory (from bsnn.hdl.bitstream)")
     p.add_argument("--model", required=True, type=Path, help="bundle of the same build key")
-    p.add_argument("--out", type=Path, help="patched bitstream (default <build>/patched.bin|bit)")
+    p.add_argument("--out", type=output_file, help="patched bitstream (default <build>/patched.bin|bit)")
     p.add_argument("--no-verify", action="store_true")
     args = p.parse_args(argv)
     from bsnn.firmware_export.bundle import load_bundle
-    from bsnn.hdl.config import BuildMismatch
+    from bsnn.firmware_export.errors import BSNNError, report_error
     try:
+        check_build_dir(args.build)
         res = patch(args.build, load_bundle(args.model), args.out, verify=not args.no_verify)
-    except (PatchError, BuildMismatch) as exc:
-        print(f"bsnn weights: error: {exc}", file=sys.stderr)
-        return 2
+    except (BSNNError, OSError) as exc:   # PatchError and BuildMismatch are BSNNErrors
+        return report_error("bsnn weights", exc)
     print(f"wrote {res['bitstream']} ({', '.join(res['memories'])} replaced; "
           f"read-back check {'passed' if res['verified_by_readback'] else 'skipped'})")
     return 0

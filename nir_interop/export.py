@@ -19,7 +19,9 @@ max_input_events, input encoding) travel in ``metadata`` and make the re-import 
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -27,18 +29,24 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from bsnn.firmware_export.bundle import Bundle
+from bsnn.firmware_export.bundle import Bundle, pack_weight_rows
 
 FORMAT = "bsnn-nir"
 VERSION = 1
 DEFAULT_DT = 1e-3   # seconds per core time step: nominal, only ratios tau/dt matter
 
 
+def weights_digest(bits: np.ndarray) -> str:
+    """sha256 of a layer's weight bits ``[N_in, N_out]`` as the bundle stores them: the import
+    checks the graph's weights against it (NIR's float weights are not in the other metadata)."""
+    return hashlib.sha256(pack_weight_rows(np.asarray(bits, dtype=np.uint8))).hexdigest()
+
+
 def _layer_meta(bundle: Bundle, k: int) -> dict:
     layer = bundle.layers[k]
     return {"layer": k, "size": int(layer.size), "current": bool(layer.current),
             "leak_v": int(layer.leak_v), "leak_c": int(layer.leak_c), "reset": layer.reset,
-            "fire_once": bool(layer.fire_once)}
+            "fire_once": bool(layer.fire_once), "weights_sha256": weights_digest(bundle.weights[k])}
 
 
 def _neuron_node(bundle: Bundle, k: int, dt: float):
@@ -74,7 +82,7 @@ def _neuron_node(bundle: Bundle, k: int, dt: float):
 def export_nir(bundle: Bundle, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     """The NIR graph of ``bundle``: Input -> (Affine -> IF/LIF/CubaLIF) per layer -> Output."""
     bundle = bundle.normalized().validate("bundle")
-    if not (isinstance(dt, (int, float)) and dt > 0):
+    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt: must be a positive number of seconds, got {dt!r}")
     dt = float(dt)
     nodes = {"input": nir.Input(input_type={"input": np.array([bundle.input_size])})}

@@ -5,6 +5,7 @@ mapping and its error are documented in docs/nir.md and recorded in ``metadata.n
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from bsnn.firmware_export.bundle import READOUTS, Bundle, BundleError, LayerSpec, encoding_from_v1_metadata
 
 from .errors import NIRImportError
-from .export import FORMAT, VERSION
+from .export import FORMAT, VERSION, export_nir, weights_digest
 from .graph import ChainLayer, dynamics, parse_chain, read_nir, resolve_dt
 
 __all__ = ["import_nir", "read_nir", "leak_shift", "CALIBRATION_FACTORS"]
@@ -83,15 +84,51 @@ def _validated(bundle: Bundle) -> Bundle:
 # ---------------------------------------------------------------------------------------------
 # Graphs this package exported: the metadata is authoritative, the NIR fields are cross-checked.
 
+# The keys (and types) of the metadata export_nir writes; anything else is a tampered graph.
+_SEMANTICS_KEYS = {"input_size": int, "time_steps": int, "v_width": int, "c_width": int,
+                   "bias_width": int, "readout": str, "max_input_events": int, "metadata": dict}
+_LAYER_KEYS = {"layer": int, "size": int, "current": bool, "leak_v": int, "leak_c": int,
+               "reset": str, "fire_once": bool, "weights_sha256": str}
+_RECOMPILE = "pass use_metadata=False (--recompile) to compile it as a foreign graph"
+
+
+def _metadata_json(value, where: str, keys: dict) -> dict:
+    """One JSON object of the metadata, with exactly ``keys`` of the stated types."""
+    try:
+        obj = json.loads(_text(value))
+    except (TypeError, ValueError, RecursionError) as exc:   # JSONDecodeError is a ValueError
+        raise NIRImportError(f"{where}: missing or malformed ({type(exc).__name__})") from None
+    if not isinstance(obj, dict):
+        raise NIRImportError(f"{where}: must be a JSON object")
+    missing, unknown = sorted(set(keys) - set(obj)), sorted(set(obj) - set(keys))
+    if missing or unknown:
+        raise NIRImportError(f"{where}: " + ("; ".join(
+            ([f"missing {', '.join(missing)}"] if missing else []) +
+            ([f"unknown {', '.join(unknown)}"] if unknown else []))) + f"; {_RECOMPILE}")
+    for key, kind in keys.items():
+        value = obj[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise NIRImportError(f"{where}: {key}: must be {kind.__name__}, got {value!r:.40}")
+    return obj
+
+
+def _metadata_ints(value, where: str, size: int) -> np.ndarray:
+    """An integer array of ``size`` values from node metadata (floats or text are refused)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu" or arr.size != size:
+        raise NIRImportError(f"{where}: must be {size} integers, got {arr.dtype} x {arr.size}")
+    return arr.astype(np.int64).reshape(-1)
+
+
 def _import_own(graph: nir.NIRGraph, given: dict) -> Bundle:
     meta = graph.metadata
-    version = int(np.asarray(meta.get("bsnn_version", -1)).reshape(-1)[0])
+    try:
+        version = int(np.asarray(meta.get("bsnn_version", -1)).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError, OverflowError):
+        raise NIRImportError(f"graph: metadata.bsnn_version: malformed ({meta.get('bsnn_version')!r:.40})") from None
     if version != VERSION:
         raise NIRImportError(f"graph: bsnn_version {version} is not supported (this tool reads {VERSION})")
-    try:
-        sem = json.loads(_text(meta["bsnn"]))
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise NIRImportError(f"graph: metadata.bsnn: missing or malformed ({exc})") from None
+    sem = _metadata_json(meta.get("bsnn"), "graph: metadata.bsnn", _SEMANTICS_KEYS)
     for key, value in given.items():
         if value is not None and value != sem.get(key):
             raise NIRImportError(f"graph: {key}={value} differs from the exported {key}={sem.get(key)} "
@@ -111,54 +148,62 @@ def _import_own(graph: nir.NIRGraph, given: dict) -> Bundle:
     layers, weights, bias, threshold = [], [], [], []
     for k, layer in enumerate(chain):
         nm = layer.node.metadata or {}
-        try:
-            lm = json.loads(_text(nm["bsnn_layer"]))
-            theta = np.asarray(nm["bsnn_threshold"], dtype=np.int64).reshape(-1)
-            b = np.asarray(nm["bsnn_bias"], dtype=np.int64).reshape(-1)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise NIRImportError(f"node {layer.neuron!r}: bsnn metadata missing or malformed ({exc})") from None
-        if lm.get("layer") != k:
-            raise NIRImportError(f"node {layer.neuron!r}: metadata says layer {lm.get('layer')}, found at layer {k}")
-        spec = LayerSpec(size=layer.size, current=bool(lm["current"]), leak_v=int(lm["leak_v"]),
-                         leak_c=int(lm["leak_c"]), reset=str(lm["reset"]), fire_once=bool(lm["fire_once"]))
+        where = f"node {layer.neuron!r}: metadata"
+        lm = _metadata_json(nm.get("bsnn_layer"), f"{where}.bsnn_layer", _LAYER_KEYS)
+        theta = _metadata_ints(nm.get("bsnn_threshold"), f"{where}.bsnn_threshold", layer.size)
+        b = _metadata_ints(nm.get("bsnn_bias"), f"{where}.bsnn_bias", layer.size)
+        if lm["layer"] != k or lm["size"] != layer.size:
+            raise NIRImportError(f"node {layer.neuron!r}: metadata says layer {lm['layer']} of "
+                                 f"{lm['size']} neurons, found layer {k} of {layer.size}")
         w = layer.weight
         if not np.all(np.abs(w) == 1):
-            raise NIRImportError(f"node {layer.synapse!r}: weights must be +1/-1 in a bsnn export")
-        _cross_check(layer, spec, theta, b, sem)
-        layers.append(spec)
-        weights.append((w.T > 0).astype(np.uint8))
+            raise NIRImportError(f"node {layer.synapse!r}: weights must be +1/-1 in a bsnn export; "
+                                 f"{_RECOMPILE}")
+        bits = (w.T > 0).astype(np.uint8)
+        if weights_digest(bits) != lm["weights_sha256"]:
+            raise NIRImportError(f"node {layer.synapse!r}: weights disagree with the bsnn metadata "
+                                 f"(weights_sha256; graph edited after export?); {_RECOMPILE}")
+        layers.append(LayerSpec(size=layer.size, current=lm["current"], leak_v=lm["leak_v"],
+                                leak_c=lm["leak_c"], reset=lm["reset"], fire_once=lm["fire_once"]))
+        weights.append(bits)
         bias.append(b)
         threshold.append(theta)
-    return _validated(Bundle(
+    bundle = _validated(Bundle(
         input_size=input_size, time_steps=sem["time_steps"], layers=layers, weights=weights, bias=bias,
         threshold=threshold, v_width=sem["v_width"], c_width=sem["c_width"], bias_width=sem["bias_width"],
         readout=sem["readout"], max_input_events=sem["max_input_events"], encoding=encoding,
         metadata=metadata))
+    _cross_check(graph, chain, bundle)
+    return bundle
 
 
-def _cross_check(layer: ChainLayer, spec: LayerSpec, theta, b, sem):
-    """The NIR fields must say what the metadata says (a graph edited after export is refused)."""
-    node, name = layer.node, layer.neuron
-    expected = nir.CubaLIF if spec.current else (nir.IF if spec.leak_v == 0 else nir.LIF)
-    if not isinstance(node, expected):
-        raise NIRImportError(f"node {name!r}: {type(node).__name__} does not match its bsnn metadata "
-                             f"(expected {expected.__name__})")
-    if theta.shape != (layer.size,) or b.shape != (layer.size,):
-        raise NIRImportError(f"node {name!r}: bsnn_threshold/bsnn_bias must have {layer.size} values")
-    problems = []
-    if not np.array_equal(np.asarray(node.v_threshold, dtype=np.float64).reshape(-1), theta - 0.5):
-        problems.append("v_threshold")
-    if spec.current:
-        kv = spec.leak_v or sem["v_width"]
-        if not np.array_equal(np.asarray(node.v_leak, dtype=np.float64).reshape(-1), b * 2.0 ** kv):
-            problems.append("v_leak")
-        if np.any(layer.bias != 0):
+def _cross_check(graph: nir.NIRGraph, chain: list[ChainLayer], bundle: Bundle):
+    """Every NIR field must be what exporting the bundle rebuilt from the metadata writes (a
+    graph edited after export is refused, naming the node and the fields)."""
+    dt, _ = resolve_dt(graph)
+    expected = export_nir(bundle, dt=dt)
+    for k, layer in enumerate(chain):
+        if not isinstance(graph.nodes[layer.synapse], nir.Affine):
+            raise NIRImportError(f"node {layer.synapse!r}: {type(graph.nodes[layer.synapse]).__name__} "
+                                 f"does not match its bsnn metadata (expected Affine); {_RECOMPILE}")
+        node, want = layer.node, expected.nodes[f"lif{k + 1}"]
+        if type(node) is not type(want):
+            raise NIRImportError(f"node {layer.neuron!r}: {type(node).__name__} does not match its bsnn "
+                                 f"metadata (expected {type(want).__name__})")
+        problems = [f.name for f in dataclasses.fields(want)
+                    if f.name not in ("input_type", "output_type", "metadata")
+                    and not _same_values(getattr(node, f.name), getattr(want, f.name))]
+        if not _same_values(layer.bias, expected.nodes[f"fc{k + 1}"].bias):
             problems.append(f"{layer.synapse}.bias")
-    elif not np.array_equal(layer.bias, b.astype(np.float64)):
-        problems.append(f"{layer.synapse}.bias")
-    if problems:
-        raise NIRImportError(f"node {name!r}: {', '.join(problems)} disagree with the bsnn metadata (graph "
-                             f"edited after export?); pass use_metadata=False to recompile it")
+        if problems:
+            raise NIRImportError(f"node {layer.neuron!r}: {', '.join(problems)} disagree with the bsnn "
+                                 f"metadata (graph edited after export?); {_RECOMPILE}")
+
+
+def _same_values(a, b) -> bool:
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 # ---------------------------------------------------------------------------------------------

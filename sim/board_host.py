@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bsnn.firmware_export.errors import DeviceError
 from bsnn.hdl.config import CoreGeometry
 from bsnn.hdl.hostlink import PROTOCOL_VERSION, RX_FIFO_DEPTH, Opcode, Reply, frame_sizes
 from bsnn.hdl.layouts import InputEventLayout, ResultKind, ResultLayout
@@ -28,7 +29,7 @@ __all__ = ["BoardHost", "SerialLink", "InferenceResult", "ProtocolError", "encod
 WINDOW = RX_FIFO_DEPTH // 2
 
 
-class ProtocolError(RuntimeError):
+class ProtocolError(DeviceError, RuntimeError):
     pass
 
 

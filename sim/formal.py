@@ -12,8 +12,10 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from bsnn.firmware_export.errors import DeviceError
 
-class FormalUnavailable(RuntimeError):
+
+class FormalUnavailable(DeviceError, RuntimeError):
     pass
 
 

@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from bsnn.firmware_export.errors import DeviceError
 from bsnn.firmware_export.paths import build_root
 
 
@@ -14,7 +15,7 @@ def tools_bin() -> Path:
     return (build_root() / "tools" / "bin").resolve()
 
 
-class SimulatorUnavailable(RuntimeError):
+class SimulatorUnavailable(DeviceError, RuntimeError):
     pass
 
 

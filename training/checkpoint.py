@@ -16,12 +16,14 @@ from pathlib import Path
 
 import torch
 
+from bsnn.firmware_export.errors import InputError
+
 __all__ = ["CheckpointError", "load_checkpoint", "REQUIRED_KEYS"]
 
 REQUIRED_KEYS = ("model", "config", "input_size", "max_input_events")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint file cannot be used (one line, naming the file)."""
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..firmware_export.errors import DatasetError, InputError
+
 __all__ = [
+    "DATASETS",
     "DatasetMissingError",
     "ImageDataset",
     "EventDataset",
@@ -28,9 +32,10 @@ __all__ = [
 
 NMNIST_SIDE = 34
 NMNIST_INPUTS = NMNIST_SIDE * NMNIST_SIDE  # 1156
+NUM_CLASSES = 10   # every dataset here labels its samples 0..9
 
 
-class DatasetMissingError(FileNotFoundError):
+class DatasetMissingError(DatasetError, FileNotFoundError):
     """A dataset file is not where it was looked for (nothing is ever downloaded)."""
 
 
@@ -56,20 +61,43 @@ def _require(path: Path) -> Path:
 
 
 def load_idx(path: str | Path) -> np.ndarray:
-    """Read one gzip-compressed IDX file (uint8 data) into a numpy array."""
+    """Read one gzip-compressed IDX file (uint8 data) into a numpy array; a truncated or corrupt
+    file is a one-line :class:`DatasetError` naming it."""
     path = _require(Path(path))
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
+    if not path.is_file():
+        raise DatasetError(f"{path}: not a regular file")
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as exc:   # gzip.BadGzipFile is an OSError
+        raise DatasetError(f"{path}: corrupt or truncated gzip file ({exc})") from None
     if len(raw) < 4:
-        raise ValueError(f"{path}: truncated IDX header")
+        raise DatasetError(f"{path}: truncated IDX header")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    if zero != 0 or dtype_code != 0x08 or not 1 <= ndim <= 3:
+        raise DatasetError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    if len(raw) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: truncated IDX header")
     dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: expected {int(np.prod(dims))} bytes of data, got {data.size}")
+        raise DatasetError(f"{path}: expected {int(np.prod(dims))} bytes of data, got {data.size}")
     return data.reshape(dims)
+
+
+def _check_labels(labels: np.ndarray, where) -> np.ndarray:
+    """Labels outside 0..9 would be scored as wrong answers: refuse them, naming the file."""
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= NUM_CLASSES):
+        bad = int(np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))[0])
+        raise DatasetError(f"{where}: label {int(labels[bad])} of sample {bad} is outside "
+                           f"0..{NUM_CLASSES - 1}")
+    return labels
+
+
+def _check_limit(n) -> None:
+    """A selection of the first ``n`` samples needs ``n >= 1`` (``None``: all of them)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise InputError(f"limit: must be a number of samples >= 1, got {n!r}")
 
 
 @dataclass
@@ -88,6 +116,7 @@ class ImageDataset:
         return int(self.images.shape[1])
 
     def subset(self, n: int | None) -> "ImageDataset":
+        _check_limit(n)
         if n is None or n >= len(self):
             return self
         return ImageDataset(self.images[:n], self.labels[:n], self.name)
@@ -95,10 +124,17 @@ class ImageDataset:
 
 def _load_idx_pair(directory: Path, split: str, name: str) -> ImageDataset:
     prefix = {"train": "train", "test": "t10k"}[split]
-    images = load_idx(directory / f"{prefix}-images-idx3-ubyte.gz")
-    labels = load_idx(directory / f"{prefix}-labels-idx1-ubyte.gz")
+    image_path = directory / f"{prefix}-images-idx3-ubyte.gz"
+    label_path = directory / f"{prefix}-labels-idx1-ubyte.gz"
+    images = load_idx(image_path)
+    labels = load_idx(label_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DatasetError(f"{image_path}: expected 28x28 images, found shape {list(images.shape)}")
+    if labels.ndim != 1:
+        raise DatasetError(f"{label_path}: expected one label per sample, found shape {list(labels.shape)}")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{directory}: {images.shape[0]} images but {labels.shape[0]} labels")
+        raise DatasetError(f"{directory}: {images.shape[0]} images but {labels.shape[0]} labels")
+    _check_labels(labels, label_path)
     return ImageDataset(
         np.ascontiguousarray(images.reshape(images.shape[0], -1)), labels.astype(np.int64), name
     )
@@ -116,9 +152,12 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
 
 def read_bs2(path: str | Path) -> np.ndarray:
     """Events of one N-MNIST ``.bs2`` file as a structured array (x, y, p, ts[us])."""
-    raw = np.fromfile(_require(Path(path)), dtype=np.uint8)
+    path = _require(Path(path))
+    if not path.is_file():
+        raise DatasetError(f"{path}: not a regular file")
+    raw = np.fromfile(path, dtype=np.uint8)
     if raw.size % 5:
-        raise ValueError(f"{path}: size {raw.size} is not a multiple of 5 bytes")
+        raise DatasetError(f"{path}: size {raw.size} is not a multiple of 5 bytes (truncated?)")
     ev = raw.reshape(-1, 5).astype(np.int64)
     out = np.empty(ev.shape[0], dtype=[("x", np.int16), ("y", np.int16), ("p", np.int8), ("ts", np.int64)])
     out["x"] = ev[:, 0]
@@ -126,7 +165,7 @@ def read_bs2(path: str | Path) -> np.ndarray:
     out["p"] = ev[:, 2] >> 7
     out["ts"] = ((ev[:, 2] & 0x7F) << 16) | (ev[:, 3] << 8) | ev[:, 4]
     if out.size and (out["x"].max() >= NMNIST_SIDE or out["y"].max() >= NMNIST_SIDE):
-        raise ValueError(f"{path}: pixel coordinate outside 34x34")
+        raise DatasetError(f"{path}: pixel coordinate outside 34x34")
     return out
 
 
@@ -143,6 +182,7 @@ class EventDataset:
         return len(self.labels)
 
     def subset(self, n: int | None) -> "EventDataset":
+        _check_limit(n)
         if n is None or n >= len(self):
             return self
         return EventDataset(self.events[:n], self.labels[:n], self.name, self.input_size)
@@ -153,14 +193,23 @@ def load_nmnist(split: str = "train", root: str | Path | None = None) -> EventDa
     directory = Path(root or default_root()) / "nmnist-small"
     listing = _require(directory / {"train": "train1K.txt", "test": "test100.txt"}[split])
     ids, labels = [], []
-    for line in listing.read_text().splitlines()[1:]:
+    try:
+        lines = listing.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{listing}: not a text listing") from None
+    for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        sid, lab = line.split()
-        ids.append(int(sid))
-        labels.append(int(lab))
+        try:
+            sid, lab = (int(x) for x in line.split())
+        except ValueError:
+            raise DatasetError(f"{listing}: line {number}: expected '<sample id> <label>', "
+                               f"got {line.strip()[:40]!r}") from None
+        ids.append(sid)
+        labels.append(lab)
+    labels = _check_labels(np.asarray(labels, dtype=np.int64), listing)
     events = [read_bs2(directory / f"{sid}.bs2") for sid in ids]
-    return EventDataset(events, np.asarray(labels, dtype=np.int64), "nmnist")
+    return EventDataset(events, labels, "nmnist")
 
 
 _LOADERS = {
@@ -169,6 +218,8 @@ _LOADERS = {
     "fashion": load_fashion_mnist,
     "nmnist": load_nmnist,
 }
+#: Dataset names ``load_dataset`` accepts ("fashion" is an alias of "fashion-mnist").
+DATASETS = tuple(_LOADERS)
 
 
 def load_dataset(name: str, split: str, root: str | Path | None = None):
@@ -176,7 +227,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None):
     try:
         loader = _LOADERS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_LOADERS)}") from None
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {sorted(_LOADERS)}") from None
     return loader(split, root)
 
 
@@ -231,7 +282,7 @@ def random_shift_counts(counts, max_shift: int, generator=None, side: int = 34, 
     return out.reshape(T, b, -1), offsets
 
 
-class DatasetMismatchError(ValueError):
+class DatasetMismatchError(DatasetError):
     """The dataset does not fit the model (input size), or the selection is empty."""
 
 
@@ -256,7 +307,14 @@ def load_encoded(bundle, dataset: str, split: str, limit: int | None, data_root=
     if data.input_size != bundle.input_size:
         raise DatasetMismatchError(f"dataset {dataset}: samples have {data.input_size} inputs but "
                                    f"the model expects {bundle.input_size}")
-    encoder = Encoder(encoding_of(bundle, encoding), bundle.time_steps)
+    spec = encoding_of(bundle, encoding)
+    events = isinstance(data, EventDataset)
+    if (spec.get("kind") == "events") != events:
+        raise DatasetMismatchError(
+            f"encoding {spec.get('kind')!r} does not fit dataset {dataset} ("
+            + ("an event dataset: encoding 'events'" if events else
+               "images: encoding rate, threshold, latency or poisson") + ")")
+    encoder = Encoder(spec, bundle.time_steps)
     samples = data.images if hasattr(data, "images") else data.events
     on, off = encoder(samples)
     return EncodedData(on=on, off=off, labels=torch.as_tensor(data.labels), encoding=encoder.spec)

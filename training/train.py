@@ -12,9 +12,7 @@ import json
 import math
 import os
 import random
-import sys
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +23,20 @@ import torch.nn.functional as F
 from . import data as data_mod
 from .checkpoint import load_checkpoint
 from .diagnostics import FlipCounter, flip_rates, plot_history, weight_signs, write_history
-from ..firmware_export.encoding import Encoder, complete_encoding, max_events_per_step
+from ..firmware_export.bundle import (MAX_INPUT_EVENTS, MAX_NEURONS, MAX_TIME_STEPS, MAX_WIDTH,
+                                      MIN_WIDTH, READOUTS, RESETS)
+from ..firmware_export.encoding import ENCODINGS, Encoder, complete_encoding, max_events_per_step
+from ..firmware_export.errors import BSNNError, ConfigError, report_error
+from ..firmware_export.validate import (OneLineParser, check_checkpoint, check_table, choice,
+                                        existing_dir, existing_file, int_list, integer,
+                                        non_negative_int, number, number_list, optional, output_dir,
+                                        positive_int, read_toml, text)
 from .model import BSNN, LayerConfig
-from .ssr import SSRConfig, ssr_penalty
+from .ssr import METHODS as SSR_METHODS, SSRConfig, ssr_penalty
 
-__all__ = ["main", "add_train_arguments", "run_train", "load_config", "build_model",
-           "build_data", "encoding_spec", "evaluate", "run_eval_dataset", "DEFAULTS"]
+__all__ = ["main", "add_train_arguments", "run_train", "load_config", "check_runnable", "build_model",
+           "build_data", "encoding_spec", "evaluate", "run_eval_dataset", "DEFAULTS", "RULES",
+           "EXTRA_KEYS", "check_config"]
 
 
 DEFAULTS = {
@@ -65,6 +71,75 @@ DEFAULTS = {
 
 
 # ------------------------------------------------------------------ config
+# What each key accepts beyond the type of its default (keys whose default is None need a rule).
+RULES = {
+    "name": text(),
+    "data.dataset": choice(*data_mod.DATASETS),
+    "data.root": optional(text()),
+    "data.train_limit": optional(integer(1)),
+    "data.test_limit": optional(integer(1)),
+    "data.augment_shift": integer(0, 27),   # 28 pixels or more would shift every image out
+    "encoding.kind": choice(*ENCODINGS),
+    "encoding.time_steps": integer(1, MAX_TIME_STEPS),
+    "model.hidden": int_list(1, MAX_NEURONS),
+    "model.num_classes": integer(1, MAX_NEURONS),
+    "model.leak_v": integer(0, MAX_WIDTH - 1),
+    "model.leak_c": integer(0, MAX_WIDTH - 1),
+    "model.reset": choice(*RESETS),
+    "model.v_width": integer(MIN_WIDTH, MAX_WIDTH),
+    "model.c_width": integer(MIN_WIDTH, MAX_WIDTH),
+    "model.bias_width": integer(MIN_WIDTH, MAX_WIDTH),
+    "model.readout": choice(*READOUTS),
+    "model.max_input_events": optional(integer(1, MAX_INPUT_EVENTS)),
+    "model.surrogate_width": number(0, lo_open=True),
+    "model.weight_init": number(0, lo_open=True),
+    "model.logit_scale": number(0, lo_open=True),
+    "model.theta_init_factor": number(0, lo_open=True),
+    "agmm.mode": choice("gradient", "forward"),
+    "agmm.alpha_init": number(),
+    "agmm.alpha_min": optional(number()),
+    "ssr.method": choice(*SSR_METHODS),
+    "ssr.gamma": number(0),
+    "ssr.v_hat": number(0),
+    "ssr.horizon": integer(0),
+    "ssr.layers": choice("hidden", "all"),
+    "train.epochs": integer(1),
+    "train.batch_size": integer(1),
+    "train.optimizer": choice("adam", "sgd"),
+    "train.lr": number(0, lo_open=True),
+    "train.lr_param": number(0),
+    "train.lr_gate": number(0),
+    "train.momentum": number(0, 1),
+    "train.weight_decay": number(0),
+    "train.schedule": choice("cosine", "constant"),
+    "train.weight_clip": number(0, lo_open=True),
+    "train.seed": integer(0, 2 ** 63 - 1),
+    "train.threads": integer(1),
+    "train.device": choice("auto", "cpu", "cuda"),
+    "train.out_dir": optional(text()),
+    "train.eval_batch_size": integer(1),
+    "train.init_batch": integer(1),
+    "train.stop_after": optional(integer(1)),
+    "train.init_from": optional(text()),
+    "export.dir": optional(text()),
+}
+
+# Keys without a default: encoder options (firmware_export/encoding.py) and the [sweep] table of
+# sweep configs (bsnn sweep reads it; bsnn train accepts and ignores it).
+EXTRA_KEYS = {
+    "encoding.threshold": integer(0, 255),
+    "encoding.min_value": integer(0, 255),
+    "encoding.seed": integer(0, 2 ** 63 - 1),
+    "encoding.window_us": integer(1),
+    "encoding.max_per_pixel": integer(1),
+    "encoding.max_input_events": integer(1, MAX_INPUT_EVENTS),
+    "sweep.gammas": number_list(0),
+    "sweep.fssr_gammas": number_list(0),
+    "sweep.mem_gammas": number_list(0),
+    "sweep.v_hats": number_list(0, lo_open=True),
+}
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
@@ -76,14 +151,29 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    """Defaults, then the TOML file, then ``overrides``."""
+    """Defaults, then the TOML file, then ``overrides``; the file and the result are checked
+    against the schema (:data:`RULES`, :data:`EXTRA_KEYS` and the types of :data:`DEFAULTS`):
+    any unknown key, wrong type or value out of range is a one-line :class:`ConfigError`."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        with open(path, "rb") as f:
-            cfg = _merge(cfg, tomllib.load(f))
+        table = read_toml(path, "training config")
+        check_config(table, str(path))
+        cfg = _merge(cfg, table)
     if overrides:
         cfg = _merge(cfg, overrides)
+    check_config(cfg, str(path) if path is not None else "config")
     return cfg
+
+
+def check_config(cfg: dict, where: str = "config") -> None:
+    """Raise :class:`ConfigError` (``<where>: <dotted.key>: <problem>``) unless ``cfg`` (a whole
+    config or the part a TOML file sets) follows the schema."""
+    check_table(cfg, DEFAULTS, RULES, where, EXTRA_KEYS)
+    data, encoding = cfg.get("data", {}), cfg.get("encoding", {})
+    dataset, kind = data.get("dataset"), encoding.get("kind")
+    if dataset is not None and kind is not None and (kind == "events") != (dataset == "nmnist"):
+        raise ConfigError(f"{where}: encoding.kind: {kind!r} does not fit data.dataset {dataset!r} "
+                          "(events are for nmnist, the image encodings for image datasets)")
 
 
 # ------------------------------------------------------------------ data
@@ -394,24 +484,27 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
 
 # ------------------------------------------------------------------ CLI
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", required=True, help="TOML config (configs/<name>.toml)")
+    parser.add_argument("--config", required=True, type=existing_file,
+                        help="TOML config (configs/<name>.toml)")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="resume from a checkpoint (default: <out_dir>/last.pt)")
-    parser.add_argument("--epochs", type=int, help="override train.epochs")
-    parser.add_argument("--out-dir", help="override train.out_dir (checkpoints, diagnostics)")
-    parser.add_argument("--data-root", help="datasets folder (default ../shared/datasets)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default from config, 1)")
+    parser.add_argument("--epochs", type=positive_int, help="override train.epochs")
+    parser.add_argument("--out-dir", type=output_dir, help="override train.out_dir (checkpoints, diagnostics)")
+    parser.add_argument("--data-root", type=existing_dir, help="datasets folder (default ../shared/datasets)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default from config, 1)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
-    parser.add_argument("--seed", type=int, help="override train.seed")
-    parser.add_argument("--stop-after", type=int, help="train at most this many epochs in this run")
-    parser.add_argument("--export-dir", help="export the final checkpoint to this bundle folder")
+    parser.add_argument("--seed", type=non_negative_int, help="override train.seed")
+    parser.add_argument("--stop-after", type=positive_int, help="train at most this many epochs in this run")
+    parser.add_argument("--export-dir", type=output_dir, help="export the final checkpoint to this bundle folder")
     parser.add_argument("--no-export", action="store_true", help="do not export a bundle")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return parser
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """``bsnn train``: train per ``args.config`` (and overrides); returns the exit status 0."""
+    """``bsnn train``: train per ``args.config`` (and overrides); returns the exit status 0.
+
+    Bad input (config, checkpoints, datasets) raises a one-line ``BSNNError`` before training."""
     over: dict = {"train": {}, "data": {}, "export": {}}
     for key, sect, name in [("epochs", "train", "epochs"), ("out_dir", "train", "out_dir"),
                             ("threads", "train", "threads"), ("device", "train", "device"),
@@ -419,21 +512,37 @@ def run_train(args: argparse.Namespace) -> int:
                             ("export_dir", "export", "dir")]:
         val = getattr(args, key, None)
         if val is not None:
-            over[sect][name] = val
+            over[sect][name] = str(val) if isinstance(val, Path) else val
     if getattr(args, "no_export", False):
         over["export"]["dir"] = None
     cfg = load_config(args.config, over)
-    try:
-        train(cfg, resume=args.resume, progress=not getattr(args, "no_progress", False))
-        return 0
-    except data_mod.DatasetMissingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+    check_runnable(cfg, args.config)
+    if args.resume is not None and args.resume != "auto":
+        check_checkpoint(args.resume, "--resume")
+    elif args.resume == "auto":
+        last = Path(cfg["train"]["out_dir"] or Path("runs") / cfg["name"]) / "last.pt"
+        if last.exists():
+            check_checkpoint(last, "--resume")
+    train(cfg, resume=args.resume, progress=not getattr(args, "no_progress", False))
+    return 0
+
+
+def check_runnable(cfg: dict, where="config") -> None:
+    """What the schema cannot see: a CUDA device that is not there, a checkpoint to start from
+    that is not one."""
+    if cfg["train"]["device"] == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{where}: train.device: 'cuda', but no CUDA device is available")
+    if cfg["train"]["init_from"]:
+        check_checkpoint(cfg["train"]["init_from"], "train.init_from")
 
 
 def main(argv=None) -> int:
-    parser = add_train_arguments(argparse.ArgumentParser(prog="bsnn train", description=__doc__))
-    return run_train(parser.parse_args(argv))
+    parser = add_train_arguments(OneLineParser(prog="bsnn train", description=__doc__))
+    args = parser.parse_args(argv)
+    try:
+        return run_train(args)
+    except (BSNNError, OSError) as exc:
+        return report_error("bsnn train", exc)
 
 
 if __name__ == "__main__":

@@ -145,6 +145,7 @@ def test_reuse_refuses_a_placement_made_for_other_registers(tmp_path):
     readout, time steps) of the model it was built for: another model's are refused."""
     import json
 
+    from bsnn.firmware_export.errors import BuildError
     from bsnn.hdl.bitstream import build
     out = tmp_path / "b"
     out.mkdir()
@@ -153,5 +154,5 @@ def test_reuse_refuses_a_placement_made_for_other_registers(tmp_path):
     first = REPO / "models" / "default"
     manifest = {"build_key": None, "register_init": {"layer_modes": [0], "globals": {}}}
     (out / "hardware.json").write_text(json.dumps(manifest))
-    with pytest.raises(SystemExit, match="differs"):
+    with pytest.raises(BuildError, match="differs"):
         build("icebreaker", first, out_dir=out, reuse=True, throughput_images=0)
