@@ -87,25 +87,29 @@ def _validated(bundle: Bundle) -> Bundle:
 # The keys (and types) of the metadata export_nir writes; anything else is a tampered graph.
 _SEMANTICS_KEYS = {"input_size": int, "time_steps": int, "v_width": int, "c_width": int,
                    "bias_width": int, "readout": str, "max_input_events": int, "metadata": dict}
+# Written by exports of schema-2 bundles; an export of a schema-1 bundle has it in ``metadata``.
+_SEMANTICS_OPTIONAL = {"encoding": dict}
 _LAYER_KEYS = {"layer": int, "size": int, "current": bool, "leak_v": int, "leak_c": int,
                "reset": str, "fire_once": bool, "weights_sha256": str}
 _RECOMPILE = "pass use_metadata=False (--recompile) to compile it as a foreign graph"
 
 
-def _metadata_json(value, where: str, keys: dict) -> dict:
-    """One JSON object of the metadata, with exactly ``keys`` of the stated types."""
+def _metadata_json(value, where: str, keys: dict, optional: dict | None = None) -> dict:
+    """One JSON object of the metadata, with exactly ``keys`` (and any of ``optional``) of the
+    stated types."""
+    optional = optional or {}
     try:
         obj = json.loads(_text(value))
     except (TypeError, ValueError, RecursionError) as exc:   # JSONDecodeError is a ValueError
         raise NIRImportError(f"{where}: missing or malformed ({type(exc).__name__})") from None
     if not isinstance(obj, dict):
         raise NIRImportError(f"{where}: must be a JSON object")
-    missing, unknown = sorted(set(keys) - set(obj)), sorted(set(obj) - set(keys))
+    missing, unknown = sorted(set(keys) - set(obj)), sorted(set(obj) - set(keys) - set(optional))
     if missing or unknown:
         raise NIRImportError(f"{where}: " + ("; ".join(
             ([f"missing {', '.join(missing)}"] if missing else []) +
             ([f"unknown {', '.join(unknown)}"] if unknown else []))) + f"; {_RECOMPILE}")
-    for key, kind in keys.items():
+    for key, kind in {**keys, **{k: t for k, t in optional.items() if k in obj}}.items():
         value = obj[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise NIRImportError(f"{where}: {key}: must be {kind.__name__}, got {value!r:.40}")
@@ -128,7 +132,7 @@ def _import_own(graph: nir.NIRGraph, given: dict) -> Bundle:
         raise NIRImportError(f"graph: metadata.bsnn_version: malformed ({meta.get('bsnn_version')!r:.40})") from None
     if version != VERSION:
         raise NIRImportError(f"graph: bsnn_version {version} is not supported (this tool reads {VERSION})")
-    sem = _metadata_json(meta.get("bsnn"), "graph: metadata.bsnn", _SEMANTICS_KEYS)
+    sem = _metadata_json(meta.get("bsnn"), "graph: metadata.bsnn", _SEMANTICS_KEYS, _SEMANTICS_OPTIONAL)
     for key, value in given.items():
         if value is not None and value != sem.get(key):
             raise NIRImportError(f"graph: {key}={value} differs from the exported {key}={sem.get(key)} "

@@ -87,7 +87,7 @@ def ws(tmp_path_factory):
     rng = np.random.default_rng(14)
     bundle = random_bundle(rng, sizes=[784, 12, 10], time_steps=2)
     bundle.layers[0] = type(bundle.layers[0])(size=12, leak_v=1)    # an LIF node in the NIR export
-    bundle.metadata = {"encoding": {"kind": "rate"}}
+    bundle.metadata = {}
     save_bundle(bundle, root / "model")
     (root / "adir").mkdir()
     (root / "afile.txt").write_text("not a folder\n")

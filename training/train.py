@@ -26,6 +26,7 @@ from .diagnostics import FlipCounter, flip_rates, plot_history, weight_signs, wr
 from ..firmware_export.bundle import (MAX_INPUT_EVENTS, MAX_NEURONS, MAX_TIME_STEPS, MAX_WIDTH,
                                       MIN_WIDTH, READOUTS, RESETS)
 from ..firmware_export.encoding import ENCODINGS, Encoder, complete_encoding, max_events_per_step
+from ..firmware_export.encoding import PARAMETERS as ENCODING_PARAMETERS
 from ..firmware_export.errors import BSNNError, ConfigError, report_error
 from ..firmware_export.validate import (OneLineParser, check_checkpoint, check_table, choice,
                                         existing_dir, existing_file, int_list, integer,
@@ -124,14 +125,19 @@ RULES = {
     "export.dir": optional(text()),
 }
 
+def _encoding_rule(param):
+    """The config rule of an encoder parameter, from its entry in the encoding table (one source)."""
+    if hasattr(param, "choices"):
+        return choice(*param.choices)
+    rule = integer(param.lo, param.hi)
+    return optional(rule) if param.nullable else rule
+
+
 # Keys without a default: encoder options (firmware_export/encoding.py) and the [sweep] table of
 # sweep configs (bsnn sweep reads it; bsnn train accepts and ignores it).
 EXTRA_KEYS = {
-    "encoding.threshold": integer(0, 255),
-    "encoding.min_value": integer(0, 255),
-    "encoding.seed": integer(0, 2 ** 63 - 1),
-    "encoding.window_us": integer(1),
-    "encoding.max_per_pixel": integer(1),
+    **{f"encoding.{name}": _encoding_rule(param)
+       for params in ENCODING_PARAMETERS.values() for name, param in params.items()},
     "encoding.max_input_events": integer(1, MAX_INPUT_EVENTS),
     "sweep.gammas": number_list(0),
     "sweep.fssr_gammas": number_list(0),
