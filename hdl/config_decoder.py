@@ -35,8 +35,10 @@ class ConfigDecoder(wiring.Component):
         Every write, one cycle after its transfer (the weight memory keeps its WEIGHTS ones);
         ``ready`` is not looked at (the weight memory is always ready).
     o_neurons : Out(stream.Signature(ConfigWriteLayout)).array(U)
-        BIAS, THRESHOLD (bank-local address) and LAYER_MODE writes for bank ``u``, two cycles
-        after the transfer; ``ready`` is not looked at (the banks are always ready).
+        Two cycles after the transfer: to bank ``u``, every write whose address is a neuron
+        ``j`` with ``j % U == u``, at its bank-local address (whatever the target: the bank
+        keeps the BIAS and THRESHOLD ones), and every LAYER_MODE write; ``ready`` is not looked
+        at (the banks are always ready).
     time_steps, readout_rule, max_input_events, trace : Out
         The GLOBAL registers, written one cycle after the transfer; like the memories they keep
         their contents across ``rst`` (configuration, not state). The sequencer and the input
