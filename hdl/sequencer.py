@@ -68,9 +68,9 @@ class Sequencer(wiring.Component):
     hidden : Out(1)
         ``layer`` is a hidden layer (changes only in NEXT).
 
-    The flags ``layer_zero``, ``hidden`` and ``last_step`` are registers kept equal to
-    ``layer == 0``, ``layer < L - 1`` and ``step + 1 >= T`` (timing: no compare on the control
-    paths); tests/formal/test_formal_shadow_flags.py proves it.
+    The flags ``layer_zero`` and ``hidden`` are registers kept equal to ``layer == 0`` and
+    ``layer < L - 1``, ``last_step`` (from CLEAR on) to ``step + 1 >= T`` (timing: no compare
+    on the control paths); tests/formal/test_formal_shadow_flags.py proves it.
     """
     def __init__(self, geom: CoreGeometry):
         self._geom = geom
@@ -98,7 +98,9 @@ class Sequencer(wiring.Component):
             "emit_mode": Out(EmitMode),
             "step": Out(STEP_WIDTH),
             "layer": Out(LAYER_WIDTH),
-            "hidden": Out(1),
+            # (starts consistent with layer 0, as layer_zero does: the flags then always
+            # equal what they shadow)
+            "hidden": Out(1, init=int(geom.n_layers > 1)),
         }
         if geom.n_layers > 1:
             members["i_spikes"] = In(stream.Signature(SynapseEventLayout(geom.idx_w)))
@@ -107,8 +109,8 @@ class Sequencer(wiring.Component):
         # The state register keeps the name of Amaranth's FSM register: the board flow recodes
         # registers of that name one-hot (hdl/bitstream.py, ONE_HOT_FSMS).
         self.state = Signal(SequencerState, name="fsm_state")
-        self.layer_zero = Signal()      # layer == 0
-        self.last_step = Signal()       # step + 1 >= T
+        self.layer_zero = Signal(init=1)    # layer == 0
+        self.last_step = Signal()           # step + 1 >= T (from CLEAR on: T may change while idle)
 
     def elaborate(self, platform):
         L = self._geom.n_layers
