@@ -111,16 +111,16 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     out = Path(out_dir) if out_dir else build_root() / "bitstream" / f"{board_name}-{model.name}"
     out.mkdir(parents=True, exist_ok=True)
 
-    from bsnn.hdl.board import memory_templates, plan_build
+    from bsnn.hdl.board import board_pll, memory_templates, plan_build
     from bsnn.hdl.images import global_words, layer_mode_words
+    from bsnn.hdl.uart import uart_divisor
     from bsnn.hdl.weights_patch import patch, template_images, write_hex
     hw, geom, plan = plan_build(bundle, hw, board, weights)
     # Random template contents in the weight, bias and threshold memories, replaced by the
     # bundle's images after place-and-route (so that `make weights` can swap them later).
     templates = memory_templates(geom, seed, board.family)
-    platform, top, hw, geom, plan = platform_top(bundle, hw, board, baud, weights, target_mhz,
-                                                 memory_init=templates, clock_mhz=clock_mhz)
-    pll = top.pll
+    pll = board_pll(board, clock_mhz)       # as platform_top() sets it
+    uart_divisor(pll.f_out, baud)           # a baud rate the clock cannot make: refused now
     manifest = {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
                 "family": board.family, "uart_baud": baud, "memory_plan": plan,
                 "weights_in": hw.weight_memory,
@@ -134,8 +134,6 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         before = json.loads(old_manifest.read_text())
         for field in ("build_key", "register_init"):
             if before.get(field) != json.loads(json.dumps(manifest.get(field))):
-                for unbuilt in (top, top.top, top.top.core):
-                    unbuilt._MustUse__silence = True
                 raise BuildError(f"--reuse: {out} was placed for a build whose "
                                  f"{field} differs from {model}'s; build without --reuse")
     old_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -148,9 +146,10 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     ext = "asc" if board.family == "ice40" else "config"
     if reuse and (out / "report.json").exists() and (out / f"template.{ext}").exists():
         shutil.copyfile(out / f"template.{ext}", out / f"{name}.{ext}")
-        for unbuilt in (top, top.top, top.top.core):    # the placed design is reused
-            unbuilt._MustUse__silence = True
     else:
+        # The board top is made only here, where it is built (a reused placement needs none).
+        platform, top, *_ = platform_top(bundle, hw, board, baud, weights, target_mhz,
+                                         memory_init=templates, clock_mhz=clock_mhz)
         env = yowasp_environment()
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)

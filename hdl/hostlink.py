@@ -1,6 +1,6 @@
 """Host link: the framed byte protocol of docs/uart-protocol.md between a byte stream and the core."""
 from amaranth.hdl import Cat, Const, Module, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CYCLES_WIDTH, CoreGeometry
@@ -14,7 +14,7 @@ PROTOCOL_VERSION = 1
 RX_FIFO_DEPTH = 512
 
 
-class Opcode:
+class Opcode(enum.IntEnum, shape=8):
     """First byte of a host -> device command."""
     CONFIG = 0x01     # target (1 byte), address (A bytes LE), data (D bytes LE)
     EVENT = 0x02      # one InputEventLayout word (K bytes LE)
@@ -23,7 +23,7 @@ class Opcode:
     INFO = 0x05       # reply INFO (build widths and frame sizes)
 
 
-class Reply:
+class Reply(enum.IntEnum, shape=8):
     """First byte of a device -> host frame."""
     RESULT = 0xA1     # one ResultLayout word (R bytes LE)
     DONE = 0xA2       # cycles (4 bytes LE), error (1 byte): after the CLASS record
@@ -115,7 +115,7 @@ class HostLink(wiring.Component):
         wiring.connect(m, rxq.r_stream, rxreg.i)
         rx = rxreg.o
         max_args = max(1 + A + D, K)
-        opcodes = [Opcode.CONFIG, Opcode.EVENT, Opcode.START, Opcode.PING, Opcode.INFO]
+        opcodes = list(Opcode)
         op = Signal(len(opcodes))                # the command being received, one-hot
         op_config, op_event, op_start, op_ping, op_info = op
         # Argument bytes shift in from the top: after the n bytes of a command they are the

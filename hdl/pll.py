@@ -131,10 +131,14 @@ class LockReset(wiring.Component):
     lock: In(1)
     ready: Out(1)
 
-    def __init__(self, por_cycles: int = 0):
+    def __new__(cls, por_cycles: int = 0):
+        # Checked before the unit exists: a refused one leaves no "unused elaboratable" behind
+        # (src_loc_at: the creator's line, not this one, is where Amaranth reports an unused unit).
         if por_cycles < 0:
-            self._MustUse__silence = True       # never built: no "unused elaboratable" warning
             raise ValueError(f"por_cycles must be >= 0, got {por_cycles}")
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, por_cycles: int = 0):
         self.por_cycles = por_cycles
         super().__init__()
 

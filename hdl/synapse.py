@@ -1,5 +1,5 @@
 """XNOR-popcount synapse lanes: per-neuron synaptic input sums of one layer and one time step."""
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -9,7 +9,14 @@ from .layouts import AccumulatorLayout, SynapseEventLayout, SynapticInputLayout
 from .slice import RegisterSlice
 from .weights import ReadPortSignature
 
-__all__ = ["SynapseUnit"]
+__all__ = ["SynapseUnit", "AddressedEventLayout"]
+
+
+class AddressedEventLayout(data.StructLayout):
+    """An event in the synapse unit's address queues: ``row`` is the weight-word address of
+    its first chunk (``index * chunks``, then ``+ weight_base``, as it is computed)."""
+    def __init__(self, addr_w):
+        super().__init__({"flush": 1, "polarity": 1, "row": unsigned(addr_w)})
 
 
 class SynapseUnit(wiring.Component):
@@ -91,7 +98,7 @@ class SynapseUnit(wiring.Component):
         in_layout = SynapseEventLayout(g.idx_w)
         inq = RegisterSlice(in_layout)
         m.submodules.inq = ResetInserter(self.clear)(inq)
-        ev_layout = data.StructLayout({"flush": 1, "polarity": 1, "row": g.weight_addr_w})
+        ev_layout = AddressedEventLayout(g.weight_addr_w)
         evq = RegisterSlice(ev_layout)
         m.submodules.evq = ResetInserter(self.clear)(evq)
         # (taken while clearing too: they wait in the queues until the clear is done)
@@ -108,7 +115,8 @@ class SynapseUnit(wiring.Component):
         m.submodules.midq = ResetInserter(self.clear)(midq)
         m.d.comb += [
             midq.i.valid.eq(inq.o.valid),
-            midq.i.payload.eq(Cat(queued.flush, queued.polarity, product)),
+            midq.i.payload.flush.eq(queued.flush), midq.i.payload.polarity.eq(queued.polarity),
+            midq.i.payload.row.eq(product),
             inq.o.ready.eq(midq.i.ready),
         ]
         mid = midq.o.payload
@@ -123,7 +131,8 @@ class SynapseUnit(wiring.Component):
         ev_take = Signal()
         m.d.comb += [
             evq.i.valid.eq(midq.o.valid),
-            evq.i.payload.eq(Cat(mid.flush, mid.polarity, row_in)),
+            evq.i.payload.flush.eq(mid.flush), evq.i.payload.polarity.eq(mid.polarity),
+            evq.i.payload.row.eq(row_in),
             midq.o.ready.eq(evq.i.ready),
             evq.o.ready.eq(ev_take),
         ]

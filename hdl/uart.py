@@ -22,11 +22,11 @@ def uart_divisor(clk_hz: float, baud: int) -> int:
 
 
 
-def _check_divisor(unit, divisor) -> None:
+def _check_divisor(divisor) -> None:
     """Refuse a clock divisor below 4 cycles per bit (shared by RX and TX)."""
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 4:
-        unit._MustUse__silence = True   # never built: no "unused elaboratable" warning
         raise ValueError(f"uart: divisor must be an integer >= 4, got {divisor!r}")
+
 
 class UARTRx(wiring.Component):
     """UART receiver: 8N1 frames on ``rx`` become bytes on ``o_data``.
@@ -53,8 +53,13 @@ class UARTRx(wiring.Component):
     overrun: Out(1)
     frame_error: Out(1)
 
+    def __new__(cls, divisor: int):
+        # Checked before the unit exists: a refused one leaves no "unused elaboratable" behind
+        # (src_loc_at: the creator's line, not this one, is where Amaranth reports an unused unit).
+        _check_divisor(divisor)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, divisor: int):
-        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__()
 
@@ -128,8 +133,13 @@ class UARTTx(wiring.Component):
     i_data: In(stream.Signature(8))
     tx: Out(1, init=1)
 
+    def __new__(cls, divisor: int):
+        # Checked before the unit exists: a refused one leaves no "unused elaboratable" behind
+        # (src_loc_at: the creator's line, not this one, is where Amaranth reports an unused unit).
+        _check_divisor(divisor)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, divisor: int):
-        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__()
 

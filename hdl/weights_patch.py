@@ -40,17 +40,11 @@ def memory_images(bundle, geom, templates: dict | None = None) -> dict:
     """``{memory name: (width, words)}`` of ``bundle`` as the build's memories hold them (the
     same names as the template files). Where a template is longer than the image (it fills
     whole block RAMs), its words are kept beyond the image, so no block holds constant padding."""
-    from bsnn.hdl.core import BSNNCore
-    from bsnn.hdl.config import HardwareConfig
-    from bsnn.hdl.images import weight_words
-
-    core = BSNNCore(bundle, HardwareConfig(lanes=geom.lanes, trace=geom.trace,
-                                           max_input_events=geom.max_input_events,
-                                           neuron_lanes=geom.neuron_lanes,
-                                           neuron_pipeline=geom.neuron_pipeline))
-    core._MustUse__silence = True       # only its memory images are wanted, never built
     from bsnn.hdl.board import stored_widths
-    bias, thr = core.bank_images(bundle)
+    from bsnn.hdl.images import weight_words
+    from bsnn.hdl.neuron_array import bank_images
+
+    bias, thr = bank_images(bundle, geom)
     bw, tw = stored_widths(geom)
     bmask = (1 << geom.bias_width) - 1
     images = {"weights": (geom.lanes, weight_words(bundle, geom))}

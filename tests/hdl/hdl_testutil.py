@@ -9,7 +9,8 @@ from amaranth.sim import Simulator
 
 from bsnn.hdl.layouts import ResultKind
 
-__all__ = ["stream_put", "stream_get", "stream_exchange", "run_sim", "CoreRunner", "events_of"]
+__all__ = ["stream_put", "stream_get", "stream_exchange", "run_sim", "CoreRunner", "events_of",
+           "RefLayer"]
 
 
 async def stream_put(ctx, stream, items, rng=None, p_valid=1.0):
@@ -221,3 +222,41 @@ def spike_matrix(spike_list, T, n):
         assert not m[t, i], f"duplicate spike record step {t} index {i}"
         m[t, i] = True
     return m
+
+
+def sat(x, w):
+    return max(-(1 << (w - 1)), min((1 << (w - 1)) - 1, x))
+
+
+def leak(x, k):
+    return 0 if k == 0 else x >> k
+
+
+class RefLayer:
+    """Plain-integer neuron model of one layer (docs/semantics.md section 5)."""
+    def __init__(self, spec, bias, theta, vw, cw):
+        n = spec.size
+        self.spec, self.bias, self.theta, self.vw, self.cw = spec, bias, theta, vw, cw
+        self.v, self.c, self.fired = [0] * n, [0] * n, [False] * n
+        self.count, self.first = [0] * n, [0] * n
+
+    def update(self, j, I, t):
+        s = self.spec
+        if s.current:
+            self.c[j] = sat(self.c[j] - leak(self.c[j], s.leak_c) + I, self.cw)
+            drive = self.c[j]
+        else:
+            drive = I
+        v = sat(self.v[j] - leak(self.v[j], s.leak_v) + drive + int(self.bias[j]), self.vw)
+        spike = v >= self.theta[j] and not (s.fire_once and self.fired[j])
+        if spike:
+            self.fired[j] = True
+            if self.count[j] == 0:
+                self.first[j] = t
+            self.count[j] += 1
+            if s.reset == "subtract":
+                v -= int(self.theta[j])
+            elif s.reset == "zero":
+                v = 0
+        self.v[j] = v
+        return spike

@@ -1,0 +1,211 @@
+"""Result emitter: the neuron groups' results as result records, spike-queue entries and readout
+candidates."""
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import LAYER_WIDTH, STEP_WIDTH, CoreGeometry, span
+from .layouts import ClassLayout, NeuronResultLayout, ResultKind, ResultLayout, SpikeGroupLayout
+from .neuron_array import GroupResultLayout
+from .slice import RegisterSlice
+
+__all__ = ["ResultEmitter", "EmitMode", "QueuedResultsLayout"]
+
+
+class EmitMode(enum.Enum, shape=2):
+    """What the emitter makes of its inputs (set by the sequencer's state)."""
+    NONE = 0            # nothing: no record, no group taken
+    SPIKES = 1          # a layer update: SPIKE records, spike-queue entries (UPDATE)
+    POTENTIALS = 2      # the output layer's dump: POTENTIAL records, readout candidates (DUMP)
+    CLASS = 3           # the readout's decision: the CLASS record (CLASS)
+
+
+class QueuedResultsLayout(data.StructLayout):
+    """An entry of the result queue: a group's results and, per lane, what is decided about it
+    before the queue (timing: no index arithmetic, lane reduction or layer decode on the
+    result handshake)."""
+    def __init__(self, idx_w, v_width, U):
+        super().__init__({
+            "results": GroupResultLayout(idx_w, v_width, U),
+            "exists": U,        # the lane's neuron exists in the output layer
+            "is_last": U,       # ... and is its last neuron (ends the dump)
+            "traced": U,        # the lane spiked and the trace is on (a SPIKE record)
+            "queued": 1,        # a hidden layer's group with a spike (a spike-queue entry)
+        })
+
+
+class ResultEmitter(wiring.Component):
+    """Takes the neuron array's result groups through a 2-entry queue and emits, one record per
+    cycle, lowest lane first:
+
+    * ``SPIKES``: a SPIKE record for every traced spike of the group (step ``step``, layer
+      ``layer + 1``); with its last one (at once if it has none) the group leaves the queue
+      and, in a hidden layer with at least one spike, its spike mask becomes a spike-queue
+      entry on ``o_groups``. ``layer_done`` pulses when the layer's last group leaves.
+    * ``POTENTIALS``: for every neuron of the output layer, a POTENTIAL record and the same
+      neuron as a readout candidate, in the same cycle (both must be ready); ``dump_done``
+      pulses with the last neuron's.
+    * ``CLASS``: the readout's decision as the CLASS record; ``class_done`` pulses when it is
+      accepted.
+
+    Ports
+    -----
+    i_results : In(stream.Signature(GroupResultLayout))
+        From the neuron array; ready from the queue's fill level.
+    mode : In(EmitMode)
+    trace : In(1)
+        Run-time trace enable (GLOBAL); ignored by a build without trace.
+    hidden : In(1)
+        The layer being updated is a hidden one; changes only while the queue is empty.
+    step : In(STEP_WIDTH), layer : In(LAYER_WIDTH)
+        For the records' fields (``layer`` 0-based).
+    clear : In(1)
+        Pulse (start of an inference): forget a group's partly emitted lanes.
+    o_results : Out(stream.Signature(ResultLayout))
+    o_groups : Out(stream.Signature(SpikeGroupLayout))
+        Only with hidden layers. ``ready`` is not looked at: the spike queue never fills.
+    o_cand : Out(stream.Signature(NeuronResultLayout))
+    i_class : In(stream.Signature(ClassLayout))
+        To and from the readout unit.
+    layer_done, dump_done, class_done : Out(1)
+
+    Latency 1 cycle (queue); throughput one group per cycle (``U > 1`` with the trace on: one
+    cycle per traced spike beyond the first of a group).
+    """
+    def __init__(self, geom: CoreGeometry):
+        self._geom = geom
+        U = geom.neuron_lanes
+        members = {
+            "i_results": In(stream.Signature(GroupResultLayout(geom.idx_w, geom.v_width, U))),
+            "mode": In(EmitMode),
+            "trace": In(1),
+            "hidden": In(1),
+            "step": In(STEP_WIDTH),
+            "layer": In(LAYER_WIDTH),
+            "clear": In(1),
+            "o_results": Out(stream.Signature(ResultLayout(geom.idx_w, geom.v_width))),
+            "o_cand": Out(stream.Signature(NeuronResultLayout(geom.idx_w, geom.v_width))),
+            "i_class": In(stream.Signature(ClassLayout(geom.idx_w, geom.v_width))),
+            "layer_done": Out(1),
+            "dump_done": Out(1),
+            "class_done": Out(1),
+        }
+        if geom.n_layers > 1:
+            members["o_groups"] = Out(stream.Signature(SpikeGroupLayout(geom.group_w, U)))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        g = self._geom
+        U = g.neuron_lanes
+        L = g.n_layers
+        log_u = U.bit_length() - 1
+        m = Module()
+
+        # ---- result queue, with the per-lane decisions precomputed ----
+        m.submodules.queue = queue = RegisterSlice(QueuedResultsLayout(g.idx_w, g.v_width, U))
+        incoming = self.i_results.payload
+        in_spikes = Cat(*[incoming[u].spike for u in range(U)])
+        in_j0 = Signal(g.idx_w + log_u + 1)
+        m.d.comb += in_j0.eq(incoming[0].index * U)
+        entry = queue.i.payload
+        m.d.comb += [
+            queue.i.valid.eq(self.i_results.valid),
+            entry.results.eq(incoming),
+            entry.exists.eq(Cat(*[in_j0 + u < g.layer_sizes[-1] for u in range(U)])),
+            entry.is_last.eq(Cat(*[in_j0 + u == g.layer_sizes[-1] - 1 for u in range(U)])),
+            entry.traced.eq(Mux(self.trace, in_spikes, 0) if g.trace else 0),
+            entry.queued.eq((in_spikes != 0) & self.hidden if L > 1 else 0),
+            self.i_results.ready.eq(queue.i.ready),
+        ]
+        results = queue.o.payload.results
+        res_valid = queue.o.valid
+        grp_ready = Signal()
+        m.d.comb += queue.o.ready.eq(grp_ready)
+        j0 = Signal(g.idx_w + log_u + 1)
+        m.d.comb += j0.eq(results[0].index * U)
+        spike_mask = Signal(U)
+        for u in range(U):
+            m.d.comb += spike_mask[u].eq(results[u].spike)
+
+        # ---- lane selection: the group's lanes still to be emitted, lowest first ----
+        emit = Signal(U)
+        sent = Signal(U)
+        rem = Signal(U)
+        sel = Signal(span(U))
+        onehot = Signal(U)
+        any_rem = Signal()
+        last_one = Signal()
+        m.d.comb += rem.eq(emit & ~sent)
+        for u in reversed(range(U)):
+            with m.If(rem[u]):
+                m.d.comb += sel.eq(u)
+        m.d.comb += [onehot.eq(rem & (1 << sel)), any_rem.eq(rem != 0),
+                     last_one.eq((rem & ~onehot) == 0)]
+        lane = Signal(NeuronResultLayout(g.idx_w, g.v_width))
+        with m.Switch(sel):
+            for u in range(U):
+                with m.Case(u):
+                    m.d.comb += lane.eq(results[u])
+        lane_j = Signal(g.idx_w + log_u + 1)
+        m.d.comb += lane_j.eq(j0 + sel)
+
+        res = self.o_results.payload
+        with m.Switch(self.mode):
+            with m.Case(EmitMode.SPIKES):
+                m.d.comb += emit.eq(queue.o.payload.traced)
+                # A group is finished when its last traced spike record is accepted (at once
+                # when it has none) together with its spike-queue entry (hidden layers).
+                finishing = Signal()
+                m.d.comb += [
+                    finishing.eq(~any_rem | (last_one & self.o_results.ready)),
+                    self.o_results.valid.eq(res_valid & any_rem),
+                    res.kind.eq(ResultKind.SPIKE), res.step.eq(self.step),
+                    res.layer.eq(self.layer + 1), res.index.eq(lane_j), res.value.eq(lane.v),
+                    grp_ready.eq(res_valid & finishing),
+                ]
+                if L > 1:
+                    m.d.comb += [self.o_groups.valid.eq(res_valid & queue.o.payload.queued
+                                                        & finishing),
+                                 self.o_groups.payload.group.eq(results[0].index[:g.group_w]),
+                                 self.o_groups.payload.mask.eq(spike_mask)]
+                with m.If(self.o_results.valid & self.o_results.ready & ~last_one):
+                    m.d.sync += sent.eq(sent | onehot)
+                with m.If(res_valid & grp_ready):
+                    m.d.sync += sent.eq(0)
+                    m.d.comb += self.layer_done.eq(results[0].last)
+
+            with m.Case(EmitMode.POTENTIALS):
+                xfer = Signal()
+                cand_last = Signal()
+                cand = self.o_cand
+                m.d.comb += [
+                    emit.eq(queue.o.payload.exists),
+                    cand_last.eq((queue.o.payload.is_last & onehot) != 0),
+                    # The readout is always ready during the dump; it observes the transfers.
+                    self.o_results.valid.eq(res_valid & any_rem & cand.ready),
+                    res.kind.eq(ResultKind.POTENTIAL), res.step.eq(self.step), res.layer.eq(L),
+                    res.index.eq(lane_j), res.value.eq(lane.v),
+                    cand.valid.eq(res_valid & any_rem & self.o_results.ready),
+                    cand.payload.eq(lane),
+                    cand.payload.index.eq(lane_j),
+                    cand.payload.last.eq(cand_last),
+                    xfer.eq(res_valid & any_rem & self.o_results.ready & cand.ready),
+                    grp_ready.eq(xfer & last_one),
+                ]
+                with m.If(xfer):
+                    m.d.sync += sent.eq(Mux(last_one, 0, sent | onehot))
+                    m.d.comb += self.dump_done.eq(cand_last)
+
+            with m.Case(EmitMode.CLASS):
+                cls = self.i_class
+                m.d.comb += [
+                    self.o_results.valid.eq(cls.valid),
+                    res.kind.eq(ResultKind.CLASS), res.step.eq(self.step), res.layer.eq(L),
+                    res.index.eq(cls.payload.index), res.value.eq(cls.payload.value),
+                    cls.ready.eq(self.o_results.ready),
+                    self.class_done.eq(cls.valid & self.o_results.ready),
+                ]
+
+        with m.If(self.clear):
+            m.d.sync += sent.eq(0)
+        return m
