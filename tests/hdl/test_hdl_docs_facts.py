@@ -126,7 +126,7 @@ def test_pipeline_latencies():
     short, long = (CoreGeometry(sizes=(2, 2), v_width=8, c_width=8, bias_width=4, lanes=1,
                                 trace=True, max_input_events=2, neuron_pipeline=p)
                    for p in ("short", "long"))
-    stages = re.search(r"pipeline of (\d+) stages, or (\d+) with `neuron_pipeline = \"long\"`",
+    stages = re.search(r"(\d+)-stage pipeline, or (\d+) with `neuron_pipeline = \"long\"`",
                        _row(ARCH, "`hdl/neuron.py`")[2])
     assert (int(stages[1]), int(stages[2])) == (short.neuron_latency, long.neuron_latency)
     d = re.search(r"`D = (\d+)` \(short neuron pipeline\) or `(\d+)` \(long\)", ARCH)
