@@ -1,8 +1,9 @@
 """The golden model: docs/semantics.md implemented once, in PyTorch integer tensors.
 
-Batched over samples, time-major. Synaptic sums use float32 matrix products of integer operands,
-exact because every partial sum is an integer below 2^24 in magnitude (``max_input_events`` and
-layer sizes are capped accordingly); all neuron arithmetic is int64.
+Batched over samples, time-major. Synaptic sums use float32 matrix products and convolutions of
+integer operands (each layer kind's wiring is in ``spatial.py``), exact because every partial sum
+is an integer below 2^24 in magnitude (``max_input_events`` and layer sizes are capped
+accordingly); all neuron arithmetic is int64.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .bundle import Bundle
+from .spatial import input_units, layer_wiring
 
 
 class EventError(ValueError):
@@ -20,15 +22,16 @@ class EventError(ValueError):
 @dataclass
 class GoldenResult:
     spikes: list            # per layer: bool [T, B, N_l]
-    v: list                 # per layer: int64 [B, N_l], final potentials
+    v: list                 # per layer: int64 [B, N_l], final potentials (0 for pool2d layers)
     c: list                 # per layer: int64 [B, N_l], final currents (0 where no current state)
     count: torch.Tensor     # int64 [B, N_L], output spikes per neuron
     first: torch.Tensor     # int64 [B, N_L], step of first output spike, -1 if none
     prediction: torch.Tensor  # int64 [B]
     events_per_layer: torch.Tensor  # int64 [L, B], events into layer l (input events for l = 1)
     sops: torch.Tensor      # int64 [B], synaptic operations
-    hidden_spikes: torch.Tensor  # int64 [B], spikes of hidden layers (output layer if L == 1)
-    hidden_neurons: int
+    sops_per_layer: torch.Tensor  # int64 [L, B], synaptic operations of the events into layer l
+    hidden_spikes: torch.Tensor  # int64 [B], spikes of hidden neuron layers (pool2d layers have
+    hidden_neurons: int          # no neurons), of the output layer if there are none
     ranges: list | None = None   # per layer, with track_ranges: extremes of the exact sums
 
     @property
@@ -100,9 +103,11 @@ def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None
     on, off = check_input_counts(bundle, on, off)
     T, B = on.shape[0], on.shape[1]
     L = len(bundle.layers)
-    signed_w = [torch.from_numpy(w.astype("float32") * 2 - 1) for w in bundle.weights]
-    bias = [torch.from_numpy(b).to(torch.int64) for b in bundle.bias]
-    theta = [torch.from_numpy(t).to(torch.int64) for t in bundle.threshold]
+    # Per layer kind (dense, conv2d, pool2d; docs/semantics.md sections 4 and 10): its synaptic
+    # input or pooling, its SOPs, and its parameters per neuron (a conv2d layer's per channel).
+    wiring = layer_wiring(bundle)
+    bias = [wire.per_neuron(b) for wire, b in zip(wiring, bundle.bias)]
+    theta = [wire.per_neuron(t) for wire, t in zip(wiring, bundle.threshold)]
     v = [torch.zeros(B, n, dtype=torch.int64) for n in bundle.sizes[1:]]
     c = [torch.zeros(B, n, dtype=torch.int64) for n in bundle.sizes[1:]]
     fired = [torch.zeros(B, n, dtype=torch.bool) for n in bundle.sizes[1:]]
@@ -111,15 +116,22 @@ def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None
     count = torch.zeros(B, n_out, dtype=torch.int64)
     first = torch.full((B, n_out), -1, dtype=torch.int64)
     events_per_layer = torch.zeros(L, B, dtype=torch.int64)
-    net_input = (on - off).to(torch.float32)   # an OFF event adds -w: XNOR(0, w) = NOT w
-    input_events = on + off
+    sops_per_layer = torch.zeros(L, B, dtype=torch.int64)
+    # Per input unit: the signed input (an OFF event adds -w: XNOR(0, w) = NOT w) and the event
+    # count; with input_polarity "channels" OFF and ON events are separate units (section 10.2).
+    net_input, input_events = input_units(bundle, on, off)
     ranges = [_Range() for _ in bundle.layers] if track_ranges else None
     for t in range(T):
-        x = net_input[t]
-        n_events = input_events[t].sum(dim=1)
+        x, events = net_input[t], input_events[t]      # events: count per unit [B, units]
         for k, layer in enumerate(bundle.layers):
-            events_per_layer[k] += n_events
-            syn = (x @ signed_w[k]).round().to(torch.int64)
+            events_per_layer[k] += events.sum(dim=1)
+            sops_per_layer[k] += wiring[k].sops(events)
+            if not layer.has_neurons:                    # pool2d: OR of each window, no state
+                s = wiring[k].pool(x)
+                spikes[k][t] = s
+                x, events = s.to(torch.float32), s.to(torch.int64)
+                continue
+            syn = wiring[k].synaptic_input(x)
             if layer.current:
                 c_exact = c[k] - leak(c[k], layer.leak_c) + syn
                 c[k] = saturate(c_exact, bundle.c_width)
@@ -145,16 +157,15 @@ def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None
             if k == L - 1:
                 first = torch.where(s & (count == 0), torch.full_like(first, t), first)
                 count += s.to(torch.int64)
-            x = s.to(torch.float32)
-            n_events = s.sum(dim=1)
+            x, events = s.to(torch.float32), s.to(torch.int64)
     prediction = readout(bundle, count, first, v[-1])
-    sizes = torch.tensor(bundle.sizes[1:], dtype=torch.int64)
-    sops = (events_per_layer * sizes[:, None]).sum(dim=0)
-    hidden = list(range(L - 1)) or [L - 1]
+    sops = sops_per_layer.sum(dim=0)
+    hidden = [k for k in range(L - 1) if bundle.layers[k].has_neurons] or [L - 1]
     hidden_spikes = sum(spikes[k].sum(dim=(0, 2)).to(torch.int64) for k in hidden)
     hidden_neurons = sum(bundle.layers[k].size for k in hidden)
     return GoldenResult(spikes=spikes, v=v, c=c, count=count, first=first, prediction=prediction,
-                        events_per_layer=events_per_layer, sops=sops, hidden_spikes=hidden_spikes,
+                        events_per_layer=events_per_layer, sops=sops,
+                        sops_per_layer=sops_per_layer, hidden_spikes=hidden_spikes,
                         hidden_neurons=hidden_neurons,
                         ranges=[r.as_dict() for r in ranges] if ranges is not None else None)
 
