@@ -42,7 +42,7 @@ def cmd_verilog(args) -> int:
     from bsnn.hdl.config import HardwareConfig
     from bsnn.hdl.generate import generate
 
-    bundle = load_bundle(args.model)
+    bundle = load_bundle(args.model).require_dense("bsnn verilog")
     hw = HardwareConfig.from_toml(args.hw_config) if args.hw_config else HardwareConfig()
     if args.lanes:
         hw = hw.replace(lanes=args.lanes) if hasattr(hw, "replace") else HardwareConfig(lanes=args.lanes)
@@ -76,6 +76,8 @@ def cmd_eval(args) -> int:
     from bsnn.evaluate import evaluate, summary_lines, write_report
 
     bundle = load_bundle(args.model)
+    if args.engine == "rtl":   # before the golden pass over the dataset
+        bundle.require_dense("bsnn eval --engine rtl")
     hw = None
     if args.hw_config:
         from bsnn.hdl.config import HardwareConfig
@@ -268,11 +270,15 @@ def _run_passthrough(name: str, argv: list[str]) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from bsnn.firmware_export.bundle import BundleError
     if argv and argv[0] in PASSTHROUGH:   # their own parsers, --help included
-        return _run_passthrough(argv[0], argv[1:])
+        try:
+            return _run_passthrough(argv[0], argv[1:])
+        except BundleError as exc:        # an invalid bundle, or one the core cannot run
+            print(f"bsnn: error: {exc}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    from bsnn.firmware_export.bundle import BundleError
     from bsnn.firmware_export.golden import EventError
     from bsnn.evaluate import EvalError
 
