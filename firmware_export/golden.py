@@ -5,7 +5,8 @@ mode, traces, threshold initialisation, the fused training scan, the prediction)
 functions, so Python has one definition of it. ``tests/reference_model.py`` is the deliberately
 independent second reading (plain loops, no tensors).
 
-* ``synaptic_input``: section 4, for all steps of a layer at once;
+* ``synaptic_input``: section 4, for all steps of a layer at once (dense layers; each layer kind's
+  wiring, convolution and pooling included, is in ``spatial.py``);
 * ``layer_step``: section 5, one time step of one layer for a batch; ``run_layer``: its time loop;
 * ``count_first``: the per-neuron spike count and first-spike step a layer's spikes give;
 * ``predicted_class``: section 6.
@@ -18,8 +19,8 @@ whose backward pass is a surrogate gradient), and the reset carries no gradient.
 
 ``run_golden`` runs a bundle layer by layer, all steps of layer 1, then all steps of layer 2, ...:
 the same values as the step-major order of section 3, since layer ``l`` at step ``t`` reads only the
-spikes of layer ``l-1`` at step ``t``. Synaptic sums are float32 matrix products of integer
-operands, exact because every partial sum is an integer below 2^24 in magnitude
+spikes of layer ``l-1`` at step ``t``. Synaptic sums are float32 matrix products and convolutions
+of integer operands, exact because every partial sum is an integer below 2^24 in magnitude
 (``max_input_events`` and layer sizes are capped accordingly); all neuron arithmetic is int64.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 
 from .bundle import Bundle
 from .errors import BSNNError
+from .spatial import input_units, layer_wiring, synaptic_input
 
 
 class EventError(BSNNError, ValueError):
@@ -40,15 +42,16 @@ class EventError(BSNNError, ValueError):
 @dataclass
 class GoldenResult:
     spikes: list            # per layer: bool [T, B, N_l]
-    v: list                 # per layer: int64 [B, N_l], final potentials
+    v: list                 # per layer: int64 [B, N_l], final potentials (0 for pool2d layers)
     c: list                 # per layer: int64 [B, N_l], final currents (0 where no current state)
     count: torch.Tensor     # int64 [B, N_L], output spikes per neuron
     first: torch.Tensor     # int64 [B, N_L], step of first output spike, -1 if none
     prediction: torch.Tensor  # int64 [B]
     events_per_layer: torch.Tensor  # int64 [L, B], events into layer l (input events for l = 1)
     sops: torch.Tensor      # int64 [B], synaptic operations
-    hidden_spikes: torch.Tensor  # int64 [B], spikes of hidden layers (output layer if L == 1)
-    hidden_neurons: int
+    sops_per_layer: torch.Tensor  # int64 [L, B], synaptic operations of the events into layer l
+    hidden_spikes: torch.Tensor  # int64 [B], spikes of hidden neuron layers (pool2d layers have
+    hidden_neurons: int          # no neurons), of the output layer if there are none
     ranges: list | None = None   # per layer, with track_ranges: extremes of the exact sums
 
     @property
@@ -86,15 +89,6 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
     (A comparison written straight into a tensor of ``x``'s dtype is several times faster on CPU
     than a bool result converted afterwards.)"""
     return torch.ge(x, 0, out=torch.empty_like(x))
-
-
-def synaptic_input(events: torch.Tensor, signed_weights: torch.Tensor) -> torch.Tensor:
-    """Section 4 for any number of steps and samples at once: ``events[..., i]`` the net events of
-    source ``i`` (ON minus OFF events, or the spikes of the layer below), ``signed_weights[i, j]``
-    the weight as ``+1``/``-1``; returns ``I[..., j]``. A floating-point product of integer
-    operands, exact while every partial sum stays below 2^24 in magnitude (float32)."""
-    n_in = events.shape[-1]
-    return (events.reshape(-1, n_in) @ signed_weights).reshape(*events.shape[:-1], signed_weights.shape[-1])
 
 
 class NeuronState(NamedTuple):
@@ -265,14 +259,30 @@ def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None
     the synaptic input, the current and the potential sums before saturation, and how many
     neuron updates saturated (what an exporter needs to choose widths from data)."""
     on, off = check_input_counts(bundle, on, off)
-    x = (on - off).to(torch.float32)   # an OFF event adds -w: XNOR(0, w) = NOT w
-    events = on + off
-    spikes, v, c, events_per_layer, ranges = [], [], [], [], []
-    for k, layer in enumerate(bundle.layers):
-        signed_w = torch.from_numpy(bundle.weights[k].astype("float32") * 2 - 1).to(x.device)
-        bias = torch.from_numpy(bundle.bias[k]).to(torch.int64).to(x.device)
-        theta = torch.from_numpy(bundle.threshold[k]).to(torch.int64).to(x.device)
-        syn = synaptic_input(x, signed_w).round().to(torch.int64)
+    T, B = on.shape[0], on.shape[1]
+    # Per input unit: the signed input (an OFF event adds -w: XNOR(0, w) = NOT w) and the event
+    # count; with input_polarity "channels" OFF and ON events are separate units (section 10.2).
+    x, events = input_units(bundle, on, off)            # [T, B, units]
+    # Per layer kind (dense, conv2d, pool2d; sections 4 and 10): its synaptic input or pooling,
+    # its SOPs, and its parameters per neuron (a conv2d layer's are per output channel).
+    wiring = layer_wiring(bundle)
+    spikes, v, c, events_per_layer, sops_per_layer, ranges = [], [], [], [], [], []
+    for k, (layer, wire) in enumerate(zip(bundle.layers, wiring)):
+        steps = x.reshape(T * B, -1), events.reshape(T * B, -1)   # every step at once
+        events_per_layer.append(events.sum(dim=(0, 2)))
+        sops_per_layer.append(wire.sops(steps[1]).reshape(T, B).sum(dim=0))
+        if not layer.has_neurons:                     # pool2d: OR of each window, no state
+            s = wire.pool(steps[0]).reshape(T, B, -1)
+            spikes.append(s)
+            v.append(torch.zeros(B, layer.size, dtype=torch.int64, device=x.device))
+            c.append(torch.zeros(B, layer.size, dtype=torch.int64, device=x.device))
+            if track_ranges:
+                ranges.append(_Range().as_dict())
+            x, events = s.to(torch.float32), s.to(torch.int64)
+            continue
+        bias = wire.per_neuron(bundle.bias[k]).to(x.device)
+        theta = wire.per_neuron(bundle.threshold[k]).to(x.device)
+        syn = wire.synaptic_input(steps[0]).reshape(T, B, -1)
         record = ("v_exact", "c_exact") if layer.current else ("v_exact",)
         run = run_layer(layer, bundle.v_width, bundle.c_width, syn, bias, theta,
                         record=record if track_ranges else ())
@@ -283,20 +293,18 @@ def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None
             if layer.current:
                 r.see("c", run.recorded["c_exact"], bundle.c_width)
             ranges.append(r.as_dict())
-        events_per_layer.append(events.sum(dim=(0, 2)))
         spikes.append(run.spikes.to(torch.bool))
         v.append(run.state.v)
         c.append(run.state.c)
         x, events = run.spikes.to(torch.float32), run.spikes   # spikes are polarity-1 events
     count, first = count_first(spikes[-1])
-    events_per_layer = torch.stack(events_per_layer)
+    events_per_layer, sops_per_layer = torch.stack(events_per_layer), torch.stack(sops_per_layer)
     L = len(bundle.layers)
-    sizes = torch.tensor(bundle.sizes[1:], dtype=torch.int64, device=x.device)
-    sops = (events_per_layer * sizes[:, None]).sum(dim=0)
-    hidden = list(range(L - 1)) or [L - 1]
+    hidden = [k for k in range(L - 1) if bundle.layers[k].has_neurons] or [L - 1]
     hidden_spikes = sum(spikes[k].sum(dim=(0, 2)).to(torch.int64) for k in hidden)
     hidden_neurons = sum(bundle.layers[k].size for k in hidden)
     return GoldenResult(spikes=spikes, v=v, c=c, count=count, first=first,
                         prediction=readout(bundle, count, first, v[-1]),
-                        events_per_layer=events_per_layer, sops=sops, hidden_spikes=hidden_spikes,
+                        events_per_layer=events_per_layer, sops=sops_per_layer.sum(dim=0),
+                        sops_per_layer=sops_per_layer, hidden_spikes=hidden_spikes,
                         hidden_neurons=hidden_neurons, ranges=ranges if track_ranges else None)

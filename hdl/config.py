@@ -370,6 +370,7 @@ class CoreGeometry:
     @classmethod
     def from_bundle(cls, bundle, hw: HardwareConfig | None = None) -> "CoreGeometry":
         hw = HardwareConfig() if hw is None else hw
+        bundle.require_dense("hardware build")   # no convolution in the core yet
         cap = bundle.max_input_events if hw.max_input_events is None else hw.max_input_events
         geom = cls(sizes=tuple(int(n) for n in bundle.sizes), v_width=int(bundle.v_width),
                    c_width=int(bundle.c_width), bias_width=int(bundle.bias_width),
@@ -393,6 +394,7 @@ def check_fits(bundle, build) -> None:
     ``build`` is a :class:`CoreGeometry`, a build-key dict, or a hardware manifest dict (as
     written by :func:`bsnn.hdl.generate.generate`, whose ``"build_key"`` entry is used).
     """
+    bundle.require_dense("hardware build")   # no convolution in the core yet
     if isinstance(build, dict):
         build = CoreGeometry.from_key(build.get("build_key", build))
     problems = []

@@ -81,7 +81,7 @@ def _neuron_node(bundle: Bundle, k: int, dt: float):
 
 def export_nir(bundle: Bundle, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     """The NIR graph of ``bundle``: Input -> (Affine -> IF/LIF/CubaLIF) per layer -> Output."""
-    bundle = bundle.normalized().validate("bundle")
+    bundle = bundle.normalized().validate("bundle").require_dense("NIR export")
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt: must be a positive number of seconds, got {dt!r}")
     dt = float(dt)
