@@ -73,7 +73,7 @@ def cmd_verilog(args) -> int:
     from bsnn.hdl.config import HardwareConfig
     from bsnn.hdl.generate import generate
 
-    bundle = load_bundle(args.model).require_dense("bsnn verilog")
+    bundle = load_bundle(args.model).require_dense("Verilog generation")
     hw = HardwareConfig.from_toml(args.hw_config) if args.hw_config else HardwareConfig()
     if args.lanes is not None:
         try:
@@ -111,7 +111,7 @@ def cmd_eval(args) -> int:
         check_report_path(args.json, args.model)
     bundle = load_bundle(args.model)
     if args.engine == "rtl":   # before the golden pass over the dataset
-        bundle.require_dense("bsnn eval --engine rtl")
+        bundle.require_dense("RTL simulation")
     hw = None
     if args.hw_config:
         from bsnn.hdl.config import HardwareConfig

@@ -258,8 +258,8 @@ def test_library_entry_points_refuse_a_conv_bundle():
 
 
 @pytest.mark.parametrize("command, what", [
-    ("verilog --model {model} --out {out}", "bsnn verilog"),
-    ("eval --model {model} --dataset mnist --limit 5 --engine rtl --json {out}/r.json", "bsnn eval --engine rtl"),
+    ("verilog --model {model} --out {out}", "Verilog generation"),
+    ("eval --model {model} --dataset mnist --limit 5 --engine rtl --json {out}/r.json", "RTL simulation"),
     ("nir export --model {model} --out {out}/m.nir", "NIR export"),
     ("bitstream --board icebreaker --model {model} --out {out}/bs --throughput-images 0", "hardware build"),
 ])
@@ -270,6 +270,7 @@ def test_commands_refuse_a_conv_bundle_in_one_line(tmp_path, command, what):
     res = subprocess.run([sys.executable, "-m", "bsnn"] + args, capture_output=True, text=True)
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
-    assert res.stderr.strip() == f"bsnn: error: {what}: layers[0].kind: conv2d: {REFUSAL}"
+    prog = "bsnn " + " ".join(args[:2] if args[0] == "nir" else args[:1])
+    assert res.stderr.strip() == f"{prog}: error: {what}: layers[0].kind: conv2d: {REFUSAL}"
     if what != "hardware build":                            # bsnn bitstream makes its folder first
         assert not out.exists()
