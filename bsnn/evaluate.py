@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bsnn.firmware_export.bundle import Bundle, BundleError
+from bsnn.firmware_export.bundle import Bundle
 from bsnn.firmware_export.errors import InputError
 from bsnn.firmware_export.outputs import check_file_output, previous_json, write_file
 from bsnn.firmware_export.golden import run_golden

@@ -32,7 +32,7 @@ import torch
 
 from .bundle import Bundle
 from .errors import BSNNError
-from .spatial import input_units, layer_wiring, synaptic_input
+from .spatial import input_units, layer_wiring, synaptic_input  # noqa: F401  (training calls golden.synaptic_input)
 
 
 class EventError(BSNNError, ValueError):

@@ -101,7 +101,6 @@ class NeuronUnit(wiring.Component):
         # a multiple of 4; the extra bits are ignored): a bitstream template then has no
         # constant bit column that icebram / ecpbram could match in several places.
         bw4, tw4 = g.stored_bias_width, g.stored_threshold_width
-        bmask, tmask = (1 << g.bias_width) - 1, (1 << g.threshold_width) - 1
         m.submodules.bias = bias = Memory(shape=unsigned(bw4),
                                           depth=max(len(span(S)), len(self.bias_init)),
                                           init=[int(x) & ((1 << bw4) - 1) for x in self.bias_init])

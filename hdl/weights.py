@@ -4,7 +4,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .config import CoreGeometry, span
+from .config import CoreGeometry
 from .layouts import ConfigTarget, ConfigWriteLayout
 
 __all__ = ["ReadPortSignature", "WeightMemory", "SPRAMWeightMemory", "SPRAM_WORDS", "SPRAM_COUNT",

@@ -116,7 +116,7 @@ def _dedupe_tile_groups(path: Path) -> None:
 
 def patch(build_dir, bundle, out=None, verify=True) -> dict:
     """Patch ``bundle`` into the bitstream build in ``build_dir``; returns a summary dict."""
-    from bsnn.hdl.config import BuildMismatch, CoreGeometry, check_fits
+    from bsnn.hdl.config import CoreGeometry, check_fits
     from bsnn.hdl.images import global_words, layer_mode_words
 
     build_dir = Path(build_dir)

@@ -147,3 +147,50 @@ def test_checker_catches(tmp_path, monkeypatch, bad, message):
     monkeypatch.setattr(sys.modules[__name__], "_modules",
                         lambda: iter(real + [("bsnn.hdl.planted", planted, False)]))
     assert any(message in v for v in _violations())
+
+
+def _module_graph():
+    """module -> the package modules it imports (a ``from pkg import name`` counts as importing
+    ``pkg.name`` when that is a module)."""
+    modules = {name: (path, is_pkg) for name, path, is_pkg in _modules()}
+    graph = {}
+    for name, (path, is_pkg) in modules.items():
+        targets = set()
+        for _, target in _imports(name, path, is_pkg):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name and not modules[target][1]:   # packages: their __init__
+                targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def _cycles(graph: dict) -> list[str]:
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def test_no_import_cycles_between_modules():
+    """Besides the direction between sub-packages, modules never import each other in a circle
+    (e.g. training's export is a step that training calls, so export must not import train)."""
+    assert _cycles(_module_graph()) == []
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    graph = _module_graph()
+    graph["bsnn.training.export"] = graph["bsnn.training.export"] | {"bsnn.training.train"}
+    assert any("bsnn.training.export -> bsnn.training.train" in c or
+               "bsnn.training.train -> bsnn.training.export" in c for c in _cycles(graph))

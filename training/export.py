@@ -15,7 +15,7 @@ __all__ = ["load_checkpoint_model", "export_checkpoint", "main"]
 def load_checkpoint_model(ckpt_path: str | Path):
     """``(model, checkpoint dict)`` rebuilt from a checkpoint written by ``bsnn.training.train``."""
     from .checkpoint import CheckpointError, load_checkpoint
-    from .train import build_model
+    from .builders import build_model
 
     ck = load_checkpoint(ckpt_path)   # weights_only: nothing in the file can run code
     try:
@@ -78,7 +78,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
 def _export_into(staging: Path, ckpt_path, golden_eval, eval_limit, data_root, fit_widths) -> dict:
     from bsnn.firmware_export.bundle import write_bundle_files
 
-    from .train import build_data, encoding_spec, evaluate, run_eval_dataset
+    from .builders import encoding_spec
 
     model, ck = load_checkpoint_model(ckpt_path)
     cfg = ck["config"]
@@ -128,7 +128,7 @@ def _golden_evaluation(model, meta: dict, cfg: dict, staging: Path, eval_limit) 
     """Evaluate the bundle written in ``staging`` as loaded back; rewrite it with the results."""
     from bsnn.firmware_export.bundle import load_bundle, write_bundle_files
 
-    from .train import build_data, evaluate, run_eval_dataset
+    from .builders import build_data, evaluate, run_eval_dataset
 
     _, test = build_data(cfg)
     bundle = load_bundle(staging)
@@ -156,7 +156,7 @@ def _golden_evaluation(model, meta: dict, cfg: dict, staging: Path, eval_limit) 
 
 def _width_samples(cfg, n: int = 2000):
     """The first ``n`` training samples, encoded as the model sees them, not augmented."""
-    from .train import build_data
+    from .builders import build_data
 
     train, _ = build_data(cfg)
     train.augment_shift = 0
