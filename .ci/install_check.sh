@@ -14,7 +14,11 @@ echo "== installed-package check in $work"
 git -C "$repo" archive --format=tar --prefix=src/ HEAD | tar -x -C "$work"
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --upgrade pip
-"$work/venv/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$work/wheel" "$work/src"
+"$work/venv/bin/python" -m pip wheel --verbose --no-deps --wheel-dir "$work/wheel" "$work/src" > "$work/wheel.log" 2>&1
+# No packaging warnings (license expression, package data, deprecated options): the build says none.
+if grep -E "DeprecationWarning|SetuptoolsWarning|BuildBackendWarning" "$work/wheel.log"; then
+    echo "the wheel build warns (above)"; exit 1
+fi
 "$work/venv/bin/python" -m pip install --quiet "$(ls "$work"/wheel/*.whl)[fpga]"
 cd "$work"   # not the checkout: python -c puts the current directory first on sys.path
 site="$("$work/venv/bin/python" -c 'import bsnn, pathlib; print(pathlib.Path(bsnn.__file__).parent)')"
