@@ -13,6 +13,7 @@ from bsnn.firmware_export.bundle import Bundle
 from bsnn.firmware_export.errors import InputError
 from bsnn.firmware_export.outputs import check_file_output, previous_json, write_file
 from bsnn.firmware_export.golden import run_golden
+from bsnn.firmware_export.paths import source_commit
 from bsnn.training.data import load_encoded
 
 class EvalError(InputError):
@@ -78,6 +79,7 @@ def evaluate(bundle: Bundle, dataset: str, split: str = "test", limit: int | Non
             "rtl_seconds": rtl["seconds"],
         })
     report["seconds"] = round(time.perf_counter() - t0, 3)
+    report["source_commit"] = source_commit()   # the code that produced these numbers
     return report
 
 
