@@ -10,30 +10,10 @@ import pytest
 import torch
 
 from bsnn.firmware_export.bundle import LayerSpec, random_bundle, save_bundle
-from bsnn.firmware_export.events import events_from_counts, random_counts
+from bsnn.firmware_export.events import random_counts
 from bsnn.firmware_export.golden import run_golden
 from bsnn.firmware_export.spatial import Pool2dWiring, output_shape, taps_per_position
-from tests.reference_model import reference_run
-
-
-def _compare(bundle, on, off, rng=None):
-    """Golden model == reference on every sample: spikes of every layer and step, final states,
-    counts, first spikes, prediction, events and SOPs per layer."""
-    res = run_golden(bundle, on, off)
-    assert torch.equal(res.sops, res.sops_per_layer.sum(dim=0))
-    for b in range(on.shape[1]):
-        ref = reference_run(bundle, events_from_counts(on, off, sample=b, rng=rng))
-        for k in range(len(bundle.layers)):
-            got = [torch.nonzero(res.spikes[k][t, b]).flatten().tolist() for t in range(bundle.time_steps)]
-            assert got == ref["spikes"][k], f"layer {k + 1} ({bundle.layers[k].kind}) spikes differ in sample {b}"
-            assert res.v[k][b].tolist() == ref["v"][k]
-            assert res.c[k][b].tolist() == ref["c"][k]
-        assert res.count[b].tolist() == ref["count"]
-        assert res.first[b].tolist() == ref["first"]
-        assert int(res.prediction[b]) == ref["prediction"]
-        assert res.events_per_layer[:, b].tolist() == ref["events"]
-        assert res.sops_per_layer[:, b].tolist() == ref["sops_per_layer"]
-    return res
+from tests.test_golden import _compare
 
 
 @pytest.mark.parametrize("seed", range(40))

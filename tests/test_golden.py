@@ -12,18 +12,22 @@ from tests.reference_model import reference_run
 
 
 def _compare(bundle, on, off, rng=None):
+    """Golden model == reference on every sample: spikes of every layer and step, final states,
+    counts, first spikes, prediction, events and SOPs per layer (dense, conv2d and pool2d)."""
     res = run_golden(bundle, on, off)
+    assert torch.equal(res.sops, res.sops_per_layer.sum(dim=0))
     for b in range(on.shape[1]):
         ref = reference_run(bundle, events_from_counts(on, off, sample=b, rng=rng))
         for k in range(len(bundle.layers)):
             got = [torch.nonzero(res.spikes[k][t, b]).flatten().tolist() for t in range(bundle.time_steps)]
-            assert got == ref["spikes"][k], f"layer {k + 1} spikes differ in sample {b}"
+            assert got == ref["spikes"][k], f"layer {k + 1} ({bundle.layers[k].kind}) spikes differ in sample {b}"
             assert res.v[k][b].tolist() == ref["v"][k]
             assert res.c[k][b].tolist() == ref["c"][k]
         assert res.count[b].tolist() == ref["count"]
         assert res.first[b].tolist() == ref["first"]
         assert int(res.prediction[b]) == ref["prediction"]
         assert res.events_per_layer[:, b].tolist() == ref["events"]
+        assert res.sops_per_layer[:, b].tolist() == ref["sops_per_layer"]
         assert int(res.sops[b]) == ref["sops"]
     return res
 

@@ -2,7 +2,6 @@
 every record, the cycle count and the error flags with the golden model."""
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -22,20 +21,13 @@ from bsnn.sim.check import compare_sample
 from bsnn.sim.runner import icarus_time_zero_fix
 from bsnn.firmware_export.paths import build_root
 from bsnn.hdl.bitstream import board_config_path
-from bsnn.sim.toolchain import availability, prepare_environment
+from bsnn.sim.toolchain import prepare_environment
+from tests.sim.simulators import require_simulator
 
 REPO = Path(__file__).resolve().parents[2]
 
 DIVISOR = 6          # UART clock cycles per bit in simulation (a real board: 12 MHz / 115200)
 TOP = "bsnn_board"
-
-
-def _require(simulator):
-    reason = availability(simulator)
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{simulator} is required in CI: {reason}")
-        pytest.skip(reason)
 
 
 def ice40_cells_model() -> Path:
@@ -124,7 +116,7 @@ def _run(runner, bdir, job):
 def test_board_top_loads_bundle_and_matches_golden(simulator):
     """Build from bundle A, load bundle B (same build key) over the UART, run samples of B
     (one with an out-of-range index and one over the event limit) and compare."""
-    _require(simulator)
+    require_simulator(simulator)
     rng = np.random.default_rng(7)
     sizes = [14, 10, 6]
     kw = dict(sizes=sizes, v_width=10, c_width=8, bias_width=5, max_input_events=10, time_steps=3)
@@ -160,7 +152,7 @@ def test_board_top_loads_bundle_and_matches_golden(simulator):
 def test_board_top_default_model_mnist_like_inputs():
     """models/default on the iCEBreaker's core configuration, memories from the bitstream image
     (nothing loaded), two random inputs of MNIST density, through the UART."""
-    _require("verilator")
+    require_simulator("verilator")
     bundle = load_bundle(REPO / "models" / "default")
     hw = HardwareConfig.from_toml(board_config_path("icebreaker"))
     runner, bdir, geom = _build(bundle, hw, "verilator")
@@ -179,7 +171,7 @@ def test_board_top_default_model_mnist_like_inputs():
 def test_board_top_spram_weights_loaded_over_uart():
     """iCE40UP5K SPRAM weights (SB_SPRAM256KA, Yosys' model): no initial contents, so the
     whole bundle is loaded over the UART first; then samples through the pins vs golden."""
-    _require("icarus")
+    require_simulator("icarus")
     rng = np.random.default_rng(21)
     kw = dict(sizes=[12, 9, 5], v_width=9, c_width=8, bias_width=5, max_input_events=8,
               time_steps=3)
@@ -204,7 +196,7 @@ def test_board_top_gate_level_after_ice40_synthesis():
     """The synthesized netlist (Yosys' iCE40 mapping with the board builds' one-hot state
     machines, whose initial values are dropped: the reset must set them) simulated with Yosys'
     cell models: load a bundle over the UART, run samples, compare with the golden model."""
-    _require("icarus")
+    require_simulator("icarus")
     rng = np.random.default_rng(11)
     kw = dict(sizes=[10, 7, 4], v_width=9, c_width=7, bias_width=4, max_input_events=8,
               time_steps=2)

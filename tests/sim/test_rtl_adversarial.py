@@ -14,7 +14,7 @@ from bsnn.hdl.layouts import ErrorBit
 from bsnn.sim.check import compare_sample
 from bsnn.sim.rtl_eval import generated_design
 from bsnn.sim.runner import run_job
-from tests.sim.test_rtl_regression import _require
+from tests.sim.simulators import require_simulator
 
 SIZES = [10, 6, 4]
 CAP = 8          # max_input_events of every bundle here
@@ -52,7 +52,7 @@ def _accepted(bundle, steps):
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_refused_input_is_dropped_and_reported(simulator):
-    _require(simulator)
+    require_simulator(simulator)
     rng = np.random.default_rng(11)
     bundle = _bundle(rng, time_steps=4)
     cases = []
@@ -85,7 +85,7 @@ def test_refused_input_is_dropped_and_reported(simulator):
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_reset_mid_inference_and_back_to_back(simulator):
-    _require(simulator)
+    require_simulator(simulator)
     rng = np.random.default_rng(12)
     bundle = _bundle(rng, time_steps=6)
     on, off = random_counts(bundle, 6, rng, density=0.5)
@@ -102,7 +102,7 @@ def test_reset_mid_inference_and_back_to_back(simulator):
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_every_neuron_firing_and_saturation_both_ways(simulator):
-    _require(simulator)
+    require_simulator(simulator)
     rng = np.random.default_rng(13)
     T = 5
     programs = []

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from bsnn.sim.regression import BUILDS, DEFAULT_CASES, bundles_per_build, run_build
-from bsnn.sim.toolchain import availability
+from tests.sim.simulators import require_simulator
 
 
 @pytest.fixture
@@ -13,19 +13,11 @@ def n_bundles(request):
     return bundles_per_build(cases)
 
 
-def _require(simulator):
-    reason = availability(simulator)
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{simulator} is required in CI: {reason}")
-        pytest.skip(reason)
-
-
 @pytest.mark.rtl
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 @pytest.mark.parametrize("build_index", range(len(BUILDS)))
 def test_random_bundles_match_golden_model(simulator, build_index, n_bundles):
-    _require(simulator)
+    require_simulator(simulator)
     failures = run_build(simulator, build_index, n_bundles, int(os.environ.get("BSNN_RTL_SEED", 0)))
     assert not failures, "\n".join(failures[:10])
 
@@ -35,7 +27,7 @@ def test_bsnn_sim_command_runs_the_regression_from_the_package(capsys):
     """``bsnn sim`` needs no test tree: the same cases run from bsnn.sim.regression."""
     from bsnn.cli import main
 
-    _require("verilator")
+    require_simulator("verilator")
     assert main(["sim", "--cases", str(len(BUILDS) * 2), "--simulator", "verilator"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == "12 random cases per simulator on verilator: all match the golden model"
