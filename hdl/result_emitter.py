@@ -12,12 +12,21 @@ from .slice import RegisterSlice
 __all__ = ["ResultEmitter", "EmitMode", "QueuedResultsLayout"]
 
 
-class EmitMode(enum.Enum, shape=2):
-    """What the emitter makes of its inputs (set by the sequencer's state)."""
-    NONE = 0            # nothing: no record, no group taken
-    SPIKES = 1          # a layer update: SPIKE records, spike-queue entries (UPDATE)
-    POTENTIALS = 2      # the output layer's dump: POTENTIAL records, readout candidates (DUMP)
-    CLASS = 3           # the readout's decision: the CLASS record (CLASS)
+class EmitMode(enum.Enum, shape=3):
+    """What the emitter makes of its inputs (set by the sequencer's state).
+
+    One-hot: each mode is one bit, set in one state of the sequencer's (one-hot) state machine,
+    and the emitter tests that bit alone (``mode_case``). An encoded mode would put an encoder in
+    the sequencer and a decoder in the emitter on the core's longest path (iCE40 timing)."""
+    NONE = 0b000        # nothing: no record, no group taken
+    SPIKES = 0b001      # a layer update: SPIKE records, spike-queue entries (UPDATE)
+    POTENTIALS = 0b010  # the output layer's dump: POTENTIAL records, readout candidates (DUMP)
+    CLASS = 0b100       # the readout's decision: the CLASS record (CLASS)
+
+
+def mode_case(mode: EmitMode) -> str:
+    """The ``m.Case`` pattern that matches ``mode`` by its one bit (the other bits: don't care)."""
+    return format(mode.value, f"0{EmitMode.as_shape().width}b").replace("0", "-")
 
 
 class QueuedResultsLayout(data.StructLayout):
@@ -150,8 +159,8 @@ class ResultEmitter(wiring.Component):
         m.d.comb += lane_j.eq(j0 + sel)
 
         res = self.o_results.payload
-        with m.Switch(self.mode):
-            with m.Case(EmitMode.SPIKES):
+        with m.Switch(self.mode.as_value()):
+            with m.Case(mode_case(EmitMode.SPIKES)):
                 m.d.comb += emit.eq(queue.o.payload.traced)
                 # A group is finished when its last traced spike record is accepted (at once
                 # when it has none) together with its spike-queue entry (hidden layers).
@@ -174,7 +183,7 @@ class ResultEmitter(wiring.Component):
                     m.d.sync += sent.eq(0)
                     m.d.comb += self.layer_done.eq(results[0].last)
 
-            with m.Case(EmitMode.POTENTIALS):
+            with m.Case(mode_case(EmitMode.POTENTIALS)):
                 xfer = Signal()
                 cand_last = Signal()
                 cand = self.o_cand
@@ -196,7 +205,7 @@ class ResultEmitter(wiring.Component):
                     m.d.sync += sent.eq(Mux(last_one, 0, sent | onehot))
                     m.d.comb += self.dump_done.eq(cand_last)
 
-            with m.Case(EmitMode.CLASS):
+            with m.Case(mode_case(EmitMode.CLASS)):
                 cls = self.i_class
                 m.d.comb += [
                     self.o_results.valid.eq(cls.valid),
