@@ -86,12 +86,15 @@ def non_negative_float(text: str) -> float:
 
 
 def existing_file(text: str) -> Path:
-    """An argparse type: a path that exists and is not a folder."""
+    """An argparse type: a path that exists and is a regular file (not a folder, FIFO or device,
+    which would read as empty or block)."""
     path = Path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{text}: no such file")
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: is a folder, expected a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: not a regular file")
     return path
 
 

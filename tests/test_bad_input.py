@@ -260,6 +260,7 @@ CASES = [
     ("export --checkpoint {ws}/real.pt --out {ws}/b --limit -5", "argument --limit"),
     ("export --checkpoint {ws}/real.pt --out {ws}/afile.txt", "exists and is not a folder"),
     # train: the config schema
+    ("train --config /dev/null", "/dev/null: not a regular file"),
     ("train --config {ws}/t_epoch.toml", "train.epoch: unknown key; did you mean train.epochs?"),
     ("train --config {ws}/t_train_limt.toml", "data.train_limt: unknown key; did you mean data.train_limit?"),
     ("train --config {ws}/t_section.toml", "trian: unknown key; did you mean train?"),
