@@ -359,15 +359,23 @@ def check_file_output(path, *, replaces: Callable[[Path], bool] | None = None, i
     _check_replaceable_file(path, replaces)
 
 
-def _check_replaceable_file(path: Path, replaces) -> None:
+def _existing_output_stat(path: Path, what: str):
+    """``lstat`` of an output path that may exist: None if it does not; a link is refused."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return
+        return None
     except NotADirectoryError:
         raise OutputError(f"{path}: its folder is not a folder") from None
     if stat.S_ISLNK(st.st_mode):
-        raise OutputError(f"{path}: is a symbolic link (refused: give the path of a real file)")
+        raise OutputError(f"{path}: is a symbolic link (refused: give the path of a real {what})")
+    return st
+
+
+def _check_replaceable_file(path: Path, replaces) -> None:
+    st = _existing_output_stat(path, "file")
+    if st is None:
+        return
     if not stat.S_ISREG(st.st_mode):
         raise OutputError(f"{path}: exists and is {_describe(st.st_mode)} (refused: give a file path)")
     if replaces is not None and not replaces(path):
@@ -504,14 +512,9 @@ def _swap_in(staging: Path, target: Path) -> bool:
 
 
 def _check_replaceable_folder(target: Path, kind: str, recognise) -> None:
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
+    st = _existing_output_stat(target, "folder")
+    if st is None:
         return
-    except NotADirectoryError:
-        raise OutputError(f"{target}: its folder is not a folder") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise OutputError(f"{target}: is a symbolic link (refused: give the path of a real folder)")
     if not stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{target}: exists and is {'a file' if stat.S_ISREG(st.st_mode) else _describe(st.st_mode)} "
                           f"(refused: the {kind} output is a folder)")
