@@ -25,7 +25,7 @@ from .errors import ConfigError, InputError, one_line
 __all__ = ["OneLineParser", "positive_int", "non_negative_int", "int_at_least", "int_in", "positive_float",
            "non_negative_float", "existing_file", "existing_dir", "output_file", "output_dir",
            "checkpoint_file", "check_checkpoint", "read_json", "read_toml", "Rule", "integer",
-           "number", "choice", "text", "flag", "int_list", "number_list", "optional", "rule_of",
+           "number", "choice", "text", "flag", "int_list", "text_list", "number_list", "optional", "rule_of",
            "check_table", "closest_key"]
 
 
@@ -259,6 +259,12 @@ def int_list(lo: int | None = None, hi: int | None = None) -> Rule:
     desc = f"a list of integers {_range_text(lo, hi)}".strip()
     return Rule(lambda v: None if isinstance(v, list) and not any(item.check(x) for x in v)
                 else f"must be {desc}", desc)
+
+
+def text_list() -> Rule:
+    """A list of non-empty strings (possibly empty)."""
+    return Rule(lambda v: None if isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v)
+                else "must be a list of non-empty strings", "a list of strings")
 
 
 def number_list(lo: float | None = None, lo_open: bool = False, min_len: int = 1) -> Rule:

@@ -41,7 +41,7 @@ def width_report(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = No
     """The widths the data needs, against the bundle's, and how often the bundle saturates."""
     ranges = measure_ranges(bundle, on, off)
     v_lo = min(r["min"]["v"] for r in ranges)
-    v_hi = max([r["max"]["v"] for r in ranges] + [int(t.max()) for t in bundle.threshold])
+    v_hi = max([r["max"]["v"] for r in ranges] + [int(t.max()) for t in bundle.threshold if t.size])
     c_lo = min(r["min"]["c"] for r in ranges)
     c_hi = max(r["max"]["c"] for r in ranges)
     saturations = run_golden(bundle, on, off, track_ranges=True).ranges

@@ -5,11 +5,15 @@ internals (export is a lower step that training may call at its end).
 """
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 
 from . import data as data_mod
 from ..firmware_export.encoding import Encoder, complete_encoding, max_events_per_step
+from ..firmware_export.errors import ConfigError
+from ..firmware_export.spatial import output_shape
 from .model import BSNN, LayerConfig
 
 __all__ = ["EncodedDataset", "encoding_spec", "build_data", "build_model", "evaluate",
@@ -73,21 +77,80 @@ def build_data(cfg: dict):
             EncodedDataset(test, enc))
 
 
+FEATURE_PATTERN = re.compile(r"^(?:(?P<channels>\d+)c|(?P<pool>pool))(?P<kernel>\d+)"
+                             r"(?:s(?P<stride>\d+))?(?:p(?P<padding>\d+))?$")
+FEATURE_SYNTAX = ("'<C>c<K>[s<S>][p<P>]' (conv2d: C kernels of K x K, stride S, zero padding P) or "
+                  "'pool<K>[s<S>][p<P>]' (OR pooling, stride K unless given)")
+
+
+def input_shape_of(cfg: dict, input_size: int) -> tuple:
+    """The ``(C, H, W)`` map a conv2d layer 1 reads (docs/semantics.md 10.2): the sensor's
+    ``height x width`` for event streams, a square image otherwise; two channels with
+    ``input_polarity = "channels"``."""
+    spec = encoding_spec(cfg)
+    if spec["kind"] == "events":
+        h, w = int(spec["height"]), int(spec["width"])
+    else:
+        h = w = int(round(input_size ** 0.5))
+    if h * w != input_size:
+        raise ConfigError(f"model.features: {input_size} inputs are not a square image; "
+                          f"convolution needs an image or an event sensor")
+    return (2 if cfg["model"]["input_polarity"] == "channels" else 1, h, w)
+
+
+def feature_layers(cfg: dict, input_size: int, neuron: dict) -> tuple:
+    """``model.features`` (e.g. ``["32c5", "pool2", "64c5", "pool2"]``) as layer configs, with
+    the input shape: one-line :class:`ConfigError` for a spec that does not parse or a window
+    that does not fit the map it reads (semantics 10.1)."""
+    features = cfg["model"]["features"]
+    if not features:
+        return [], None
+    shape = input_shape_of(cfg, input_size)
+    in_shape, layers = shape, []
+    for i, text in enumerate(features):
+        m = FEATURE_PATTERN.match(str(text).strip().lower())
+        if m is None:
+            raise ConfigError(f"model.features[{i}]: {text!r} is not {FEATURE_SYNTAX}")
+        k = int(m["kernel"])
+        stride = int(m["stride"]) if m["stride"] else (k if m["pool"] else 1)
+        padding = int(m["padding"] or 0)
+        if not (1 <= k and 1 <= stride <= k and 0 <= padding < k):
+            raise ConfigError(f"model.features[{i}]: {text!r}: need kernel >= 1, 1 <= stride <= kernel, "
+                              f"0 <= padding < kernel")
+        if m["pool"] and not layers:
+            raise ConfigError(f"model.features[{i}]: {text!r}: pooling reads spikes; the first "
+                              f"feature layer must be a convolution")
+        if k > min(in_shape[1:]) + 2 * padding:
+            raise ConfigError(f"model.features[{i}]: {text!r}: a {k}x{k} window does not fit the "
+                              f"{in_shape[1]}x{in_shape[2]} map it reads (padding {padding})")
+        window = dict(kernel=(k, k), stride=(stride, stride), padding=(padding, padding))
+        if m["pool"]:
+            layer = LayerConfig(size=0, kind="pool2d", **window)
+        else:
+            layer = LayerConfig(size=0, kind="conv2d", channels=int(m["channels"]), **window, **neuron)
+        in_shape = output_shape(layer, in_shape)
+        layer.size = int(in_shape[0] * in_shape[1] * in_shape[2])
+        layers.append(layer)
+    return layers, shape
+
+
 def build_model(cfg: dict, input_size: int, max_input_events: int) -> BSNN:
     m = cfg["model"]
-    hidden = [LayerConfig(size=n, current=m["current"], leak_v=m["leak_v"], leak_c=m["leak_c"],
-                          reset=m["reset"], fire_once=m["fire_once"]) for n in m["hidden"]]
+    neuron = dict(current=m["current"], leak_v=m["leak_v"], leak_c=m["leak_c"], reset=m["reset"],
+                  fire_once=m["fire_once"])
+    features, input_shape = feature_layers(cfg, input_size, neuron)
+    hidden = [LayerConfig(size=n, **neuron) for n in m["hidden"]]
     if m["readout"] == "potential":  # non-leaky, non-firing integrator
         out = LayerConfig(size=m["num_classes"], current=False, leak_v=0, reset="none",
                           learn_threshold=False)
     else:
-        out = LayerConfig(size=m["num_classes"], current=m["current"], leak_v=m["leak_v"],
-                          leak_c=m["leak_c"], reset=m["reset"], fire_once=m["fire_once"])
-    return BSNN(input_size, hidden + [out], cfg["encoding"]["time_steps"], v_width=m["v_width"],
+        out = LayerConfig(size=m["num_classes"], **neuron)
+    return BSNN(input_size, features + hidden + [out], cfg["encoding"]["time_steps"], v_width=m["v_width"],
                 c_width=m["c_width"], bias_width=m["bias_width"], readout=m["readout"],
                 max_input_events=m["max_input_events"] or max_input_events, agmm=cfg["agmm"],
                 surrogate_width=m["surrogate_width"], weight_init=m["weight_init"],
-                logit_scale=m["logit_scale"])
+                logit_scale=m["logit_scale"], input_shape=input_shape,
+                input_polarity=m["input_polarity"])
 
 
 # ------------------------------------------------------------------ evaluation
@@ -113,9 +176,10 @@ def evaluate(model: BSNN, data: EncodedDataset, batch_size: int = 1000, device="
     T = model.time_steps
     rates = [s / (n * T * size) for s, size in zip(spk, model.sizes[1:])]
     model.train()
+    # semantics 10.6: the hidden neuron layers (pool2d has none); the output layer if none
+    hidden = [k for k in model.neuron_layers if k < len(spk) - 1] or [len(spk) - 1]
     return {"acc": correct / max(1, n), "loss": loss_sum / max(1, n), "firing_rate_layers": rates,
-            "spikes_per_neuron_hidden": (sum(spk[:-1]) / n / max(1, sum(model.sizes[1:-1])))
-            if len(spk) > 1 else spk[0] / n / model.sizes[-1]}
+            "spikes_per_neuron_hidden": sum(spk[k] for k in hidden) / n / sum(model.sizes[k + 1] for k in hidden)}
 
 
 def run_eval_dataset(bundle, data: EncodedDataset, batch_size: int = 500, limit: int | None = None):
@@ -124,14 +188,14 @@ def run_eval_dataset(bundle, data: EncodedDataset, batch_size: int = 500, limit:
 
     n = len(data) if limit is None else min(limit, len(data))
     correct, spikes_hidden, sops = 0, 0.0, 0.0
-    hidden = sum(l.size for l in bundle.layers[:-1]) or bundle.layers[-1].size
+    hidden_layers = [k for k, l in enumerate(bundle.layers[:-1]) if l.has_neurons] or [len(bundle.layers) - 1]
+    hidden = sum(bundle.layers[k].size for k in hidden_layers)
     for start in range(0, n, batch_size):
         idx = torch.arange(start, min(start + batch_size, n))
         on, off, y = data.batch(idx)
         res = run_golden(bundle, on, off)
         correct += int((torch.as_tensor(res.prediction).cpu() == y).sum())
-        layers = res.spikes[:-1] if len(res.spikes) > 1 else res.spikes
-        spikes_hidden += float(sum(torch.as_tensor(s).sum() for s in layers))
+        spikes_hidden += float(sum(torch.as_tensor(res.spikes[k]).sum() for k in hidden_layers))
         sops += float(torch.as_tensor(res.sops).sum())
     return {"acc": correct / max(1, n), "n": n, "spikes_per_neuron": spikes_hidden / n / hidden,
             "sops_per_inference": sops / n}

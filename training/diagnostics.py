@@ -20,7 +20,7 @@ def flip_rates(before, after) -> tuple[list[float], float]:
     per, flips, total = [], 0, 0
     for a, b in zip(before, after):
         n = int((a != b).sum())
-        per.append(n / a.numel())
+        per.append(n / a.numel() if a.numel() else 0.0)   # pool2d: no weights
         flips += n
         total += a.numel()
     return per, flips / max(1, total)
@@ -46,7 +46,7 @@ class FlipCounter:
         """Mean per-iteration flip rate per layer and overall, then reset."""
         sizes = [p.numel() for p in self.prev]
         s = max(1, self.steps)
-        per = [f / (n * s) for f, n in zip(self.flips, sizes)]
+        per = [f / (n * s) if n else 0.0 for f, n in zip(self.flips, sizes)]   # pool2d: no weights
         overall = sum(self.flips) / (sum(sizes) * s)
         self.flips = [0] * len(self.prev)
         self.steps = 0

@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from bsnn.firmware_export.bundle import LAYER_KINDS
 from bsnn.firmware_export.golden import (count_first, heaviside, predicted_class, run_layer,
                                          synaptic_input)
+from bsnn.firmware_export.spatial import input_units, output_shape
 
 from .agmm import AGMM
 
@@ -199,10 +202,28 @@ class LayerConfig:
     fire_once: bool = False
     learn_threshold: bool = True
     learn_bias: bool = True
+    # docs/semantics.md section 10: ``dense``, ``conv2d`` (``channels`` kernels of ``kernel``, with
+    # ``stride`` and zero ``padding``; ``(h, w)`` pairs) or ``pool2d`` (OR pooling: no neurons).
+    # ``size`` is the number of outputs (a map's C * H * W).
+    kind: str = "dense"
+    channels: int | None = None
+    kernel: tuple | None = None
+    stride: tuple | None = None
+    padding: tuple | None = None
 
     def __post_init__(self):
         if self.reset not in ("subtract", "zero", "none"):
             raise ValueError(f"reset must be subtract, zero or none, got {self.reset!r}")
+        if self.kind not in LAYER_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(LAYER_KINDS)}, got {self.kind!r}")
+        for name in ("kernel", "stride", "padding"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, tuple(int(v) for v in value))
+
+    @property
+    def has_neurons(self) -> bool:
+        return self.kind != "pool2d"
 
 
 @dataclass
@@ -247,7 +268,8 @@ class BSNN(nn.Module):
 
     def __init__(self, input_size, layers, time_steps, *, v_width=16, c_width=16, bias_width=16,
                  readout="potential", max_input_events=None, agmm=None, surrogate_width=1.0,
-                 weight_init=0.1, logit_scale=0.1, theta_init=None):
+                 weight_init=0.1, logit_scale=0.1, theta_init=None, input_shape=None,
+                 input_polarity="xnor"):
         super().__init__()
         self.input_size = int(input_size)
         self.layer_cfgs = [l if isinstance(l, LayerConfig) else LayerConfig(**l) for l in layers]
@@ -258,36 +280,93 @@ class BSNN(nn.Module):
         self.surrogate_width = float(surrogate_width)
         self.theta_max = (1 << (self.v_width - 1)) - 1
         self.bias_lo, self.bias_hi = -(1 << (self.bias_width - 1)), (1 << (self.bias_width - 1)) - 1
+        self.input_shape = None if input_shape is None else tuple(int(v) for v in input_shape)
+        self.input_polarity = str(input_polarity)
+        self.in_shapes = self._check_shapes()
         agmm = dict(agmm or {})
         self.agmm_enabled = bool(agmm.get("enabled", False))
-        sizes = [self.input_size] + [l.size for l in self.layer_cfgs]
         self.weights = nn.ParameterList()
         self.bias = nn.ParameterList()
         self.theta = nn.ParameterList()
         self.gates = nn.ModuleList()
+        n_in = self.input_units
         for k, cfg in enumerate(self.layer_cfgs):
-            w = torch.empty(sizes[k], sizes[k + 1]).uniform_(-weight_init, weight_init)
-            self.weights.append(nn.Parameter(w))
-            self.bias.append(nn.Parameter(torch.zeros(cfg.size), requires_grad=cfg.learn_bias))
-            t0 = float(theta_init[k]) if theta_init is not None else float(max(1, round(sizes[k] ** 0.5)))
+            if cfg.kind == "conv2d":
+                c_in = self.in_shapes[k][0]
+                shape, fan_in, n_params = (cfg.channels, c_in, *cfg.kernel), c_in * cfg.kernel[0] * cfg.kernel[1], cfg.channels
+            elif cfg.kind == "dense":
+                shape, fan_in, n_params = (n_in, cfg.size), n_in, cfg.size
+            else:   # pool2d: nothing to learn (empty placeholders keep the per-layer indices)
+                shape, fan_in, n_params = (0,), 0, 0
+            w = torch.empty(shape).uniform_(-weight_init, weight_init)
+            self.weights.append(nn.Parameter(w, requires_grad=cfg.has_neurons))
+            self.bias.append(nn.Parameter(torch.zeros(n_params), requires_grad=cfg.learn_bias and cfg.has_neurons))
+            t0 = float(theta_init[k]) if theta_init is not None else float(max(1, round(fan_in ** 0.5)))
             if cfg.reset == "none" and not cfg.learn_threshold:
                 t0 = float(self.theta_max)
-            self.theta.append(nn.Parameter(torch.full((cfg.size,), t0), requires_grad=cfg.learn_threshold))
+            self.theta.append(nn.Parameter(torch.full((n_params,), t0),
+                                           requires_grad=cfg.learn_threshold and cfg.has_neurons))
             if self.agmm_enabled:
-                self.gates.append(AGMM(self.time_steps, sizes[k], agmm.get("mode", "gradient"),
+                self.gates.append(AGMM(self.time_steps, max(1, fan_in), agmm.get("mode", "gradient"),
                                        agmm.get("alpha_init", 1.0), agmm.get("alpha_min")))
+            n_in = cfg.size
         self.log_logit_scale = nn.Parameter(torch.tensor(float(np.log(logit_scale))))
+
+    def _check_shapes(self) -> list:
+        """Per layer the ``(C, H, W)`` map it reads (None where flat), checking each layer's size
+        against its shape (docs/semantics.md 10.1)."""
+        if self.input_polarity not in ("xnor", "channels"):
+            raise ValueError(f"input_polarity must be xnor or channels, got {self.input_polarity!r}")
+        shape, shapes = self.input_shape, []
+        if shape is not None and int(np.prod(shape)) != self.input_units:
+            raise ValueError(f"input_shape {shape} does not hold the {self.input_units} input units")
+        for k, cfg in enumerate(self.layer_cfgs):
+            shapes.append(shape)
+            if cfg.kind == "dense":
+                shape = None
+                continue
+            if shape is None:
+                raise ValueError(f"layer {k}: a {cfg.kind} layer needs a map to read (input_shape, "
+                                 f"or a conv2d/pool2d layer before it)")
+            if cfg.kind == "pool2d" and k == 0:
+                raise ValueError("layer 0: pool2d cannot read the input events")
+            shape = output_shape(cfg, shape)
+            if min(shape) < 1 or int(np.prod(shape)) != cfg.size:
+                raise ValueError(f"layer {k}: {cfg.kind} of a {shapes[-1]} map gives {shape}, "
+                                 f"not {cfg.size} outputs")
+        if not self.layer_cfgs[-1].has_neurons:
+            raise ValueError("the output layer needs neurons (dense or conv2d), not pool2d")
+        return shapes
+
+    @property
+    def input_units(self) -> int:
+        """Layer 1's input units (docs/semantics.md 10.2): ``N_0``, or ``2 N_0`` with polarity channels."""
+        return self.input_size * (2 if self.input_polarity == "channels" else 1)
 
     # ---------------------------------------------------------- integer parameters
     @property
     def sizes(self):
         return [self.input_size] + [l.size for l in self.layer_cfgs]
 
+    @property
+    def neuron_layers(self) -> list:
+        """Indices of the layers with neurons (all but pool2d)."""
+        return [k for k, c in enumerate(self.layer_cfgs) if c.has_neurons]
+
+    def per_neuron(self, k: int, values: torch.Tensor) -> torch.Tensor:
+        """Layer ``k``'s per-channel (conv2d) or per-neuron (dense) parameter, one per neuron."""
+        cfg = self.layer_cfgs[k]
+        if cfg.kind == "conv2d":
+            return values.repeat_interleave(cfg.size // cfg.channels)
+        return values
+
     def int_bias(self, k: int) -> torch.Tensor:
-        return round_ste(self.bias[k], self.bias_lo, self.bias_hi)
+        """Layer ``k``'s integer bias per neuron (straight-through rounding)."""
+        return self.per_neuron(k, round_ste(self.bias[k], self.bias_lo, self.bias_hi))
 
     def int_theta(self, k: int) -> torch.Tensor:
-        return round_ste(self.theta[k], 1, self.theta_max)
+        """Layer ``k``'s integer threshold per neuron (straight-through rounding)."""
+        return self.per_neuron(k, round_ste(self.theta[k], 1, self.theta_max))
 
     @torch.no_grad()
     def clip_latent(self, bound: float = 1.0):
@@ -298,11 +377,45 @@ class BSNN(nn.Module):
             self.theta[k].clamp_(1, self.theta_max)
 
     # ---------------------------------------------------------- dynamics
-    def hardware_bias_theta(self, k: int):
-        """The integer bias and threshold of layer ``k`` as exported (int64 tensors)."""
+    def exported_bias_theta(self, k: int):
+        """The integer bias and threshold of layer ``k`` as exported (int64; per output channel
+        for conv2d)."""
         bias = round_half_up(self.bias[k].detach().clamp(self.bias_lo, self.bias_hi)).to(torch.int64)
         theta = round_half_up(self.theta[k].detach().clamp(1, self.theta_max)).to(torch.int64)
         return bias, theta
+
+    def hardware_bias_theta(self, k: int):
+        """The integer bias and threshold of layer ``k``'s neurons (int64, one per neuron)."""
+        bias, theta = self.exported_bias_theta(k)
+        return self.per_neuron(k, bias), self.per_neuron(k, theta)
+
+    def signed_weights(self, k: int, hardware: bool, dtype) -> torch.Tensor:
+        """Layer ``k``'s weights as +-1: exact signs in hardware mode, with the STE in training."""
+        w = self.weights[k]
+        return torch.where(w.detach() >= 0, 1.0, -1.0).to(dtype) if hardware else binary_sign(w).to(dtype)
+
+    def synaptic(self, k: int, x: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
+        """Layer ``k``'s synaptic input ``[T, B, N_k]`` from the events into it ``[T, B, N_{k-1}]``:
+        a product for a dense layer, a convolution for a conv2d layer (semantics 4 and 10.3;
+        exact integers, as ``spatial.Conv2dWiring``)."""
+        cfg = self.layer_cfgs[k]
+        if cfg.kind == "dense":
+            return synaptic_input(x, wb)
+        T, B = x.shape[:2]
+        maps = x.reshape(T * B, *self.in_shapes[k])
+        out = F.conv2d(maps, wb, stride=cfg.stride, padding=cfg.padding)
+        return out.reshape(T, B, -1)
+
+    def pool(self, k: int, s: torch.Tensor) -> torch.Tensor:
+        """OR pooling (semantics 10.4) of spikes ``[T, B, N_{k-1}]`` as the max over each window
+        (padding silent); in training the gradient goes to the spike the max picked."""
+        cfg = self.layer_cfgs[k]
+        T, B = s.shape[:2]
+        maps = s.reshape(T * B, *self.in_shapes[k])
+        ph, pw = cfg.padding
+        if ph or pw:
+            maps = F.pad(maps, (pw, pw, ph, ph))
+        return F.max_pool2d(maps, cfg.kernel, cfg.stride).reshape(T, B, -1)
 
     def _layer(self, k, I, hardware, trace=None, trace_extra=None):
         """Layer ``k`` through all steps of its synaptic input ``I`` ``[T, B, N]`` with the golden
@@ -337,6 +450,14 @@ class BSNN(nn.Module):
             c = I.new_zeros(v.shape)
         return s, v, c
 
+    def input_events(self, on, off, dtype) -> torch.Tensor:
+        """Layer 1's signed input per unit ``[T, B, units]`` (semantics 10.2)."""
+        if off is None:
+            if self.input_polarity == "xnor":
+                return on.to(dtype)
+            off = torch.zeros_like(on)
+        return input_units(self, on, off)[0].to(dtype)
+
     def forward(self, on: torch.Tensor, off: torch.Tensor | None = None, hardware: bool = False,
                 keep_currents: bool = False, trace: bool = False) -> ForwardResult:
         """Run the network on input counts ``on``/``off`` ``[T, B, N0]``.
@@ -352,14 +473,23 @@ class BSNN(nn.Module):
 
     def _forward(self, on, off, hardware, keep_currents, trace=False):
         dtype = torch.float64 if hardware else torch.float32
-        x = on.to(dtype) if off is None else (on.to(dtype) - off.to(dtype))
+        x = self.input_events(on, off, dtype)
         spikes, vs, cs, currents = [], [], [], []
         traces = [] if trace else None
         count = first = None
-        for k in range(len(self.layer_cfgs)):
-            w = self.weights[k]
-            wb = torch.where(w.detach() >= 0, 1.0, -1.0).to(dtype) if hardware else binary_sign(w).to(dtype)
-            I = synaptic_input(x, wb)
+        last = len(self.layer_cfgs) - 1
+        for k, cfg in enumerate(self.layer_cfgs):
+            if not cfg.has_neurons:   # OR pooling: no state, nothing to record
+                s = self.pool(k, x)
+                spikes.append(s)
+                vs.append(None)
+                cs.append(None)
+                if keep_currents:
+                    currents.append(None)
+                x = s
+                continue
+            wb = self.signed_weights(k, hardware, dtype)
+            I = self.synaptic(k, x, wb)
             if self.agmm_enabled and not hardware:
                 I = self.gates[k](I)
             if keep_currents:
@@ -369,7 +499,7 @@ class BSNN(nn.Module):
                                                     {"input": x.detach(), "w": wb} if trace else None)
             else:
                 s, v, c = self._layer_fused(k, I)
-                if k == len(self.layer_cfgs) - 1:  # only the output layer's count/first are used
+                if k == last:  # only the output layer's count/first are used
                     count, first = count_first(s.detach())
             spikes.append(s)
             vs.append(v)
@@ -404,10 +534,12 @@ class BSNN(nn.Module):
     @torch.no_grad()
     def init_thresholds(self, on, off=None, factor: float = 1.0):
         """Set each learnable threshold layer by layer to ``factor * std`` of its synaptic input."""
-        x = on.float() if off is None else on.float() - off.float()
+        x = self.input_events(on, off, torch.float32)
         for k, cfg in enumerate(self.layer_cfgs):
-            wb = torch.where(self.weights[k] >= 0, 1.0, -1.0)
-            I = synaptic_input(x, wb)
+            if not cfg.has_neurons:
+                x = self.pool(k, x)
+                continue
+            I = self.synaptic(k, x, self.signed_weights(k, True, torch.float32))
             if cfg.learn_threshold:
                 th = float(max(1.0, round(factor * float(I.std()))))
                 self.theta[k].fill_(min(th, self.theta_max))
@@ -416,41 +548,66 @@ class BSNN(nn.Module):
 
     # ---------------------------------------------------------- bundle conversion
     def hardware_params(self):
-        """Integer parameters as numpy: weights uint8 [N_in, N_out], bias and threshold int64."""
+        """Integer parameters as numpy: weights uint8 (dense ``[N_in, N_out]``, conv2d
+        ``[C_out, C_in, K_h, K_w]``), bias and threshold int64 (per output channel for conv2d);
+        a pool2d layer has empty arrays."""
         weights, bias, theta = [], [], []
         for k in range(len(self.layer_cfgs)):
             weights.append((self.weights[k].detach() >= 0).to(torch.uint8).cpu().numpy())
-            b, t = self.hardware_bias_theta(k)
+            b, t = self.exported_bias_theta(k)
             bias.append(b.cpu().numpy())
             theta.append(t.cpu().numpy())
         return weights, bias, theta
 
+    def layer_specs(self) -> list:
+        """The bundle's ``LayerSpec`` of every layer."""
+        from bsnn.firmware_export.bundle import LayerSpec
+
+        specs = []
+        for c in self.layer_cfgs:
+            if c.kind == "pool2d":
+                specs.append(LayerSpec(size=c.size, kind="pool2d", kernel=c.kernel, stride=c.stride,
+                                       padding=c.padding))
+                continue
+            spatial = dict(kind="conv2d", channels=c.channels, kernel=c.kernel, stride=c.stride,
+                           padding=c.padding) if c.kind == "conv2d" else {}
+            specs.append(LayerSpec(size=c.size, current=c.current, leak_v=c.leak_v, leak_c=c.leak_c,
+                                   reset=c.reset, fire_once=c.fire_once, **spatial))
+        return specs
+
     def to_bundle(self, metadata: dict | None = None):
         """The exported integer model (``bsnn.firmware_export.bundle.Bundle``)."""
-        from bsnn.firmware_export.bundle import Bundle, LayerSpec
+        from bsnn.firmware_export.bundle import Bundle
 
         if self.agmm_enabled and any(g.mode == "forward" for g in self.gates):
             raise ValueError("AGMM mode 'forward' is not hardware-exact and cannot be exported")
         weights, bias, theta = self.hardware_params()
-        layers = [LayerSpec(size=c.size, current=c.current, leak_v=c.leak_v, leak_c=c.leak_c,
-                            reset=c.reset, fire_once=c.fire_once) for c in self.layer_cfgs]
+        spatial = {} if self.input_shape is None else {"input_shape": list(self.input_shape),
+                                                       "input_polarity": self.input_polarity}
         return Bundle(
             input_size=self.input_size, time_steps=self.time_steps, v_width=self.v_width,
             c_width=self.c_width, bias_width=self.bias_width, readout=self.readout,
-            max_input_events=self.max_input_events, layers=layers, weights=weights, bias=bias,
-            threshold=theta, metadata=dict(metadata or {}),
+            max_input_events=self.max_input_events, layers=self.layer_specs(), weights=weights,
+            bias=bias, threshold=theta, metadata=dict(metadata or {}), **spatial,
         )
 
     @classmethod
     def from_bundle(cls, bundle) -> "BSNN":
         """A network whose hardware mode computes exactly what ``bundle`` describes."""
-        layers = [LayerConfig(size=l.size, current=l.current, leak_v=l.leak_v, leak_c=l.leak_c,
-                              reset=l.reset, fire_once=l.fire_once) for l in bundle.layers]
+        layers = []
+        for l in bundle.layers:
+            spatial = dict(kind=l.kind, channels=l.channels, kernel=l.kernel, stride=l.stride,
+                           padding=l.padding) if l.kind != "dense" else {}
+            layers.append(LayerConfig(size=l.size, current=l.current, leak_v=l.leak_v, leak_c=l.leak_c,
+                                      reset=l.reset, fire_once=l.fire_once, **spatial))
         net = cls(bundle.input_size, layers, bundle.time_steps, v_width=bundle.v_width,
                   c_width=bundle.c_width, bias_width=bundle.bias_width, readout=bundle.readout,
-                  max_input_events=bundle.max_input_events)
+                  max_input_events=bundle.max_input_events, input_shape=bundle.input_shape,
+                  input_polarity=bundle.input_polarity)
         with torch.no_grad():
-            for k in range(len(layers)):
+            for k, layer in enumerate(layers):
+                if not layer.has_neurons:
+                    continue
                 w = torch.as_tensor(np.asarray(bundle.weights[k]).astype(np.float32))
                 net.weights[k].copy_(w - 0.5)  # bit 1 -> +0.5, bit 0 -> -0.5
                 net.bias[k].copy_(torch.as_tensor(np.asarray(bundle.bias[k]), dtype=torch.float32))

@@ -31,7 +31,7 @@ from ..firmware_export.errors import BSNNError, ConfigError, report_error
 from ..firmware_export.validate import (OneLineParser, check_checkpoint, check_table, choice,
                                         existing_dir, existing_file, int_list, integer,
                                         non_negative_int, number, number_list, optional, output_dir,
-                                        positive_int, read_toml, text)
+                                        positive_int, read_toml, text, text_list)
 from .builders import build_data, build_model, encoding_spec, evaluate, run_eval_dataset
 from .model import BSNN
 from .ssr import METHODS as SSR_METHODS, SSRConfig, ssr_penalty
@@ -47,6 +47,8 @@ DEFAULTS = {
              "augment_shift": 0, "augment_flip": False},
     "encoding": {"kind": "rate", "time_steps": 4},
     "model": {
+        "features": [],          # convolution and pooling before the dense layers, e.g. ["32c5", "pool2"]
+        "input_polarity": "xnor",
         "hidden": [400, 400, 400],
         "num_classes": 10,
         "current": False, "leak_v": 0, "leak_c": 0, "reset": "subtract", "fire_once": False,
@@ -83,6 +85,8 @@ RULES = {
     "data.augment_shift": integer(0, 27),   # 28 pixels or more would shift every image out
     "encoding.kind": choice(*ENCODINGS),
     "encoding.time_steps": integer(1, MAX_TIME_STEPS),
+    "model.features": text_list(),
+    "model.input_polarity": choice("xnor", "channels"),
     "model.hidden": int_list(1, MAX_NEURONS),
     "model.num_classes": integer(1, MAX_NEURONS),
     "model.leak_v": integer(0, MAX_WIDTH - 1),
@@ -197,7 +201,8 @@ def _dist_info():
 
 def _make_optimizer(model: BSNN, tc: dict):
     groups = [
-        {"params": list(model.weights), "lr": tc["lr"], "weight_decay": tc["weight_decay"]},
+        {"params": [w for w in model.weights if w.requires_grad], "lr": tc["lr"],
+         "weight_decay": tc["weight_decay"]},
         {"params": [p for p in list(model.bias) + list(model.theta) if p.requires_grad],
          "lr": tc["lr_param"], "weight_decay": 0.0},
         {"params": [model.log_logit_scale] + [g.alpha for g in model.gates], "lr": tc["lr_gate"],
