@@ -273,3 +273,16 @@ def test_non_square_kernels_are_read_although_nir_own_type_check_refuses_them(tm
     bundle = _geometry_bundle(4)
     path = write_nir(bundle, tmp_path / "m.nir")
     assert read_nir(path).nodes["conv1"].weight.shape == (3, 2, 3, 2)
+
+
+def test_the_demo_takes_a_random_conv_bundle_through_nir(tmp_path):
+    import json
+
+    from bsnn.nir_demo import main
+    assert main(["--random-conv", "11", "--out", str(tmp_path), "--test-limit", "16", "--time-steps", "4"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())["bundle"]
+    assert [layer["kind"] for layer in report["layers"]] == ["conv2d", "pool2d", "dense"]
+    nodes = report["nir_nodes"]
+    assert nodes[:2] == ["Input", "Conv2d"] and nodes[3:7] == ["SumPool2d", "Threshold", "Flatten", "Affine"]
+    assert report["round_trip_same_bundle"] and report["round_trip_golden_spikes_identical"]
+    assert report["foreign_recompile_same_network"] and report["samples"] == 16
