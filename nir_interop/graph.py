@@ -423,8 +423,9 @@ def parse_chain(graph: nir.NIRGraph) -> Chain:
     if not layers:
         raise NIRImportError("graph: no layer (an Affine, Linear or Conv2d node followed by LIF, "
                              "CubaLIF or IF)")
-    if layers[0].kind == "pool2d":   # unreachable (pools refuse the input); kept as a guard
-        raise NIRImportError(f"node {layers[0].synapse!r}: pooling cannot read the input")
+    if layers[-1].kind == "pool2d":
+        raise NIRImportError(f"node {layers[-1].neuron!r}: the graph ends in pooling (the output "
+                             f"layer needs neurons: LIF, CubaLIF or IF)")
     return Chain(units=units, input_shape=layers[0].in_shape if layers[0].kind == "conv2d" else None,
                  layers=layers, order=order[1:-1])
 

@@ -286,3 +286,59 @@ def test_the_demo_takes_a_random_conv_bundle_through_nir(tmp_path):
     assert nodes[:2] == ["Input", "Conv2d"] and nodes[3:7] == ["SumPool2d", "Threshold", "Flatten", "Affine"]
     assert report["round_trip_same_bundle"] and report["round_trip_golden_spikes_identical"]
     assert report["foreign_recompile_same_network"] and report["samples"] == 16
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_random_foreign_conv_chains_compile_to_valid_bundles_or_refuse_cleanly(seed):
+    # Random chains of conv, pool, threshold, flatten and dense nodes with random geometry,
+    # parameter shapes and values (many of them wrong): a valid bundle or a one-line NIRImportError.
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+    named, cur, flat = [], shape, False
+    for i in range(int(rng.integers(1, 6))):
+        r = rng.random() * (0.35 if i == 0 else 1.0)
+        k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        odd = rng.random() < 0.1             # mostly windows within section 10.1, some outside
+        s = int(rng.integers(1, 4)) if odd else int(rng.integers(1, min(k) + 1))
+        p = int(rng.integers(0, 3)) if odd else int(rng.integers(0, min(k)))
+        out = (max(1, (cur[1] + 2 * p - k[0]) // s + 1), max(1, (cur[2] + 2 * p - k[1]) // s + 1)) if not flat else (1, 1)
+        if r < 0.35 and not flat:
+            c = int(rng.integers(1, 4))
+            w = rng.normal(0, 1, (c, cur[0] if rng.random() < 0.9 else cur[0] + 1, *k))
+            named.append((f"c{i}", nir.Conv2d(input_shape=None, weight=w, stride=s, padding=p,
+                                              dilation=1 if rng.random() < 0.95 else 2,
+                                              groups=1 if rng.random() < 0.95 else 2, bias=rng.normal(0, 1, c))))
+            cur = (c, *out)
+            pshape = [cur, (cur[0],), (1,)][int(rng.integers(0, 3))]
+            thr = rng.uniform(0.1, 3, pshape)            # per position: mostly refused
+            if len(pshape) == 3 and rng.random() < 0.8:  # one value per channel, spread
+                thr = np.broadcast_to(rng.uniform(0.1, 3, (cur[0], 1, 1)), cur).copy()
+            named.append((f"n{i}", nir.LIF(tau=np.full(pshape, 1e-3), r=np.full(pshape, 10.0),
+                                           v_leak=np.zeros(pshape), v_threshold=thr, v_reset=np.zeros(pshape))))
+        elif r < 0.6 and not flat:
+            pool = (nir.SumPool2d, nir.AvgPool2d)[int(rng.integers(0, 2))]
+            named.append((f"p{i}", pool(kernel_size=np.array(k), stride=np.array([s, s]), padding=np.array([p, p]))))
+            cur = (cur[0], *out)
+            if rng.random() < 0.8:
+                named.append((f"t{i}", nir.Threshold(threshold=np.full(cur, rng.choice([0.5, 0.1, 0.99, 1.0, -0.1])))))
+        elif r < 0.75 and not flat:
+            named.append((f"f{i}", nir.Flatten({"input": None}, int(rng.integers(0, 2)))))
+            flat, cur = True, (int(np.prod(cur)),)
+        else:
+            if not flat and rng.random() < 0.8:
+                named.append((f"g{i}", nir.Flatten({"input": None}, 0)))
+                flat, cur = True, (int(np.prod(cur)),)
+            n = int(rng.integers(1, 6))
+            n_in = int(np.prod(cur)) if rng.random() < 0.95 else 3
+            named.append((f"a{i}", nir.Affine(weight=rng.normal(0, 1, (n, n_in)), bias=rng.normal(0, 1, n))))
+            named.append((f"n{i}", nir.IF(r=np.full(n, 1e4), v_threshold=rng.uniform(0.1, 3, n), v_reset=np.zeros(n))))
+            flat, cur = True, (n,)
+    try:
+        bundle = import_nir(_graph(*named, in_shape=shape), time_steps=2)
+    except NIRImportError as exc:
+        assert "\n" not in str(exc)
+        return
+    bundle.validate()
+    on = (torch.rand(2, 3, bundle.input_size, generator=torch.Generator().manual_seed(seed % 997)) < 0.5)
+    run_golden(bundle, on.to(torch.int64))
