@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 
-from bsnn.firmware_export.bundle import MAX_INPUT_EVENTS, MAX_TIME_STEPS, MAX_WIDTH, MIN_WIDTH
+from bsnn.firmware_export.bundle import (INPUT_POLARITIES, MAX_INPUT_EVENTS, MAX_TIME_STEPS, MAX_WIDTH,
+                                        MIN_WIDTH)
 from bsnn.firmware_export.encoding import ENCODINGS
 from bsnn.firmware_export.errors import InputError
 from bsnn.firmware_export.validate import (existing_dir, existing_file, int_in, non_negative_int,
@@ -39,6 +40,7 @@ def cmd_nir_import(args) -> int:
     options = dict(v_width=args.v_width, c_width=args.c_width, bias_width=args.bias_width,
                    time_steps=args.time_steps, readout=args.readout,
                    max_input_events=args.max_input_events, use_metadata=not args.recompile)
+    options["input_polarity"] = args.input_polarity
     foreign = dict(dt=args.dt, reset=args.reset, discretization=args.discretization,
                    encoding={"kind": args.encoding} if args.encoding else None)
     if (args.nir_file is None) == (args.nir is None):
@@ -55,10 +57,10 @@ def cmd_nir_import(args) -> int:
     how = "compiled from a foreign graph" if compiled else "bit-exact from its bsnn metadata"
     print(f"wrote bundle {'-'.join(map(str, bundle.sizes))}, T={bundle.time_steps} to {args.out} ({how})")
     if compiled:
+        keys = ("neuron", "type", "kind", "leak_v", "beta_abs_error_max", "weight_binarization_rel_error",
+                "threshold_clipped", "bias_clipped", "folded_pools", "pool", "kernel", "stride", "padding")
         for layer in bundle.metadata["nir_import"]["layers"]:
-            print("  " + json.dumps({k: layer[k] for k in ("neuron", "type", "leak_v", "beta_abs_error_max",
-                                                           "weight_binarization_rel_error",
-                                                           "threshold_clipped", "bias_clipped")}))
+            print("  " + json.dumps({k: layer[k] for k in keys if k in layer}))
     return 0
 
 
@@ -90,6 +92,9 @@ def add_nir_parser(sub) -> None:
                    help="seconds per step (default: graph metadata, else 1e-4 as snnTorch assumes)")
     p.add_argument("--reset", choices=("auto", "zero", "subtract", "none"), default="auto")
     p.add_argument("--discretization", choices=("euler", "exp"), default="euler")
+    p.add_argument("--input-polarity", choices=INPUT_POLARITIES, default=None,
+                   help="layer 1 reads events by the XNOR rule (default) or as two channels OFF, ON "
+                        "(a graph whose input is [2, H, W] event frames)")
     p.add_argument("--encoding", choices=ENCODINGS, default=None,
                    help="input encoding recorded in metadata (default rate)")
     p.add_argument("--recompile", action="store_true",

@@ -12,7 +12,8 @@ import nir
 import numpy as np
 import torch
 
-from bsnn.firmware_export.bundle import READOUTS, Bundle, BundleError, LayerSpec, encoding_from_v1_metadata
+from bsnn.firmware_export.bundle import (INPUT_POLARITIES, READOUTS, Bundle, BundleError, LayerSpec,
+                                        encoding_from_v1_metadata)
 
 from .errors import NIRImportError
 from .export import FORMAT, VERSION, export_nir, weights_digest
@@ -41,7 +42,7 @@ def import_nir(graph_or_path, *, v_width: int | None = None, c_width: int | None
                bias_width: int | None = None, time_steps: int | None = None, readout: str | None = None,
                max_input_events: int | None = None, dt: float | None = None, reset="auto",
                discretization: str = "euler", calibration=None, encoding: dict | None = None,
-               use_metadata: bool = True) -> Bundle:
+               input_polarity: str | None = None, use_metadata: bool = True) -> Bundle:
     """Compile a NIR graph (object or file path) to a validated :class:`Bundle`.
 
     A graph written by :func:`bsnn.nir_interop.export_nir` is rebuilt bit-exactly from its metadata
@@ -56,6 +57,9 @@ def import_nir(graph_or_path, *, v_width: int | None = None, c_width: int | None
       or ``zero``/``subtract``/``none``, or a dict ``{neuron_node_name: rule}``;
     * ``discretization``: ``euler`` (``beta = 1 - dt/tau``, what snnTorch and Norse use) or
       ``exp`` (``beta = exp(-dt/tau)``, zero-order hold);
+    * ``input_polarity``: how the bundle's layer 1 reads input events (default ``xnor``: one
+      signed value per input; ``channels``: the graph's input is two channels, OFF then ON, of
+      ``N_0`` inputs each; docs/semantics.md section 10.2);
     * ``calibration``: optional input counts ``on`` or ``(on, off)`` [T, B, N_0]; each layer's
       thresholds are then scaled by the factor (from :data:`CALIBRATION_FACTORS`) whose spike rate
       best matches the float reference simulation of the graph.
@@ -66,11 +70,11 @@ def import_nir(graph_or_path, *, v_width: int | None = None, c_width: int | None
     if use_metadata and _is_own(graph):
         return _import_own(graph, dict(v_width=v_width, c_width=c_width, bias_width=bias_width,
                                        time_steps=time_steps, readout=readout,
-                                       max_input_events=max_input_events))
+                                       max_input_events=max_input_events, input_polarity=input_polarity))
     return _import_foreign(graph, v_width=v_width, c_width=c_width, bias_width=bias_width,
                            time_steps=time_steps, readout=readout, max_input_events=max_input_events,
                            dt=dt, reset=reset, discretization=discretization, calibration=calibration,
-                           encoding=encoding)
+                           encoding=encoding, input_polarity=input_polarity)
 
 
 def _validated(bundle: Bundle) -> Bundle:
@@ -86,10 +90,13 @@ def _validated(bundle: Bundle) -> Bundle:
 # The keys (and types) of the metadata export_nir writes; anything else is a tampered graph.
 _SEMANTICS_KEYS = {"input_size": int, "time_steps": int, "v_width": int, "c_width": int,
                    "bias_width": int, "readout": str, "max_input_events": int, "metadata": dict}
-# Written by exports of schema-2 bundles; an export of a schema-1 bundle has it in ``metadata``.
-_SEMANTICS_OPTIONAL = {"encoding": dict}
+# ``encoding``: written by exports of schema-2 bundles (an export of a schema-1 bundle has it in
+# ``metadata``); ``input_shape``, ``input_polarity``: by exports of convolutional bundles and of
+# bundles with one input channel per polarity (docs/semantics.md section 10).
+_SEMANTICS_OPTIONAL = {"encoding": dict, "input_shape": list, "input_polarity": str}
 _LAYER_KEYS = {"layer": int, "size": int, "current": bool, "leak_v": int, "leak_c": int,
                "reset": str, "fire_once": bool, "weights_sha256": str}
+_SPATIAL_KEYS = {"kind": str, "kernel": list, "stride": list, "padding": list}   # conv2d, pool2d
 _RECOMPILE = "pass use_metadata=False (--recompile) to compile it as a foreign graph"
 
 
@@ -133,8 +140,9 @@ def _import_own(graph: nir.NIRGraph, given: dict) -> Bundle:
         raise NIRImportError(f"graph: bsnn_version {version} is not supported (this tool reads {VERSION})")
     sem = _metadata_json(meta.get("bsnn"), "graph: metadata.bsnn", _SEMANTICS_KEYS, _SEMANTICS_OPTIONAL)
     for key, value in given.items():
-        if value is not None and value != sem.get(key):
-            raise NIRImportError(f"graph: {key}={value} differs from the exported {key}={sem.get(key)} "
+        exported = sem.get(key, "xnor" if key == "input_polarity" else None)
+        if value is not None and value != exported:
+            raise NIRImportError(f"graph: {key}={value} differs from the exported {key}={exported} "
                                  f"(pass use_metadata=False to recompile the graph)")
     metadata = sem.get("metadata", {})
     if "encoding" in sem:
@@ -145,61 +153,93 @@ def _import_own(graph: nir.NIRGraph, given: dict) -> Bundle:
                                                            "graph: metadata.bsnn")
         except BundleError as exc:
             raise NIRImportError(str(exc)) from None
-    input_size, chain = parse_chain(graph)
-    if input_size != sem["input_size"]:
-        raise NIRImportError(f"graph: input size {input_size} differs from metadata input_size {sem['input_size']}")
+    input_shape = tuple(sem["input_shape"]) if "input_shape" in sem else None
+    input_polarity = sem.get("input_polarity", "xnor")
+    parsed = parse_chain(graph)
+    chain = parsed.layers
+    units = sem["input_size"] * (2 if input_polarity == "channels" else 1)
+    if parsed.units != units:
+        raise NIRImportError(f"graph: input of {parsed.units} values differs from metadata input_size "
+                             f"{sem['input_size']} ({input_polarity})")
     layers, weights, bias, threshold = [], [], [], []
     for k, layer in enumerate(chain):
         nm = layer.node.metadata or {}
         where = f"node {layer.neuron!r}: metadata"
-        lm = _metadata_json(nm.get("bsnn_layer"), f"{where}.bsnn_layer", _LAYER_KEYS)
-        theta = _metadata_ints(nm.get("bsnn_threshold"), f"{where}.bsnn_threshold", layer.size)
-        b = _metadata_ints(nm.get("bsnn_bias"), f"{where}.bsnn_bias", layer.size)
-        if lm["layer"] != k or lm["size"] != layer.size:
-            raise NIRImportError(f"node {layer.neuron!r}: metadata says layer {lm['layer']} of "
-                                 f"{lm['size']} neurons, found layer {k} of {layer.size}")
+        kind = layer.kind
+        keys = dict(_LAYER_KEYS) if kind != "pool2d" else {"layer": int, "size": int}
+        if kind != "dense":
+            keys.update(_SPATIAL_KEYS)
+        if kind == "conv2d":
+            keys["channels"] = int
+        lm = _metadata_json(nm.get("bsnn_layer"), f"{where}.bsnn_layer", keys)
+        if lm["layer"] != k or lm["size"] != layer.size or lm.get("kind", "dense") != kind:
+            raise NIRImportError(f"node {layer.neuron!r}: metadata says {lm.get('kind', 'dense')} layer "
+                                 f"{lm['layer']} of {lm['size']} outputs, found {kind} layer {k} of "
+                                 f"{layer.size}")
+        if kind != "dense":
+            geometry = {name: tuple(lm[name]) for name in ("kernel", "stride", "padding")}
+            found = {"kernel": layer.kernel, "stride": layer.stride, "padding": layer.padding}
+            if geometry != found:
+                raise NIRImportError(f"node {layer.synapse!r}: kernel, stride, padding {found} disagree "
+                                     f"with the bsnn metadata {geometry}; {_RECOMPILE}")
+        if kind == "pool2d":
+            layers.append(LayerSpec.pool2d(layer.in_shape, **geometry))
+            weights.append(np.zeros(0, dtype=np.uint8))
+            bias.append(np.zeros(0, dtype=np.int64))
+            threshold.append(np.zeros(0, dtype=np.int64))
+            continue
+        n_params = lm["channels"] if kind == "conv2d" else layer.size
+        theta = _metadata_ints(nm.get("bsnn_threshold"), f"{where}.bsnn_threshold", n_params)
+        b = _metadata_ints(nm.get("bsnn_bias"), f"{where}.bsnn_bias", n_params)
         w = layer.weight
         if not np.all(np.abs(w) == 1):
             raise NIRImportError(f"node {layer.synapse!r}: weights must be +1/-1 in a bsnn export; "
                                  f"{_RECOMPILE}")
-        bits = (w.T > 0).astype(np.uint8)
+        bits = (w > 0).astype(np.uint8) if kind == "conv2d" else (w.T > 0).astype(np.uint8)
         if weights_digest(bits) != lm["weights_sha256"]:
             raise NIRImportError(f"node {layer.synapse!r}: weights disagree with the bsnn metadata "
                                  f"(weights_sha256; graph edited after export?); {_RECOMPILE}")
-        layers.append(LayerSpec(size=layer.size, current=lm["current"], leak_v=lm["leak_v"],
-                                leak_c=lm["leak_c"], reset=lm["reset"], fire_once=lm["fire_once"]))
+        modes = dict(current=lm["current"], leak_v=lm["leak_v"], leak_c=lm["leak_c"], reset=lm["reset"],
+                     fire_once=lm["fire_once"])
+        if kind == "conv2d":
+            layers.append(LayerSpec.conv2d(layer.in_shape, lm["channels"], **geometry, **modes))
+        else:
+            layers.append(LayerSpec(size=layer.size, **modes))
         weights.append(bits)
         bias.append(b)
         threshold.append(theta)
     bundle = _validated(Bundle(
-        input_size=input_size, time_steps=sem["time_steps"], layers=layers, weights=weights, bias=bias,
-        threshold=threshold, v_width=sem["v_width"], c_width=sem["c_width"], bias_width=sem["bias_width"],
-        readout=sem["readout"], max_input_events=sem["max_input_events"], encoding=encoding,
-        metadata=metadata))
-    _cross_check(graph, chain, bundle)
+        input_size=sem["input_size"], time_steps=sem["time_steps"], layers=layers, weights=weights,
+        bias=bias, threshold=threshold, v_width=sem["v_width"], c_width=sem["c_width"],
+        bias_width=sem["bias_width"], readout=sem["readout"], max_input_events=sem["max_input_events"],
+        encoding=encoding, metadata=metadata, input_shape=input_shape, input_polarity=input_polarity))
+    _cross_check(graph, parsed, bundle)
     return bundle
 
 
-def _cross_check(graph: nir.NIRGraph, chain: list[ChainLayer], bundle: Bundle):
+_SKIPPED_FIELDS = ("input_type", "output_type", "metadata")
+
+
+def _cross_check(graph: nir.NIRGraph, parsed, bundle: Bundle):
     """Every NIR field must be what exporting the bundle rebuilt from the metadata writes (a
-    graph edited after export is refused, naming the node and the fields)."""
+    graph edited after export is refused, naming the node and the fields): the same node types in
+    the same order, and equal values in every field."""
     dt, _ = resolve_dt(graph)
     expected = export_nir(bundle, dt=dt)
-    for k, layer in enumerate(chain):
-        if not isinstance(graph.nodes[layer.synapse], nir.Affine):
-            raise NIRImportError(f"node {layer.synapse!r}: {type(graph.nodes[layer.synapse]).__name__} "
-                                 f"does not match its bsnn metadata (expected Affine); {_RECOMPILE}")
-        node, want = layer.node, expected.nodes[f"lif{k + 1}"]
+    want_order = [n for n, node in expected.nodes.items() if not isinstance(node, (nir.Input, nir.Output))]
+    if len(want_order) != len(parsed.order):
+        raise NIRImportError(f"graph: {len(parsed.order)} nodes between input and output, the bsnn "
+                             f"metadata gives {len(want_order)} ({', '.join(want_order)}); {_RECOMPILE}")
+    for name, want_name in zip(parsed.order, want_order):
+        node, want = graph.nodes[name], expected.nodes[want_name]
         if type(node) is not type(want):
-            raise NIRImportError(f"node {layer.neuron!r}: {type(node).__name__} does not match its bsnn "
-                                 f"metadata (expected {type(want).__name__})")
+            raise NIRImportError(f"node {name!r}: {type(node).__name__} does not match its bsnn "
+                                 f"metadata (expected {type(want).__name__}); {_RECOMPILE}")
         problems = [f.name for f in dataclasses.fields(want)
-                    if f.name not in ("input_type", "output_type", "metadata")
+                    if f.name not in _SKIPPED_FIELDS
                     and not _same_values(getattr(node, f.name), getattr(want, f.name))]
-        if not _same_values(layer.bias, expected.nodes[f"fc{k + 1}"].bias):
-            problems.append(f"{layer.synapse}.bias")
         if problems:
-            raise NIRImportError(f"node {layer.neuron!r}: {', '.join(problems)} disagree with the bsnn "
+            raise NIRImportError(f"node {name!r}: {', '.join(problems)} disagree with the bsnn "
                                  f"metadata (graph edited after export?); {_RECOMPILE}")
 
 
@@ -231,9 +271,37 @@ def _graph_int(graph, key):
     return None if value is None else int(np.asarray(value).reshape(-1)[0])
 
 
+def _per_channel(layer: ChainLayer, what: str, values: np.ndarray) -> np.ndarray:
+    """A conv2d layer's per-neuron values ``[C*H*W]`` as one per output channel ``[C]``; refused
+    unless every position of a channel has the same value (the core's parameters are per
+    channel, docs/semantics.md section 10.3)."""
+    per = values.reshape(layer.channels, -1)
+    spread = np.ptp(per, axis=1)
+    tol = 1e-9 * np.maximum(1.0, np.abs(per).max(axis=1))
+    if np.any(spread > tol):
+        c = int(np.argmax(spread > tol))
+        raise NIRImportError(f"node {layer.neuron!r}: {what} differs between the positions of output "
+                             f"channel {c} ({float(per[c].min()):g} .. {float(per[c].max()):g}); the "
+                             f"core has one per output channel")
+    return per[:, 0].copy()
+
+
 def _import_foreign(graph, *, v_width, c_width, bias_width, time_steps, readout, max_input_events, dt,
-                    reset, discretization, calibration, encoding) -> Bundle:
-    input_size, chain = parse_chain(graph)
+                    reset, discretization, calibration, encoding, input_polarity=None) -> Bundle:
+    parsed = parse_chain(graph)
+    chain = parsed.layers
+    input_polarity = "xnor" if input_polarity is None else input_polarity
+    if input_polarity not in INPUT_POLARITIES:
+        raise NIRImportError(f"input_polarity: must be one of {', '.join(INPUT_POLARITIES)}, "
+                             f"got {input_polarity!r}")
+    if input_polarity == "channels":
+        if parsed.units % 2 or (parsed.input_shape is not None and parsed.input_shape[0] != 2):
+            shown = list(parsed.input_shape) if parsed.input_shape is not None else [parsed.units]
+            raise NIRImportError(f"input_polarity: channels needs an input of two channels (OFF, ON), "
+                                 f"got shape {shown}")
+        input_size = parsed.units // 2
+    else:
+        input_size = parsed.units
     dt, dt_source = resolve_dt(graph, dt)
     v_width = 16 if v_width is None else v_width
     c_width = 16 if c_width is None else c_width
@@ -255,19 +323,36 @@ def _import_foreign(graph, *, v_width, c_width, bias_width, time_steps, readout,
 
     layers, weights, biases, thetas, scaled_thetas, reports = [], [], [], [], [], []
     for layer in chain:
+        if layer.kind == "pool2d":
+            layers.append(LayerSpec.pool2d(layer.in_shape, layer.kernel, layer.stride, layer.padding))
+            weights.append(np.zeros(0, dtype=np.uint8))
+            biases.append(np.zeros(0, dtype=np.int64))
+            thetas.append(np.zeros(0, dtype=np.int64))
+            scaled_thetas.append(None)
+            reports.append({"synapse": layer.synapse, "neuron": layer.neuron, "type": "pool2d",
+                            "kind": "pool2d", "pool": type(graph.nodes[layer.synapse]).__name__,
+                            "kernel": list(layer.kernel), "stride": list(layer.stride),
+                            "padding": list(layer.padding)})
+            continue
+        conv = layer.kind == "conv2d"
         d = dynamics(layer, dt, discretization, reset)
         w = layer.weight
-        s = np.abs(w).mean(axis=1)                              # per-neuron scale, mean |w_j|
-        dead = s == 0
-        s = np.where(dead, 1.0, s)
+        # Per output unit of the synapse (a dense neuron, a conv2d output channel): the scale
+        # s = mean |w| folded into threshold and bias; spread per neuron for the arithmetic below.
+        s_unit = np.abs(w).reshape(w.shape[0], -1).mean(axis=1)
+        dead = s_unit == 0
+        s_unit = np.where(dead, 1.0, s_unit)
+        s = np.repeat(s_unit, layer.size // w.shape[0])
         gain = d.g_in * s if not d.current else d.g_in * d.g_cv * s   # one integer step of v, in v units
         if np.any(gain <= 0):
             raise NIRImportError(f"node {layer.neuron!r}: input gain must be > 0 (r, w_in and tau "
                                  f"give {float(gain.min()):g})")
         k_v, err_v = leak_shift(d.beta, v_width)
-        report = {"synapse": layer.synapse, "neuron": layer.neuron, "type": d.kind, "reset": d.reset,
-                  "beta": _stats(d.beta), "leak_v": k_v, "beta_quantized": 1.0 if k_v == 0 else 1 - 2.0 ** -k_v,
-                  "beta_abs_error_max": err_v}
+        report = {"synapse": layer.synapse, "neuron": layer.neuron, "type": d.kind, "kind": layer.kind,
+                  "reset": d.reset, "beta": _stats(d.beta), "leak_v": k_v,
+                  "beta_quantized": 1.0 if k_v == 0 else 1 - 2.0 ** -k_v, "beta_abs_error_max": err_v}
+        if layer.folded:
+            report["folded_pools"] = list(layer.folded)
         k_c = 0
         if d.current:
             k_c, err_c = leak_shift(d.alpha, c_width)
@@ -282,22 +367,31 @@ def _import_foreign(graph, *, v_width, c_width, bias_width, time_steps, readout,
         else:
             bias_real = layer.bias / s + d.drive / gain
         theta_real = d.theta / gain                              # NIR fires on v > theta
+        if conv:   # one threshold and bias per output channel
+            theta_real = _per_channel(layer, "v_threshold / input gain", theta_real)
+            bias_real = _per_channel(layer, "bias / input gain", bias_real)
         theta_int = np.floor(theta_real + _EPS) + 1              # integer v > x  <=>  v >= floor(x) + 1
         bias_int = np.round(bias_real)
         binarized = np.where(w >= 0, 1.0, -1.0)
-        rel = np.linalg.norm(w - s[:, None] * binarized) / max(np.linalg.norm(w), 1e-300)
+        scale = s_unit.reshape(-1, *([1] * (w.ndim - 1)))
+        rel = np.linalg.norm(w - scale * binarized) / max(np.linalg.norm(w), 1e-300)
         report.update({
-            "weight_scale": _stats(s), "weight_binarization_rel_error": float(rel),
-            "zero_weight_rows": int(dead.sum()),
+            "weight_scale": _stats(s_unit), "weight_binarization_rel_error": float(rel),
+            ("zero_weight_channels" if conv else "zero_weight_rows"): int(dead.sum()),
             "threshold_real": _stats(theta_real),
             "threshold_clipped": int(((theta_int < 1) | (theta_int > vmax)).sum()),
             "bias_real": _stats(bias_real), "bias_rounding_error_max": float(np.max(np.abs(bias_int - bias_real))),
             "bias_clipped": int(((bias_int < bmin) | (bias_int > bmax)).sum()),
             "fire_once": d.fire_once,
         })
-        layers.append(LayerSpec(size=layer.size, current=d.current, leak_v=k_v, leak_c=k_c,
-                                reset=d.reset, fire_once=d.fire_once))
-        weights.append((w.T >= 0).astype(np.uint8))
+        modes = dict(current=d.current, leak_v=k_v, leak_c=k_c, reset=d.reset, fire_once=d.fire_once)
+        if conv:
+            layers.append(LayerSpec.conv2d(layer.in_shape, layer.channels, layer.kernel, layer.stride,
+                                           layer.padding, **modes))
+            weights.append((w >= 0).astype(np.uint8))
+        else:
+            layers.append(LayerSpec(size=layer.size, **modes))
+            weights.append((w.T >= 0).astype(np.uint8))
         biases.append(np.clip(bias_int, bmin, bmax).astype(np.int64))
         thetas.append(np.clip(theta_int, 1, vmax).astype(np.int64))
         scaled_thetas.append(theta_real)
@@ -312,7 +406,8 @@ def _import_foreign(graph, *, v_width, c_width, bias_width, time_steps, readout,
         input_size=input_size, time_steps=int(time_steps), layers=layers, weights=weights, bias=biases,
         threshold=thetas, v_width=int(v_width), c_width=int(c_width), bias_width=int(bias_width),
         readout=readout, max_input_events=int(max_input_events),
-        encoding=dict(encoding) if encoding else {"kind": "rate"}, metadata=metadata))
+        encoding=dict(encoding) if encoding else {"kind": "rate"}, metadata=metadata,
+        input_shape=parsed.input_shape, input_polarity=input_polarity))
     if calibration is not None:
         _calibrate(bundle, graph, scaled_thetas, calibration, dt=dt, discretization=discretization, reset=reset)
     return bundle
@@ -330,10 +425,13 @@ def _calibrate(bundle: Bundle, graph, scaled_thetas, calibration, *, dt, discret
         raise NIRImportError(f"calibration: must be input counts [T={bundle.time_steps}, B, N0] (or a pair "
                              f"on, off), got {getattr(on, 'shape', type(on).__name__)}")
     ref = simulate_nir(graph, on, off, dt=dt, discretization=discretization, reset=reset,
-                       readout=bundle.readout)
+                       readout=bundle.readout, input_polarity=bundle.input_polarity)
     vmax = (1 << (bundle.v_width - 1)) - 1
     chosen = []
     for k, theta_real in enumerate(scaled_thetas):
+        if theta_real is None:        # pool2d: no neurons, nothing to calibrate
+            chosen.append(None)
+            continue
         target = float(ref.spikes[k].mean())
         best = None
         for f in sorted(CALIBRATION_FACTORS, key=lambda x: abs(np.log(x))):   # ties: closest to 1

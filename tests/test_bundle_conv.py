@@ -245,13 +245,11 @@ def test_require_dense_names_the_first_spatial_layer_and_the_polarity_rule():
 def test_library_entry_points_refuse_a_conv_bundle():
     from bsnn.firmware_export.firmware import c_header
     from bsnn.hdl.config import CoreGeometry, HardwareConfig, check_fits
-    from bsnn.nir_interop.export import export_nir
     bundle = _mnist_conv()
     dense_geometry = CoreGeometry.from_bundle(random_bundle(np.random.default_rng(7), sizes=[784, 4608, 1152, 10]))
     for call, what in ((lambda: CoreGeometry.from_bundle(bundle, HardwareConfig()), "hardware build"),
                        (lambda: check_fits(bundle, dense_geometry), "hardware build"),
-                       (lambda: c_header(bundle), "C header"),
-                       (lambda: export_nir(bundle), "NIR export")):
+                       (lambda: c_header(bundle), "C header")):
         with pytest.raises(BundleError) as info:
             call()
         assert str(info.value) == f"{what}: layers[0].kind: conv2d: {REFUSAL}"
@@ -260,7 +258,6 @@ def test_library_entry_points_refuse_a_conv_bundle():
 @pytest.mark.parametrize("command, what", [
     ("verilog --model {model} --out {out}", "Verilog generation"),
     ("eval --model {model} --dataset mnist --limit 5 --engine rtl --json {out}/r.json", "RTL simulation"),
-    ("nir export --model {model} --out {out}/m.nir", "NIR export"),
     ("bitstream --board icebreaker --model {model} --out {out}/bs --throughput-images 0", "hardware build"),
 ])
 def test_commands_refuse_a_conv_bundle_in_one_line(tmp_path, command, what):

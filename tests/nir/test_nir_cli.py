@@ -39,3 +39,18 @@ def test_foreign_import_needs_time_steps_and_reports_the_mapping(tmp_path, capsy
     bundle = load_bundle(tmp_path / "b")
     assert bundle.time_steps == 7 and bundle.layers[0].leak_v == 3        # 1 - 0.1 -> 0.875
     assert '"leak_v": 3' in capsys.readouterr().out
+
+
+def test_a_convolutional_bundle_exports_and_imports(tmp_path, capsys):
+    bundle = random_bundle(np.random.default_rng(11), spatial=True, input_polarity="channels")
+    save_bundle(bundle, tmp_path / "model")
+    assert _run(["nir", "export", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "m.nir")]) == 0
+    assert _run(["nir", "import", str(tmp_path / "m.nir"), "--out", str(tmp_path / "back")]) == 0
+    assert load_bundle(tmp_path / "back").same_as(bundle)
+    assert _run(["nir", "import", str(tmp_path / "m.nir"), "--out", str(tmp_path / "again"), "--recompile",
+                 "--input-polarity", "channels", "--v-width", str(bundle.v_width),
+                 "--c-width", str(bundle.c_width), "--bias-width", str(bundle.bias_width),
+                 "--max-input-events", str(bundle.max_input_events)]) == 0
+    again = load_bundle(tmp_path / "again")
+    assert again.input_polarity == "channels" and [a.kind for a in again.layers] == [a.kind for a in bundle.layers]
+    assert '"kind": "conv2d"' in capsys.readouterr().out

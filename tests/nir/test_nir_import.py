@@ -176,19 +176,27 @@ def test_other_unsupported_nodes_are_refused_naming_the_node(node, kind):
     _one_line(info, "n2")
 
 
-def test_flatten_with_a_non_trivial_shape_is_refused():
-    flat = nir.Flatten(input_type={"input": np.array([2, 3])}, start_dim=0)
-    nodes = {"input": nir.Input(input_type={"input": np.array([2, 3])}), "flat": flat,
-             "fc": affine(4, 6), "lif": lif(4), "output": nir.Output(output_type={"output": np.array([4])})}
-    graph = nir.NIRGraph(nodes=nodes, edges=[("input", "flat"), ("flat", "fc"), ("fc", "lif"), ("lif", "output")],
-                         type_check=False)
-    with pytest.raises(NIRImportError, match=r"^node 'flat': Flatten of shape \[2, 3\]") as info:
-        import_nir(graph, time_steps=2)
+def test_flatten_to_1d_is_the_flat_order_and_anything_else_is_refused():
+    # A map flattened to 1-D is read in the flat order c*H*W + y*W + x (docs/semantics.md 10.1):
+    # the dense layer reads the input units as they are numbered.
+    def graph_of(in_shape, flat, fc_in):
+        nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)}), "flat": flat,
+                 "fc": affine(4, fc_in), "lif": lif(4), "output": nir.Output(output_type={"output": np.array([4])})}
+        return nir.NIRGraph(nodes=nodes, edges=[("input", "flat"), ("flat", "fc"), ("fc", "lif"), ("lif", "output")],
+                            type_check=False)
+    full = graph_of([2, 3], nir.Flatten(input_type={"input": np.array([2, 3])}, start_dim=0), 6)
+    bundle = import_nir(full, time_steps=2)
+    assert bundle.input_size == 6 and bundle.input_shape is None and bundle.layers[0].kind == "dense"
+    partial = graph_of([2, 3, 4], nir.Flatten(input_type={"input": np.array([2, 3, 4])}, start_dim=1), 12)
+    with pytest.raises(NIRImportError, match=r"^node 'flat': Flatten of shape \[2, 3, 4\] \(start_dim 1") as info:
+        import_nir(partial, time_steps=2)
     _one_line(info, "flat")
-    trivial = nir.Flatten(input_type={"input": np.array([1, 6])}, start_dim=0)
-    nodes.update(input=nir.Input(input_type={"input": np.array([1, 6])}), flat=trivial)
-    assert import_nir(nir.NIRGraph(nodes=nodes, edges=graph.edges, type_check=False),
-                      time_steps=2).input_size == 6
+    nodes = {"input": nir.Input(input_type={"input": np.array([2, 3])}), "fc": affine(4, 6), "lif": lif(4),
+             "output": nir.Output(output_type={"output": np.array([4])})}
+    unflattened = nir.NIRGraph(nodes=nodes, edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
+                               type_check=False)
+    with pytest.raises(NIRImportError, match=r"^node 'fc': Affine reads a value of shape \[2, 3\]; a dense"):
+        import_nir(unflattened, time_steps=2)
 
 
 def test_recurrent_edge_is_refused_naming_the_node():
@@ -214,7 +222,7 @@ def test_nested_graph_is_refused_naming_the_node():
 def test_malformed_chains_are_refused_naming_the_node():
     with pytest.raises(NIRImportError, match=r"^node 'n1': follows synapse node 'n0'"):
         import_nir(chain(affine(3, 4), affine(2, 3), lif(2)), time_steps=2)
-    with pytest.raises(NIRImportError, match=r"^node 'n0': LIF must follow an Affine or Linear node"):
+    with pytest.raises(NIRImportError, match=r"^node 'n0': LIF must follow an Affine, Linear or Conv2d node"):
         g = chain(lif(4), affine(3, 4), lif(3))
         import_nir(g, time_steps=2)
     with pytest.raises(NIRImportError, match=r"^node 'n2': not followed by a spiking neuron"):
