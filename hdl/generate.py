@@ -156,7 +156,7 @@ def hardware_manifest(bundle, hw: HardwareConfig) -> dict:
             "global": {"file": "global.hex", "depth": len(global_words(bundle)),
                        "width": image_width["global"]},
             # Internal memories (no image): depths as addressed; one of depth 1 is built with 2.
-            "accumulators": {"depth": g.max_chunks, "width": AccumulatorLayout(g.acc_w, g.lanes).size},
+            "accumulators": {"depth": g.acc_depth, "width": AccumulatorLayout(g.syn_w, g.lanes).size},
             "neuron_state": {"banks": U, "depth": g.bank_depth, "width": state.size,
                              "fields": _fields(state)},
             "output_stats": {"banks": U, "depth": g.groups[-1], "width": OutputStatsLayout().size},
