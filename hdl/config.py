@@ -361,7 +361,7 @@ class CoreGeometry:
     def tap_latency(self) -> int:
         """Queues an event passes beyond the dense path's three on its way to the accumulate
         FSM: the tap generator's (hdl/taps.py) in a convolutional build, none otherwise."""
-        return 3 if self.is_spatial else 0
+        return 4 if self.is_spatial else 0
 
     @property
     def layer_latency(self) -> int:
