@@ -73,7 +73,7 @@ def cmd_verilog(args) -> int:
     from bsnn.hdl.config import HardwareConfig
     from bsnn.hdl.generate import generate
 
-    bundle = load_bundle(args.model).require_dense("Verilog generation")
+    bundle = load_bundle(args.model)
     hw = HardwareConfig.from_toml(args.hw_config) if args.hw_config else HardwareConfig()
     if args.lanes is not None:
         try:
@@ -91,7 +91,8 @@ def cmd_verilog(args) -> int:
             n_bytes = max(1, -(-4 * len(words[0]) // 8)) if words else 1
             blob = b"".join(int(w, 16).to_bytes(n_bytes, "little") for w in words)
             names.append(write_staged(staging, hex_path.with_suffix(".bin").name, blob).name)
-        names.append(write_staged(staging, "model.h", c_header(bundle).encode()).name)
+        if bundle.is_dense:     # (the C header does not describe convolutional networks yet)
+            names.append(write_staged(staging, "model.h", c_header(bundle).encode()).name)
         if args.vectors:
             from bsnn.training.data import load_encoded
             data = load_encoded(bundle, args.dataset, "test", args.vectors, args.data_root)
@@ -110,8 +111,6 @@ def cmd_eval(args) -> int:
     if args.json:
         check_report_path(args.json, args.model)
     bundle = load_bundle(args.model)
-    if args.engine == "rtl":   # before the golden pass over the dataset
-        bundle.require_dense("RTL simulation")
     hw = None
     if args.hw_config:
         from bsnn.hdl.config import HardwareConfig

@@ -75,7 +75,7 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
         "bias": U * _blocks(f, geom.bank_depth, geom.stored_bias_width),
         "threshold": U * _blocks(f, geom.bank_depth, geom.stored_threshold_width),
         "output_stats": U * _blocks(f, geom.groups[-1], OutputStatsLayout().size),
-        "accumulators": _blocks(f, geom.max_chunks, AccumulatorLayout(geom.acc_w, geom.lanes).size),
+        "accumulators": _blocks(f, geom.acc_depth, AccumulatorLayout(geom.syn_w, geom.lanes).size),
         "host_rx_fifo": _blocks(f, rx_depth, 8),
     }
     if geom.spike_queue_depth:

@@ -14,7 +14,7 @@ from bsnn.firmware_export.validate import (check_table, choice, integer, number,
                                            read_toml, text)
 
 __all__ = ["HardwareConfig", "CoreGeometry", "BuildMismatch", "build_key", "check_fits",
-           "COUNT_WIDTH", "span", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS", "CYCLES_WIDTH"]
+           "COUNT_WIDTH", "span", "spatial_of", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS", "CYCLES_WIDTH"]
 
 #: Width of the per-output-neuron spike counter and first-spike step (T <= 65535).
 COUNT_WIDTH = 16
@@ -188,6 +188,10 @@ class CoreGeometry:
     neuron_pipeline: str = "short"
     state_current: bool = True   # the neuron state memories hold c
     state_fired: bool = True     # ... and the fired flag
+    # Per layer: None (dense) or the window of a conv2d / pool2d layer (docs/semantics.md
+    # section 10): (kind, (C_in, H, W), (C_out, H_out, W_out), kernel, stride, padding).
+    spatial: tuple = ()
+    input_channels: bool = False  # input_polarity "channels": unit p * N_0 + i, polarity 1
 
     def __post_init__(self):
         if len(self.sizes) < 2:
@@ -202,6 +206,88 @@ class CoreGeometry:
                              f"{self.lanes}")
         if not all(MIN_WIDTH <= w <= MAX_WIDTH for w in (self.v_width, self.c_width, self.bias_width)):
             raise BuildMismatch(f"geometry: widths must be in [{MIN_WIDTH}, {MAX_WIDTH}]")
+        if self.spatial and len(self.spatial) != len(self.sizes) - 1:
+            raise BuildMismatch("geometry: spatial: one entry per layer")
+        if self.is_spatial and U != 1:
+            raise BuildMismatch(f"geometry: neuron_lanes {U}: a convolutional build updates one "
+                                "neuron per cycle (neuron_lanes = 1)")
+        if "pool2d" in self.kinds and self.lanes & (self.lanes - 1):
+            raise BuildMismatch(f"geometry: lanes {self.lanes}: a build with pool2d layers needs a "
+                                "power of two")
+
+    # --- layer kinds (docs/semantics.md section 10) ---------------------------------------
+    @property
+    def is_spatial(self) -> bool:
+        """A convolutional build: conv2d / pool2d layers or input channels (the tap generator
+        of hdl/taps.py in front of the synapse lanes)."""
+        return self.input_channels or any(s is not None for s in self.spatial)
+
+    @property
+    def kinds(self) -> tuple:
+        return tuple("dense" if s is None else s[0]
+                     for s in (self.spatial or (None,) * self.n_layers))
+
+    def window(self, l: int):
+        """``(kind, in_shape, out_shape, kernel, stride, padding)`` of spatial layer ``l``."""
+        return self.spatial[l]
+
+    @property
+    def units_in(self) -> tuple:
+        """Sources of each layer: layer 1's input units (``2 N_0`` with input channels), then
+        the outputs of the layer below."""
+        return ((self.sizes[0] * (2 if self.input_channels else 1),) + tuple(self.sizes[1:-1]))
+
+    @property
+    def positions(self) -> tuple:
+        """Output positions ``H_out * W_out`` of each layer (1 for a dense layer)."""
+        return tuple(1 if k == "dense" else self.spatial[l][2][1] * self.spatial[l][2][2]
+                     for l, k in enumerate(self.kinds))
+
+    @property
+    def weight_rows(self) -> tuple:
+        """Weight rows of each layer: one per source (dense), one per input channel and kernel
+        offset (conv2d), none (pool2d)."""
+        rows = []
+        for l, k in enumerate(self.kinds):
+            if k == "dense":
+                rows.append(self.units_in[l])
+            elif k == "conv2d":
+                _, in_shape, _, kernel, _, _ = self.spatial[l]
+                rows.append(in_shape[0] * kernel[0] * kernel[1])
+            else:
+                rows.append(0)
+        return tuple(rows)
+
+    @property
+    def acc_depth(self) -> int:
+        """Accumulator words: per layer one word of ``P`` channel lanes per chunk and output
+        position, at ``position * chunks + chunk``; the most any layer needs."""
+        return max(p * c for p, c in zip(self.positions, self.chunks))
+
+    @property
+    def param_sizes(self) -> tuple:
+        """Bias / threshold values of each layer: one per neuron (dense), per output channel
+        (conv2d), none (pool2d)."""
+        return tuple(n if k == "dense" else (self.spatial[l][2][0] if k == "conv2d" else 0)
+                     for l, (k, n) in enumerate(zip(self.kinds, self.layer_sizes)))
+
+    @property
+    def param_groups(self) -> tuple:
+        """Bias / threshold words of each layer in every neuron bank."""
+        return tuple(-(-n // self.neuron_lanes) for n in self.param_sizes)
+
+    @property
+    def state_groups(self) -> tuple:
+        """Neuron-state words of each layer in every bank (a pool2d layer has no state)."""
+        return tuple(0 if k == "pool2d" else g for k, g in zip(self.kinds, self.groups))
+
+    @property
+    def state_base(self) -> tuple:
+        bases, acc = [], 0
+        for n in self.state_groups:
+            bases.append(acc)
+            acc += n
+        return tuple(bases)
 
     # --- layers -----------------------------------------------------------------------------
     @property
@@ -214,8 +300,10 @@ class CoreGeometry:
 
     @property
     def chunks(self) -> tuple:
-        """Weight words per source for each layer: ceil(N_l / P)."""
-        return tuple(-(-n // self.lanes) for n in self.layer_sizes)
+        """Weight words per weight row for each layer: ceil(N_l / P) (dense), ceil(C_out / P)
+        (conv2d: a row holds the output channels; pool2d: accumulator words per position)."""
+        return tuple(-(-(n if k == "dense" else self.spatial[l][2][0]) // self.lanes)
+                     for l, (k, n) in enumerate(zip(self.kinds, self.layer_sizes)))
 
     @property
     def weight_base(self) -> tuple:
@@ -223,25 +311,27 @@ class CoreGeometry:
         bases, acc = [], 0
         for l in range(self.n_layers):
             bases.append(acc)
-            acc += self.sizes[l] * self.chunks[l]
+            acc += self.weight_rows[l] * self.chunks[l]
         return tuple(bases)
 
     @property
     def weight_depth(self) -> int:
-        return sum(self.sizes[l] * self.chunks[l] for l in range(self.n_layers))
+        return sum(self.weight_rows[l] * self.chunks[l] for l in range(self.n_layers))
 
     @property
     def neuron_base(self) -> tuple:
-        """First address of each layer in the concatenated neuron memories (bias, threshold, state)."""
+        """First address of each layer in the concatenated bias / threshold images (config
+        addresses): one per neuron of a dense layer, per channel of a conv2d layer."""
         bases, acc = [], 0
-        for n in self.layer_sizes:
+        for n in self.param_sizes:
             bases.append(acc)
             acc += n
         return tuple(bases)
 
     @property
     def neuron_total(self) -> int:
-        return sum(self.layer_sizes)
+        """Bias / threshold values in all (one per dense neuron; per conv2d channel)."""
+        return sum(self.param_sizes)
 
     @property
     def groups(self) -> tuple:
@@ -250,12 +340,17 @@ class CoreGeometry:
 
     @property
     def bank_base(self) -> tuple:
-        """First address of each layer in every neuron bank's memories."""
+        """First address of each layer in every neuron bank's bias / threshold memories."""
         bases, acc = [], 0
-        for n in self.groups:
+        for n in self.param_groups:
             bases.append(acc)
             acc += n
         return tuple(bases)
+
+    @property
+    def param_depth(self) -> int:
+        """Depth of each bank's bias and threshold memories."""
+        return sum(self.param_groups)
 
     @property
     def neuron_latency(self) -> int:
@@ -263,17 +358,24 @@ class CoreGeometry:
         return 10 if self.neuron_pipeline == "long" else 3
 
     @property
+    def tap_latency(self) -> int:
+        """Queues an event passes beyond the dense path's three on its way to the accumulate
+        FSM: the tap generator's (hdl/taps.py) in a convolutional build, none otherwise."""
+        return 4 if self.is_spatial else 0
+
+    @property
     def layer_latency(self) -> int:
         """``D`` of the cycle formula (docs/architecture.md, "Cycle cost"): cycles one layer
-        update adds beyond its neuron groups: the synapse unit's three input queues, the flush,
-        the settle cycle, the 2-cycle drain start, the command queue, the neuron pipeline and
-        the result queue."""
-        return self.neuron_latency + 8
+        update adds beyond its neuron groups: the synapse unit's three input queues (and the
+        tap generator's, :attr:`tap_latency`), the flush, the settle cycle, the 2-cycle drain
+        start, the command queue, the neuron pipeline and the result queue."""
+        return self.neuron_latency + 8 + self.tap_latency
 
     @property
     def bank_depth(self) -> int:
-        """Depth of each neuron bank's memories (bank u holds neurons j = g*U + u)."""
-        return sum(self.groups)
+        """Depth of each neuron bank's state memory (bank u holds neurons j = g*U + u; a
+        pool2d layer has no state)."""
+        return sum(self.state_groups)
 
     @property
     def group_w(self) -> int:
@@ -282,6 +384,10 @@ class CoreGeometry:
     @property
     def max_chunks(self) -> int:
         return max(self.chunks)
+
+    @property
+    def acc_addr_w(self) -> int:
+        return max(1, ceil_log2(self.acc_depth))
 
     @property
     def spike_queue_depth(self) -> int:
@@ -323,12 +429,13 @@ class CoreGeometry:
 
     @property
     def acc_w(self) -> int:
-        """Width of one lane's unsigned XNOR popcount accumulator (never saturates)."""
+        """Bits of the largest event count into a layer's neuron (``|I|`` is at most that)."""
         return bits_for(self.max_events_into_layer)
 
     @property
     def syn_w(self) -> int:
-        """Width of the signed synaptic input I = 2 * popcount - n."""
+        """Width of the signed synaptic input ``I`` (a lane's signed accumulator; it never
+        saturates)."""
         return self.acc_w + 1
 
     @property
@@ -354,7 +461,11 @@ class CoreGeometry:
                 "bias_width": self.bias_width, "lanes": self.lanes, "trace": self.trace,
                 "max_input_events": self.max_input_events, "neuron_lanes": self.neuron_lanes,
                 "neuron_pipeline": self.neuron_pipeline, "state_current": self.state_current,
-                "state_fired": self.state_fired}
+                "state_fired": self.state_fired,
+                # (convolutional builds only: a dense build's key is what it always was)
+                **({"spatial": [None if s is None else [s[0], *[list(x) for x in s[1:]]]
+                                for s in self.spatial],
+                    "input_channels": self.input_channels} if self.is_spatial else {})}
 
     @classmethod
     def from_key(cls, key: dict) -> "CoreGeometry":
@@ -365,21 +476,40 @@ class CoreGeometry:
                    neuron_lanes=int(key.get("neuron_lanes", 1)),
                    neuron_pipeline=str(key.get("neuron_pipeline", "short")),
                    state_current=bool(key.get("state_current", True)),
-                   state_fired=bool(key.get("state_fired", True)))
+                   state_fired=bool(key.get("state_fired", True)),
+                   spatial=tuple(None if s is None else (str(s[0]), *[tuple(int(v) for v in x) for x in s[1:]])
+                                 for s in key.get("spatial", ())),
+                   input_channels=bool(key.get("input_channels", False)))
 
     @classmethod
     def from_bundle(cls, bundle, hw: HardwareConfig | None = None) -> "CoreGeometry":
         hw = HardwareConfig() if hw is None else hw
-        bundle.require_dense("hardware build")   # no convolution in the core yet
         cap = bundle.max_input_events if hw.max_input_events is None else hw.max_input_events
         geom = cls(sizes=tuple(int(n) for n in bundle.sizes), v_width=int(bundle.v_width),
                    c_width=int(bundle.c_width), bias_width=int(bundle.bias_width),
                    lanes=hw.lanes, trace=hw.trace, max_input_events=int(cap),
                    neuron_lanes=hw.neuron_lanes, neuron_pipeline=hw.neuron_pipeline,
                    state_current=hw.neuron_state == "full" or any(l.current for l in bundle.layers),
-                   state_fired=hw.neuron_state == "full" or any(l.fire_once for l in bundle.layers))
+                   state_fired=hw.neuron_state == "full" or any(l.fire_once for l in bundle.layers),
+                   spatial=spatial_of(bundle), input_channels=bundle.input_polarity == "channels")
         check_fits(bundle, geom)
         return geom
+
+
+def spatial_of(bundle) -> tuple:
+    """The per-layer windows of a bundle as :attr:`CoreGeometry.spatial` holds them (empty for
+    a dense bundle)."""
+    from bsnn.firmware_export.spatial import layer_input_shapes, output_shape
+    if bundle.is_dense:
+        return ()
+    out = []
+    for layer, shape in zip(bundle.layers, layer_input_shapes(bundle)):
+        if layer.kind == "dense":
+            out.append(None)
+        else:
+            out.append((layer.kind, tuple(shape), tuple(output_shape(layer, shape)),
+                        tuple(layer.kernel), tuple(layer.stride), tuple(layer.padding)))
+    return tuple(out)
 
 
 def build_key(bundle, hw: HardwareConfig | None = None) -> dict:
@@ -394,10 +524,12 @@ def check_fits(bundle, build) -> None:
     ``build`` is a :class:`CoreGeometry`, a build-key dict, or a hardware manifest dict (as
     written by :func:`bsnn.hdl.generate.generate`, whose ``"build_key"`` entry is used).
     """
-    bundle.require_dense("hardware build")   # no convolution in the core yet
     if isinstance(build, dict):
         build = CoreGeometry.from_key(build.get("build_key", build))
     problems = []
+    if spatial_of(bundle) != tuple(build.spatial) or (
+            (bundle.input_polarity == "channels") != build.input_channels):
+        problems.append("layer kinds, windows or input polarity differ from the build's")
     if list(bundle.sizes) != list(build.sizes):
         problems.append(f"sizes {list(bundle.sizes)} != build's {list(build.sizes)}")
     for name in ("v_width", "c_width"):

@@ -91,10 +91,13 @@ class ConfigDecoder(wiring.Component):
         n_sel = Signal(span(U))
         n_local = Signal(g.cfg_addr_w)
         n_in_range = Signal()
+        first = next(l for l in range(g.n_layers) if g.param_sizes[l])
         for l in range(g.n_layers):
             # Layers are tried in order, so the lower bound is implied by the earlier tests.
-            cond = cfg_r.address < g.neuron_base[l] + g.layer_sizes[l]
-            with (m.If(cond) if l == 0 else m.Elif(cond)):
+            if not g.param_sizes[l]:
+                continue        # a pool2d layer has no parameters
+            cond = cfg_r.address < g.neuron_base[l] + g.param_sizes[l]
+            with (m.If(cond) if l == first else m.Elif(cond)):
                 j = Signal(g.cfg_addr_w, name=f"cfg_j{l}")
                 m.d.comb += [j.eq(cfg_r.address - g.neuron_base[l]), n_in_range.eq(1),
                              n_local.eq(g.bank_base[l] + (j >> log_u))]

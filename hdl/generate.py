@@ -16,7 +16,7 @@ from .layouts import (AccumulatorLayout, ConfigTarget, ConfigWriteLayout, ErrorB
                       ResultKind, ResultLayout, SpikeGroupLayout)
 
 __all__ = ["generate", "config_writes", "build_key", "check_fits", "BuildMismatch",
-           "hardware_manifest", "cycle_estimate", "cycles_bound", "VERILOG_NAME", "MANIFEST_NAME"]
+           "hardware_manifest", "cycle_estimate", "cycles_bound", "layer_work", "unit_counts", "unit_taps", "VERILOG_NAME", "MANIFEST_NAME"]
 
 VERILOG_NAME = "bsnn_core.v"
 MANIFEST_NAME = "hardware.json"
@@ -48,11 +48,57 @@ def _hex_lines(values, width):
     return "".join(f"{v & mask:0{digits}x}\n" for v in values)
 
 
+def unit_taps(geom: CoreGeometry, l: int):
+    """Per source unit of layer ``l`` (flat order), the taps an event there reaches: 1 for a
+    dense layer, ``r_h(iy) * r_w(ix)`` for a conv2d layer (docs/semantics.md 10.6), the windows
+    that hold it for a pool2d layer."""
+    import numpy as np
+
+    from bsnn.firmware_export.spatial import taps_per_position
+    if geom.kinds[l] == "dense":
+        return np.ones(geom.units_in[l], dtype=np.int64)
+    _, (c, h, w), _, kernel, stride, padding = geom.spatial[l]
+    rh = taps_per_position(h, kernel[0], stride[0], padding[0])
+    rw = taps_per_position(w, kernel[1], stride[1], padding[1])
+    return np.tile(np.outer(rh, rw).reshape(-1), c)
+
+
+def layer_work(geom: CoreGeometry, l: int, counts) -> tuple[int, int]:
+    """``(cycles, bound)`` of the synaptic work of the events into layer ``l``; ``counts``: the
+    events per source unit (flat order, summed over any steps). ``cycles``: what the core
+    spends (``ceil(N_l / P)`` per event of a dense layer, ``taps * ceil(C_out / P)`` of a conv2d
+    layer, one per window of a pool2d layer, at least one cycle per event); ``bound``: the
+    event bound's term (none for a pool2d layer; docs/semantics.md 10.7)."""
+    import numpy as np
+    taps = unit_taps(geom, l)
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1, len(taps)).sum(axis=0)
+    pool = geom.kinds[l] == "pool2d"
+    per = np.maximum(taps * (1 if pool else geom.chunks[l]), 1)
+    bound = 0 if pool else int((counts * taps).sum()) * geom.chunks[l]
+    return int((counts * per).sum()), bound
+
+
+def unit_counts(bundle, on, off, spikes, b: int) -> list:
+    """Per layer, the events per source unit ``[T, units]`` of sample ``b``: layer 1 from the
+    input event counts ``on``/``off`` ``[T, B, N_0]`` (by ``input_polarity``), the others
+    from the spikes of the layer below (``GoldenResult.spikes``)."""
+    import numpy as np
+    on = np.asarray(on[:, b], dtype=np.int64)
+    off = np.zeros_like(on) if off is None else np.asarray(off[:, b], dtype=np.int64)
+    first = np.concatenate([off, on], axis=1) if bundle.input_polarity == "channels" else on + off
+    return [first] + [np.asarray(s[:, b], dtype=np.int64) for s in spikes[:-1]]
+
+
 def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes=None,
-                   trace: bool = True, first_step_events: int = 0) -> int:
+                   trace: bool = True, first_step_events: int = 0, counts=None) -> int:
     """Busy cycles of one inference without stalls or dropped events (docs/architecture.md):
-    ``max(C + 1, S_b - 7 - E_{1,0} * ceil(N_1 / P)) + N_L + D - 2 + T * (sum_l (G_l + D + 1))
-    + sum_l ceil(N_l / P) * E_l + X``.
+    ``max(C + 1, S_b - 7 - W_{1,0}) + N_L + D - 2 + T * (sum_l (G_l + D + 1)) + sum_l W_l + X``.
+
+    ``W_l`` is the synaptic work of the events into layer ``l`` (:func:`layer_work`: for a
+    dense layer ``ceil(N_l / P) * E_l``), ``W_{1,0}`` that of layer 1 in step 0, ``C`` the
+    accumulator words (``acc_depth``). A convolutional build needs ``counts`` (per layer, the
+    events per source unit and step, ``[T, units]``: :func:`unit_counts`); a dense one takes
+    ``events_per_layer`` and ``first_step_events``.
 
     ``D = CoreGeometry.layer_latency`` (11 with the short neuron pipeline, 18 with the long one),
     ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l`` (the neuron clear, which overlaps
@@ -61,11 +107,17 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     spikes in one step takes ``k`` cycles instead of 1. ``spikes`` (per layer, ``[T, N_l]``
     0/1 arrays, as ``GoldenResult.spikes[l][:, b]``) is needed for ``X``.
     """
-    U, C, L = geom.neuron_lanes, geom.max_chunks, geom.n_layers
+    U, C, L = geom.neuron_lanes, geom.acc_depth, geom.n_layers
     Sb = geom.bank_depth
     lat = geom.layer_latency
     per_step = sum(n + lat for n in geom.groups) + L
-    events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
+    if counts is not None:
+        import numpy as np
+        events = sum(layer_work(geom, l, c)[0] for l, c in enumerate(counts))
+        first_work = layer_work(geom, 0, np.asarray(counts[0])[0])[0]
+    else:
+        events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
+        first_work = int(first_step_events) * geom.chunks[0]
     extra = 0
     if U > 1 and trace and geom.trace:
         if spikes is None:
@@ -77,16 +129,25 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
             pad[:, :n] = s
             k = pad.reshape(time_steps, geom.groups[l], U).sum(axis=2)
             extra += int(np.maximum(k - 1, 0).sum())
-    clear = max(C + 1, Sb - 7 - int(first_step_events) * geom.chunks[0])
+    # (the events of step 0 advance through the tap generator's queues while the units clear)
+    tl = geom.tap_latency
+    clear = max(C + 1 - tl, Sb - 7 - 2 * tl - first_work)
     return clear + geom.layer_sizes[-1] + lat - 2 + time_steps * per_step + events + extra
 
 
-def cycles_bound(geom: CoreGeometry, time_steps: int, events_per_layer) -> int:
+def cycles_bound(geom: CoreGeometry, time_steps: int, events_per_layer, counts=None) -> int:
     """The event bound of docs/performance.md: every event into layer ``l`` touches its whole
     fan-out at ``P`` synapses per cycle, and every neuron is updated every step at ``U`` neurons
-    per cycle: ``sum_l E_l * ceil(N_l / P) + T * sum_l ceil(N_l / U)``."""
-    events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
-    return events + int(time_steps) * sum(geom.groups)
+    per cycle: ``sum_l E_l * ceil(N_l / P) + T * sum_l ceil(N_l / U)``. With conv2d layers
+    (``counts`` as for :func:`cycle_estimate`) a conv2d layer's term is ``sum_e taps(e) *
+    ceil(C_out / P)`` and a pool2d layer has neither synaptic work nor neurons
+    (docs/semantics.md 10.7)."""
+    neurons = sum(n for k, n in zip(geom.kinds, geom.groups) if k != "pool2d")
+    if counts is not None:
+        events = sum(layer_work(geom, l, c)[1] for l, c in enumerate(counts))
+    else:
+        events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
+    return events + int(time_steps) * neurons
 
 
 def _fields(layout) -> dict:
@@ -156,7 +217,7 @@ def hardware_manifest(bundle, hw: HardwareConfig) -> dict:
             "global": {"file": "global.hex", "depth": len(global_words(bundle)),
                        "width": image_width["global"]},
             # Internal memories (no image): depths as addressed; one of depth 1 is built with 2.
-            "accumulators": {"depth": g.max_chunks, "width": AccumulatorLayout(g.acc_w, g.lanes).size},
+            "accumulators": {"depth": g.acc_depth, "width": AccumulatorLayout(g.syn_w, g.lanes).size},
             "neuron_state": {"banks": U, "depth": g.bank_depth, "width": state.size,
                              "fields": _fields(state)},
             "output_stats": {"banks": U, "depth": g.groups[-1], "width": OutputStatsLayout().size},

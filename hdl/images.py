@@ -11,12 +11,19 @@ __all__ = ["weight_words", "bias_image", "threshold_image", "layer_mode_word", "
 
 
 def weight_words(bundle, geom: CoreGeometry) -> list[int]:
-    """Weight memory image: layer l, source i, chunk k at ``base_l + i * chunks_l + k``;
-    bit m of that word is the weight to neuron ``k * P + m`` (1 = +1); unused high bits 0."""
+    """Weight memory image: layer l, row i, chunk k at ``base_l + i * chunks_l + k``; bit m of
+    that word is the weight to neuron ``k * P + m`` (1 = +1); unused high bits 0. A dense
+    layer's rows are its sources; a conv2d layer's are ``i = (c * K_h + ky) * K_w + kx`` and bit
+    m of chunk k is ``w[k * P + m][c][ky][kx]`` (output channel); a pool2d layer has none."""
     P = geom.lanes
     words = []
     for l, w in enumerate(bundle.weights):
+        kind = geom.kinds[l]
+        if kind == "pool2d":
+            continue
         w = np.asarray(w, dtype=np.uint8)
+        if kind == "conv2d":      # [C_out, C_in, K_h, K_w] -> rows (c, ky, kx) of C_out bits
+            w = w.transpose(1, 2, 3, 0).reshape(-1, w.shape[0])
         n_in, n_out = w.shape
         chunks = geom.chunks[l]
         padded = np.zeros((n_in, chunks * P), dtype=np.uint8)
@@ -29,7 +36,8 @@ def weight_words(bundle, geom: CoreGeometry) -> list[int]:
 
 
 def bias_image(bundle) -> list[int]:
-    """Bias of every neuron, layers concatenated (layer 1 first), as signed Python ints."""
+    """Bias of every neuron (of every channel of a conv2d layer; a pool2d layer has none),
+    layers concatenated (layer 1 first), as signed Python ints."""
     return [int(x) for b in bundle.bias for x in np.asarray(b).reshape(-1)]
 
 

@@ -94,16 +94,20 @@ class SynapseEventLayout(data.StructLayout):
 
 class SynapticInputLayout(data.StructLayout):
     """The synaptic inputs of one group of ``U`` neurons: ``value[u]`` = I[group * U + u];
-    ``last`` marks the layer's last group (lanes beyond the layer's size carry no meaning)."""
+    ``param`` the group's bias / threshold word (its group in a dense layer, its output channel
+    in a conv2d layer); ``last`` marks the layer's last group (lanes beyond the layer's size
+    carry no meaning)."""
     def __init__(self, group_w, syn_w, U=1):
-        super().__init__({"group": unsigned(group_w),
+        super().__init__({"group": unsigned(group_w), "param": unsigned(group_w),
                           "value": data.ArrayLayout(signed(syn_w), U), "last": 1})
 
 
 class NeuronCommandLayout(data.StructLayout):
-    """Update neuron ``index`` with input ``value``, or (``dump = 1``) only report its state."""
+    """Update neuron ``index`` (bias and threshold word ``param``) with input ``value``, or
+    (``dump = 1``) only report its state."""
     def __init__(self, idx_w, syn_w):
-        super().__init__({"index": unsigned(idx_w), "value": signed(syn_w), "last": 1, "dump": 1})
+        super().__init__({"index": unsigned(idx_w), "param": unsigned(idx_w), "value": signed(syn_w),
+                          "last": 1, "dump": 1})
 
 
 class SpikeGroupLayout(data.StructLayout):
@@ -147,6 +151,7 @@ class OutputStatsLayout(data.StructLayout):
 
 
 class AccumulatorLayout(data.ArrayLayout):
-    """A word of the synapse unit's accumulator memory: the unsigned popcounts of ``P`` lanes."""
-    def __init__(self, acc_w, lanes):
-        super().__init__(unsigned(acc_w), lanes)
+    """A word of the synapse unit's accumulator memory: the signed synaptic inputs of ``P``
+    lanes (``syn_w`` bits each)."""
+    def __init__(self, syn_w, lanes):
+        super().__init__(signed(syn_w), lanes)

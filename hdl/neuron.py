@@ -66,11 +66,15 @@ class NeuronUnit(wiring.Component):
         Always ready. BIAS / THRESHOLD (address < neuron_total) and LAYER_MODE (address <
         L) writes are stored, others ignored. Write only while no command is in flight.
     """
-    def __init__(self, geom: CoreGeometry, *, bias=(), threshold=(), modes=(), sizes=None):
+    def __init__(self, geom: CoreGeometry, *, bias=(), threshold=(), modes=(), sizes=None,
+                 param_sizes=None):
         self._geom = geom
         # Layer sizes of this unit's memories: the whole layers, or (one bank of a U-lane
         # neuron array) the groups of each layer, bank u holding neurons j = group * U + u.
-        self._sizes = tuple(geom.layer_sizes if sizes is None else sizes)
+        # ``sizes``: the state memory (0 for a pool2d layer); ``param_sizes``: bias and
+        # threshold (a conv2d layer's channels).
+        self._sizes = tuple(geom.state_groups if sizes is None else sizes)
+        self._param_sizes = tuple(geom.param_sizes if param_sizes is None else param_sizes)
         self.bias_init = list(bias)
         self.threshold_init = list(threshold)
         self.mode_init = list(modes) + [0] * (geom.n_layers - len(modes))
@@ -90,6 +94,8 @@ class NeuronUnit(wiring.Component):
         sizes = self._sizes
         S, NL, L = sum(sizes), sizes[-1], g.n_layers
         bases = [sum(sizes[:l]) for l in range(L)]
+        PS = sum(self._param_sizes)
+        pbases = [sum(self._param_sizes[:l]) for l in range(L)]
         vw, cw = g.v_width, g.c_width
 
         # Only the state the build stores (CoreGeometry.state_current / state_fired).
@@ -102,10 +108,10 @@ class NeuronUnit(wiring.Component):
         # constant bit column that icebram / ecpbram could match in several places.
         bw4, tw4 = g.stored_bias_width, g.stored_threshold_width
         m.submodules.bias = bias = Memory(shape=unsigned(bw4),
-                                          depth=max(len(span(S)), len(self.bias_init)),
+                                          depth=max(len(span(PS)), len(self.bias_init)),
                                           init=[int(x) & ((1 << bw4) - 1) for x in self.bias_init])
         m.submodules.threshold = thr = Memory(shape=unsigned(tw4),
-                                              depth=max(len(span(S)), len(self.threshold_init)),
+                                              depth=max(len(span(PS)), len(self.threshold_init)),
                                               init=[int(x) & ((1 << tw4) - 1)
                                                     for x in self.threshold_init])
         st_w = state.write_port()
@@ -130,9 +136,9 @@ class NeuronUnit(wiring.Component):
         m.d.comb += [
             self.i_write.ready.eq(1),
             b_w.addr.eq(w.address), b_w.data.eq(w.data),
-            b_w.en.eq(self.i_write.valid & (w.target == ConfigTarget.BIAS) & (w.address < S)),
+            b_w.en.eq(self.i_write.valid & (w.target == ConfigTarget.BIAS) & (w.address < PS)),
             t_w.addr.eq(w.address), t_w.data.eq(w.data),
-            t_w.en.eq(self.i_write.valid & (w.target == ConfigTarget.THRESHOLD) & (w.address < S)),
+            t_w.en.eq(self.i_write.valid & (w.target == ConfigTarget.THRESHOLD) & (w.address < PS)),
         ]
         with m.If(self.i_write.valid & (w.target == ConfigTarget.LAYER_MODE)):
             with m.Switch(w.address):
@@ -154,10 +160,13 @@ class NeuronUnit(wiring.Component):
                      leak_c_amt.eq(leak_amount(mode_r.leak_c, cw))]
         # The layer's memory base and whether it is the output layer, registered like its mode.
         nbase = Signal(span(S))
+        pbase = Signal(span(PS))
+        is_pool = Signal()      # a pool2d layer: spike = I > 0, no state, no parameters
         with m.Switch(self.layer):
             for l in range(L):
                 with m.Case(l):
-                    m.d.sync += nbase.eq(bases[l])
+                    m.d.sync += [nbase.eq(bases[l]), pbase.eq(pbases[l]),
+                                 is_pool.eq(g.kinds[l] == "pool2d")]
         is_out = Signal()
         m.d.sync += is_out.eq(self.layer == L - 1)
 
@@ -186,14 +195,20 @@ class NeuronUnit(wiring.Component):
             return out
 
         rd_addr = Signal(span(S))
-        m.d.comb += rd_addr.eq(nbase + self.i_cmd.payload.index)
+        pr_addr = Signal(span(PS))
+        # (a pool2d layer reads address 0: it has no state and no parameters)
+        m.d.comb += [rd_addr.eq(Mux(is_pool, 0, nbase + self.i_cmd.payload.index)),
+                     pr_addr.eq(Mux(is_pool, 0, pbase + self.i_cmd.payload.param))]
         cmd_in = Signal(cmd_layout)
         m.d.comb += cmd_in.eq(self.i_cmd.payload)
         # Stage A (long pipeline only): the command and its memory address registered (timing:
         # the address adder does not sit between the command queue and the block RAMs).
-        p = stage({"valid": self.i_cmd.valid & ~clearing, "cmd": cmd_in, "addr": rd_addr}, long)
-        for port in (st_r, b_r, t_r):
+        p = stage({"valid": self.i_cmd.valid & ~clearing, "cmd": cmd_in, "addr": rd_addr,
+                   "paddr": pr_addr}, long)
+        for port in (st_r,):
             m.d.comb += [port.addr.eq(p["addr"]), port.en.eq(advance)]
+        for port in (b_r, t_r):
+            m.d.comb += [port.addr.eq(p["paddr"]), port.en.eq(advance)]
         m.d.comb += [ss_r.addr.eq(cmd_layout(p["cmd"]).index), ss_r.en.eq(advance)]
         # Stage R: the memories read (their data registers are this stage's register).
         p = stage({"valid": p["valid"], "cmd": p["cmd"], "addr": p["addr"]})
@@ -241,8 +256,14 @@ class NeuronUnit(wiring.Component):
         cmd_view = cmd_layout(p["cmd"])
         spike = Signal()
         m.d.comb += spike.eq(p["reached"] & ~(mode_r.fire_once & p["fired"]))
+        if "pool2d" in g.kinds:
+            # OR pooling (section 10.4): a window spikes when one of its units did (I > 0).
+            with m.If(is_pool):
+                m.d.comb += spike.eq(cmd_view.value > 0)
         v_new = Signal(signed(vw))
-        with m.If(spike & (mode_r.reset == ResetMode.SUBTRACT)):
+        with m.If(is_pool):
+            m.d.comb += v_new.eq(0)
+        with m.Elif(spike & (mode_r.reset == ResetMode.SUBTRACT)):
             m.d.comb += v_new.eq(p["v_sub"])
         with m.Elif(spike & (mode_r.reset == ResetMode.ZERO)):
             m.d.comb += v_new.eq(0)
@@ -254,7 +275,7 @@ class NeuronUnit(wiring.Component):
             count_new.eq(Mux(spike, p["count_inc"], p["count"])),
             first_new.eq(Mux(spike & p["count_zero"], self.step, p["first"])),
         ]
-        commit = p["valid"] & advance & ~cmd_view.dump
+        commit = p["valid"] & advance & ~cmd_view.dump & ~is_pool
         m.d.comb += [
             st_w.addr.eq(p["addr"]),
             st_w.data.v.eq(v_new),

@@ -13,13 +13,14 @@ __all__ = ["NeuronArray", "GroupCommandLayout", "GroupResultLayout", "bank_image
 
 
 def bank_image(geom: CoreGeometry, image, u: int, pad: int) -> list:
-    """The part of a concatenated per-neuron image (layers in order) that bank ``u`` holds,
-    in bank order: neuron ``j`` of layer ``l`` at ``bank_base[l] + j // U`` of bank ``j % U``;
-    ``pad`` where a group's lane is beyond its layer."""
+    """The part of a concatenated bias / threshold image (layers in order; one value per dense
+    neuron, per conv2d channel) that bank ``u`` holds, in bank order: value ``j`` of layer ``l``
+    at ``bank_base[l] + j // U`` of bank ``j % U``; ``pad`` where a group's lane is beyond its
+    layer."""
     out = []
-    for l, n in enumerate(geom.layer_sizes):
+    for l, n in enumerate(geom.param_sizes):
         base = geom.neuron_base[l]
-        for grp in range(geom.groups[l]):
+        for grp in range(geom.param_groups[l]):
             j = grp * geom.neuron_lanes + u
             out.append(image[base + j] if j < n and base + j < len(image) else pad)
     return out
@@ -108,7 +109,7 @@ class NeuronArray(wiring.Component):
         banks = []
         for u in range(U):
             bank = NeuronUnit(g, bias=self._bias[u], threshold=self._threshold[u],
-                              modes=self._modes, sizes=g.groups)
+                              modes=self._modes, sizes=g.state_groups, param_sizes=g.param_groups)
             m.submodules[f"neuron{u}" if U > 1 else "neuron"] = bank
             wiring.connect(m, wiring.flipped(self.i_write[u]), bank.i_write)
             m.d.comb += [bank.layer.eq(self.layer), bank.step.eq(self.step),
@@ -121,7 +122,8 @@ class NeuronArray(wiring.Component):
         dump_g = Signal(span(g.groups[-1]))
         dump_more = Signal()
         dump_cmd = Signal(cmd_layout)
-        m.d.comb += [dump_cmd.group.eq(dump_g), dump_cmd.last.eq(dump_g == g.groups[-1] - 1),
+        m.d.comb += [dump_cmd.group.eq(dump_g), dump_cmd.param.eq(dump_g),
+                     dump_cmd.last.eq(dump_g == g.groups[-1] - 1),
                      # (no gating by `dump`: the synapse unit has nothing to drain then)
                      self.i_cmd.ready.eq(queue.i.ready)]
         with m.If(self.dump):
@@ -147,6 +149,7 @@ class NeuronArray(wiring.Component):
         for u, bank in enumerate(banks):
             cmd = bank.i_cmd.payload
             m.d.comb += [bank.i_cmd.valid.eq(queue.o.valid), cmd.index.eq(queued.cmd.group),
+                         cmd.param.eq(queued.cmd.param),
                          cmd.value.eq(queued.cmd.value[u]), cmd.last.eq(queued.cmd.last)]
             if U > 1:
                 # Padding lanes beyond the layer: report only, never write back.

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .config import LAYER_WIDTH, CoreGeometry, span
 from .layouts import AccumulatorLayout, SynapseEventLayout, SynapticInputLayout
 from .slice import RegisterSlice
+from .taps import OpLayout, OpMode, TapGenerator
 from .weights import ReadPortSignature
 
 __all__ = ["SynapseUnit", "AddressedEventLayout"]
@@ -20,26 +21,32 @@ class AddressedEventLayout(data.StructLayout):
 
 
 class SynapseUnit(wiring.Component):
-    """``P`` XNOR-popcount lanes with an accumulator memory.
+    """``P`` XNOR lanes with a memory of signed accumulators.
 
-    For every event ``(index, polarity)`` into layer ``layer`` the unit reads the ``chunks[layer]``
-    weight words of source ``index`` and adds, in lane ``m`` of chunk ``k``,
-    ``XNOR(polarity, w[index][k*P+m])`` to the unsigned popcount of neuron ``k*P+m``.
+    For every event ``(index, polarity)`` into layer ``layer`` the unit performs accumulator
+    operations (:class:`~bsnn.hdl.taps.OpLayout`): in a dense layer one, that reads the
+    ``chunks[layer]`` weight words of source ``index`` and adds, in lane ``m`` of chunk ``k``,
+    ``XNOR(polarity, w[index][k*P+m]) ? +1 : -1`` to the accumulator of neuron ``k*P+m``. In a
+    convolutional build the :class:`~bsnn.hdl.taps.TapGenerator` makes one operation per tap of
+    a conv2d layer (its chunks: the output channels at one output position) and one single-word
+    operation per window of a pool2d layer (+1 in the channel's lane).
     A ``flush`` event ends the layer's events: the unit then streams out, in ascending groups of
-    ``U = neuron_lanes`` neurons (one group per cycle), the exact synaptic input
-    ``I[j] = 2 * popcount[j] - n`` (``n`` = events since the previous flush) of every neuron of
-    the layer, zeroing the accumulators as it goes.
+    ``U = neuron_lanes`` neurons (one group per cycle; flat order, channel by channel over the
+    positions of a spatial layer), the exact synaptic input ``I[j]`` of every neuron of the
+    layer, zeroing the accumulators as it goes.
 
-    The accumulators are one memory of ``max_chunks`` words of ``P`` lanes of ``acc_w`` bits;
-    ``acc_w`` holds the most events a layer can receive in a step, so nothing ever saturates.
+    The accumulators are one memory of ``acc_depth`` words of ``P`` lanes of ``syn_w`` bits
+    (word ``position * chunks + chunk``); ``syn_w`` holds the most events a layer can receive
+    in a step, so nothing ever saturates.
 
     Ports
     -----
     i_event : In(stream.Signature(SynapseEventLayout))
         Into a 2-entry queue (ready depends only on its fill level), then two more that carry
-        the event's first weight-word address as it is computed (3 cycles in all); one event per
-        ``chunks[layer]`` cycles, a flush in one cycle; events wait there while the unit drains
-        or clears.
+        the event's first weight-word address as it is computed (3 cycles in all; a
+        convolutional build's tap generator adds ``tap_latency``); one operation per
+        ``chunks[layer]`` cycles (a single-word one in one), a flush in one cycle; events wait
+        there while the unit drains or clears.
     o_input : Out(stream.Signature(SynapticInputLayout))
         ``ceil(N[layer] / U)`` group records after each flush, ``last`` on the final one. The first record is
         valid 2 cycles after the flush is accepted; then one per cycle while ready is high.
@@ -49,7 +56,7 @@ class SynapseUnit(wiring.Component):
         Layer being processed (0-based); set at least one cycle before the layer's first event
         and stable until its last record.
     clear : In(1)
-        Pulse: abandon everything and zero all accumulators (``max_chunks`` cycles).
+        Pulse: abandon everything and zero all accumulators (``acc_depth`` cycles).
     busy : Out(1)
         High while clearing (the last zeroing write lands one cycle after it falls, before any
         event can reach the accumulators).
@@ -68,92 +75,104 @@ class SynapseUnit(wiring.Component):
 
     def elaborate(self, platform):
         g = self._geom
-        P, C = g.lanes, g.max_chunks
+        P, C = g.lanes, g.acc_depth
         m = Module()
 
-        acc_layout = AccumulatorLayout(g.acc_w, P)
+        acc_layout = AccumulatorLayout(g.syn_w, P)
         m.submodules.acc = acc = Memory(shape=acc_layout, depth=len(span(C)), init=[])
         wp = acc.write_port()
         rp = acc.read_port(transparent_for=(wp,))
 
         # Per-layer constants selected by `layer`, registered (timing: no layer decode on the
         # control paths; an event reaches the accumulate FSM three cycles after it enters).
-        chunks = Signal(range(C + 1))
+        U = g.neuron_lanes
+        Q = P // U                                  # groups per accumulator word
+        chunks = Signal(range(g.max_chunks + 1))
         multi_chunk = Signal()
         n_groups = Signal(range(max(g.groups) + 1))
+        n_pos = Signal(range(max(g.positions) + 1))
+        n_pgroups = Signal(range(max(max(g.groups), max(g.chunks) * Q) + 1))
         with m.Switch(self.layer):
             for l in range(g.n_layers):
                 with m.Case(l):
                     m.d.sync += [chunks.eq(g.chunks[l]), multi_chunk.eq(g.chunks[l] > 1),
-                                 n_groups.eq(g.groups[l])]
-
-        n = Signal(range(g.max_events_into_layer + 1))   # events since the last flush
+                                 n_groups.eq(g.groups[l]), n_pos.eq(g.positions[l]),
+                                 # bias / threshold words: the groups of a dense layer,
+                                 # the channels of a spatial one (U = 1)
+                                 n_pgroups.eq(g.groups[l] // g.positions[l])]
 
         # ---- input queue: the event and its first weight-word address (timing) ----
-        # Three 2-entry queues: the first takes the event as it comes (`ready` from its fill
-        # level alone, so no ready signal crosses from the accumulate FSM to the sequencer);
-        # between them the event's first weight-word address is computed from registers
-        # (index * chunks, then + base); the last holds it for the accumulate FSM (timing).
-        # `clear` empties them.
+        # The first 2-entry queue takes the event as it comes (`ready` from its fill level
+        # alone, so no ready signal crosses from the accumulate FSM to the sequencer); the last
+        # holds the operation for the accumulate FSM (timing). `clear` empties them.
         in_layout = SynapseEventLayout(g.idx_w)
         inq = RegisterSlice(in_layout)
         m.submodules.inq = ResetInserter(self.clear)(inq)
-        ev_layout = AddressedEventLayout(g.weight_addr_w)
-        evq = RegisterSlice(ev_layout)
+        op_layout = OpLayout(g)
+        evq = RegisterSlice(op_layout)
         m.submodules.evq = ResetInserter(self.clear)(evq)
         # (taken while clearing too: they wait in the queues until the clear is done)
         wiring.connect(m, wiring.flipped(self.i_event), inq.i)
-        # index * chunks, then + base, each between two queues (a constant multiplier can map
-        # to a slow DSP block).
-        queued = inq.o.payload
-        product = Signal(g.weight_addr_w)
-        with m.Switch(self.layer):
-            for l in range(g.n_layers):
-                with m.Case(l):
-                    m.d.comb += product.eq(queued.index * g.chunks[l])
-        midq = RegisterSlice(ev_layout)
-        m.submodules.midq = ResetInserter(self.clear)(midq)
-        m.d.comb += [
-            midq.i.valid.eq(inq.o.valid),
-            midq.i.payload.flush.eq(queued.flush), midq.i.payload.polarity.eq(queued.polarity),
-            midq.i.payload.row.eq(product),
-            inq.o.ready.eq(midq.i.ready),
-        ]
-        mid = midq.o.payload
-        row_in = Signal(g.weight_addr_w)
-        with m.Switch(self.layer):
-            for l in range(g.n_layers):
-                with m.Case(l):
-                    m.d.comb += row_in.eq(g.weight_base[l] + mid.row)
+        if g.is_spatial:
+            # A convolutional build: the tap generator between the queues.
+            taps = TapGenerator(g)
+            m.submodules.taps = ResetInserter(self.clear)(taps)
+            m.d.comb += taps.layer.eq(self.layer)
+            wiring.connect(m, inq.o, taps.i_event)
+            wiring.connect(m, taps.o_op, evq.i)
+        else:
+            # A dense build: index * chunks, then + base, each between two queues (a constant
+            # multiplier can map to a slow DSP block).
+            queued = inq.o.payload
+            ev_layout = AddressedEventLayout(g.weight_addr_w)
+            product = Signal(g.weight_addr_w)
+            with m.Switch(self.layer):
+                for l in range(g.n_layers):
+                    with m.Case(l):
+                        m.d.comb += product.eq(queued.index * g.chunks[l])
+            midq = RegisterSlice(ev_layout)
+            m.submodules.midq = ResetInserter(self.clear)(midq)
+            m.d.comb += [
+                midq.i.valid.eq(inq.o.valid),
+                midq.i.payload.flush.eq(queued.flush), midq.i.payload.polarity.eq(queued.polarity),
+                midq.i.payload.row.eq(product),
+                inq.o.ready.eq(midq.i.ready),
+            ]
+            mid = midq.o.payload
+            row_in = Signal(g.weight_addr_w)
+            with m.Switch(self.layer):
+                for l in range(g.n_layers):
+                    with m.Case(l):
+                        m.d.comb += row_in.eq(g.weight_base[l] + mid.row)
+            m.d.comb += [
+                evq.i.valid.eq(midq.o.valid),
+                evq.i.payload.flush.eq(mid.flush), evq.i.payload.polarity.eq(mid.polarity),
+                evq.i.payload.row.eq(row_in),
+                midq.o.ready.eq(evq.i.ready),
+            ]
         ev = evq.o.payload
         ev_valid = evq.o.valid
-        ev_flush, ev_pol, ev_row = ev.flush, ev.polarity, ev.row
         ev_take = Signal()
-        m.d.comb += [
-            evq.i.valid.eq(midq.o.valid),
-            evq.i.payload.flush.eq(mid.flush), evq.i.payload.polarity.eq(mid.polarity),
-            evq.i.payload.row.eq(row_in),
-            midq.o.ready.eq(evq.i.ready),
-            evq.o.ready.eq(ev_take),
-        ]
+        m.d.comb += evq.o.ready.eq(ev_take)
 
         # ---- accumulate pipeline: stage 0 issues the reads, stage 3 writes the sums back ----
-        k = Signal(span(C))                         # chunk of the event being issued
+        k = Signal(span(g.max_chunks))              # chunk of the operation being issued
         # k == 0 and k == chunks - 1, kept as registers next to k (timing: no compare between
         # the counter and the event handshake / the drain's start).
         k_zero = Signal(init=1)
         k_last = Signal()
+        aw = g.acc_addr_w
         cur_row = Signal(g.weight_addr_w)              # weight word of the next chunk
+        cur_acc = Signal(aw)                           # its accumulator word
         cur_pol = Signal()
         iss = Signal()
         iss_row = Signal(g.weight_addr_w)
+        iss_acc = Signal(aw)
         iss_pol = Signal()
-        iss_k = Signal(span(C))
-        s1_valid = Signal()
-        s1_pol = Signal()
-        s1_k = Signal(span(C))
+        iss_mode = Signal(2)
+        iss_lane = Signal(range(max(2, P)))
 
-        # The weight address is the queued event's precomputed row for its first chunk, then a
+        # The weight address is the queued operation's row for its first chunk, then a
         # register counting up (timing: no adder between the control and the memory address).
         m.d.comb += [self.weights.addr.eq(iss_row), self.weights.en.eq(1)]
 
@@ -164,22 +183,25 @@ class SynapseUnit(wiring.Component):
         # The accumulator read of an operation shows every write up to its own cycle
         # (transparent port), so only the write of the cycle before its stage 3 can be
         # missing: it is forwarded from `last_sum` (the decision is registered a stage ahead).
-        s2_valid = Signal()
-        s2_pol = Signal()
-        s2_k = Signal(span(C))
-        s3_valid = Signal()
-        s3_pol = Signal()
-        s3_k = Signal(span(C))
+        def stage_regs(n):
+            return (Signal(name=f"s{n}_valid"), Signal(name=f"s{n}_pol"), Signal(aw, name=f"s{n}_acc"),
+                    Signal(2, name=f"s{n}_mode"), Signal(range(max(2, P)), name=f"s{n}_lane"))
+        s1_valid, s1_pol, s1_acc, s1_mode, s1_lane = stage_regs(1)
+        s2_valid, s2_pol, s2_acc, s2_mode, s2_lane = stage_regs(2)
+        s3_valid, s3_pol, s3_acc, s3_mode, s3_lane = stage_regs(3)
         s3_base = Signal(acc_layout)
         s3_w = Signal(P)        # the weight memory's own output register (latency 3)
         m.d.comb += s3_w.eq(self.weights.data)
         forward = Signal()      # the word of the operation ahead was written last cycle
         last_sum = Signal(acc_layout)
-        m.d.sync += [s1_valid.eq(iss), s1_pol.eq(iss_pol), s1_k.eq(iss_k),
-                     s2_valid.eq(s1_valid), s2_pol.eq(s1_pol), s2_k.eq(s1_k),
-                     s3_valid.eq(s2_valid), s3_pol.eq(s2_pol), s3_k.eq(s2_k),
+        m.d.sync += [s1_valid.eq(iss), s1_pol.eq(iss_pol), s1_acc.eq(iss_acc),
+                     s1_mode.eq(iss_mode), s1_lane.eq(iss_lane),
+                     s2_valid.eq(s1_valid), s2_pol.eq(s1_pol), s2_acc.eq(s1_acc),
+                     s2_mode.eq(s1_mode), s2_lane.eq(s1_lane),
+                     s3_valid.eq(s2_valid), s3_pol.eq(s2_pol), s3_acc.eq(s2_acc),
+                     s3_mode.eq(s2_mode), s3_lane.eq(s2_lane),
                      s3_base.eq(rp.data),
-                     forward.eq(s3_valid & (s3_k == s2_k)), last_sum.eq(wp.data)]
+                     forward.eq(s3_valid & (s3_acc == s2_acc)), last_sum.eq(wp.data)]
         base = Signal(acc_layout)
         m.d.comb += base.eq(Mux(forward, last_sum, s3_base))
         # Zeroing writes (drained words, clear) are decided one cycle ahead and held in
@@ -190,46 +212,60 @@ class SynapseUnit(wiring.Component):
         zero_w = Signal()
         zero_addr = Signal(span(C))
         m.d.sync += zero_w.eq(0)
-        m.d.comb += [wp.en.eq(s3_valid | zero_w), wp.addr.eq(Mux(zero_w, zero_addr, s3_k))]
+        m.d.comb += [wp.en.eq(s3_valid | zero_w), wp.addr.eq(Mux(zero_w, zero_addr, s3_acc))]
         for lane in range(P):
             xnor = ~(s3_w[lane] ^ s3_pol)
-            m.d.comb += wp.data[lane].eq(Mux(zero_w, 0, base[lane] + xnor))
+            if g.is_spatial:
+                delta = Signal(range(-1, 2), name=f"delta{lane}")
+                with m.Switch(s3_mode):
+                    with m.Case(OpMode.WEIGHTS):
+                        m.d.comb += delta.eq(Mux(xnor, 1, -1))
+                    with m.Case(OpMode.LANE):
+                        m.d.comb += delta.eq(s3_lane == lane)
+                m.d.comb += wp.data[lane].eq(Mux(zero_w, 0, base[lane] + delta))
+            else:
+                m.d.comb += wp.data[lane].eq(Mux(zero_w, 0, base[lane] + Mux(xnor, 1, -1)))
 
         # ---- drain: one group of U neurons per cycle from a registered read ----
-        U = g.neuron_lanes
-        Q = P // U                                  # groups per accumulator word
-        d_g = Signal(span(max(g.groups)))
+        # Order: chunk k, lane group q of its words, output position (flat order for a
+        # spatial layer, channel o = k * P + q; a dense layer has one position).
+        G = max(g.groups)
+        d_g = Signal(span(G))
+        d_pg = Signal(span(G))
+        d_addr = Signal(span(C))
         d_k = Signal(span(C))
         d_q = Signal(span(Q))
+        d_pos = Signal(span(max(g.positions)))
         d_more = Signal()
         d_at_last = Signal()        # d_g == n_groups - 1, kept as a register (timing)
         o_valid = Signal()
-        o_g = Signal(span(max(g.groups)))
-        o_k = Signal(span(C))
+        o_g = Signal(span(G))
+        o_pg = Signal(span(G))
+        o_addr = Signal(span(C))
         o_q = Signal(span(Q))
+        o_zero = Signal()
         o_last = Signal()
 
         m.d.comb += [
             self.o_input.valid.eq(o_valid),
             self.o_input.payload.group.eq(o_g),
+            self.o_input.payload.param.eq(o_pg),
             self.o_input.payload.last.eq(o_last),
         ]
-        # The U popcounts of group o_q of the word, as a signal of its own (so that the payload
-        # is a plain assignment in the Verilog: Icarus needs no time-zero event for it). The
-        # read port shows the record's word; its first group is taken from there, the later
-        # ones from a copy shifted one group per record (timing: no group multiplexer between
-        # the memory and the subtraction).
-        fw = U * g.acc_w
-        o_first = Signal()                  # o_q == 0, registered with o_q
-        rest = Signal(P * g.acc_w)          # the word's groups after the current one
-        word = Signal(P * g.acc_w)
-        m.d.comb += word.eq(Mux(o_first, rp.data.as_value(), rest))
-        pops = Signal(data.ArrayLayout(unsigned(g.acc_w), U))
-        m.d.comb += pops.eq(word[:fw])
-        with m.If(self.o_input.valid & self.o_input.ready):
-            m.d.sync += rest.eq(word >> fw)
+        # The U sums of group o_q of the word the read port shows.
+        fw = U * g.syn_w
+        flat = rp.data.as_value()
+        group_word = Signal(fw)
+        if Q > 1:
+            with m.Switch(o_q):
+                for q in range(Q):
+                    with m.Case(q):
+                        m.d.comb += group_word.eq(flat[q * fw:(q + 1) * fw])
+        else:
+            m.d.comb += group_word.eq(flat[:fw])
         for u in range(U):
-            m.d.comb += self.o_input.payload.value[u].eq((pops[u] << 1) - n)
+            m.d.comb += self.o_input.payload.value[u].eq(
+                group_word[u * g.syn_w:(u + 1) * g.syn_w].as_signed())
 
         clr = Signal(span(C))
         # High exactly in the CLEAR state, as a register (timing: it gates the event input).
@@ -240,30 +276,33 @@ class SynapseUnit(wiring.Component):
             # Last in every state, so that it overrides the state's own transitions.
             with m.If(self.clear):
                 m.d.sync += [k.eq(0), k_zero.eq(1), k_last.eq(0), busy.eq(1),
-                             n.eq(0), o_valid.eq(0), clr.eq(0), s1_valid.eq(0),
+                             o_valid.eq(0), clr.eq(0), s1_valid.eq(0),
                              s2_valid.eq(0), s3_valid.eq(0), forward.eq(0)]
                 m.next = "CLEAR"
 
         with m.FSM():
             with m.State("ACCUM"):
-                m.d.comb += [rp.en.eq(1), rp.addr.eq(s1_k)]
+                m.d.comb += [rp.en.eq(1), rp.addr.eq(s1_acc)]
                 with m.If(k_zero):
                     with m.If(ev_valid):
                         m.d.comb += ev_take.eq(1)
-                        with m.If(ev_flush):
-                            m.d.sync += [d_g.eq(0), d_k.eq(0), d_q.eq(0), d_more.eq(1),
+                        with m.If(ev.flush):
+                            m.d.sync += [d_g.eq(0), d_pg.eq(0), d_addr.eq(0), d_k.eq(0),
+                                         d_q.eq(0), d_pos.eq(0), d_more.eq(1),
                                          d_at_last.eq(n_groups == 1), o_valid.eq(0)]
                             m.next = "SETTLE"
                         with m.Else():
-                            m.d.comb += [iss.eq(1), iss_row.eq(ev_row), iss_pol.eq(ev_pol),
-                                         iss_k.eq(0)]
-                            m.d.sync += [n.eq(n + 1), cur_row.eq(ev_row + 1), cur_pol.eq(ev_pol)]
-                            with m.If(multi_chunk):
+                            m.d.comb += [iss.eq(1), iss_row.eq(ev.row), iss_acc.eq(ev.acc),
+                                         iss_pol.eq(ev.polarity), iss_mode.eq(ev.mode),
+                                         iss_lane.eq(ev.lane)]
+                            m.d.sync += [cur_row.eq(ev.row + 1), cur_acc.eq(ev.acc + 1),
+                                         cur_pol.eq(ev.polarity)]
+                            with m.If(multi_chunk & ~ev.single):
                                 m.d.sync += [k.eq(1), k_zero.eq(0), k_last.eq(chunks == 2)]
                 with m.Else():
-                    m.d.comb += [iss.eq(1), iss_row.eq(cur_row), iss_pol.eq(cur_pol),
-                                 iss_k.eq(k)]
-                    m.d.sync += cur_row.eq(cur_row + 1)
+                    m.d.comb += [iss.eq(1), iss_row.eq(cur_row), iss_acc.eq(cur_acc),
+                                 iss_pol.eq(cur_pol), iss_mode.eq(OpMode.WEIGHTS)]
+                    m.d.sync += [cur_row.eq(cur_row + 1), cur_acc.eq(cur_acc + 1)]
                     with m.If(k_last):
                         m.d.sync += [k.eq(0), k_zero.eq(1), k_last.eq(0)]
                     with m.Else():
@@ -273,30 +312,35 @@ class SynapseUnit(wiring.Component):
             with m.State("SETTLE"):
                 # The last operation's accumulator read is done; its write lands in the first
                 # DRAIN cycle, which the transparent read port shows.
-                m.d.comb += [rp.en.eq(1), rp.addr.eq(s1_k)]
+                m.d.comb += [rp.en.eq(1), rp.addr.eq(s1_acc)]
                 m.next = "DRAIN"
                 on_clear()
 
             with m.State("DRAIN"):
                 advance = ~o_valid | self.o_input.ready
-                m.d.comb += [rp.en.eq(advance), rp.addr.eq(d_k)]
+                m.d.comb += [rp.en.eq(advance), rp.addr.eq(d_addr)]
+                pos_last = d_pos == n_pos - 1
+                word_last = (d_q == Q - 1) | (d_pg == n_pgroups - 1)
                 with m.If(advance):
-                    m.d.sync += [o_valid.eq(d_more), o_g.eq(d_g), o_k.eq(d_k), o_q.eq(d_q),
-                                 o_first.eq(d_q == 0),
-                                 o_last.eq(d_at_last)]
+                    m.d.sync += [o_valid.eq(d_more), o_g.eq(d_g), o_pg.eq(d_pg), o_addr.eq(d_addr),
+                                 o_q.eq(d_q), o_zero.eq(word_last), o_last.eq(d_at_last)]
                     with m.If(d_more):
                         m.d.sync += [d_g.eq(d_g + 1), d_at_last.eq(d_g + 2 == n_groups)]
                         with m.If(d_at_last):
                             m.d.sync += d_more.eq(0)
-                        with m.If(d_q == Q - 1):
-                            m.d.sync += [d_q.eq(0), d_k.eq(d_k + 1)]
+                        with m.If(pos_last):
+                            m.d.sync += [d_pos.eq(0), d_pg.eq(d_pg + 1)]
+                            with m.If(word_last):
+                                m.d.sync += [d_q.eq(0), d_k.eq(d_k + 1), d_addr.eq(d_k + 1)]
+                            with m.Else():
+                                m.d.sync += [d_q.eq(d_q + 1), d_addr.eq(d_k)]
                         with m.Else():
-                            m.d.sync += d_q.eq(d_q + 1)
+                            m.d.sync += [d_pos.eq(d_pos + 1), d_addr.eq(d_addr + chunks)]
                 with m.If(self.o_input.valid & self.o_input.ready):
-                    with m.If((o_q == Q - 1) | o_last):
-                        m.d.sync += [zero_w.eq(1), zero_addr.eq(o_k)]
+                    with m.If(o_zero):
+                        m.d.sync += [zero_w.eq(1), zero_addr.eq(o_addr)]
                     with m.If(o_last):
-                        m.d.sync += [n.eq(0), o_valid.eq(0)]
+                        m.d.sync += o_valid.eq(0)
                         m.next = "ACCUM"
                 on_clear()
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from bsnn.firmware_export.bundle import random_bundle
+from dataclasses import replace
+
+from bsnn.firmware_export.bundle import LayerSpec, _random_layer_modes, random_bundle
+from bsnn.firmware_export.spatial import output_shape
 from bsnn.firmware_export.events import events_from_counts, random_counts
 from bsnn.firmware_export.golden import run_golden
 from bsnn.hdl.config import CoreGeometry, HardwareConfig
@@ -79,4 +82,75 @@ def run_build(simulator: str, build_index: int, n_bundles: int, seed: int = 0) -
                     f"build {build_index} bundle {i} sample {b} on {simulator}: {problem} "
                     f"(reproduce: bsnn sim --simulator {simulator} --seed {seed} "
                     f"--cases {n_bundles * len(BUILDS) * SAMPLES_PER_BUNDLE})")
+    return failures
+
+
+# Convolutional builds (docs/semantics.md section 10): (input shape, input polarity, layers as
+# (kind, channels, kernel, stride, padding) or ("dense", size), widths (v, c, bias), lanes).
+# Odd map sizes, stride 2 and 3, padding, 1 x 1 kernels, overlapping and non-overlapping OR
+# pooling, channel counts that are not multiples of the lanes, uncovered input positions, a
+# conv2d output layer, and both input polarity rules.
+CONV_BUILDS = [
+    ((1, 7, 6), "xnor", [("conv2d", 5, 3, 1, 1), ("pool2d", None, 2, 2, 0), ("conv2d", 3, 1, 1, 0),
+                         ("dense", 4)], (10, 9, 6), 4),
+    ((2, 5, 5), "channels", [("conv2d", 6, (3, 2), 2, (1, 0)), ("pool2d", None, (2, 1), 1, 0),
+                             ("dense", 3)], (12, 10, 5), 2),
+    ((3, 6, 5), "xnor", [("conv2d", 9, (2, 3), (2, 1), (0, 2)), ("pool2d", None, 3, 2, 1),
+                         ("conv2d", 2, 2, 1, 1)], (8, 8, 4), 8),
+]
+
+
+def conv_layers(rng, input_shape, spec, v_width, c_width) -> list:
+    """The layers of a convolutional build with modes drawn at random (the build fixes the
+    shapes; modes, like weights and parameters, are loaded through the config port)."""
+    layers, shape = [], tuple(input_shape)
+    for kind, *rest in spec:
+        if kind == "dense":
+            layers.append(LayerSpec(size=rest[0], **_random_layer_modes(rng, v_width, c_width)))
+            continue
+        channels, kernel, stride, padding = rest
+        if kind == "conv2d":
+            layer = LayerSpec.conv2d(shape, channels, kernel, stride, padding,
+                                     **_random_layer_modes(rng, v_width, c_width))
+        else:
+            layer = LayerSpec.pool2d(shape, kernel, stride, padding)
+        layers.append(layer)
+        shape = output_shape(layer, shape)
+    return layers
+
+
+def conv_bundle(rng, build_index: int):
+    """A random bundle of convolutional build ``build_index``."""
+    input_shape, polarity, spec, (v, c, b), _ = CONV_BUILDS[build_index]
+    return random_bundle(rng, spatial=True, input_shape=input_shape, input_polarity=polarity,
+                         layers=conv_layers(rng, input_shape, spec, v, c), v_width=v, c_width=c,
+                         bias_width=b)
+
+
+def run_conv_build(simulator: str, build_index: int, n_bundles: int, seed: int = 0) -> list[str]:
+    """As :func:`run_build` for convolutional build ``build_index`` (``CONV_BUILDS``)."""
+    rng_seed = case_seed(seed, 100 + build_index, simulator)
+    rng = np.random.default_rng(rng_seed)
+    bundles = [conv_bundle(rng, build_index) for _ in range(n_bundles)]
+    hw = HardwareConfig(lanes=CONV_BUILDS[build_index][-1])
+    verilog, manifest = generated_design(bundles[0], hw)
+    geom = CoreGeometry.from_key(manifest["build_key"])
+    programs, goldens = [], []
+    for i, bundle in enumerate(bundles):
+        on, off = random_counts(bundle, SAMPLES_PER_BUNDLE, rng, polarity=bool(i % 2))
+        goldens.append((bundle, run_golden(bundle, on, off)))
+        samples = [{"steps": [[list(e) for e in step] for step in events_from_counts(on, off, b, rng)]}
+                   for b in range(SAMPLES_PER_BUNDLE)]
+        writes = [] if i == 0 else [list(w) for w in config_writes_for(bundle, geom)]
+        programs.append({"config_writes": writes, "samples": samples})
+    job = {"build_key": manifest["build_key"], "programs": programs, "seed": rng_seed,
+           "stall": {"p_idle": 0.3, "p_block": 0.3}, "max_cycles": 200_000}
+    result = run_job(verilog, job, simulator)
+    failures = []
+    for i, ((bundle, golden), prog) in enumerate(zip(goldens, result["programs"])):
+        for b, sample in enumerate(prog["samples"]):
+            problem = compare_sample(bundle, golden, b, sample)
+            if problem:
+                failures.append(f"conv build {build_index} bundle {i} sample {b} on {simulator}: "
+                                f"{problem} (seed {seed})")
     return failures

@@ -64,7 +64,7 @@ def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool =
                    "max_cycles": 50_000_000}
             return run_job(verilog, job, simulator)["programs"][0]["samples"]
     from bsnn.hdl.config import CoreGeometry
-    from bsnn.hdl.generate import cycles_bound
+    from bsnn.hdl.generate import cycles_bound, unit_counts
     geom = CoreGeometry.from_key(key)
     chunk = CHUNK.get(simulator, 50)
     n = on.shape[1]
@@ -83,8 +83,12 @@ def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool =
                 records = rtl["records"]
                 predictions.append(records[-1][3] if records else -1)
                 cycles.append(rtl["cycles"] if rtl["cycles"] is not None else 0)
+                # (per source unit for a convolutional build: the conv2d term of the bound
+                # counts each event's taps, docs/semantics.md 10.7)
+                counts = (unit_counts(bundle, on[:, sl], off[:, sl], golden.spikes, b)
+                          if geom.is_spatial else None)
                 bounds.append(cycles_bound(geom, bundle.time_steps,
-                                           golden.events_per_layer[:, b].tolist()))
+                                           golden.events_per_layer[:, b].tolist(), counts))
             bar.update(sl.stop - sl.start)
     return {"predictions": predictions, "cycles": np.asarray(cycles),
             "cycles_bound": np.asarray(bounds), "mismatches": mismatches,

@@ -244,20 +244,19 @@ def test_require_dense_names_the_first_spatial_layer_and_the_polarity_rule():
 
 def test_library_entry_points_refuse_a_conv_bundle():
     from bsnn.firmware_export.firmware import c_header
-    from bsnn.hdl.config import CoreGeometry, HardwareConfig, check_fits
     bundle = _mnist_conv()
-    dense_geometry = CoreGeometry.from_bundle(random_bundle(np.random.default_rng(7), sizes=[784, 4608, 1152, 10]))
-    for call, what in ((lambda: CoreGeometry.from_bundle(bundle, HardwareConfig()), "hardware build"),
-                       (lambda: check_fits(bundle, dense_geometry), "hardware build"),
-                       (lambda: c_header(bundle), "C header")):
+    for call, what in ((lambda: c_header(bundle), "C header"),):
         with pytest.raises(BundleError) as info:
             call()
         assert str(info.value) == f"{what}: layers[0].kind: conv2d: {REFUSAL}"
+    # the core runs it (docs/architecture.md, "Convolutional networks"), but not in a dense build
+    dense_geometry = CoreGeometry.from_bundle(random_bundle(np.random.default_rng(7), sizes=[784, 4608, 1152, 10]))
+    with pytest.raises(BuildMismatch, match="layer kinds, windows or input polarity differ"):
+        check_fits(bundle, dense_geometry)
+    assert CoreGeometry.from_bundle(bundle).kinds[0] == "conv2d"
 
 
 @pytest.mark.parametrize("command, what", [
-    ("verilog --model {model} --out {out}", "Verilog generation"),
-    ("eval --model {model} --dataset mnist --limit 5 --engine rtl --json {out}/r.json", "RTL simulation"),
     ("bitstream --board icebreaker --model {model} --out {out}/bs --throughput-images 0", "hardware build"),
 ])
 def test_commands_refuse_a_conv_bundle_in_one_line(tmp_path, command, what):
@@ -271,3 +270,21 @@ def test_commands_refuse_a_conv_bundle_in_one_line(tmp_path, command, what):
     assert res.stderr.strip() == f"{prog}: error: {what}: layers[0].kind: conv2d: {REFUSAL}"
     if what != "hardware build":                            # bsnn bitstream makes its folder first
         assert not out.exists()
+
+
+def test_verilog_command_builds_a_conv_bundle(tmp_path):
+    """``bsnn verilog`` generates the core of a convolutional bundle (no C header: that one
+    still refuses it)."""
+    rng = np.random.default_rng(3)
+    bundle = random_bundle(rng, spatial=True, input_shape=(1, 6, 5),
+                           layers=[LayerSpec.conv2d((1, 6, 5), 3, 3, padding=1),
+                                   LayerSpec.pool2d((3, 6, 5), 2), LayerSpec(size=4)])
+    save_bundle(bundle, tmp_path / "conv")
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "bsnn", "verilog", "--model", str(tmp_path / "conv"),
+                          "--out", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((out / "hardware.json").read_text())
+    assert [s[0] for s in manifest["build_key"]["spatial"][:2]] == ["conv2d", "pool2d"]
+    assert "TapGenerator" in (out / "bsnn_core.v").read_text() or "taps" in (out / "bsnn_core.v").read_text()
+    assert not (out / "model.h").exists()
