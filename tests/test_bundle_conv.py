@@ -244,6 +244,7 @@ def test_require_dense_names_the_first_spatial_layer_and_the_polarity_rule():
 
 def test_library_entry_points_refuse_a_conv_bundle():
     from bsnn.firmware_export.firmware import c_header
+    from bsnn.hdl.config import BuildMismatch, CoreGeometry, check_fits
     bundle = _mnist_conv()
     for call, what in ((lambda: c_header(bundle), "C header"),):
         with pytest.raises(BundleError) as info:
