@@ -72,8 +72,8 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
                               fired=geom.state_fired)
     mems = {
         "neuron_state": U * _blocks(f, geom.bank_depth, state.size),
-        "bias": U * _blocks(f, geom.bank_depth, geom.stored_bias_width),
-        "threshold": U * _blocks(f, geom.bank_depth, geom.stored_threshold_width),
+        "bias": U * _blocks(f, geom.param_depth, geom.stored_bias_width),
+        "threshold": U * _blocks(f, geom.param_depth, geom.stored_threshold_width),
         "output_stats": U * _blocks(f, geom.groups[-1], OutputStatsLayout().size),
         "accumulators": _blocks(f, geom.acc_depth, AccumulatorLayout(geom.syn_w, geom.lanes).size),
         "host_rx_fifo": _blocks(f, rx_depth, 8),
@@ -99,6 +99,10 @@ def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto"):
         raise DeviceFitError(f"{board.device} has no SPRAM (weights = \"spram\")")
     tries = ["bram", "spram"] if weights == "auto" and board.spram else \
         [weights if weights != "auto" else "bram"]
+    if not bundle.is_dense and hw.neuron_lanes != 1:
+        # A convolutional build drains one neuron per cycle (CoreGeometry): the board's U is
+        # for dense networks.
+        hw = hw.replace(neuron_lanes=1)
     problems = []
     for kind in tries:
         h = hw.replace(weight_memory=kind)
@@ -235,8 +239,8 @@ def memory_templates(geom: CoreGeometry, seed: int = 1, family: str = "ice40") -
     U = geom.neuron_lanes
     bw, tw = stored_widths(geom)
     dw = template_depth(family, geom.lanes, geom.weight_depth)
-    db = template_depth(family, bw, geom.bank_depth)
-    dt = template_depth(family, tw, geom.bank_depth)
+    db = template_depth(family, bw, geom.param_depth)
+    dt = template_depth(family, tw, geom.param_depth)
     return {
         "weights": [int(x) for x in rng.integers(0, 1 << geom.lanes, dw, dtype=np.uint64)],
         "bias": [[int(x) for x in rng.integers(0, 1 << bw, db)] for _ in range(U)],
