@@ -38,6 +38,8 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
     rtl = rtl_evaluate(bundle, data.on, data.off, simulator=simulator, progress=progress, hw=hw)
     if not rtl["bit_exact"]:
         raise SystemExit(f"core_speed: RTL differs from the golden model: {rtl['mismatches'][:3]}")
+    # SPIKE records of each inference (every layer's spikes, trace on)
+    records = sum(sp.reshape(sp.shape[0], sp.shape[1], -1).sum(dim=(0, 2)) for sp in gold.spikes)
     per = []
     for b, cyc in enumerate(rtl["cycles"].tolist()):
         events = gold.events_per_layer[:, b].tolist()
@@ -46,7 +48,8 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
         syn_cycles = sum(int(c) * int(e) for c, e in zip(geom.chunks, events))
         per.append({"cycles": int(cyc), "sops": sops, "sops_per_cycle": sops / cyc,
                     "cycles_bound": bound, "bound_ratio": cyc / bound,
-                    "synaptic_cycles": syn_cycles, "events_per_layer": [int(e) for e in events]})
+                    "synaptic_cycles": syn_cycles, "events_per_layer": [int(e) for e in events],
+                    "spike_records": int(records[b])})
     cycles = np.array([p["cycles"] for p in per], dtype=float)
     ratios = np.array([p["bound_ratio"] for p in per])
     sops = np.array([p["sops"] for p in per], dtype=float)
@@ -61,6 +64,8 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
         "cycles_bound_mean": float(np.mean([p["cycles_bound"] for p in per])),
         "bound_ratio_mean": float(ratios.mean()), "bound_ratio_max": float(ratios.max()),
         "sops_mean": float(sops.mean()),
+        "input_events_mean": float(np.mean([p["events_per_layer"][0] for p in per])),
+        "spike_records_mean": float(np.mean([p["spike_records"] for p in per])),
         "sops_per_cycle": float(sops.sum() / cycles.sum()),
         "sops_per_synaptic_cycle": float(sops.sum() / max(1.0, syn.sum())),
         "synaptic_lane_use": float(sops.sum() / max(1.0, syn.sum()) / geom.lanes),
@@ -88,7 +93,9 @@ def main(argv=None) -> int:
     p.add_argument("--fmax-mhz", type=float, help="clock for inferences/s (e.g. nextpnr's Fmax)")
     p.add_argument("--json", type=Path, default=Path("build/core_speed.json"))
     args = p.parse_args(argv)
+    from bsnn.firmware_export.bundle import load_bundle
     hw = HardwareConfig.from_toml(args.hw) if args.hw else HardwareConfig()
+    hw = hw.for_bundle(load_bundle(args.model))     # a board's U is for dense networks
     if args.lanes:
         hw = hw.replace(lanes=args.lanes)
     if args.neuron_lanes:

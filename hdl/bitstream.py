@@ -191,7 +191,9 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         "nextpnr": parsed, "bitstream": os.path.relpath(bit), "build_seconds": round(seconds, 1),
         "memories_patched": patched and {"memories": patched["memories"],
                                          "verified_by_readback": patched["verified_by_readback"]},
-        "command": f"make bitstream BOARD={board_name} MODEL={model}", "nextpnr_seed": seed,
+        "command": f"make bitstream BOARD={board_name} MODEL={model}" + (
+            f" IMAGES={throughput_images}" if throughput_images not in (0, 100) else ""),
+        "nextpnr_seed": seed,
         "source_commit": commit,
     }
     if throughput_images and measure is not None:
@@ -207,7 +209,24 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
             "inferences_per_second", "inferences_per_second_worst",
             "inferences_per_second_at_core_clock") if k in speed}
         report["throughput"]["dataset"] = "mnist test"
+        if "spike_records_mean" in speed:
+            report["host_link"] = host_link_figures(geom, bundle.time_steps, baud, speed)
     return report
+
+
+def host_link_figures(geom, time_steps: int, baud: int, speed: dict) -> dict:
+    """UART bytes per inference (means over the measured images) and the inferences per second
+    the link allows at ``baud`` (10 bits per byte, both directions at once), with the SPIKE
+    records (run-time trace on, as the bitstream starts) and without (TRACE written 0)."""
+    from bsnn.hdl.hostlink import link_bytes
+    out = {"baud": baud, "input_events_mean": speed["input_events_mean"],
+           "spike_records_mean": speed["spike_records_mean"]}
+    for name, records in (("trace_on", speed["spike_records_mean"]), ("trace_off", 0)):
+        b = link_bytes(geom, time_steps, speed["input_events_mean"], records)
+        out[name] = {"bytes_to_device": round(b["to_device"], 1),
+                     "bytes_from_device": round(b["from_device"], 1),
+                     "inferences_per_second": baud / 10 / max(b["to_device"], b["from_device"])}
+    return out
 
 
 ONE_HOT_FSMS = 'setattr -set fsm_encoding "one-hot" w:fsm_state; setattr -unset init w:fsm_state'
@@ -309,6 +328,16 @@ def write_report(report: dict, json_path, md_path) -> None:
                      f"{t['inferences_per_second_at_core_clock']:.0f} inferences/s"
                      if "inferences_per_second_at_core_clock" in t else "")
                   + ". The UART link at 115200 baud is far slower; this is the core's rate."]
+    h = report.get("host_link")
+    if h:
+        on, off = h["trace_on"], h["trace_off"]
+        lines += ["", f"Host link (UART, {h['baud']} baud, docs/uart-protocol.md), per inference on "
+                  f"average: {h['input_events_mean']:.0f} input events, "
+                  f"{on['bytes_to_device']:.0f} bytes to the board; with the run-time trace on "
+                  f"(as the bitstream starts) {h['spike_records_mean']:.0f} SPIKE records, "
+                  f"{on['bytes_from_device']:.0f} bytes back: **{on['inferences_per_second']:.2f} "
+                  f"inferences/s**; trace off (GLOBAL TRACE = 0) {off['bytes_from_device']:.0f} "
+                  f"bytes back: **{off['inferences_per_second']:.1f} inferences/s**."]
     check_file_output(json_path, replaces=previous_json)
     check_file_output(md_path, replaces=previous_text)
     write_file(json_path, (json.dumps(report, indent=2) + "\n").encode(), replaces=previous_json)

@@ -99,10 +99,7 @@ def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto"):
         raise DeviceFitError(f"{board.device} has no SPRAM (weights = \"spram\")")
     tries = ["bram", "spram"] if weights == "auto" and board.spram else \
         [weights if weights != "auto" else "bram"]
-    if not bundle.is_dense and hw.neuron_lanes != 1:
-        # A convolutional build drains one neuron per cycle (CoreGeometry): the board's U is
-        # for dense networks.
-        hw = hw.replace(neuron_lanes=1)
+    hw = hw.for_bundle(bundle)          # U = 1 for a convolutional network
     problems = []
     for kind in tries:
         h = hw.replace(weight_memory=kind)

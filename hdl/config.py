@@ -116,6 +116,12 @@ class HardwareConfig:
             raise ValueError("hardware config: max_input_events: must be null or an integer in "
                              f"[1, {MAX_INPUT_EVENTS}], got {self.max_input_events!r}")
 
+    def for_bundle(self, bundle) -> "HardwareConfig":
+        """This config as a build of ``bundle`` uses it: a convolutional bundle updates one
+        neuron per cycle (:class:`CoreGeometry`), so a board's ``neuron_lanes`` (chosen for dense
+        networks) becomes 1 there; otherwise unchanged."""
+        return self if bundle.is_dense else self.replace(neuron_lanes=1)
+
     def replace(self, **changes) -> "HardwareConfig":
         return dataclasses.replace(self, **changes)
 

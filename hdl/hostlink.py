@@ -7,11 +7,14 @@ from .config import CYCLES_WIDTH, CoreGeometry
 from .layouts import ConfigWriteLayout, ErrorBit, InputEventLayout, ResultLayout
 from .slice import RegisterSlice
 
-__all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "RX_FIFO_DEPTH", "frame_sizes"]
+__all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "RX_FIFO_DEPTH", "HOST_WINDOW",
+           "frame_sizes", "link_bytes"]
 
 PROTOCOL_VERSION = 1
 #: Bytes the receive FIFO holds (the host keeps at most half of it outstanding).
 RX_FIFO_DEPTH = 512
+#: Command bytes the host sends between two PINGs (half the receive FIFO; sim/board_host.py).
+HOST_WINDOW = RX_FIFO_DEPTH // 2
 
 
 class Opcode(enum.IntEnum, shape=8):
@@ -40,6 +43,21 @@ def frame_sizes(geom: CoreGeometry) -> dict:
     return {"A": _nbytes(geom.cfg_addr_w), "D": _nbytes(geom.cfg_data_w),
             "K": _nbytes(InputEventLayout(geom.idx_w).size),
             "R": _nbytes(ResultLayout(geom.idx_w, geom.v_width).size)}
+
+
+def link_bytes(geom: CoreGeometry, time_steps: int, input_events: float,
+               spike_records: float) -> dict:
+    """UART bytes of one inference as the host runs it (``BoardHost.infer``): to the device
+    START, one EVENT per input event and per end of step, a PING per ``HOST_WINDOW`` command
+    bytes; from the device one RESULT per SPIKE record (``spike_records``: 0 with trace off),
+    per output neuron (POTENTIAL) and for the CLASS, DONE, and a PONG per PING."""
+    sz = frame_sizes(geom)
+    commands = 1 + (1 + sz["K"]) * (input_events + time_steps)
+    pings = commands / HOST_WINDOW
+    to_device = commands + pings
+    results = spike_records + geom.sizes[-1] + 1
+    from_device = (1 + sz["R"]) * results + (1 + 5) + 2 * pings
+    return {"to_device": to_device, "from_device": from_device}
 
 
 class HostLink(wiring.Component):

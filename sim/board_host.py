@@ -19,14 +19,14 @@ from pathlib import Path
 
 from bsnn.firmware_export.errors import DeviceError
 from bsnn.hdl.config import CoreGeometry
-from bsnn.hdl.hostlink import PROTOCOL_VERSION, RX_FIFO_DEPTH, Opcode, Reply, frame_sizes
+from bsnn.hdl.hostlink import HOST_WINDOW, PROTOCOL_VERSION, Opcode, Reply, frame_sizes
 from bsnn.hdl.layouts import InputEventLayout, ResultKind, ResultLayout
 
 __all__ = ["BoardHost", "SerialLink", "InferenceResult", "ProtocolError", "encode_config",
            "encode_event"]
 
 #: Command bytes the host sends between two PINGs (half the device's receive FIFO).
-WINDOW = RX_FIFO_DEPTH // 2
+WINDOW = HOST_WINDOW
 
 
 class ProtocolError(DeviceError, RuntimeError):

@@ -156,3 +156,75 @@ def test_reuse_refuses_a_placement_made_for_other_registers(tmp_path):
     (out / "hardware.json").write_text(json.dumps(manifest))
     with pytest.raises(BuildError, match="differs"):
         build("icebreaker", first, out_dir=out, reuse=True, throughput_images=0)
+
+
+def _conv_mnist_geometry(rng, v_width=16):
+    """A random bundle of the shipped convolutional MNIST geometry: 1x28x28, conv 32@5x5, OR
+    pool 2, conv 64@5x5, OR pool 2, dense 10."""
+    from bsnn.firmware_export.bundle import LayerSpec
+    c1 = LayerSpec.conv2d((1, 28, 28), 32, 5, leak_v=0)
+    p2 = LayerSpec.pool2d((32, 24, 24), 2)
+    c3 = LayerSpec.conv2d((32, 12, 12), 64, 5, leak_v=0)
+    p4 = LayerSpec.pool2d((64, 8, 8), 2)
+    return random_bundle(rng, input_shape=(1, 28, 28), layers=[c1, p2, c3, p4, LayerSpec(size=10)],
+                         v_width=v_width, c_width=16, bias_width=16, max_input_events=784)
+
+
+def test_conv_mnist_plans_on_the_ecp5_and_is_refused_by_the_up5k():
+    """A convolutional network builds with U = 1 whatever the board's TOML says (a conv build
+    drains one neuron per cycle), its bias / threshold memories hold one word per channel (106,
+    one block each, not one per neuron), and the UP5K refuses it naming every memory."""
+    bundle = _conv_mnist_geometry(np.random.default_rng(11))
+    board_hw = HardwareConfig.from_toml(board_config_path("ulx3s-85f"))
+    assert board_hw.neuron_lanes == 4
+    hw, geom, plan = plan_build(bundle, board_hw, BOARDS["ulx3s-85f"], "bram")
+    assert hw.neuron_lanes == 1 and hw.lanes == board_hw.lanes
+    assert geom.param_depth == 32 + 64 + 10 and geom.bank_depth == 18432 + 4096 + 10
+    assert plan["bram_by_memory"]["bias"] == plan["bram_by_memory"]["threshold"] == 1
+    assert plan["bram_blocks"] <= 208
+    hw5 = HardwareConfig.from_toml(board_config_path("icebreaker"))
+    with pytest.raises(DeviceFitError, match=r"does not fit the iCE40UP5K of icebreaker: weights in "
+                                             r"bram: \d+ block RAMs > 30 \(neuron_state \d+, .*"
+                                             r"accumulators \d+, .*spike_queue \d+"):
+        plan_build(bundle, hw5, BOARDS["icebreaker"], "auto")
+
+
+def test_conv_templates_hold_one_word_per_channel_and_build():
+    """Bitstream templates of a convolutional build: bias / threshold templates fill whole blocks
+    of the per-channel memories; the board top elaborates with them, and the bundle's images
+    replace them word for word (what bsnn weights patches)."""
+    from bsnn.hdl.weights_patch import memory_images, template_images
+    rng = np.random.default_rng(12)
+    bundle = random_bundle(rng, spatial=True, v_width=10, bias_width=6)
+    hw = HardwareConfig(lanes=8).for_bundle(bundle)
+    g = CoreGeometry.from_bundle(bundle, hw)
+    t = memory_templates(g, seed=5, family="ecp5")
+    bw, tw = stored_widths(g)
+    assert len(t["bias"]) == 1 and len(t["bias"][0]) == template_depth("ecp5", bw, g.param_depth)
+    assert len(t["threshold"][0]) == template_depth("ecp5", tw, g.param_depth)
+    images = memory_images(bundle, g, template_images(t, g))
+    assert set(images) == {"weights", "bias0", "threshold0"}
+    assert len(images["bias0"][1]) == len(t["bias"][0])
+    # The bundle's per-channel values lead the bias image, the template's words follow.
+    from bsnn.hdl.images import bias_image
+    mask = (1 << g.bias_width) - 1
+    assert images["bias0"][1][:g.param_depth] == [b & mask for b in bias_image(bundle)]
+    assert images["bias0"][1][g.param_depth:] == t["bias"][0][g.param_depth:]
+    top = BoardTop(bundle, hw, 6, memory_init=t)
+    verilog.convert(top, name="bsnn_board", emit_src=False, strip_internal_attrs=True)
+
+
+def test_link_bytes_count_what_the_host_sends():
+    """hdl/hostlink.link_bytes against the host's own encoding (sim/board_host.py)."""
+    from bsnn.hdl.hostlink import HOST_WINDOW, link_bytes
+    from bsnn.sim.board_host import encode_event
+    rng = np.random.default_rng(13)
+    b = random_bundle(rng, sizes=[784, 64, 10], v_width=16, max_input_events=784)
+    g = CoreGeometry.from_bundle(b, HardwareConfig(lanes=8))
+    T, events, records = 4, 300, 57
+    sent = 1 + sum(len(encode_event(g, i % 784, 1, False)) for i in range(events)) \
+        + T * len(encode_event(g, 0, 0, True))
+    got = link_bytes(g, T, events, records)
+    assert got["to_device"] == pytest.approx(sent * (1 + 1 / HOST_WINDOW))
+    R = frame_sizes(g)["R"]
+    assert got["from_device"] == pytest.approx((1 + R) * (records + 10 + 1) + 6 + 2 * sent / HOST_WINDOW)
