@@ -214,3 +214,33 @@ def test_board_top_gate_level_after_ice40_synthesis():
     for k in range(2):
         assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
             compare_sample(b, gold, k, out["samples"][k])
+
+
+@pytest.mark.rtl
+def test_board_top_conv_bundle_loaded_over_uart():
+    """A convolutional board top (conv2d, OR pooling, dense; U = 1 as bsnn bitstream builds it
+    from a board's TOML): built from bundle A, bundle B of the same build key loaded over the
+    UART, samples through the pins compared record for record with the golden model."""
+    from bsnn.firmware_export.bundle import LayerSpec
+    require_simulator("icarus")
+    rng = np.random.default_rng(31)
+    shape = (2, 6, 6)
+    layers = [LayerSpec.conv2d(shape, 5, 3, padding=1, leak_v=1), LayerSpec.pool2d((5, 6, 6), 2),
+              LayerSpec(size=4)]
+    kw = dict(input_shape=shape, layers=layers, v_width=9, c_width=8, bias_width=5,
+              max_input_events=20, time_steps=3)
+    a, b = random_bundle(rng, **kw), random_bundle(rng, **kw)
+    hw = HardwareConfig(lanes=4, neuron_lanes=2, neuron_pipeline="long").for_bundle(a)
+    runner, bdir, geom = _build(a, hw, "icarus")
+    assert geom.is_spatial and geom.neuron_lanes == 1
+    on, off = random_counts(b, 2, rng)
+    gold = run_golden(b, on, off)
+    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
+               for k in range(2)]
+    job = {"build_key": geom.key(), "divisor": DIVISOR,
+           "config_writes": [list(w) for w in config_writes(b, build=geom)], "samples": samples}
+    out = _run(runner, bdir, job)
+    assert out["uart_frame_errors"] == 0
+    for k in range(2):
+        assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
+            compare_sample(b, gold, k, out["samples"][k])
