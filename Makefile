@@ -78,7 +78,7 @@ clean:
 
 .PHONY: bitstream weights core-speed
 bitstream: $(STAMP)
-	$(BSNN) bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED),--seed $(SEED)) $(if $(IMAGES),--throughput-images $(IMAGES))
+	$(BSNN) bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED),--seed $(SEED)) $(if $(IMAGES),--throughput-images $(IMAGES)) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
 
 weights: $(STAMP)
 	$(BSNN) weights --build $(BUILD) --model $(MODEL) --out $(BUILD)/patched-$(notdir $(MODEL)).$(if $(filter icebreaker,$(BOARD)),bin,bit)

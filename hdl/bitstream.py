@@ -192,7 +192,9 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         "memories_patched": patched and {"memories": patched["memories"],
                                          "verified_by_readback": patched["verified_by_readback"]},
         "command": f"make bitstream BOARD={board_name} MODEL={model}" + (
-            f" IMAGES={throughput_images}" if throughput_images not in (0, 100) else ""),
+            f" IMAGES={throughput_images}" if throughput_images not in (0, 100) else "") + (
+            f" CLOCK_MHZ={clock_mhz:g}" if clock_mhz != board_opts.get("clock_mhz", board.clock_mhz)
+            else ""),
         "nextpnr_seed": seed,
         "source_commit": commit,
     }
