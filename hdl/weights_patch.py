@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bsnn.firmware_export.errors import BuildError
 
-__all__ = ["main", "patch", "memory_images", "write_hex", "PatchError"]
+__all__ = ["main", "patch", "memory_images", "write_hex", "verify_ecp5", "PatchError"]
 
 
 class PatchError(BuildError, RuntimeError):
@@ -114,6 +114,79 @@ def _dedupe_tile_groups(path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+# ecpbram's view of a DP16KD's contents (.bram_init: 2048 words of 9 bits): in each of its six
+# data widths W, bit slice j of 512 consecutive addresses is the bits bn(k) = k * W + j % W +
+# (j // W) * 512 * W, k = 0 .. 511 (word bn // NW, bit bn % NW).
+_ECP5_MODES = ((1, 8, 32), (2, 8, 32), (4, 8, 32), (9, 9, 36), (18, 9, 36), (36, 9, 36))
+_ECP5_SLICE = 512
+
+
+def _ecp5_brams(path: Path) -> dict:
+    """``{index: [2048 ints]}``: the block RAM contents of an ECP5 text config."""
+    brams, cur = {}, None
+    for line in path.read_text().split("\n"):
+        if line.startswith(".bram_init "):
+            cur = brams.setdefault(int(line.split()[1]), [])
+        elif line.startswith("."):
+            cur = None
+        elif cur is not None and line.strip():
+            cur.extend(int(x, 16) for x in line.split())
+    return brams
+
+
+def _ecp5_slices(words: list):
+    """Every (mode, j, bits) bit slice of one block RAM as ecpbram reads it."""
+    for mode, (W, NW, B) in enumerate(_ECP5_MODES):
+        for j in range(B):
+            base = j % W + (j // W) * _ECP5_SLICE * W
+            bits = tuple((words[(k * W + base) // NW] >> ((k * W + base) % NW)) & 1
+                         for k in range(_ECP5_SLICE))
+            yield mode, j, bits
+
+
+def _column_slices(width: int, words: list) -> list:
+    """The hex file's bit columns in slices of 512 words (ecpbram's patterns)."""
+    cols = -(-width // 4) * 4
+    words = list(words) + [0] * (-len(words) % _ECP5_SLICE)
+    return [tuple((w >> i) & 1 for w in words[s:s + _ECP5_SLICE])
+            for i in range(cols) for s in range(0, len(words), _ECP5_SLICE)]
+
+
+def verify_ecp5(template_cfg: Path, patched_cfg: Path, templates: dict, images: dict) -> None:
+    """Check a patched ECP5 design against its template design directly (ecpbram's own
+    slicing, in Python): every slice of every template image is found in exactly one place of
+    the template design and holds the bundle image's slice there in the patched design; every
+    other block RAM bit is unchanged. Unlike patching the images back, this also holds for an
+    image whose bit columns repeat (e.g. a layer narrower than the weight word: constant zero
+    columns), which cannot be located by value."""
+    want = {}
+    for name, (width, words) in templates.items():
+        for src, dst in zip(_column_slices(width, words), _column_slices(width, images[name][1])):
+            want[src] = dst
+    before, after = _ecp5_brams(template_cfg), _ecp5_brams(patched_cfg)
+    if set(before) != set(after):
+        raise PatchError("verification failed: the patched design has other block RAMs")
+    found = dict.fromkeys(want, 0)
+    for idx, words in before.items():
+        expect = list(words)
+        for mode, j, bits in _ecp5_slices(words):
+            if bits in want:
+                found[bits] += 1
+                W, NW, _ = _ECP5_MODES[mode]
+                base = j % W + (j // W) * _ECP5_SLICE * W
+                for k, bit in enumerate(want[bits]):
+                    bn = k * W + base
+                    expect[bn // NW] = (expect[bn // NW] & ~(1 << (bn % NW))) | (bit << (bn % NW))
+        if after[idx] != expect:
+            raise PatchError(f"verification failed: block RAM {idx} of the patched design does "
+                             "not hold the bundle's images where the templates were")
+    missing = sum(1 for n in found.values() if n == 0)
+    repeated = sum(1 for n in found.values() if n > 1)
+    if missing or repeated:
+        raise PatchError(f"verification failed: {missing} template slices not found, {repeated} "
+                         "found more than once in the template design")
+
+
 def patch(build_dir, bundle, out=None, verify=True) -> dict:
     """Patch ``bundle`` into the bitstream build in ``build_dir``; returns a summary dict."""
     from bsnn.hdl.config import CoreGeometry, check_fits
@@ -153,7 +226,11 @@ def patch(build_dir, bundle, out=None, verify=True) -> dict:
     final = f"patch/patched.{ext}"
     os.replace(build_dir / cur, build_dir / final)
     checked = False
-    if verify:
+    if verify and family == "ecp5":
+        tmpl = {n: (images[n][0], templates[n][1]) for n in names}
+        verify_ecp5(build_dir / f"template.{ext}", build_dir / final, tmpl, images)
+        checked = True
+    elif verify:
         cur = final
         for i, name in enumerate(names):
             nxt = f"patch/back{i}.{ext}"

@@ -228,3 +228,56 @@ def test_link_bytes_count_what_the_host_sends():
     assert got["to_device"] == pytest.approx(sent * (1 + 1 / HOST_WINDOW))
     R = frame_sizes(g)["R"]
     assert got["from_device"] == pytest.approx((1 + R) * (records + 10 + 1) + 6 + 2 * sent / HOST_WINDOW)
+
+
+def _ecp5_config(brams: dict) -> str:
+    """A minimal ECP5 text config holding block RAM contents (2048 words of 9 bits each)."""
+    out = [".device LFE5U-85F", ".tile_group x"]
+    for idx, words in brams.items():
+        out.append(f".bram_init {idx}")
+        out += [" ".join(f"{w:03x}" for w in words[r:r + 8]) for r in range(0, 2048, 8)]
+    return "\n".join(out) + "\n"
+
+
+def _dp16kd_36(image: list) -> list:
+    """The 9-bit init words of a DP16KD in 512 x 36 mode holding ``image`` (bit b of address a
+    at bit a * 36 + b of the block)."""
+    words = [0] * 2048
+    for a, value in enumerate(image):
+        for b in range(36):
+            if (value >> b) & 1:
+                n = a * 36 + b
+                words[n // 9] |= 1 << (n % 9)
+    return words
+
+
+def test_ecp5_patch_verification_reads_the_block_rams(tmp_path):
+    """bsnn weights' ECP5 check: the bundle's image must sit exactly where the template was and
+    nothing else may change; an image with repeated (here all-zero) bit columns, which a
+    patch-back cannot locate, is verified too."""
+    from bsnn.hdl.weights_patch import PatchError, verify_ecp5
+    rng = np.random.default_rng(14)
+    template = [int(x) for x in rng.integers(0, 1 << 32, 512, dtype=np.uint64)]
+    image = [int(x) & 0x3ff for x in rng.integers(0, 1 << 32, 512, dtype=np.uint64)]  # 22 zero columns
+    other = [int(x) for x in rng.integers(0, 1 << 9, 2048)]
+    (tmp_path / "t.config").write_text(_ecp5_config({0: _dp16kd_36(template), 1: other}))
+    good = tmp_path / "p.config"
+    good.write_text(_ecp5_config({0: _dp16kd_36(image), 1: other}))
+    verify_ecp5(tmp_path / "t.config", good, {"weights": (32, template)}, {"weights": (32, image)})
+    flipped = list(image)
+    flipped[100] ^= 1 << 3
+    bad = tmp_path / "b.config"
+    bad.write_text(_ecp5_config({0: _dp16kd_36(flipped), 1: other}))
+    with pytest.raises(PatchError, match="block RAM 0 of the patched design"):
+        verify_ecp5(tmp_path / "t.config", bad, {"weights": (32, template)}, {"weights": (32, image)})
+    other2 = list(other)
+    other2[5] ^= 1
+    bad.write_text(_ecp5_config({0: _dp16kd_36(image), 1: other2}))
+    with pytest.raises(PatchError, match="block RAM 1"):
+        verify_ecp5(tmp_path / "t.config", bad, {"weights": (32, template)}, {"weights": (32, image)})
+    # A template that is not in the design (the build was placed with other templates).
+    absent = [int(x) for x in rng.integers(0, 1 << 16, 512)]
+    with pytest.raises(PatchError, match="16 template slices not found"):
+        verify_ecp5(tmp_path / "t.config", good, {"weights": (32, template),
+                                                  "bias0": (16, absent)},
+                    {"weights": (32, image), "bias0": (16, absent)})
