@@ -299,7 +299,7 @@ def write_report(report: dict, json_path, md_path) -> None:
     if mp:
         lines += ["", f"The bitstream was placed with random templates in the "
                   f"{', '.join(mp['memories'])} memories, then patched with the model's images "
-                  f"(read-back check {'passed' if mp['verified_by_readback'] else 'not run'}); "
+                  f"(check of the patched memories {'passed' if mp['verified_by_readback'] else 'not run'}); "
                   f"`make weights BOARD={report['board']} MODEL=<same shape>` swaps in another "
                   f"model without place-and-route."]
     if report["weights_in"] == "spram":

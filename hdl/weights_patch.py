@@ -294,7 +294,7 @@ def main(argv=None) -> int:
     except (BSNNError, OSError) as exc:   # PatchError and BuildMismatch are BSNNErrors
         return report_error("bsnn weights", exc)
     print(f"wrote {res['bitstream']} ({', '.join(res['memories'])} replaced; "
-          f"read-back check {'passed' if res['verified_by_readback'] else 'skipped'})")
+          f"check {'passed' if res['verified_by_readback'] else 'skipped'})")
     return 0
 
 
