@@ -162,6 +162,58 @@ def layer_names(config: dict) -> list[str] | None:
     return [str(f) for f in model.get("features", [])] + [str(h) for h in model.get("hidden", [])] + ["out"]
 
 
+# ------------------------------------------------------------------ what the gate does
+def gate_statistics(model, on, off=None) -> list[dict]:
+    """What the AGMM gates of ``model`` do on one batch: per neuron layer, its ``alpha[t]``, and
+    over the steps t and samples b of the batch the gate ``g[t, b] = alpha[t] * sigmoid(m[t, b])``
+    (docs/agmm.md 1): mean, std, min, max, and the relative spread std / |mean| of ``g`` and of
+    the adaptive factor ``sigmoid(m)`` alone. Under Adam only the variation of ``g`` across
+    samples and steps can change the training (a constant factor is normalised away), so the
+    relative spreads say how much there is to modulate. ``[]`` without AGMM."""
+    import torch
+
+    if not getattr(model, "agmm_enabled", False):
+        return []
+    seen = {}
+    hooks = [gate.register_forward_hook(lambda mod, args, out, k=k: seen.__setitem__(k, args[0].detach()))
+             for k, gate in enumerate(model.gates)]
+    try:
+        with torch.no_grad():
+            model(on, off)
+    finally:
+        for h in hooks:
+            h.remove()
+
+    def stats(x):
+        m = float(x.mean())
+        return {"mean": m, "std": float(x.std()), "min": float(x.min()), "max": float(x.max()),
+                "rel_spread": float(x.std()) / abs(m) if m else None}
+
+    out = []
+    for k in sorted(seen):
+        gate, x = model.gates[k], seen[k]
+        with torch.no_grad():
+            g = gate.gate(x).squeeze(-1)                                        # [T, B]
+            sig = torch.sigmoid(x.mean(dim=-1) / gate.norm)                     # [T, B]
+            within = float(sig.std(dim=1).mean() / sig.mean()) if sig.shape[1] > 1 else 0.0
+        out.append({"layer": k, "alpha": gate.alpha.detach().tolist(), "gate": stats(g),
+                    "sigmoid": stats(sig), "sigmoid_rel_spread_within_step": within})
+    return out
+
+
+def _run_gates(path: Path, samples: int) -> list[dict]:
+    """:func:`gate_statistics` of a run's last checkpoint on its first ``samples`` test inputs."""
+    from .builders import build_data
+    from .export import load_checkpoint_model
+
+    model, ck = load_checkpoint_model(path / "last.pt")
+    _, test = build_data(ck["config"])
+    import torch
+
+    on, off, _ = test.batch(torch.arange(min(samples, len(test))))
+    return gate_statistics(model, on, off)
+
+
 # ------------------------------------------------------------------ training the arms
 def run_dir(runs_dir, arm: str, seed: int) -> Path:
     return Path(runs_dir) / f"{arm}_s{seed}"
@@ -283,6 +335,25 @@ def _grouped_tables(doc: dict) -> list[str]:
         for lab, a in arms.items():
             d = a["stats"][key]
             rows.append(f"| {lab} | " + " | ".join(f"{fmt(d[k]['mean'])} ± {fmt(d[k]['std'])}" for k in keep) + " |")
+    gated = {lab: [e["gates"] for e in a["runs"] if e.get("gates")] for lab, a in arms.items()}
+    if any(gated.values()):
+        rows += ["", "AGMM gates on test inputs at the end of training (docs/agmm.md 6), mean over the runs: "
+                 "alpha[t] over the steps; the gate g = alpha[t] * sigmoid(m[t, b]) over steps and samples "
+                 "(mean, relative spread std/|mean|); the relative spread of sigmoid(m) across the samples of "
+                 "one step (the per-sample adaptivity).", "",
+                 "| arm | layer | alpha[t], t = 0.. | gate g: mean | g: std/mean | sigmoid(m): std/mean within a step |",
+                 "|---|---|---|---|---|---|"]
+        for lab, runs in gated.items():
+            for i, first in enumerate(runs[0] if runs else []):
+                k = first["layer"]
+                name = names[k] if names and k < len(names) else f"layer {k}"
+                per = [r[i] for r in runs]
+                alpha = [_mean(col) for col in zip(*(p["alpha"] for p in per))]
+                rel = [p["gate"]["rel_spread"] for p in per if p["gate"]["rel_spread"] is not None]
+                rows.append(f"| {lab} | {name} | {', '.join(f'{x:.2f}' for x in alpha)} | "
+                            f"{_mean([p['gate']['mean'] for p in per]):.3f} | "
+                            f"{(_mean(rel) if rel else float('nan')):.3f} | "
+                            f"{_mean([p['sigmoid_rel_spread_within_step'] for p in per]):.4f} |")
     if doc.get("paired"):
         ref = doc["reference"]
         rows += ["", f"Paired differences, arm minus {ref!r}, per seed (same initial weights and batch order): "
@@ -352,10 +423,11 @@ def _plot(curves: dict, target: float, path: Path) -> None:
 
 
 def report(arms: dict, target: float, out, epochs: int | None = None, reference: str | None = None,
-           grouped: bool = True) -> dict:
+           grouped: bool = True, gates: int = 0) -> dict:
     """Read every run (``{label: [run folders]}``), write ``out``.json/.md/.png, return the JSON
     document. ``grouped=False`` (one run per label): the single-run table and JSON of the MLP
-    ablation."""
+    ablation. ``gates > 0``: also :func:`gate_statistics` of every AGMM run's last checkpoint on
+    its first ``gates`` test inputs."""
     out = Path(out)
     if reference is not None and reference not in arms:
         raise InputError(f"--reference {reference!r} is none of the arms {', '.join(map(repr, arms))}")
@@ -376,6 +448,8 @@ def report(arms: dict, target: float, out, epochs: int | None = None, reference:
                 seed = cfg.get("train", {}).get("seed") if isinstance(cfg.get("train"), dict) else None
                 s = summarize(hist, target)
                 entries.append({"run": str(path), "seed": seed, **s})
+                if gates and cfg.get("agmm", {}).get("enabled"):
+                    entries[-1]["gates"] = _run_gates(path, gates)
                 if seed is not None:
                     if seed in by_seed:
                         raise InputError(f"{path}: seed {seed} appears twice in arm {lab!r}")
@@ -413,6 +487,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", type=existing_dir, help="with --config: datasets folder")
     p.add_argument("--reference", help="label of the arm the others are compared with, seed by seed "
                                        f"(with --config: default {ARMS[REFERENCE_ARM][0]!r})")
+    p.add_argument("--gates", type=non_negative_int, default=0, metavar="N",
+                   help="with --arm/--config: also measure the AGMM gates of every AGMM run's last.pt on "
+                        "its first N test inputs")
     p.add_argument("--out", required=True, help="output prefix (writes .png, .json, .md)")
     p.add_argument("--target", type=float, default=0.97)
     p.add_argument("--epochs", type=positive_int, help="compare only the first N epochs of every run "
@@ -443,7 +520,7 @@ def main(argv=None) -> int:
                 for r in group[1:]:
                     existing_dir_or_error(r)
                 arms[group[0]] = group[1:]
-            report(arms, a.target, a.out, a.epochs, a.reference)
+            report(arms, a.target, a.out, a.epochs, a.reference, gates=a.gates)
             return 0
         if len(set(a.seeds)) != len(a.seeds):
             raise InputError("--seeds: a seed appears twice")
@@ -451,7 +528,7 @@ def main(argv=None) -> int:
         reference = a.reference
         if reference is None and REFERENCE_ARM in a.arms and len(a.arms) > 1:
             reference = ARMS[REFERENCE_ARM][0]
-        report({ARMS[k][0]: v for k, v in folders.items()}, a.target, a.out, a.epochs, reference)
+        report({ARMS[k][0]: v for k, v in folders.items()}, a.target, a.out, a.epochs, reference, gates=a.gates)
         return 0
     except (BSNNError, OSError) as exc:
         return report_error("python -m bsnn.training.ablation", exc)

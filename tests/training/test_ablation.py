@@ -2,10 +2,12 @@
 paired differences), on run folders written here and on real tiny training runs."""
 import contextlib
 import json
+import math
 import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 from bsnn.training import ablation
 from bsnn.training.ablation import ARMS, arm_config, describe, main, summarize
@@ -153,7 +155,7 @@ def test_arm_config_sets_agmm_seed_and_folder(tmp_path):
         assert cfg["train"]["out_dir"] == str(tmp_path / f"{arm}_s7")
         # everything else is the config's
         assert cfg["model"]["features"] == ["8c5", "pool2", "16c5", "pool2"]
-        assert cfg["data"]["train_limit"] == 10000
+        assert cfg["data"]["train_limit"] == 20000
 
 
 @need("mnist")
@@ -165,7 +167,7 @@ def test_config_mode_trains_the_arms_then_reports(tmp_path, capsys):
                    '[train]\nepochs = 1\nbatch_size = 32\neval_batch_size = 64\ninit_batch = 32\n')
     runs, out = tmp_path / "runs", tmp_path / "rep"
     argv = ["--config", str(cfg), "--seeds", "3", "4", "--runs-dir", str(runs), "--out", str(out),
-            "--target", "0.2", "--threads", "1"]
+            "--target", "0.2", "--threads", "1", "--gates", "16"]
     assert main(argv) == 0
     for arm in ARMS:
         for seed in (3, 4):
@@ -175,8 +177,11 @@ def test_config_mode_trains_the_arms_then_reports(tmp_path, capsys):
     assert set(doc["arms"]) == {label for label, _ in ARMS.values()}
     assert doc["reference"] == ARMS["none"][0]
     assert doc["paired"][ARMS["gradient"][0]]["seeds"] == [3, 4]
-    for arm in doc["arms"].values():
+    for label, arm in doc["arms"].items():
         assert len(arm["runs"]) == 2 and arm["stats"]["final_test_acc"]["n"] == 2
+        for run in arm["runs"]:   # gates measured on the AGMM runs' checkpoints: conv layer, dense layer
+            assert [g["layer"] for g in run.get("gates", [])] == ([] if label == ARMS["none"][0] else [0, 2])
+    assert "AGMM gates on test inputs" in out.with_suffix(".md").read_text()
     # a second call keeps the finished runs (no training) and reports the same numbers
     before = (runs / "gradient_s3" / "diagnostics.json").read_text()
     capsys.readouterr()
@@ -184,3 +189,32 @@ def test_config_mode_trains_the_arms_then_reports(tmp_path, capsys):
     assert capsys.readouterr().out.count("kept") == 6
     assert (runs / "gradient_s3" / "diagnostics.json").read_text() == before
     assert json.loads(out.with_suffix(".json").read_text())["arms"] == doc["arms"]
+
+
+@pytest.mark.parametrize("mode", ["gradient", "forward"])
+def test_gate_statistics_measure_the_gate_on_the_ungated_current(mode):
+    from bsnn.training.ablation import gate_statistics
+    from bsnn.training.model import BSNN, LayerConfig
+
+    torch.manual_seed(1)
+    layers = [LayerConfig(16), LayerConfig(4, reset="none", learn_threshold=False)]
+    model = BSNN(30, layers, 3, agmm={"enabled": True, "mode": mode}, theta_init=[3, 1])
+    with torch.no_grad():
+        model.gates[0].alpha.copy_(torch.tensor([2.0, -1.0, 0.5]))
+    on = (torch.rand(3, 8, 30) < 0.4).long()
+    stats = gate_statistics(model, on)
+    assert [s["layer"] for s in stats] == [0, 1]
+    assert stats[0]["alpha"] == [2.0, -1.0, 0.5] and stats[1]["alpha"] == [1.0, 1.0, 1.0]
+    # layer 1's current, computed here: the sum of the +-1 weights of the input events
+    x = model.synaptic(0, model.input_events(on, None, torch.float32),
+                       model.signed_weights(0, False, torch.float32)).detach()
+    sig = torch.sigmoid(x.mean(-1) / math.sqrt(30))
+    g = torch.tensor([2.0, -1.0, 0.5]).view(3, 1) * sig
+    assert stats[0]["sigmoid"]["mean"] == pytest.approx(float(sig.mean()), rel=1e-6)
+    assert stats[0]["gate"]["mean"] == pytest.approx(float(g.mean()), rel=1e-5)
+    assert stats[0]["gate"]["min"] == pytest.approx(float(g.min()), rel=1e-5)
+    assert stats[0]["gate"]["rel_spread"] == pytest.approx(float(g.std() / g.mean().abs()), rel=1e-4)
+    assert stats[0]["sigmoid_rel_spread_within_step"] == pytest.approx(
+        float(sig.std(dim=1).mean() / sig.mean()), rel=1e-5)
+    assert gate_statistics(BSNN(30, layers, 3, agmm={"enabled": False}, theta_init=[3, 1]), on) == []
+    assert not any(g._forward_hooks for g in model.gates)   # the hooks are removed
