@@ -395,7 +395,7 @@ def _plot(curves: dict, target: float, path: Path) -> None:
               ("test_acc", "test accuracy (%)", 100, False),
               ("spikes_per_neuron_hidden", "hidden spikes per neuron per inference", 1, False)]
     fig, ax = plt.subplots(1, 4, figsize=(17, 4))
-    accs = [100 * r["test_acc"] for hists in curves.values() for h in hists for r in (h[1:] or h)]
+    accs = [100 * r["test_acc"] for hists in curves.values() for h in hists for r in h]
     for lab, hists in curves.items():
         n = min(len(h) for h in hists)
         ep = [r["epoch"] for r in hists[0][:n]]
