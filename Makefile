@@ -15,7 +15,7 @@ BUILD  ?= build/bitstream/$(BOARD)-default
 PYTEST_ARGS ?=
 
 # AGMM ablation on the convolutional network (configs/agmm_conv.toml; docs/agmm.md section 6)
-ABLATION_SEEDS ?= 0 1 2
+ABLATION_SEEDS ?= 0 1 2 3
 ABLATION_RUNS  ?= runs/agmm_conv
 
 .PHONY: help venv demo test verilog sim eval lint formal bench nir-demo ssr-sweep agmm-conv-ablation clean
