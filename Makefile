@@ -14,7 +14,11 @@ BUILD  ?= build/bitstream/$(BOARD)-default
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k golden"
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test verilog sim eval lint formal bench nir-demo ssr-sweep clean
+# AGMM ablation on the convolutional network (configs/agmm_conv.toml; docs/agmm.md section 6)
+ABLATION_SEEDS ?= 0 1 2 3
+ABLATION_RUNS  ?= runs/agmm_conv
+
+.PHONY: help venv demo test verilog sim eval lint formal bench nir-demo ssr-sweep agmm-conv-ablation clean
 
 help:
 	@echo "make demo      Verilog for $(MODEL), then RTL vs golden model on MNIST test images"
@@ -30,6 +34,7 @@ help:
 	@echo "make bench     simulated cycles/s: compiled Verilator harness vs cocotb on Verilator and Icarus"
 	@echo "make nir-demo  snnTorch -> NIR -> bundle, accuracy before and after"
 	@echo "make ssr-sweep accuracy vs firing vs cycles over the M-SSR / F-SSR / v_hat strengths (long)"
+	@echo "make agmm-conv-ablation  AGMM gradient / none / forward on a small conv BSNN, seeds $(ABLATION_SEEDS) (long)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +74,10 @@ bench: $(STAMP)
 
 ssr-sweep: $(STAMP)
 	$(BSNN) sweep --config configs/ssr_mnist.toml --out docs/ssr_mnist
+
+agmm-conv-ablation: $(STAMP)
+	$(PY) -m bsnn.training.ablation --config configs/agmm_conv.toml --seeds $(ABLATION_SEEDS) \
+		--runs-dir $(ABLATION_RUNS) --threads 1 --gates 500 --target 0.90 --out docs/agmm_conv_ablation
 
 nir-demo: $(STAMP)
 	$(PY) -m bsnn.nir_demo --out build/nir_demo
