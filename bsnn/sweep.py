@@ -152,13 +152,12 @@ def evaluate_bundle(bundle, data, limit: int | None = None, batch_size: int = 50
         epl = res.events_per_layer
         events += epl.sum(dim=1).double().numpy()
         sops += float(res.sops.sum())
-        first = (on[0] + (off[0] if off is not None else 0)).sum(dim=1)
         spk = None
         if geom.neuron_lanes > 1 and geom.trace:
             spk = [[s[:, b].numpy() for s in res.spikes] for b in range(len(y))]
         for b in range(len(y)):
             c = cycle_estimate(geom, bundle.time_steps, epl[:, b].tolist(),
-                               spk[b] if spk is not None else None, first_step_events=int(first[b]))
+                               spk[b] if spk is not None else None)
             cycles += c
             cyc_list.append(c)
     sizes = [l.size for l in bundle.layers]

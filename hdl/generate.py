@@ -90,34 +90,30 @@ def unit_counts(bundle, on, off, spikes, b: int) -> list:
 
 
 def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes=None,
-                   trace: bool = True, first_step_events: int = 0, counts=None) -> int:
+                   trace: bool = True, counts=None) -> int:
     """Busy cycles of one inference without stalls or dropped events (docs/architecture.md):
-    ``max(C + 1, S_b - 7 - W_{1,0}) + N_L + D - 2 + T * (sum_l (G_l + D + 1)) + sum_l W_l + X``.
+    ``C + 1 - Q + N_L + D - 2 + T * (sum_l (G_l + D + 1)) + sum_l W_l + X``.
 
     ``W_l`` is the synaptic work of the events into layer ``l`` (:func:`layer_work`: for a
-    dense layer ``ceil(N_l / P) * E_l``), ``W_{1,0}`` that of layer 1 in step 0, ``C`` the
-    accumulator words (``acc_depth``). A convolutional build needs ``counts`` (per layer, the
-    events per source unit and step, ``[T, units]``: :func:`unit_counts`); a dense one takes
-    ``events_per_layer`` and ``first_step_events``.
+    dense layer ``ceil(N_l / P) * E_l``), ``C`` the accumulator words (``acc_depth``, the
+    accumulator clear), ``Q`` the tap generator's latency (``tap_latency``; 0 without one). A
+    convolutional build needs ``counts`` (per layer, the events per source unit and step,
+    ``[T, units]``: :func:`unit_counts`); a dense one takes ``events_per_layer``.
 
     ``D = CoreGeometry.layer_latency`` (11 with the short neuron pipeline, 18 with the long one),
-    ``G_l = ceil(N_l / U)`` neuron groups, ``S_b = sum_l G_l`` (the neuron clear, which overlaps
-    the accumulation of the ``E_{1,0} = first_step_events`` input events of step 0). ``X`` (only with ``U > 1`` and
+    ``G_l = ceil(N_l / U)`` neuron groups. ``X`` (only with ``U > 1`` and
     the trace on) is the serialisation of SPIKE records: a group of ``U`` neurons with ``k > 1``
     spikes in one step takes ``k`` cycles instead of 1. ``spikes`` (per layer, ``[T, N_l]``
     0/1 arrays, as ``GoldenResult.spikes[l][:, b]``) is needed for ``X``.
     """
     U, C, L = geom.neuron_lanes, geom.acc_depth, geom.n_layers
-    Sb = geom.bank_depth
     lat = geom.layer_latency
     per_step = sum(n + lat for n in geom.groups) + L
     if counts is not None:
         import numpy as np
         events = sum(layer_work(geom, l, c)[0] for l, c in enumerate(counts))
-        first_work = layer_work(geom, 0, np.asarray(counts[0])[0])[0]
     else:
         events = sum(int(c) * int(e) for c, e in zip(geom.chunks, events_per_layer))
-        first_work = int(first_step_events) * geom.chunks[0]
     extra = 0
     if U > 1 and trace and geom.trace:
         if spikes is None:
@@ -129,9 +125,8 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
             pad[:, :n] = s
             k = pad.reshape(time_steps, geom.groups[l], U).sum(axis=2)
             extra += int(np.maximum(k - 1, 0).sum())
-    # (the events of step 0 advance through the tap generator's queues while the units clear)
-    tl = geom.tap_latency
-    clear = max(C + 1 - tl, Sb - 7 - 2 * tl - first_work)
+    # (the events of step 0 advance through the tap generator's queues while the accumulators clear)
+    clear = C + 1 - geom.tap_latency
     return clear + geom.layer_sizes[-1] + lat - 2 + time_steps * per_step + events + extra
 
 

@@ -36,7 +36,9 @@ def leak_amount(shift, width):
 class NeuronUnit(wiring.Component):
     """Leaky integrate-and-fire update of one neuron per cycle, plus the neuron memories.
 
-    Memories (none is reset by ``rst``; ``clear`` zeroes the state ones):
+    Memories (none is reset by ``rst`` or cleared): the state ones need no zeroing before an
+    inference, because every neuron is updated in step 0 and an update in step 0 reads its old
+    state as zeros (a ``dump`` reads the memory as it is).
     state ``{v, c, fired}`` and parameters ``bias``, ``threshold`` for every neuron, layers
     concatenated (address ``neuron_base[layer] + index``); ``{count, first}`` for the output
     layer; one LAYER_MODE register (:class:`LayerModeLayout`) per layer.
@@ -57,11 +59,11 @@ class NeuronUnit(wiring.Component):
         Layer (0-based) of the commands; set at least 2 cycles before the layer's first command
         (its mode is registered twice: timing) and stable while commands are in flight.
     step : In(16)
-        Current time step, recorded as ``first`` of an output neuron's first spike.
+        Current time step, recorded as ``first`` of an output neuron's first spike; in step 0 an
+        update reads the old state as zeros. Set, like ``layer``, before the layer's first
+        command and stable while commands are in flight.
     clear : In(1)
-        Pulse: drop any command in flight and zero the state memories (``neuron_total`` cycles).
-    busy : Out(1)
-        High while clearing.
+        Pulse: drop any command in flight (the start of an inference).
     i_write : In(stream.Signature(ConfigWriteLayout))
         Always ready. BIAS / THRESHOLD (address < neuron_total) and LAYER_MODE (address <
         L) writes are stored, others ignored. Write only while no command is in flight.
@@ -84,7 +86,6 @@ class NeuronUnit(wiring.Component):
             "layer": In(LAYER_WIDTH),
             "step": In(STEP_WIDTH),
             "clear": In(1),
-            "busy": Out(1),
             "i_write": In(stream.Signature(ConfigWriteLayout(geom.cfg_addr_w, geom.cfg_data_w))),
         })
 
@@ -169,10 +170,11 @@ class NeuronUnit(wiring.Component):
                                  is_pool.eq(g.kinds[l] == "pool2d")]
         is_out = Signal()
         m.d.sync += is_out.eq(self.layer == L - 1)
+        step_zero = Signal()    # registered like the layer's mode: the step is stable long before
+        m.d.sync += step_zero.eq(self.step == 0)
 
         cmd_layout = NeuronCommandLayout(g.idx_w, g.syn_w)
         long = g.neuron_pipeline == "long"
-        clearing = Signal()
         advance = Signal()
         valids = []                     # valid bit of every pipeline register, in order
 
@@ -203,7 +205,7 @@ class NeuronUnit(wiring.Component):
         m.d.comb += cmd_in.eq(self.i_cmd.payload)
         # Stage A (long pipeline only): the command and its memory address registered (timing:
         # the address adder does not sit between the command queue and the block RAMs).
-        p = stage({"valid": self.i_cmd.valid & ~clearing, "cmd": cmd_in, "addr": rd_addr,
+        p = stage({"valid": self.i_cmd.valid, "cmd": cmd_in, "addr": rd_addr,
                    "paddr": pr_addr}, long)
         for port in (st_r,):
             m.d.comb += [port.addr.eq(p["addr"]), port.en.eq(advance)]
@@ -213,17 +215,23 @@ class NeuronUnit(wiring.Component):
         # Stage R: the memories read (their data registers are this stage's register).
         p = stage({"valid": p["valid"], "cmd": p["cmd"], "addr": p["addr"]})
         # Stage R2 (long pipeline only): the memories' read data registered once more (a block
-        # RAM's clock-to-output delay is long on the iCE40).
+        # RAM's clock-to-output delay is long on the iCE40). An update in step 0 reads the
+        # state as zeros (section 5: all state starts at 0), which replaces a clear of the
+        # state memories before each inference (S_b cycles).
+        fresh = Signal()
+        m.d.comb += fresh.eq(step_zero & ~cmd_layout(p["cmd"]).dump)
+        old = Signal(state_layout)
+        m.d.comb += old.eq(Mux(fresh, 0, st_r.data.as_value()))
         count_old = Signal(COUNT_WIDTH)
-        m.d.comb += count_old.eq(Mux(is_out, ss_r.data.count, 0))
-        p = stage({**p, "v_old": st_r.data.v,
-                   "c_old": st_r.data.c if g.state_current else Const(0, signed(cw)),
+        m.d.comb += count_old.eq(Mux(is_out & ~fresh, ss_r.data.count, 0))
+        p = stage({**p, "v_old": old.v,
+                   "c_old": old.c if g.state_current else Const(0, signed(cw)),
                    # Without stored flags (no fire-once layer) only the output layer's
                    # `fired` is observable (first-spike readout): it is count != 0.
-                   "fired": st_r.data.fired if g.state_fired else count_old != 0,
+                   "fired": old.fired if g.state_fired else count_old != 0,
                    "b": b_r.data[:g.bias_width].as_signed(), "theta": t_r.data[:g.threshold_width],
                    "count": count_old,
-                   "first": Mux(is_out, ss_r.data.first, 0)}, long)
+                   "first": Mux(is_out & ~fresh, ss_r.data.first, 0)}, long)
         v_old = p["v_old"]
         c_old = p["c_old"]
         # Stage A0 (long pipeline only): the leaks (shifts by a run-time amount).
@@ -305,20 +313,9 @@ class NeuronUnit(wiring.Component):
             self.o_result.valid.eq(p["valid"]),
             r.eq(p["res"]),
             advance.eq(~p["valid"] | self.o_result.ready),
-            self.i_cmd.ready.eq(advance & ~clearing),
+            self.i_cmd.ready.eq(advance),
         ]
-
-        # ---- clear ----
-        clr = Signal(span(S))
-        m.d.comb += [clearing.eq(self.busy)]
-        with m.If(self.busy):
-            m.d.comb += [st_w.addr.eq(clr), st_w.data.eq(0), st_w.en.eq(1),
-                         ss_w.addr.eq(clr), ss_w.data.eq(0), ss_w.en.eq(clr < NL)]
-            m.d.sync += clr.eq(clr + 1)
-            with m.If(clr == S - 1):
-                m.d.sync += self.busy.eq(0)
         with m.If(self.clear):
-            m.d.sync += [self.busy.eq(1), clr.eq(0)]
             m.d.sync += [v.eq(0) for v in valids]
 
         return m

@@ -17,7 +17,16 @@ from ..firmware_export.spatial import output_shape
 from .model import BSNN, LayerConfig
 
 __all__ = ["EncodedDataset", "encoding_spec", "build_data", "build_model", "evaluate",
-           "run_eval_dataset"]
+           "run_eval_dataset", "with_later_keys"]
+
+# Model keys that configs gained after checkpoints had been written, with the value that gives
+# an older checkpoint its original network (a config that lacks them predates them).
+LATER_MODEL_KEYS = {"features": [], "input_polarity": "xnor"}
+
+
+def with_later_keys(cfg: dict) -> dict:
+    """``cfg`` (a checkpoint's config) with :data:`LATER_MODEL_KEYS` filled in where absent."""
+    return {**cfg, "model": {**LATER_MODEL_KEYS, **cfg.get("model", {})}}
 
 
 # ------------------------------------------------------------------ data

@@ -15,10 +15,11 @@ __all__ = ["load_checkpoint_model", "export_checkpoint", "main"]
 def load_checkpoint_model(ckpt_path: str | Path):
     """``(model, checkpoint dict)`` rebuilt from a checkpoint written by ``bsnn.training.train``."""
     from .checkpoint import CheckpointError, load_checkpoint
-    from .builders import build_model
+    from .builders import build_model, with_later_keys
 
     ck = load_checkpoint(ckpt_path)   # weights_only: nothing in the file can run code
     try:
+        ck["config"] = with_later_keys(ck["config"])
         model = build_model(ck["config"], ck["input_size"], ck["max_input_events"])
         model.load_state_dict(ck["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

@@ -56,13 +56,13 @@ def test_neuron_unit_matches_reference(case, pipeline):
         ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
-        await ctx.tick().until(~dut.busy)
+        await ctx.tick()
         for t in range(T):
             ctx.set(dut.step, t)
             for l, n in enumerate(sizes[1:]):
                 ctx.set(dut.layer, l)
                 await ctx.tick().repeat(2)      # the layer's mode is decoded in two registers
-                cmds = [{"index": j, "value": plan[t][l][j], "last": j == n - 1, "dump": 0}
+                cmds = [{"index": j, "param": j, "value": plan[t][l][j], "last": j == n - 1, "dump": 0}
                         for j in range(n)]
                 out = []
                 await run_both(ctx, cmds, out)
@@ -72,7 +72,7 @@ def test_neuron_unit_matches_reference(case, pipeline):
                     assert r.last == (j == n - 1)
         ctx.set(dut.layer, 1)
         await ctx.tick().repeat(2)
-        cmds = [{"index": j, "value": 0, "last": j == sizes[2] - 1, "dump": 1} for j in range(sizes[2])]
+        cmds = [{"index": j, "param": j, "value": 0, "last": j == sizes[2] - 1, "dump": 1} for j in range(sizes[2])]
         out = []
         await run_both(ctx, cmds, out)
         assert [(r.index, r.v, r.count, bool(r.fired)) for r in out] == dump_expect
@@ -107,10 +107,10 @@ def test_neuron_config_writes_and_clear():
             ctx.set(dut.clear, 1)
             await ctx.tick()
             ctx.set(dut.clear, 0)
-            await ctx.tick().until(~dut.busy)
+            await ctx.tick()
             for t in range(2):
                 ctx.set(dut.step, t)
-                cmds = [{"index": j, "value": 1, "last": j == 2, "dump": 0} for j in range(3)]
+                cmds = [{"index": j, "param": j, "value": 1, "last": j == 2, "dump": 0} for j in range(3)]
                 out = await stream_exchange(ctx, dut.i_cmd, cmds, dut.o_result, 3)
                 results.append([(r.spike, r.v) for r in out])
 

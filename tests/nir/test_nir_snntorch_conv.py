@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from bsnn.firmware_export.bundle import BundleError, load_bundle, save_bundle
+from bsnn.firmware_export.bundle import load_bundle, save_bundle
 from bsnn.firmware_export.golden import run_golden
 from bsnn.nir_interop import import_nir, read_nir, simulate_nir
 
@@ -147,10 +147,6 @@ def test_convolutional_snntorch_network_compiles_to_a_bundle_that_spikes_as_it_d
 def test_convolutional_snntorch_bundle_runs_on_the_rtl(tmp_path):
     net, on = _net("max"), _inputs()
     bundle = import_nir(_export(net, "max", tmp_path / "net.nir"), time_steps=T)
-    try:
-        bundle.require_dense("RTL simulation")
-    except BundleError:
-        pytest.skip("core does not run conv2d yet")
     from bsnn.sim.rtl_eval import rtl_evaluate
     from bsnn.sim.toolchain import availability
     reason = availability("verilator")

@@ -79,7 +79,7 @@ def test_evaluate_bundle_counts_like_golden_and_cycle_model(tmp_path):
     assert ev["acc"] == float((g.prediction == y).double().mean())
     assert ev["spikes_per_neuron"] == pytest.approx(float(g.spikes[0].sum()) / 30 / 20)
     geom = CoreGeometry.from_bundle(bundle, HardwareConfig())
-    cyc = [cycle_estimate(geom, 3, g.events_per_layer[:, b].tolist(), first_step_events=int(on[0, b].sum()))
+    cyc = [cycle_estimate(geom, 3, g.events_per_layer[:, b].tolist())
            for b in range(30)]
     assert ev["cycles_per_inference"] == pytest.approx(sum(cyc) / 30)
     assert ev["sops_per_inference"] == float(g.sops.double().mean())
