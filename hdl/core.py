@@ -40,7 +40,7 @@ class BSNNCore(wiring.Component):
     i_config : In(stream.Signature(ConfigWriteLayout(cfg_addr_w, cfg_data_w)))
         Parameter writes; ready only while idle, one per cycle.
     start : In(1)
-        Pulse while idle: clear the neuron state and run one inference.
+        Pulse while idle: run one inference (from zero neuron state: docs/architecture.md).
     busy : Out(1)
     done : Out(1)
         One-cycle pulse, the cycle after the CLASS record is accepted.

@@ -134,9 +134,9 @@ class Sequencer(wiring.Component):
                     m.d.sync += state.eq(SequencerState.CLEAR)
 
             with m.Case(SequencerState.CLEAR):
-                # The units clear from the first cycle here (unit_clear). The neuron banks go on
-                # clearing while layer 1 accumulates the first step's events: they take no
-                # command before their clear is complete.
+                # The units clear from the first cycle here (unit_clear): the synapse unit its
+                # accumulators; the neuron banks drop what is in flight (their memories need no
+                # clear: step 0 reads the old state as zeros).
                 m.d.comb += self.clearing.eq(1)
                 m.d.sync += last_step.eq(T <= 1)
                 with m.If(~self.units_busy & ~unit_clear):

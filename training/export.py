@@ -19,8 +19,8 @@ def load_checkpoint_model(ckpt_path: str | Path):
 
     ck = load_checkpoint(ckpt_path)   # weights_only: nothing in the file can run code
     try:
-        ck["config"] = with_later_keys(ck["config"])
-        model = build_model(ck["config"], ck["input_size"], ck["max_input_events"])
+        # (the config as recorded stays in the checkpoint dict: the bundle's provenance)
+        model = build_model(with_later_keys(ck["config"]), ck["input_size"], ck["max_input_events"])
         model.load_state_dict(ck["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

@@ -49,7 +49,7 @@ def test_neuron_array_groups_and_dump(U, pipeline, p):
                 ctx.set(dut.layer, l)
                 await ctx.tick().repeat(2)      # the banks register the layer's mode twice
                 n_groups = g.groups[l]
-                cmds = [{"group": grp, "last": grp == n_groups - 1,
+                cmds = [{"group": grp, "param": grp, "last": grp == n_groups - 1,
                          "value": [plan[t][l][grp * U + u] if grp * U + u < n else 0
                                    for u in range(U)]} for grp in range(n_groups)]
                 out = await stream_exchange(ctx, dut.i_cmd, cmds, dut.o_result, n_groups,
