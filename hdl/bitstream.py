@@ -122,6 +122,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     uart_divisor(pll.f_out, baud)           # a baud rate the clock cannot make: refused now
     manifest = {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
                 "family": board.family, "uart_baud": baud, "memory_plan": plan,
+                "core_clock_hz": pll.f_out, "flash_offset": board.flash_offset,
                 "weights_in": hw.weight_memory,
                 "register_init": {"layer_modes": layer_mode_words(bundle),
                                   "globals": {str(k): v for k, v in
