@@ -14,7 +14,7 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
 from bsnn.sim.board_host import BoardHost
@@ -40,9 +40,10 @@ class UARTPins:
     async def _receive(self):
         dut, div = self.dut, self.div
         while True:
-            await RisingEdge(dut.clk)
+            # One callback per start bit (not one per idle clock cycle).
             if int(dut.tx.value) != 0:
-                continue
+                await FallingEdge(dut.tx)
+            await RisingEdge(dut.clk)
             await ClockCycles(dut.clk, div // 2)
             if int(dut.tx.value) != 0:
                 continue                      # a glitch
@@ -69,7 +70,8 @@ class UARTPins:
 
 @cocotb.test()
 async def run_board_job(dut):
-    job = json.loads(open(os.environ["BSNN_BOARD_JOB"]).read())
+    with open(os.environ["BSNN_BOARD_JOB"]) as f:
+        job = json.load(f)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     flash = None
     if "flash" in job:

@@ -147,16 +147,24 @@ class SPIFlashModel:
 async def run_cocotb(dut, flash: SPIFlashModel, cs="flash_cs", sck="flash_sck", copi="flash_copi",
                      cipo="flash_cipo", cs_active_high=True):
     """Drive ``flash`` from a cocotb DUT's pins (a coroutine to ``cocotb.start_soon``). ``cs``
-    is the chip select as the DUT drives it (active high, the board inverts it to CS#)."""
-    from cocotb.triggers import Edge, First
+    is the chip select as the DUT drives it (active high, the board inverts it to CS#). One
+    callback per pin change: CS# and SCK are watched by two tasks (CS# never changes in the same
+    clock cycle as SCK: the loader keeps SCK low around it)."""
+    import cocotb
     from cocotb.utils import get_sim_time
 
     cs_sig, sck_sig, copi_sig, cipo_sig = (getattr(dut, n) for n in (cs, sck, copi, cipo))
     cipo_sig.value = 1
+
+    async def chip_select():
+        while True:
+            await cs_sig.value_change
+            sel = int(cs_sig.value) if cs_active_high else 1 - int(cs_sig.value)
+            flash.set_cs_n(0 if sel else 1, get_sim_time("ns"))
+            cipo_sig.value = flash.cipo
+
+    cocotb.start_soon(chip_select())
     while True:
-        await First(Edge(cs_sig), Edge(sck_sig))
-        t = get_sim_time("ns")
-        sel = int(cs_sig.value) if cs_active_high else 1 - int(cs_sig.value)
-        flash.set_cs_n(0 if sel else 1, t)
-        flash.set_sck(int(sck_sig.value), int(copi_sig.value), t)
+        await sck_sig.value_change
+        flash.set_sck(int(sck_sig.value), int(copi_sig.value), get_sim_time("ns"))
         cipo_sig.value = flash.cipo

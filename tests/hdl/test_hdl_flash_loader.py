@@ -149,3 +149,46 @@ def test_flash_model_needs_the_wake_up():
         flash.set_sck(1, bit, 100 + 40 * t)
         flash.set_sck(0, 0, 120 + 40 * t)
     assert flash.bytes_read == 0 and flash.cipo == 1
+
+
+def test_board_doc_states_the_code_s_numbers():
+    """docs/board.md: offsets, header, BOOT codes, LED order, SCK limit and tRES1 as the code
+    has them."""
+    import re
+    from pathlib import Path
+
+    from bsnn.hdl.board import BOARDS, FLASH_SCK_MAX_HZ, LED_SIGNALS
+    from bsnn.hdl.flash_image import COUNT_BYTES, FORMAT_VERSION, MAGIC
+    from bsnn.hdl.flash_loader import T_RES1_S
+    from bsnn.hdl.hostlink import Opcode, Reply
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "board.md").read_text()
+    assert f"`0x{BOARDS['icebreaker'].flash_offset:06x}`" in doc
+    assert BOARDS["ulx3s-85f"].flash_offset == BOARDS["ulx3s-25f"].flash_offset
+    assert f"`0x{BOARDS['ulx3s-85f'].flash_offset:06x}`" in doc
+    assert f"The header is {HEADER_BYTES} bytes" in doc
+    assert f"magic `{MAGIC.decode()}`" in doc and f"format version {FORMAT_VERSION}" in doc
+    assert f"count ({COUNT_BYTES} bytes)" in doc
+    codes = dict((int(c), n) for c, n in re.findall(r"^\| (\d) \| (\w+) \|", doc, re.M))
+    assert codes == {s.value: s.name for s in BootStatus}
+    assert f"`0x{Opcode.BOOT:02x}` -> `0x{Reply.BOOT:02X}`" in doc
+    leds = re.findall(r"^\| led (\d)", doc, re.M)
+    assert [int(x) for x in leds] == [0, 1, 2, 3]       # led 3, led 4 share a row
+    assert LED_SIGNALS == ("boot_fail", "boot_ok", "busy", "error0", "error1")
+    assert f"SCK at most {FLASH_SCK_MAX_HZ / 1e6:.0f} MHz" in doc
+    assert f"tRES1\n({T_RES1_S * 1e6:.0f} us)" in doc or f"tRES1 ({T_RES1_S * 1e6:.0f} us)" in doc
+
+
+def test_board_doc_image_size_of_the_mnist_model():
+    from pathlib import Path
+
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.hdl.flash_image import board_image
+    repo = Path(__file__).resolve().parents[2]
+    doc = (repo / "docs" / "board.md").read_text()
+    _, geom, image = board_image("icebreaker", load_bundle(repo / "models" / "mnist"))
+    writes = len(config_writes_for(load_bundle(repo / "models" / "mnist"), geom))
+    assert f"{writes:,} writes, a {len(image):,}-byte image" in doc
+    assert f"2 x {len(image) - HEADER_BYTES:,} payload bytes" in doc
+    from bsnn.hdl.hostlink import frame_sizes
+    sz = frame_sizes(geom)
+    assert f"UART are {writes * (2 + sz['A'] + sz['D']):,} bytes" in doc

@@ -69,13 +69,12 @@ def _check_samples(bundle, data, out):
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("board,simulator,weights", [
-    ("icebreaker", "verilator", "spram"),   # SPRAM weights: nothing in the bitstream
-    ("icebreaker", "icarus", None),         # the board's own choice (block RAM for this model)
-    ("ulx3s-85f", "verilator", None),
-])
-def test_board_boots_model_from_flash(board, simulator, weights):
-    bundle, data, out = _boot_run(board, simulator, flash_image, weights=weights)
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
+def test_board_boots_model_from_flash(board):
+    """``models/default``'s image on the board's own build (Verilator): BOOT = LOADING during
+    the load, OK after it (green LED), one wake-up and two reads at the board's offset, then
+    MNIST test images classified record for record as the golden model."""
+    bundle, data, out = _boot_run(board, "verilator", flash_image)
     assert out["boot_during"] == "LOADING"
     assert out["boot"] == "OK" and out["boot_leds"] == [1, 0]
     ops = [(op, addr) for _, op, addr in out["flash"]["commands"]]
@@ -91,12 +90,83 @@ def _corrupted(bundle, geom):
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("board,simulator", [("icebreaker", "verilator"), ("ulx3s-85f", "icarus")])
-def test_board_refuses_a_corrupted_image_and_waits_for_the_host(board, simulator):
+def test_ulx3s_refuses_a_corrupted_image_and_waits_for_the_host():
     """One flipped bit: BAD_CHECKSUM over the UART, the red LED, nothing written (the check
     reads the whole payload before the loading read); the host then loads the bundle over the
-    UART and the samples match."""
-    bundle, data, out = _boot_run(board, simulator, _corrupted, host_load=True)
+    UART and the MNIST images match the golden model."""
+    bundle, data, out = _boot_run("ulx3s-85f", "verilator", _corrupted, host_load=True)
     assert out["boot"] == "BAD_CHECKSUM" and out["boot_leds"] == [0, 1]
     assert [op for _, op, _ in out["flash"]["commands"]] == [0xAB, 0x03]
     _check_samples(bundle, data, out)
+
+
+@pytest.mark.rtl
+def test_icebreaker_refuses_a_corrupted_image():
+    bundle, hw, geom, flash, templates = _board_build("icebreaker")
+    require_simulator("verilator")
+    runner, bdir, geom = _build(bundle, hw, "verilator", flash=flash, memory_init=templates)
+    out = _run(runner, bdir, {"build_key": geom.key(), "divisor": DIVISOR, "samples": [],
+                              "flash": {"image": _corrupted(bundle, geom).hex(),
+                                        "offset": flash.offset}})
+    assert out["boot"] == "BAD_CHECKSUM" and out["boot_leds"] == [0, 1]
+    assert [op for _, op, _ in out["flash"]["commands"]] == [0xAB, 0x03]
+    assert out["flash"]["violations"] == []
+
+
+def _small_spram_build(seed, post_synthesis=False):
+    """A small SPRAM-weight iCE40 build from bundle A and bundle B of the same build key (the
+    SPRAM has no initial contents: the weights come from the flash or the host only)."""
+    from bsnn.firmware_export.bundle import random_bundle
+    from bsnn.firmware_export.events import random_counts
+    rng = np.random.default_rng(seed)
+    kw = dict(sizes=[10, 7, 4], v_width=9, c_width=7, bias_width=4, max_input_events=8,
+              time_steps=2)
+    a, b = random_bundle(rng, **kw), random_bundle(rng, **kw)
+    hw = HardwareConfig(lanes=4, neuron_pipeline="long", weight_memory="spram")
+    flash = FlashBoot.for_clock(BOARDS["icebreaker"].flash_offset, CLOCK_HZ, SCK_MAX_HZ)
+    runner, bdir, geom = _build(a, hw, "icarus", post_synthesis=post_synthesis, flash=flash)
+    on, off = random_counts(b, 2, rng)
+    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
+               for k in range(2)]
+    return b, runner, bdir, geom, flash, on, off, samples
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_spram_board_top_boots_from_flash_icarus(corrupt):
+    """Icarus, SPRAM weights (Yosys' SB_SPRAM256KA model): bundle B's image boots and the samples
+    match B's golden model; a corrupted image is refused and B loaded over the UART instead."""
+    require_simulator("icarus")
+    b, runner, bdir, geom, flash, on, off, samples = _small_spram_build(13)
+    image = _corrupted(b, geom) if corrupt else flash_image(b, geom)
+    job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples,
+           "flash": {"image": image.hex(), "offset": flash.offset}}
+    if corrupt:
+        job["config_writes"] = [list(w) for w in config_writes(b, build=geom)]
+    out = _run(runner, bdir, job)
+    assert out["flash"]["violations"] == [] and out["uart_frame_errors"] == 0
+    assert out["boot"] == ("BAD_CHECKSUM" if corrupt else "OK")
+    assert out["boot_leds"] == ([0, 1] if corrupt else [1, 0])
+    gold = run_golden(b, on, off)
+    for k in range(2):
+        assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
+            compare_sample(b, gold, k, out["samples"][k])
+
+
+@pytest.mark.rtl
+def test_board_boots_from_flash_gate_level_after_ice40_synthesis():
+    """The synthesized iCE40 netlist of a board top with the flash loader (Yosys' iCE40 mapping
+    with the board builds' one-hot state machines, Yosys' cell models, SPRAM weights): built
+    from bundle A, it boots bundle B's image (same build key) from the flash model, then
+    answers samples of B through the UART as the golden model does."""
+    require_simulator("icarus")
+    b, runner, bdir, geom, flash, on, off, samples = _small_spram_build(11, post_synthesis=True)
+    job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples,
+           "flash": {"image": flash_image(b, geom).hex(), "offset": flash.offset}}
+    out = _run(runner, bdir, job)
+    assert out["flash"]["violations"] == [] and out["uart_frame_errors"] == 0
+    assert out["boot"] == "OK" and out["boot_leds"] == [1, 0]
+    gold = run_golden(b, on, off)
+    for k in range(2):
+        assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
+            compare_sample(b, gold, k, out["samples"][k])
