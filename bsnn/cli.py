@@ -272,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("flash-image", help="the model image for the board's SPI flash (loaded at power-up)")
-    from bsnn.hdl.board import BOARDS
-    p.add_argument("--board", required=True, choices=list(BOARDS))
+    p.add_argument("--board", required=True,
+                   help="icebreaker, ulx3s-85f, ulx3s-45f or ulx3s-25f (hdl/board.py BOARDS)")
     p.add_argument("--model", required=True, type=Path, help="bundle directory")
     p.add_argument("--build", type=Path,
                    help="the bitstream's build folder or hardware.json (default: the build "
