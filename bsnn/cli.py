@@ -116,7 +116,8 @@ def flash_commands(board, image_path) -> list[str]:
 def cmd_flash_image(args) -> int:
     from bsnn.board import load_build
     from bsnn.firmware_export.bundle import load_bundle, write_atomic
-    from bsnn.hdl.flash_image import HEADER_BYTES, board_image, key_hash
+    from bsnn.hdl.bitstream import board_image
+    from bsnn.hdl.flash_image import HEADER_BYTES, key_hash
 
     bundle = load_bundle(args.model)
     build = load_build(args.build) if args.build else None

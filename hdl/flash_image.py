@@ -33,8 +33,7 @@ from .hostlink import frame_sizes
 from .images import config_writes_for
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "HEADER_BYTES", "COUNT_BYTES", "MAX_RUN", "key_hash",
-           "flash_image", "parse_image", "FlashImage", "max_payload_bytes", "ImageError",
-           "board_image"]
+           "flash_image", "parse_image", "FlashImage", "max_payload_bytes", "ImageError"]
 
 MAGIC = b"BSNF"
 FORMAT_VERSION = 1
@@ -133,37 +132,3 @@ def parse_image(data: bytes, geom: CoreGeometry) -> FlashImage:
             i += sz["D"]
     return FlashImage(key, crc, writes)
 
-
-def board_image(board_name: str, bundle, hw_path=None, weights=None, build=None):
-    """``(board, geom, image)``: the flash image of ``bundle`` for the bitstream that
-    ``bsnn bitstream --board board_name`` builds (its TOML, or ``hw_path``; ``weights`` as
-    there), or for the build whose hardware manifest (dict) is ``build``. Refuses an image
-    that would not fit between the board's ``flash_offset`` and the end of its flash."""
-    import tomllib
-
-    from bsnn.firmware_export.errors import BuildError
-
-    from .bitstream import board_config_path
-    from .board import BOARDS, plan_build
-    from .config import HardwareConfig, check_fits
-
-    if board_name not in BOARDS:
-        raise InputError(f"unknown board {board_name!r} (one of {', '.join(BOARDS)})")
-    board = BOARDS[board_name]
-    if build is not None:
-        if build.get("board", board_name) != board_name:
-            raise InputError(f"the build is for {build.get('board')}, not {board_name}")
-        geom = CoreGeometry.from_key(build["build_key"])
-        check_fits(bundle, geom)
-    else:
-        path = hw_path or board_config_path(board_name)
-        hw = HardwareConfig.from_toml(path) if path.exists() else HardwareConfig()
-        toml = tomllib.loads(path.read_text()) if path.exists() else {}
-        weights = weights or toml.get("board", {}).get("weights", "auto")
-        _, geom, _ = plan_build(bundle, hw, board, weights)
-    image = flash_image(bundle, geom)
-    if board.flash_offset + len(image) > board.flash_bytes:
-        raise BuildError(f"the flash image ({len(image)} bytes) does not fit the "
-                         f"{board.flash_bytes >> 20} MiB flash of {board_name} behind offset "
-                         f"{board.flash_offset:#x}")
-    return board, geom, image

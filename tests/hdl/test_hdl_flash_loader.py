@@ -182,7 +182,7 @@ def test_board_doc_image_size_of_the_mnist_model():
     from pathlib import Path
 
     from bsnn.firmware_export.bundle import load_bundle
-    from bsnn.hdl.flash_image import board_image
+    from bsnn.hdl.bitstream import board_image
     repo = Path(__file__).resolve().parents[2]
     doc = (repo / "docs" / "board.md").read_text()
     _, geom, image = board_image("icebreaker", load_bundle(repo / "models" / "mnist"))
