@@ -138,3 +138,20 @@ def test_missing_dataset_cli_error(tmp_path, capsys):
     assert main(["--config", str(cfg), "--data-root", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bsnn train: error: dataset file not found") and "\n" not in err
+
+
+def test_later_model_keys_are_config_keys_that_old_checkpoints_lack():
+    """``LATER_MODEL_KEYS`` fills keys that configs gained after checkpoints were written: each
+    must be a real model key (a rename would silently stop filling it), the committed pre-conv
+    checkpoint must lack them (else the table is dead), and a key a config has is never replaced."""
+    from bsnn.training.builders import LATER_MODEL_KEYS, with_later_keys
+    from bsnn.training.checkpoint import load_checkpoint
+    from bsnn.training.train import DEFAULTS
+    assert set(LATER_MODEL_KEYS) <= set(DEFAULTS["model"])
+    old = load_checkpoint(REPO / "models" / "checkpoints" / "mnist.pt")["config"]
+    assert not set(LATER_MODEL_KEYS) & set(old["model"])
+    filled = with_later_keys(old)
+    assert {k: filled["model"][k] for k in LATER_MODEL_KEYS} == LATER_MODEL_KEYS
+    assert old["model"].items() <= filled["model"].items() and "features" not in old["model"]
+    newer = {"model": {"features": ["8c3"], "input_polarity": "two_channel"}}
+    assert with_later_keys(newer) == newer
