@@ -226,6 +226,18 @@ def stored_widths(geom: CoreGeometry) -> tuple:
     return geom.stored_bias_width, geom.stored_threshold_width
 
 
+def _random_words(rng, width: int, count: int) -> list[int]:
+    """``count`` uniformly random ``width``-bit words; numpy draws at most 63 bits at once, so
+    wider words (``lanes`` up to 256) are put together from 32-bit pieces."""
+    import numpy as np
+    if width <= 63:
+        return [int(x) for x in rng.integers(0, 1 << width, count, dtype=np.uint64)]
+    pieces = -(-width // 32)
+    mask = (1 << width) - 1
+    return [sum(int(p) << (32 * i) for i, p in enumerate(row)) & mask
+            for row in rng.integers(0, 1 << 32, (count, pieces), dtype=np.uint64)]
+
+
 def memory_templates(geom: CoreGeometry, seed: int = 1, family: str = "ice40") -> dict:
     """Random power-up contents for the weight, bias and threshold memories (as in
     :class:`BSNNCore`'s ``memory_init``), each filling whole block RAMs: patterns that
@@ -239,7 +251,7 @@ def memory_templates(geom: CoreGeometry, seed: int = 1, family: str = "ice40") -
     db = template_depth(family, bw, geom.param_depth)
     dt = template_depth(family, tw, geom.param_depth)
     return {
-        "weights": [int(x) for x in rng.integers(0, 1 << geom.lanes, dw, dtype=np.uint64)],
+        "weights": _random_words(rng, geom.lanes, dw),
         "bias": [[int(x) for x in rng.integers(0, 1 << bw, db)] for _ in range(U)],
         "threshold": [[int(x) for x in rng.integers(0, 1 << tw, dt)] for _ in range(U)],
     }

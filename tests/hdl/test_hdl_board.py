@@ -72,6 +72,23 @@ def test_templates_fill_whole_blocks_with_hex_digit_widths():
     verilog.convert(top, name="bsnn_board", emit_src=False, strip_internal_attrs=True)
 
 
+def test_templates_of_wide_weight_words_use_every_bit():
+    """``lanes`` goes up to 256: template weight words wider than numpy's 63-bit draws are
+    random in every bit (icebram/ecpbram find a template by its contents) and fit the word."""
+    rng = np.random.default_rng(4)
+    b = random_bundle(rng, sizes=[40, 300, 10], v_width=12, bias_width=6)
+    for lanes in (64, 256):
+        g = CoreGeometry.from_bundle(b, HardwareConfig(lanes=lanes, neuron_lanes=4))
+        words = memory_templates(g, seed=1, family="ecp5")["weights"]
+        assert len(words) == template_depth("ecp5", lanes, g.weight_depth)
+        assert all(0 <= w < 1 << lanes for w in words)
+        assert max(words).bit_length() == lanes           # the top bit is used
+        ones = sum(bin(w).count("1") for w in words) / (len(words) * lanes)
+        assert 0.45 < ones < 0.55                          # and every bit is random
+        assert len(set(words)) == len(words)
+    assert memory_templates(g, seed=1, family="ecp5") == memory_templates(g, seed=1, family="ecp5")
+
+
 def test_frame_sizes_of_default_build():
     rng = np.random.default_rng(3)
     b = random_bundle(rng, sizes=[784, 64, 10], v_width=16, c_width=16, bias_width=8,
