@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build", "yowasp_environment", "parse_nextpnr_report", "write_report"]
+__all__ = ["main", "build", "board_image", "yowasp_environment", "parse_nextpnr_report", "write_report"]
 
 from bsnn.firmware_export.errors import BSNNError, BuildError, report_error
 from bsnn.firmware_export.paths import build_root, package_file, source_commit
@@ -30,6 +30,41 @@ from bsnn.firmware_export.validate import (OneLineParser, existing_file, non_neg
 def board_config_path(board_name: str) -> Path:
     """The shipped hardware TOML of a board (``hdl/boards/<board>.toml``)."""
     return package_file("bsnn.hdl.boards", f"{board_name}.toml")
+
+
+def board_image(board_name: str, bundle, hw_path=None, weights=None, build=None):
+    """``(board, geom, image)``: the flash image of ``bundle`` for the bitstream that
+    ``bsnn bitstream --board board_name`` builds (its TOML, or ``hw_path``; ``weights`` as
+    there), or for the build whose hardware manifest (dict) is ``build``. Refuses an image
+    that would not fit between the board's ``flash_offset`` and the end of its flash."""
+    import tomllib
+
+    from bsnn.firmware_export.errors import InputError
+
+    from .board import BOARDS, plan_build
+    from .config import CoreGeometry, HardwareConfig, check_fits
+    from .flash_image import flash_image
+
+    if board_name not in BOARDS:
+        raise InputError(f"unknown board {board_name!r} (one of {', '.join(BOARDS)})")
+    board = BOARDS[board_name]
+    if build is not None:
+        if build.get("board", board_name) != board_name:
+            raise InputError(f"the build is for {build.get('board')}, not {board_name}")
+        geom = CoreGeometry.from_key(build["build_key"])
+        check_fits(bundle, geom)
+    else:
+        path = Path(hw_path) if hw_path else board_config_path(board_name)
+        hw = HardwareConfig.from_toml(path) if path.exists() else HardwareConfig()
+        toml = tomllib.loads(path.read_text()) if path.exists() else {}
+        weights = weights or toml.get("board", {}).get("weights", "auto")
+        _, geom, _ = plan_build(bundle, hw, board, weights)
+    image = flash_image(bundle, geom)
+    if board.flash_offset + len(image) > board.flash_bytes:
+        raise BuildError(f"the flash image ({len(image)} bytes) does not fit the "
+                         f"{board.flash_bytes >> 20} MiB flash of {board_name} behind offset "
+                         f"{board.flash_offset:#x}")
+    return board, geom, image
 
 
 def yowasp_environment() -> dict:
@@ -122,6 +157,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     uart_divisor(pll.f_out, baud)           # a baud rate the clock cannot make: refused now
     manifest = {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
                 "family": board.family, "uart_baud": baud, "memory_plan": plan,
+                "core_clock_hz": pll.f_out, "flash_offset": board.flash_offset,
                 "weights_in": hw.weight_memory,
                 "register_init": {"layer_modes": layer_mode_words(bundle),
                                   "globals": {str(k): v for k, v in

@@ -10,7 +10,7 @@ from .slice import RegisterSlice
 __all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "RX_FIFO_DEPTH", "HOST_WINDOW",
            "frame_sizes", "link_bytes"]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Bytes the receive FIFO holds (the host keeps at most half of it outstanding).
 RX_FIFO_DEPTH = 512
 #: Command bytes the host sends between two PINGs (half the receive FIFO; sim/board_host.py).
@@ -24,6 +24,7 @@ class Opcode(enum.IntEnum, shape=8):
     START = 0x03      # start an inference (ignored by the core while busy)
     PING = 0x04       # reply PONG once every earlier command has been executed
     INFO = 0x05       # reply INFO (build widths and frame sizes)
+    BOOT = 0x06       # reply BOOT (the flash loader's status)
 
 
 class Reply(enum.IntEnum, shape=8):
@@ -32,6 +33,7 @@ class Reply(enum.IntEnum, shape=8):
     DONE = 0xA2       # cycles (4 bytes LE), error (1 byte): after the CLASS record
     PONG = 0xA4       # status (1 byte)
     INFO = 0xA5       # version, idx_w, v_width, cfg_addr_w, cfg_data_w, A, D, K, R (1 byte each)
+    BOOT = 0xA6       # boot status (1 byte, hdl/flash_loader.py BootStatus)
 
 
 def _nbytes(bits):
@@ -87,6 +89,11 @@ class HostLink(wiring.Component):
     error : In(ErrorBit.WIDTH)
     link_status : In(2)
         Sticky receiver errors reported in PONG (bit 0 overrun, bit 1 frame error).
+    hold : In(1)
+        While high, CONFIG, EVENT, START and PING wait (the flash loader owns the config port);
+        INFO and BOOT are answered.
+    boot_status : In(8)
+        Reported in the BOOT reply.
     """
     def __init__(self, geom: CoreGeometry, rx_depth: int = RX_FIFO_DEPTH):
         self.geom = g = geom
@@ -104,6 +111,8 @@ class HostLink(wiring.Component):
             "cycles": In(CYCLES_WIDTH),
             "error": In(ErrorBit.WIDTH),
             "link_status": In(2),
+            "hold": In(1),
+            "boot_status": In(8),
         })
 
     def elaborate(self, platform):
@@ -135,7 +144,7 @@ class HostLink(wiring.Component):
         max_args = max(1 + A + D, K)
         opcodes = list(Opcode)
         op = Signal(len(opcodes))                # the command being received, one-hot
-        op_config, op_event, op_start, op_ping, op_info = op
+        op_config, op_event, op_start, op_ping, op_info, op_boot = op
         # Argument bytes shift in from the top: after the n bytes of a command they are the
         # top n bytes, little-endian (no byte-position decoder on the receive path).
         args = Signal(8 * max_args)
@@ -143,6 +152,7 @@ class HostLink(wiring.Component):
         proto_err = Signal()
         reply_pong = Signal()           # requests to the transmitter, cleared when taken
         reply_info = Signal()
+        reply_boot = Signal()
         byte = rx.payload
 
         def top(n):
@@ -173,7 +183,7 @@ class HostLink(wiring.Component):
                     with m.If(left == 0):
                         m.next = "EXEC"
             with m.State("EXEC"):
-                with m.If(op_config):
+                with m.If(op_config & ~self.hold):
                     cfg_args = top(1 + A + D)
                     m.d.comb += [self.o_config.valid.eq(1),
                                  self.o_config.payload.target.eq(cfg_args[:8]),
@@ -181,24 +191,28 @@ class HostLink(wiring.Component):
                                  self.o_config.payload.data.eq(cfg_args[8 + 8 * A:8 + 8 * (A + D)])]
                     with m.If(self.o_config.ready):
                         m.next = "OPCODE"
-                with m.If(op_event):
+                with m.If(op_event & ~self.hold):
                     m.d.comb += [eventq.w_stream.valid.eq(1),
                                  eventq.w_stream.payload.eq(top(K)[:event_layout.size])]
                     with m.If(eventq.w_stream.ready):
                         m.next = "OPCODE"
-                with m.If(op_start):
+                with m.If(op_start & ~self.hold):
                     m.d.comb += self.start.eq(1)
                     m.next = "OPCODE"
                 with m.If(op_ping):
-                    # Executed once every earlier event has reached the core.
-                    with m.If(~eventq.r_stream.valid):
+                    # Executed once every earlier event has reached the core (and any boot
+                    # load has ended).
+                    with m.If(~eventq.r_stream.valid & ~self.hold):
                         m.d.sync += reply_pong.eq(1)
                         m.next = "WAIT_REPLY"
                 with m.If(op_info):
                     m.d.sync += reply_info.eq(1)
                     m.next = "WAIT_REPLY"
+                with m.If(op_boot):
+                    m.d.sync += reply_boot.eq(1)
+                    m.next = "WAIT_REPLY"
             with m.State("WAIT_REPLY"):
-                with m.If(~reply_pong & ~reply_info):
+                with m.If(~reply_pong & ~reply_info & ~reply_boot):
                     m.next = "OPCODE"
 
         # ---- transmitter: one frame at a time from a shift register ----
@@ -233,4 +247,7 @@ class HostLink(wiring.Component):
                 word = sum(v << (8 * i) for i, v in enumerate(info))
                 m.d.sync += [tx_buf.eq(Cat(Const(Reply.INFO, 8), Const(word, 72))), tx_left.eq(10),
                              tx_busy.eq(1), reply_info.eq(0)]
+            with m.Elif(reply_boot):
+                m.d.sync += [tx_buf.eq(Cat(Const(Reply.BOOT, 8), self.boot_status)), tx_left.eq(2),
+                             tx_busy.eq(1), reply_boot.eq(0)]
         return m

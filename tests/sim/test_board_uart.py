@@ -62,8 +62,8 @@ def _synthesize_ice40(text: str, bdir: Path) -> Path:
     return bdir / "netlist.v"
 
 
-def _build(bundle, hw, simulator, post_synthesis=False):
-    top = BoardTop(bundle, hw, DIVISOR, rx_depth=512)
+def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=None):
+    top = BoardTop(bundle, hw, DIVISOR, rx_depth=512, flash=flash, memory_init=memory_init)
     text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
     if hw.weight_memory == "spram" and not post_synthesis:
         text += "\n" + spram_model()
