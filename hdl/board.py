@@ -4,7 +4,7 @@
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Mux
+from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -200,27 +200,22 @@ class BoardTop(wiring.Component):
         m.submodules.link = link = HostLink(self.geom, self.rx_depth)
         wiring.connect(m, urx.o_data, link.i_rx)
         wiring.connect(m, link.o_tx, utx.i_data)
+        wiring.connect(m, link.o_config, core.i_config)
         if self.flash is None:
-            wiring.connect(m, link.o_config, core.i_config)
             m.d.comb += link.boot_status.eq(BootStatus.NO_LOADER)
         else:
+            # The loader's bytes go through the host link's command decoder (CONFIG commands);
+            # the host's wait in the link's receive FIFO until it has finished.
             f = self.flash
             m.submodules.flash_loader = loader = FlashLoader(self.geom, f.offset, f.half,
                                                              f.wake_cycles)
+            wiring.connect(m, loader.o_data, link.i_boot)
             m.d.comb += [self.flash_sck.eq(loader.sck), self.flash_cs.eq(loader.cs),
                          self.flash_copi.eq(loader.copi), loader.cipo.eq(self.flash_cipo),
                          link.hold.eq(loader.loading), link.boot_status.eq(loader.status),
                          self.boot_ok.eq(loader.status == BootStatus.OK),
                          self.boot_fail.eq(loader.status.matches(
                              BootStatus.BAD_FORMAT, BootStatus.BAD_KEY, BootStatus.BAD_CHECKSUM))]
-            # The config port: the loader's until it has finished, then the host link's (which
-            # holds its config writes meanwhile).
-            src = [loader.o_config, link.o_config]
-            m.d.comb += [
-                core.i_config.valid.eq(Mux(loader.loading, src[0].valid, src[1].valid)),
-                core.i_config.payload.eq(Mux(loader.loading, src[0].payload, src[1].payload)),
-                src[0].ready.eq(loader.loading & core.i_config.ready),
-                src[1].ready.eq(~loader.loading & core.i_config.ready)]
         wiring.connect(m, link.o_events, core.i_events)
         wiring.connect(m, core.o_results, link.i_results)
         m.d.comb += [

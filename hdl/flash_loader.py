@@ -1,13 +1,10 @@
-"""Flash loader: copies the model's flash image (hdl/flash_image.py) into the core at power-up."""
-from amaranth.hdl import Cat, Module, Mux, Signal
+"""Flash loader: streams the model's flash image (hdl/flash_image.py) into the host link at power-up."""
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CoreGeometry
-from .flash_image import (COUNT_BYTES, FORMAT_VERSION, HEADER_BYTES, MAGIC, key_hash,
-                          max_payload_bytes)
-from .hostlink import frame_sizes
-from .layouts import ConfigWriteLayout
+from .flash_image import FORMAT_VERSION, HEADER_BYTES, MAGIC, key_hash, length_bits
 from .spi_master import SPIMaster
 
 __all__ = ["FlashLoader", "BootStatus", "CMD_RELEASE_POWER_DOWN", "CMD_READ", "T_RES1_S"]
@@ -32,207 +29,161 @@ class BootStatus(enum.IntEnum, shape=4):
     NO_LOADER = 7     # a board top without a flash loader
 
 
-def crc32_byte(crc, byte):
-    """``crc`` (32-bit, reflected, not inverted) after ``byte``: an expression (8 unrolled
-    steps, a flat XOR network after synthesis)."""
-    c = crc ^ byte
-    for _ in range(8):
-        c = Mux(c[0], (c >> 1) ^ POLY, c >> 1)
-    return c
-
-
 class FlashLoader(wiring.Component):
-    """After reset: wakes the SPI flash (0xAB, then tRES1), reads the image header at
-    ``offset`` (READ 0x03, 24-bit address), refuses an image of another magic, format version,
-    build key or length before writing anything; then reads the payload once to check its
-    CRC-32, and only if it matches a second time, decoding the runs into ``o_config`` writes
-    (checking the CRC again: a read that differs the second time ends in BAD_CHECKSUM).
+    """After reset: wakes the SPI flash (0xAB, then tRES1 with CS# high), then reads the image
+    at ``offset`` twice (READ 0x03, 24-bit address). Both reads check the header byte by byte
+    as it arrives (magic, format version, build key, a length that fits the length counter)
+    and stop at the first difference; the first read only computes the payload's CRC-32, the
+    second (after tRES1 again, if the CRC matched) also passes every payload byte to
+    ``o_data``, the host link's command decoder, which executes them as the CONFIG commands
+    they are. A second read whose CRC differs (a flash that changed between the reads) ends
+    in BAD_CHECKSUM too, after its writes.
 
     Parameters
     ----------
     geom : CoreGeometry
-        The build (field sizes, build key).
+        The build (build key, the length counter's width).
     offset : int
         Byte address of the image in the flash (24 bits).
     half : int
         Clock cycles per half period of SCK (hdl/spi_master.py).
     wake_cycles : int
-        Clock cycles from the release-from-power-down command to the first read (tRES1).
+        Clock cycles with CS# high after the release-from-power-down command (tRES1), and
+        between the two reads.
 
     Ports
     -----
     sck, cs, copi : Out(1)
     cipo : In(1)
         The flash's pins (``cs`` active high; the board inverts it to CS#).
-    o_config : Out(stream.Signature(ConfigWriteLayout))
-        Config writes into the core (its ``i_config``); any backpressure just pauses the flash.
+    o_data : Out(stream.Signature(8))
+        Payload bytes of the second read, into the host link (its ``i_boot``); backpressure
+        just pauses the flash's clock.
     loading : Out(1)
-        High from reset until ``status`` leaves LOADING: the host link must not write config.
+        High from reset until ``status`` leaves LOADING: the host link decodes ``o_data``
+        meanwhile, and the host's bytes wait in its receive FIFO.
     status : Out(BootStatus)
 
-    Throughput: one flash byte per ``16 * half + 3`` cycles or so; an image of ``n`` payload
-    bytes takes about ``2 * (n + 24) * (16 * half + 3)`` cycles plus ``wake_cycles``.
+    Throughput: one flash byte per ``16 * half + 2`` cycles (the CRC takes a byte in 8 cycles,
+    bit-serially, while the next is read); an image of ``n`` payload bytes takes about
+    ``(2 * n + 48) * (16 * half + 2) + 2 * wake_cycles`` cycles.
     """
     def __init__(self, geom: CoreGeometry, offset: int, half: int, wake_cycles: int):
         if not 0 <= offset < (1 << 24) - HEADER_BYTES:
             raise ValueError(f"flash loader: offset {offset:#x} is not a 24-bit address")
-        self.geom = g = geom
+        self.geom = geom
         self.offset = offset
         self.half = half
         self.wake_cycles = max(1, int(wake_cycles))
         self.key = key_hash(geom)
-        self.max_length = max_payload_bytes(geom)
-        self.sizes = frame_sizes(geom)
+        self.length_bits = length_bits(geom)
         super().__init__({
             "sck": Out(1), "cs": Out(1), "copi": Out(1), "cipo": In(1),
-            "o_config": Out(stream.Signature(ConfigWriteLayout(g.cfg_addr_w, g.cfg_data_w))),
+            "o_data": Out(stream.Signature(8)),
             "loading": Out(1),
             "status": Out(BootStatus),
         })
 
     def elaborate(self, platform):
-        A, D = self.sizes["A"], self.sizes["D"]
+        L = self.length_bits
         m = Module()
         m.submodules.spi = spi = SPIMaster(self.half)
         m.d.comb += [self.sck.eq(spi.sck), self.cs.eq(spi.cs), self.copi.eq(spi.copi),
                      spi.cipo.eq(self.cipo)]
         rx = spi.o_rx
 
-        # The command bytes of a read: opcode and 24-bit address, most significant first.
-        cmd = Signal(32)
-        cmd_left = Signal(range(5))
-        hdr = Signal(8 * HEADER_BYTES)           # header bytes, shifted in from the top
-        hdr_left = Signal(range(HEADER_BYTES + 1))
-        length = Signal(32)
-        left = Signal(32)                        # payload bytes still to read
-        crc = Signal(32, init=0xFFFFFFFF)
-        second = Signal()                        # the loading pass (else the checking pass)
-        wait = Signal(range(self.wake_cycles + 1))
+        # A read: 4 command bytes out (replies dropped), then the 20 header bytes in; `pos`
+        # counts the bytes received, and names the one being sent.
+        cmd = ((CMD_READ << 24) | self.offset).to_bytes(4, "big")
+        head = MAGIC + FORMAT_VERSION.to_bytes(2, "little") + bytes(2) + \
+            self.key.to_bytes(4, "little")
+        # (and, with CS# high, the cycles of tRES1).
+        pos = Signal(range(max(4 + HEADER_BYTES, self.wake_cycles) + 1))
+        region = pos[2:5]             # 1 magic, 2 version, 3 key, 4 length, 5 CRC
+        left = Signal(L)                          # payload bytes still to read
+        expect = Signal(32)                       # the header's CRC-32
+        crc = Signal(32)
+        crc_byte = Signal(8)                      # the byte the CRC takes, bit by bit
+        crc_bits = Signal(range(9))
+        second = Signal()                         # the loading read (else the checking read)
 
-        # Run decoder: fields shift in from the top, like the host link's arguments.
-        field_bytes = max(1 + A + COUNT_BYTES, D)
-        field = Signal(8 * field_bytes)
-        field_left = Signal(range(field_bytes + 1))
-        in_data = Signal()                        # receiving data words (else a run header)
-        target = Signal(8)
-        address = Signal(8 * A)
-        count = Signal(8 * COUNT_BYTES)
-        out = self.o_config
-        got = Cat(field[8:], rx.payload)         # the field after this byte
+        with m.If(crc_bits != 0):                 # CRC-32, LSB first, one bit per cycle
+            fb = crc[0] ^ crc_byte[0]
+            m.d.sync += [crc.eq((crc >> 1) ^ Cat(*[fb & ((POLY >> i) & 1) for i in range(32)])),
+                         crc_byte.eq(crc_byte >> 1), crc_bits.eq(crc_bits - 1)]
+
+        # The expected header byte at `pos` and the bits compared (a length that fits L bits).
+        exp, mask = Signal(8), Signal(8)
+        with m.Switch(pos):
+            for i, b in enumerate(head):
+                with m.Case(4 + i):
+                    m.d.comb += [exp.eq(b), mask.eq(0xFF)]
+            for k in range(4):
+                with m.Case(4 + 12 + k):
+                    m.d.comb += mask.eq(0xFF & ~((1 << max(0, min(8, L - 8 * k))) - 1))
+        differs = ((rx.payload ^ exp) & mask).any()
+
         m.d.comb += self.loading.eq(1)
-
-        with m.If(out.valid & out.ready):
-            m.d.sync += out.valid.eq(0)
-
         with m.FSM():
             with m.State("WAKE"):
                 m.d.comb += [spi.select.eq(1), spi.i_tx.valid.eq(1),
-                             spi.i_tx.payload.eq(CMD_RELEASE_POWER_DOWN)]
-                with m.If(spi.i_tx.ready):
-                    m.next = "WAKE_END"
-            with m.State("WAKE_END"):
-                m.d.comb += [spi.select.eq(1), rx.ready.eq(1)]
+                             spi.i_tx.payload.eq(CMD_RELEASE_POWER_DOWN), rx.ready.eq(1)]
                 with m.If(rx.valid):
-                    m.d.sync += wait.eq(self.wake_cycles)
-                    m.next = "WAKE_WAIT"
-            with m.State("WAKE_WAIT"):               # CS high for tRES1
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 0):
-                    m.d.sync += [cmd.eq((CMD_READ << 24) | self.offset), cmd_left.eq(4),
-                                 hdr_left.eq(HEADER_BYTES)]
-                    m.next = "COMMAND"
-            with m.State("COMMAND"):                 # opcode and address out, replies dropped
-                m.d.comb += [spi.select.eq(1), rx.ready.eq(1)]
-                with m.If(cmd_left != 0):
-                    m.d.comb += [spi.i_tx.valid.eq(1), spi.i_tx.payload.eq(cmd[24:])]
-                    with m.If(spi.i_tx.ready):
-                        m.d.sync += [cmd.eq(cmd << 8), cmd_left.eq(cmd_left - 1)]
-                with m.Elif(spi.idle):
-                    m.next = "READ"
-            with m.State("READ"):                    # one byte per dummy byte sent
-                # A dummy byte out for every byte still to come (one in flight at a time).
+                    m.next = "WAIT"
+            with m.State("WAIT"):                     # CS# high for tRES1
+                m.d.sync += pos.eq(pos + 1)
+                with m.If(pos == self.wake_cycles):
+                    m.d.sync += [pos.eq(0), crc.eq(0xFFFFFFFF)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):                   # command out, header in
+                tx_byte = Signal(8)
+                with m.Switch(pos):
+                    for i, b in enumerate(cmd):
+                        with m.Case(i):
+                            m.d.comb += tx_byte.eq(b)
+                m.d.comb += [spi.select.eq(1), spi.i_tx.valid.eq(1),
+                             spi.i_tx.payload.eq(tx_byte), rx.ready.eq(1)]
+                with m.If(rx.valid):
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.Switch(pos):
+                        for k in range(4):                # the length, byte k
+                            if 8 * k < L:
+                                with m.Case(4 + 12 + k):
+                                    m.d.sync += left[8 * k:8 * k + 8].eq(rx.payload)
+                    with m.If(region == 5):
+                        m.d.sync += expect.eq(Cat(expect[8:], rx.payload))
+                    with m.If(differs):
+                        with m.Switch(region):
+                            for r, st in ((1, BootStatus.NO_IMAGE), (3, BootStatus.BAD_KEY)):
+                                with m.Case(r):
+                                    m.d.sync += self.status.eq(st)
+                            with m.Default():         # the version or the length
+                                m.d.sync += self.status.eq(BootStatus.BAD_FORMAT)
+                        m.next = "STOP"
+                    with m.Elif(pos == 4 + HEADER_BYTES - 1):
+                        with m.If(left == 0):         # (the length arrived before the CRC)
+                            m.d.sync += self.status.eq(BootStatus.BAD_FORMAT)
+                            m.next = "STOP"
+                        with m.Else():
+                            m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
                 m.d.comb += [spi.select.eq(1), spi.i_tx.payload.eq(0),
-                             spi.i_tx.valid.eq((hdr_left != 0) | (left != 0))]
-                with m.If(hdr_left != 0):
-                    m.d.comb += rx.ready.eq(1)
-                    with m.If(rx.valid):
-                        m.d.sync += [hdr.eq(Cat(hdr[8:], rx.payload)), hdr_left.eq(hdr_left - 1)]
-                        with m.If(hdr_left == 1):
-                            m.next = "HEADER"
-                with m.Elif(left != 0):
-                    # Checking pass: every byte into the CRC; loading pass: also the decoder,
-                    # which waits while a write is not taken.
-                    m.d.comb += rx.ready.eq(~second | ~out.valid)
-                    with m.If(rx.valid & rx.ready):
-                        m.d.sync += [crc.eq(crc32_byte(crc, rx.payload)), left.eq(left - 1)]
-                        with m.If(second):
-                            m.d.sync += [field.eq(got), field_left.eq(field_left - 1)]
-                            with m.If(field_left == 1):
-                                self._field_done(m, got, field_bytes, A, D, in_data, target,
-                                                 address, count, field_left, out)
-                with m.Else():
-                    m.next = "PASS_END"
-            with m.State("HEADER"):
-                m.d.comb += spi.select.eq(1)
-                magic = int.from_bytes(MAGIC, "little")
-                m.d.sync += [length.eq(hdr[96:128]), left.eq(hdr[96:128]),
-                             crc.eq(0xFFFFFFFF), in_data.eq(0),
-                             field_left.eq(1 + A + COUNT_BYTES)]
-                with m.If(hdr[:32] != magic):
-                    m.d.sync += self.status.eq(BootStatus.NO_IMAGE)
-                    m.next = "STOP"
-                with m.Elif(hdr[32:64] != FORMAT_VERSION):
-                    m.d.sync += self.status.eq(BootStatus.BAD_FORMAT)
-                    m.next = "STOP"
-                with m.Elif(hdr[64:96] != self.key):
-                    m.d.sync += self.status.eq(BootStatus.BAD_KEY)
-                    m.next = "STOP"
-                with m.Elif((hdr[96:128] > self.max_length) | (hdr[96:128] == 0)):
-                    m.d.sync += self.status.eq(BootStatus.BAD_FORMAT)
-                    m.next = "STOP"
-                with m.Else():
-                    m.next = "READ"
-            with m.State("PASS_END"):                # the last write taken, the SPI idle
-                m.d.comb += rx.ready.eq(1)
-                with m.If(~out.valid & ~rx.valid & spi.idle):
-                    with m.If(crc != ~hdr[128:160]):
+                             spi.i_tx.valid.eq(left != 0),
+                             self.o_data.valid.eq(second & rx.valid & (crc_bits == 0)),
+                             self.o_data.payload.eq(rx.payload),
+                             rx.ready.eq((crc_bits == 0) & (~second | self.o_data.ready))]
+                with m.If(rx.valid & rx.ready):
+                    m.d.sync += [crc_byte.eq(rx.payload), crc_bits.eq(8), left.eq(left - 1)]
+                with m.If((left == 0) & (crc_bits == 0)):
+                    with m.If((crc ^ expect) != 0xFFFFFFFF):    # (zlib's CRC is inverted)
                         m.d.sync += self.status.eq(BootStatus.BAD_CHECKSUM)
                         m.next = "STOP"
                     with m.Elif(second):
                         m.d.sync += self.status.eq(BootStatus.OK)
                         m.next = "STOP"
-                    with m.Else():                   # checked: read the payload again, loading
-                        m.d.sync += [second.eq(1), left.eq(length), crc.eq(0xFFFFFFFF),
-                                     cmd.eq((CMD_READ << 24) | (self.offset + HEADER_BYTES)),
-                                     cmd_left.eq(4), wait.eq(3)]
-                        m.next = "DESELECT"
-            with m.State("DESELECT"):                # CS high a few cycles between reads
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 0):
-                    m.next = "COMMAND"
-            with m.State("STOP"):                    # (no write is pending here)
+                    with m.Else():                    # checked: read again, loading
+                        m.d.sync += [second.eq(1), pos.eq(0)]
+                        m.next = "WAIT"
+            with m.State("STOP"):
                 m.d.comb += self.loading.eq(0)
         return m
-
-    def _field_done(self, m, got, field_bytes, A, D, in_data, target, address, count,
-                    field_left, out):
-        """A whole field has arrived (``got``, its bytes at the top): a run header or a data
-        word."""
-        hdr_bits = 8 * (1 + A + COUNT_BYTES)
-        run = got[8 * field_bytes - hdr_bits:]
-        word = got[8 * (field_bytes - D):]
-        with m.If(~in_data):
-            m.d.sync += [target.eq(run[:8]), address.eq(run[8:8 + 8 * A]),
-                         count.eq(run[8 + 8 * A:]), field_left.eq(D)]
-            with m.If(run[8 + 8 * A:] != 0):
-                m.d.sync += in_data.eq(1)
-            with m.Else():
-                m.d.sync += field_left.eq(1 + A + COUNT_BYTES)
-        with m.Else():
-            m.d.sync += [out.valid.eq(1), out.payload.target.eq(target),
-                         out.payload.address.eq(address), out.payload.data.eq(word),
-                         address.eq(address + 1), count.eq(count - 1)]
-            with m.If(count == 1):
-                m.d.sync += [in_data.eq(0), field_left.eq(1 + A + COUNT_BYTES)]
-            with m.Else():
-                m.d.sync += field_left.eq(D)

@@ -1,5 +1,5 @@
 """Host link: the framed byte protocol of docs/uart-protocol.md between a byte stream and the core."""
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,7 +8,7 @@ from .layouts import ConfigWriteLayout, ErrorBit, InputEventLayout, ResultLayout
 from .slice import RegisterSlice
 
 __all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "RX_FIFO_DEPTH", "HOST_WINDOW",
-           "frame_sizes", "link_bytes"]
+           "frame_sizes", "config_frame", "link_bytes"]
 
 PROTOCOL_VERSION = 2
 #: Bytes the receive FIFO holds (the host keeps at most half of it outstanding).
@@ -45,6 +45,13 @@ def frame_sizes(geom: CoreGeometry) -> dict:
     return {"A": _nbytes(geom.cfg_addr_w), "D": _nbytes(geom.cfg_data_w),
             "K": _nbytes(InputEventLayout(geom.idx_w).size),
             "R": _nbytes(ResultLayout(geom.idx_w, geom.v_width).size)}
+
+
+def config_frame(geom: CoreGeometry, target: int, address: int, data: int) -> bytes:
+    """The bytes of one CONFIG command (the host's config writes, and a flash image's payload)."""
+    s = frame_sizes(geom)
+    return (bytes([Opcode.CONFIG, target]) + address.to_bytes(s["A"], "little")
+            + int(data).to_bytes(s["D"], "little"))
 
 
 def link_bytes(geom: CoreGeometry, time_steps: int, input_events: float,
@@ -89,9 +96,10 @@ class HostLink(wiring.Component):
     error : In(ErrorBit.WIDTH)
     link_status : In(2)
         Sticky receiver errors reported in PONG (bit 0 overrun, bit 1 frame error).
+    i_boot : In(stream.Signature(8))
+        Command bytes of the flash loader (hdl/flash_loader.py): while ``hold`` is high the
+        decoder reads them instead of the receive FIFO, where the host's bytes wait.
     hold : In(1)
-        While high, CONFIG, EVENT, START and PING wait (the flash loader owns the config port);
-        INFO and BOOT are answered.
     boot_status : In(8)
         Reported in the BOOT reply.
     """
@@ -111,6 +119,7 @@ class HostLink(wiring.Component):
             "cycles": In(CYCLES_WIDTH),
             "error": In(ErrorBit.WIDTH),
             "link_status": In(2),
+            "i_boot": In(stream.Signature(8)),
             "hold": In(1),
             "boot_status": In(8),
         })
@@ -138,8 +147,13 @@ class HostLink(wiring.Component):
         # The received bytes pass one more register stage (timing: a block RAM's output does
         # not drive the decoder directly); an opcode is registered one-hot and acted on in the
         # next cycle (no byte compare in front of the decoder's state).
+        # While `hold` (a flash boot), the bytes come from the flash loader instead.
         m.submodules.rxreg = rxreg = RegisterSlice(8)
-        wiring.connect(m, rxq.r_stream, rxreg.i)
+        boot, host = self.i_boot, rxq.r_stream
+        m.d.comb += [rxreg.i.valid.eq(Mux(self.hold, boot.valid, host.valid)),
+                     rxreg.i.payload.eq(Mux(self.hold, boot.payload, host.payload)),
+                     boot.ready.eq(self.hold & rxreg.i.ready),
+                     host.ready.eq(~self.hold & rxreg.i.ready)]
         rx = rxreg.o
         max_args = max(1 + A + D, K)
         opcodes = list(Opcode)
@@ -183,7 +197,7 @@ class HostLink(wiring.Component):
                     with m.If(left == 0):
                         m.next = "EXEC"
             with m.State("EXEC"):
-                with m.If(op_config & ~self.hold):
+                with m.If(op_config):
                     cfg_args = top(1 + A + D)
                     m.d.comb += [self.o_config.valid.eq(1),
                                  self.o_config.payload.target.eq(cfg_args[:8]),
@@ -191,18 +205,17 @@ class HostLink(wiring.Component):
                                  self.o_config.payload.data.eq(cfg_args[8 + 8 * A:8 + 8 * (A + D)])]
                     with m.If(self.o_config.ready):
                         m.next = "OPCODE"
-                with m.If(op_event & ~self.hold):
+                with m.If(op_event):
                     m.d.comb += [eventq.w_stream.valid.eq(1),
                                  eventq.w_stream.payload.eq(top(K)[:event_layout.size])]
                     with m.If(eventq.w_stream.ready):
                         m.next = "OPCODE"
-                with m.If(op_start & ~self.hold):
+                with m.If(op_start):
                     m.d.comb += self.start.eq(1)
                     m.next = "OPCODE"
                 with m.If(op_ping):
-                    # Executed once every earlier event has reached the core (and any boot
-                    # load has ended).
-                    with m.If(~eventq.r_stream.valid & ~self.hold):
+                    # Executed once every earlier event has reached the core.
+                    with m.If(~eventq.r_stream.valid):
                         m.d.sync += reply_pong.eq(1)
                         m.next = "WAIT_REPLY"
                 with m.If(op_info):

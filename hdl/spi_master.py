@@ -62,7 +62,8 @@ class SPIMaster(wiring.Component):
         bits = Signal(range(9))          # bits still to send
         timer = Signal(range(self.half))
         active = Signal()
-        m.d.comb += [self.copi.eq(shift[7]),
+        # The received byte is the shift register, held until taken (no new byte before).
+        m.d.comb += [self.copi.eq(shift[7]), self.o_rx.payload.eq(shift),
                      self.idle.eq(~active & ~self.o_rx.valid),
                      self.i_tx.ready.eq(~active & ~self.o_rx.valid)]
         m.d.sync += self.cs.eq(self.select)
@@ -79,6 +80,5 @@ class SPIMaster(wiring.Component):
                     # End of the high half: sample CIPO, shift, next bit (or the byte is done).
                     m.d.sync += [shift.eq(Cat(self.cipo, shift[:7])), bits.eq(bits - 1)]
                     with m.If(bits == 1):
-                        m.d.sync += [active.eq(0), self.o_rx.valid.eq(1),
-                                     self.o_rx.payload.eq(Cat(self.cipo, shift[:7]))]
+                        m.d.sync += [active.eq(0), self.o_rx.valid.eq(1)]
         return m

@@ -20,7 +20,8 @@ from pathlib import Path
 from bsnn.firmware_export.errors import DeviceError
 from bsnn.hdl.config import CoreGeometry
 from bsnn.hdl.flash_loader import BootStatus
-from bsnn.hdl.hostlink import HOST_WINDOW, PROTOCOL_VERSION, Opcode, Reply, frame_sizes
+from bsnn.hdl.hostlink import (HOST_WINDOW, PROTOCOL_VERSION, Opcode, Reply, config_frame,
+                               frame_sizes)
 from bsnn.hdl.layouts import InputEventLayout, ResultKind, ResultLayout
 
 __all__ = ["BoardHost", "SerialLink", "InferenceResult", "ProtocolError", "encode_config",
@@ -58,8 +59,7 @@ def _le(value: int, n: int) -> bytes:
 
 
 def encode_config(geom: CoreGeometry, target: int, address: int, data: int) -> bytes:
-    s = frame_sizes(geom)
-    return bytes([Opcode.CONFIG, target]) + _le(address, s["A"]) + _le(data, s["D"])
+    return config_frame(geom, target, address, data)
 
 
 def encode_event(geom: CoreGeometry, index: int, polarity: int, end_of_step: bool) -> bytes:

@@ -1,6 +1,6 @@
 """Flash image (hdl/flash_image.py) and flash loader (hdl/flash_loader.py) against the
 behavioural SPI flash (sim/spi_flash.py), in the Amaranth simulator with random stalls on the
-config stream."""
+byte stream to the host link."""
 import zlib
 
 import numpy as np
@@ -39,6 +39,9 @@ def test_image_round_trip_and_refusals():
     assert int.from_bytes(img[12:16], "little") == len(img) - HEADER_BYTES <= max_payload_bytes(g)
     assert int.from_bytes(img[16:20], "little") == zlib.crc32(img[HEADER_BYTES:])
     assert parse_image(img, g).writes == config_writes_for(b, g)
+    # The payload is the host's CONFIG commands, byte for byte.
+    from bsnn.hdl.hostlink import config_frame
+    assert img[HEADER_BYTES:] == b"".join(config_frame(g, *w) for w in config_writes_for(b, g))
     bad = bytearray(img)
     bad[HEADER_BYTES + 3] ^= 0x10
     with pytest.raises(ImageError, match="checksum"):
@@ -55,7 +58,7 @@ def _run_loader(image_bytes, geom, rng, p_ready=0.5, half=1, powered_down=True,
     wake = -(-T_RES1_NS // PERIOD_NS)
     dut = FlashLoader(geom, offset, half, wake)
     flash = SPIFlashModel.with_image(image_bytes, offset, powered_down=powered_down)
-    writes, state = [], {}
+    data, state = bytearray(), {}
 
     async def flash_pins(ctx):
         cycle = 0
@@ -70,13 +73,13 @@ def _run_loader(image_bytes, geom, rng, p_ready=0.5, half=1, powered_down=True,
         cycles = 0
         while True:
             ready = rng.random() < p_ready
-            ctx.set(dut.o_config.ready, ready)
+            ctx.set(dut.o_data.ready, ready)
             _, _, valid, payload, loading, status = await ctx.tick().sample(
-                dut.o_config.valid, dut.o_config.payload, dut.loading, dut.status)
+                dut.o_data.valid, dut.o_data.payload, dut.loading, dut.status)
             cycles += 1
             if valid and ready:
                 assert loading
-                writes.append((int(payload.target), int(payload.address), int(payload.data)))
+                data.append(payload)
             if not loading:
                 state["status"] = status
                 state["cycles"] = cycles
@@ -88,7 +91,7 @@ def _run_loader(image_bytes, geom, rng, p_ready=0.5, half=1, powered_down=True,
     sim.add_testbench(flash_pins, background=True)
     sim.add_testbench(sink)
     sim.run()
-    return state["status"], writes, flash, state["cycles"]
+    return state["status"], bytes(data), flash, state["cycles"]
 
 
 @pytest.mark.parametrize("half", [1, 2])
@@ -96,16 +99,16 @@ def test_loader_loads_every_write_with_stalls(half):
     b = _bundle(2)
     g = _geom(b)
     img = flash_image(b, g)
-    status, writes, flash, cycles = _run_loader(img, g, np.random.default_rng(half), half=half)
+    status, data, flash, cycles = _run_loader(img, g, np.random.default_rng(half), half=half)
     assert status == BootStatus.OK
-    assert writes == config_writes_for(b, g)
+    assert data == img[HEADER_BYTES:]
+    assert parse_image(img[:HEADER_BYTES] + data, g).writes == config_writes_for(b, g)
     assert flash.violations == []
-    # Woken first (0xAB), then the header + checking read, then the loading read past the header.
+    # Woken first (0xAB), then the checking read, tRES1 again, the loading read.
     ops = [(op, addr) for _, op, addr in flash.commands]
-    assert ops == [(0xAB, None), (0x03, OFFSET), (0x03, OFFSET + HEADER_BYTES)]
+    assert ops == [(0xAB, None), (0x03, OFFSET), (0x03, OFFSET)]
     assert flash.commands[1][0] - flash.commands[0][0] >= T_RES1_NS
-    payload = len(img) - HEADER_BYTES
-    assert flash.bytes_read == HEADER_BYTES + 2 * payload
+    assert flash.bytes_read == 2 * len(img)
 
 
 def test_loader_refuses_a_corrupted_payload_without_writing():
@@ -113,29 +116,33 @@ def test_loader_refuses_a_corrupted_payload_without_writing():
     g = _geom(b)
     img = bytearray(flash_image(b, g))
     img[len(img) // 2] ^= 0x01
-    status, writes, flash, _ = _run_loader(bytes(img), g, np.random.default_rng(0))
-    assert status == BootStatus.BAD_CHECKSUM and writes == []
-    assert flash.violations == []
+    status, data, flash, _ = _run_loader(bytes(img), g, np.random.default_rng(0))
+    assert status == BootStatus.BAD_CHECKSUM and data == b""
+    assert flash.violations == [] and [op for _, op, _ in flash.commands] == [0xAB, 0x03]
 
 
 def test_loader_refuses_another_build_and_no_image():
     b = _bundle(4)
     g = _geom(b)
     other = flash_image(b, _geom(b, lanes=8))
-    status, writes, flash, _ = _run_loader(other, g, np.random.default_rng(0))
-    assert status == BootStatus.BAD_KEY and writes == []
-    # Only the header was read.
-    assert flash.bytes_read == HEADER_BYTES
-    status, writes, _, _ = _run_loader(b"", g, np.random.default_rng(0))
-    assert status == BootStatus.NO_IMAGE and writes == []
-    img = bytearray(flash_image(b, g))
-    img[4] = 2                                            # another format version
-    status, writes, _, _ = _run_loader(bytes(img), g, np.random.default_rng(0))
-    assert status == BootStatus.BAD_FORMAT and writes == []
-    img = bytearray(flash_image(b, g))
-    img[12:16] = (max_payload_bytes(g) + 1).to_bytes(4, "little")   # length out of range
-    status, writes, _, _ = _run_loader(bytes(img), g, np.random.default_rng(0))
-    assert status == BootStatus.BAD_FORMAT and writes == []
+    status, data, flash, _ = _run_loader(other, g, np.random.default_rng(0))
+    assert status == BootStatus.BAD_KEY and data == b""
+    # The read stopped at the key's first differing byte.
+    assert 8 < flash.bytes_read <= 12
+    status, data, flash, _ = _run_loader(b"", g, np.random.default_rng(0))
+    assert status == BootStatus.NO_IMAGE and data == b"" and flash.bytes_read == 1
+    for pos, value in ((4, 1), (6, 1)):                   # another format version; reserved
+        img = bytearray(flash_image(b, g))
+        img[pos] = value
+        status, data, _, _ = _run_loader(bytes(img), g, np.random.default_rng(0))
+        assert status == BootStatus.BAD_FORMAT and data == b""
+    for length in (max_payload_bytes(g) + 1, 0):          # out of range
+        img = bytearray(flash_image(b, g))
+        img[12:16] = length.to_bytes(4, "little")
+        with pytest.raises(ImageError, match="length"):
+            parse_image(bytes(img), g)
+        status, data, _, _ = _run_loader(bytes(img), g, np.random.default_rng(0))
+        assert status == BootStatus.BAD_FORMAT and data == b""
 
 
 def test_flash_model_needs_the_wake_up():
