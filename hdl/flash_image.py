@@ -4,18 +4,20 @@ The board top's flash loader (``hdl/flash_loader.py``) reads it at power-up, nex
 bitstream at the board's ``flash_offset`` (``hdl/board.py``, ``BOARDS``), and feeds its payload
 into the host link's command decoder (docs/board.md). Little-endian throughout.
 
-Header (``HEADER_BYTES`` = 20 bytes)::
+Header (``HEADER_BYTES`` = 16 bytes)::
 
     0   magic     4 bytes  b"BSNF"
     4   version   2 bytes  FORMAT_VERSION
     6   reserved  2 bytes  0
     8   key       4 bytes  build-key hash (:func:`key_hash`): the image fits only this build
     12  length    4 bytes  payload bytes after the header (1 to :func:`max_payload_bytes`)
-    16  crc       4 bytes  CRC-32 (zlib's, IEEE 802.3) of the payload
 
 Payload: the CONFIG commands of the host link (docs/uart-protocol.md; ``config_frame``), one
 per write of :func:`bsnn.hdl.images.config_writes_for`, in their order: the very bytes a host
 load sends over the UART, without its PINGs.
+
+Trailer (``CRC_BYTES`` = 4 bytes): the payload's CRC-32 (zlib's, IEEE 802.3). The loader runs
+the CRC over payload and trailer: a correct image leaves its register at ``CRC_RESIDUE``.
 """
 from __future__ import annotations
 
@@ -30,11 +32,16 @@ from .hostlink import Opcode, config_frame, frame_sizes
 from .images import config_writes_for
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "HEADER_BYTES", "key_hash", "flash_image", "parse_image",
-           "FlashImage", "max_payload_bytes", "length_bits", "ImageError"]
+           "FlashImage", "max_payload_bytes", "length_bits", "ImageError", "CRC_BYTES",
+           "CRC_RESIDUE"]
 
 MAGIC = b"BSNF"
 FORMAT_VERSION = 2
-HEADER_BYTES = 20
+HEADER_BYTES = 16
+CRC_BYTES = 4
+#: The CRC-32 register (reflected, initial value all ones, not inverted) after a payload and
+#: its zlib CRC-32, little-endian: the same for every payload.
+CRC_RESIDUE = 0xDEBB20E3
 
 
 class ImageError(InputError):
@@ -66,10 +73,9 @@ def flash_image(bundle, geom: CoreGeometry) -> bytes:
                        for w in config_writes_for(bundle, geom, trace=True))
     assert len(payload) <= max_payload_bytes(geom)
     header = (MAGIC + FORMAT_VERSION.to_bytes(2, "little") + bytes(2)
-              + key_hash(geom).to_bytes(4, "little") + len(payload).to_bytes(4, "little")
-              + zlib.crc32(payload).to_bytes(4, "little"))
+              + key_hash(geom).to_bytes(4, "little") + len(payload).to_bytes(4, "little"))
     assert len(header) == HEADER_BYTES
-    return header + payload
+    return header + payload + zlib.crc32(payload).to_bytes(CRC_BYTES, "little")
 
 
 @dataclass
@@ -91,12 +97,13 @@ def parse_image(data: bytes, geom: CoreGeometry) -> FlashImage:
     if key != key_hash(geom):
         raise ImageError(f"flash image build key {key:08x} != this build's {key_hash(geom):08x}")
     length = int.from_bytes(data[12:16], "little")
-    crc = int.from_bytes(data[16:20], "little")
-    if not 0 < length <= max_payload_bytes(geom) or HEADER_BYTES + length > len(data):
+    if not 0 < length <= max_payload_bytes(geom) or HEADER_BYTES + length + CRC_BYTES > len(data):
         raise ImageError(f"flash image payload length {length} is out of range")
     payload = data[HEADER_BYTES:HEADER_BYTES + length]
+    crc = int.from_bytes(data[HEADER_BYTES + length:HEADER_BYTES + length + CRC_BYTES], "little")
     if zlib.crc32(payload) != crc:
-        raise ImageError(f"flash image checksum {zlib.crc32(payload):08x} != header's {crc:08x}")
+        raise ImageError(f"flash image checksum {zlib.crc32(payload):08x} != the image's "
+                         f"{crc:08x}")
     sz = frame_sizes(geom)
     step = 2 + sz["A"] + sz["D"]
     writes = []

@@ -4,7 +4,8 @@ from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CoreGeometry
-from .flash_image import FORMAT_VERSION, HEADER_BYTES, MAGIC, key_hash, length_bits
+from .flash_image import (CRC_BYTES, CRC_RESIDUE, FORMAT_VERSION, HEADER_BYTES, MAGIC, key_hash,
+                          length_bits)
 from .spi_master import SPIMaster
 
 __all__ = ["FlashLoader", "BootStatus", "CMD_RELEASE_POWER_DOWN", "CMD_READ", "T_RES1_S"]
@@ -33,8 +34,8 @@ class FlashLoader(wiring.Component):
     """After reset: wakes the SPI flash (0xAB, then tRES1 with CS# high), then reads the image
     at ``offset`` twice (READ 0x03, 24-bit address). Both reads check the header byte by byte
     as it arrives (magic, format version, build key, a length that fits the length counter)
-    and stop at the first difference; the first read only computes the payload's CRC-32, the
-    second (after tRES1 again, if the CRC matched) also passes every payload byte to
+    and stop at the first difference; the first read only runs the CRC-32 over payload and
+    trailer, the second (after tRES1 again, if the CRC matched) also passes every payload byte to
     ``o_data``, the host link's command decoder, which executes them as the CONFIG commands
     they are. A second read whose CRC differs (a flash that changed between the reads) ends
     in BAD_CHECKSUM too, after its writes.
@@ -92,16 +93,17 @@ class FlashLoader(wiring.Component):
                      spi.cipo.eq(self.cipo)]
         rx = spi.o_rx
 
-        # A read: 4 command bytes out (replies dropped), then the 20 header bytes in; `pos`
-        # counts the bytes received, and names the one being sent.
+        # A read: 4 command bytes out (replies dropped), the header bytes in, then (`left`
+        # counting) the payload, then the CRC bytes; `pos` counts the bytes received but those
+        # of the payload, and names the one being sent
         cmd = ((CMD_READ << 24) | self.offset).to_bytes(4, "big")
         head = MAGIC + FORMAT_VERSION.to_bytes(2, "little") + bytes(2) + \
             self.key.to_bytes(4, "little")
         # (and, with CS# high, the cycles of tRES1).
-        pos = Signal(range(max(4 + HEADER_BYTES, self.wake_cycles) + 1))
-        region = pos[2:5]             # 1 magic, 2 version, 3 key, 4 length, 5 CRC
+        end = 4 + HEADER_BYTES + CRC_BYTES
+        pos = Signal(range(max(end, self.wake_cycles) + 1))
+        region = pos[2:5]             # header bytes: 1 magic, 2 version, 3 key, 4 length
         left = Signal(L)                          # payload bytes still to read
-        expect = Signal(32)                       # the header's CRC-32
         crc = Signal(32)
         crc_byte = Signal(8)                      # the byte the CRC takes, bit by bit
         crc_bits = Signal(range(9))
@@ -150,8 +152,6 @@ class FlashLoader(wiring.Component):
                             if 8 * k < L:
                                 with m.Case(4 + 12 + k):
                                     m.d.sync += left[8 * k:8 * k + 8].eq(rx.payload)
-                    with m.If(region == 5):
-                        m.d.sync += expect.eq(Cat(expect[8:], rx.payload))
                     with m.If(differs):
                         with m.Switch(region):
                             for r, st in ((1, BootStatus.NO_IMAGE), (3, BootStatus.BAD_KEY)):
@@ -161,21 +161,28 @@ class FlashLoader(wiring.Component):
                                 m.d.sync += self.status.eq(BootStatus.BAD_FORMAT)
                         m.next = "STOP"
                     with m.Elif(pos == 4 + HEADER_BYTES - 1):
-                        with m.If(left == 0):         # (the length arrived before the CRC)
+                        # A length of 0 (its last byte arriving now: bits 24 and up).
+                        top = rx.payload[:max(0, min(8, L - 24))]
+                        with m.If((left[:24] == 0) & ((top == 0) if len(top) else True)):
                             m.d.sync += self.status.eq(BootStatus.BAD_FORMAT)
                             m.next = "STOP"
                         with m.Else():
                             m.next = "PAYLOAD"
-            with m.State("PAYLOAD"):
+            with m.State("PAYLOAD"):                  # the payload, then the CRC bytes
+                payload = left != 0
                 m.d.comb += [spi.select.eq(1), spi.i_tx.payload.eq(0),
-                             spi.i_tx.valid.eq(left != 0),
-                             self.o_data.valid.eq(second & rx.valid & (crc_bits == 0)),
+                             spi.i_tx.valid.eq(payload | (pos != end)),
+                             self.o_data.valid.eq(second & payload & rx.valid & (crc_bits == 0)),
                              self.o_data.payload.eq(rx.payload),
-                             rx.ready.eq((crc_bits == 0) & (~second | self.o_data.ready))]
+                             rx.ready.eq((crc_bits == 0) & (~second | ~payload | self.o_data.ready))]
                 with m.If(rx.valid & rx.ready):
-                    m.d.sync += [crc_byte.eq(rx.payload), crc_bits.eq(8), left.eq(left - 1)]
-                with m.If((left == 0) & (crc_bits == 0)):
-                    with m.If((crc ^ expect) != 0xFFFFFFFF):    # (zlib's CRC is inverted)
+                    m.d.sync += [crc_byte.eq(rx.payload), crc_bits.eq(8)]
+                    with m.If(payload):
+                        m.d.sync += left.eq(left - 1)
+                    with m.Else():
+                        m.d.sync += pos.eq(pos + 1)
+                with m.If(~payload & (pos == end) & (crc_bits == 0)):
+                    with m.If(crc != CRC_RESIDUE):
                         m.d.sync += self.status.eq(BootStatus.BAD_CHECKSUM)
                         m.next = "STOP"
                     with m.Elif(second):

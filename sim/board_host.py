@@ -143,7 +143,8 @@ class BoardHost:
 
     async def boot(self) -> str:
         """BOOT: the flash loader's status, by name (``BootStatus``: LOADING, OK, NO_IMAGE,
-        BAD_FORMAT, BAD_KEY, BAD_CHECKSUM, NO_LOADER); answered even while the loader runs."""
+        BAD_FORMAT, BAD_KEY, BAD_CHECKSUM, NO_LOADER), once the loader has finished (the command
+        waits in the device's receive FIFO meanwhile, as every other does)."""
         await self.link.write(bytes([Opcode.BOOT]))
         code = (await self._wait_for(Reply.BOOT))[0]
         try:

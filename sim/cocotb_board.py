@@ -87,9 +87,8 @@ async def run_board_job(dut):
     host = BoardHost(link, job["build_key"])
     out = {}
     if flash is not None:
-        # BOOT is answered while the loader runs; PING only once it has finished.
-        out["boot_during"] = await host.boot()
-        await host.sync()
+        # Neither LED while the loader runs; BOOT waits in the receive FIFO until it has ended.
+        out["boot_leds_loading"] = [int(dut.boot_ok.value), int(dut.boot_fail.value)]
         out["boot"] = await host.boot()
         out["boot_leds"] = [int(dut.boot_ok.value), int(dut.boot_fail.value)]
         out["boot_cycles"] = int(get_sim_time("ns") // 10)

@@ -311,3 +311,52 @@ def test_platform_top_wires_the_config_flash(board):
         assert "USRMCLK" in text
         for pin in ("R2", "W2", "V2"):              # CS#, COPI, CIPO; SCK through USRMCLK
             assert f'"{pin}"' in constraints
+
+
+class _TwoOscillators:
+    """Two SB_HFOSC on a UP5K, which has one: nextpnr fails in seconds, a real tool failure."""
+    def elaborate(self, platform):
+        from amaranth.hdl import Instance, Module, Signal
+        from amaranth.lib import io
+        m = Module()
+        for i in range(2):
+            clk = Signal(name=f"osc{i}")
+            m.submodules[f"osc{i}"] = Instance("SB_HFOSC", i_CLKHFEN=1, i_CLKHFPU=1,
+                                               o_CLKHF=clk, p_CLKHF_DIV="0b00")
+            m.submodules[f"led{i}"] = buf = io.Buffer("o", platform.request("led", i, dir="-"))
+            m.d.comb += buf.o.eq(clk)
+        return m
+
+
+def test_a_design_that_does_not_place_is_one_line(tmp_path):
+    """Yosys and nextpnr (YoWASP) really run on a design the UP5K cannot hold: the failure is a
+    BuildError of one line naming the device, the stage and nextpnr's error; the tools' output
+    stays in their logs."""
+    from amaranth.hdl import Elaboratable
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+    from bsnn.firmware_export.errors import BuildError
+    from bsnn.hdl.bitstream import run_toolchain
+    top = type("Top", (_TwoOscillators, Elaboratable), {})()
+    with pytest.raises(BuildError) as info:
+        run_toolchain(ICEBreakerPlatform(), top, tmp_path, "top", "ice40", "iCE40UP5K")
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith("nextpnr could not place and route the design on the iCE40UP5K "
+                           "(logic cells used ")
+    assert "hfosc" in text and text.endswith(f"(log: {tmp_path / 'top.tim'})")
+
+
+def test_no_legal_placement_of_the_up5k_is_one_line(tmp_path):
+    """nextpnr's log of a real failing build (the iCEBreaker default build with the first flash
+    loader, 4,999 of 5,280 logic cells, kept in tests/data): the error names the cells."""
+    import shutil
+    from pathlib import Path
+
+    from bsnn.hdl.bitstream import toolchain_failure
+    shutil.copy(Path(__file__).resolve().parents[1] / "data" / "nextpnr_up5k_no_legal_placement.log",
+                tmp_path / "bsnn_top.tim")
+    text = str(toolchain_failure(tmp_path, "bsnn_top", "ice40", "iCE40UP5K"))
+    assert text.startswith("nextpnr could not place and route the design on the iCE40UP5K "
+                           "(logic cells used 4999 of 5280): Unable to find legal placement")
+    assert "\n" not in text

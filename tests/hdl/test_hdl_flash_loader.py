@@ -36,12 +36,13 @@ def test_image_round_trip_and_refusals():
     g = _geom(b)
     img = flash_image(b, g)
     assert img[:4] == b"BSNF" and int.from_bytes(img[8:12], "little") == key_hash(g)
-    assert int.from_bytes(img[12:16], "little") == len(img) - HEADER_BYTES <= max_payload_bytes(g)
-    assert int.from_bytes(img[16:20], "little") == zlib.crc32(img[HEADER_BYTES:])
+    n = int.from_bytes(img[12:16], "little")
+    assert n == len(img) - HEADER_BYTES - 4 <= max_payload_bytes(g)
+    assert int.from_bytes(img[-4:], "little") == zlib.crc32(img[HEADER_BYTES:-4])
     assert parse_image(img, g).writes == config_writes_for(b, g)
     # The payload is the host's CONFIG commands, byte for byte.
     from bsnn.hdl.hostlink import config_frame
-    assert img[HEADER_BYTES:] == b"".join(config_frame(g, *w) for w in config_writes_for(b, g))
+    assert img[HEADER_BYTES:-4] == b"".join(config_frame(g, *w) for w in config_writes_for(b, g))
     bad = bytearray(img)
     bad[HEADER_BYTES + 3] ^= 0x10
     with pytest.raises(ImageError, match="checksum"):
@@ -101,8 +102,8 @@ def test_loader_loads_every_write_with_stalls(half):
     img = flash_image(b, g)
     status, data, flash, cycles = _run_loader(img, g, np.random.default_rng(half), half=half)
     assert status == BootStatus.OK
-    assert data == img[HEADER_BYTES:]
-    assert parse_image(img[:HEADER_BYTES] + data, g).writes == config_writes_for(b, g)
+    assert data == img[HEADER_BYTES:-4]
+    assert parse_image(img[:HEADER_BYTES] + data + img[-4:], g).writes == config_writes_for(b, g)
     assert flash.violations == []
     # Woken first (0xAB), then the checking read, tRES1 again, the loading read.
     ops = [(op, addr) for _, op, addr in flash.commands]

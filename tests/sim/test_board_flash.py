@@ -1,6 +1,6 @@
 """Board tops that boot their model from the SPI flash (cocotb, behavioural W25Q128JV on the
 flash pins, sim/spi_flash.py): the real bundle's flash image (hdl/flash_image.py) is loaded by
-the board top's flash loader after reset, then MNIST test images go over the UART and every
+the board top's flash loader after reset, then an MNIST test image goes over the UART and every
 record is compared with the golden model. A corrupted image is refused (BOOT reply, LED) and
 the board falls back to a host load."""
 import numpy as np
@@ -21,19 +21,24 @@ from tests.sim.test_board_uart import DIVISOR, REPO, _build, _run
 CLOCK_HZ = 100e6          # the cocotb clock of sim/cocotb_board.py (10 ns)
 #: SCK in simulation: the flash's own limit for READ (0x03), 50 MHz (the boards use 25 MHz).
 SCK_MAX_HZ = 50e6
-IMAGES = 2                # MNIST test images per run
+IMAGES = 1                # MNIST test images after the boot
 
 
-def _board_build(board: str, weights=None):
+def _board_build(board: str):
     """``models/default`` as ``bsnn bitstream`` builds it for ``board`` (its TOML), with the
     random template contents of the bitstream flow in the weight, bias and threshold memories:
-    the model is in the core only if it came from the flash (or the host)."""
+    the model is in the core only if it came from the flash (or the host). Verilator: the only
+    full-size build of each board top in the tests (the iCEBreaker's also carries the UART test
+    of ``models/default`` on the board's core configuration)."""
+    require_simulator("verilator")
     bundle = load_bundle(REPO / "models" / "default")
     hw = HardwareConfig.from_toml(board_config_path(board))
     b = BOARDS[board]
-    hw, geom, _ = plan_build(bundle, hw, b, weights or "auto")
+    hw, geom, _ = plan_build(bundle, hw, b, "auto")
     flash = FlashBoot.for_clock(b.flash_offset, CLOCK_HZ, SCK_MAX_HZ)
-    return bundle, hw, geom, flash, memory_templates(geom, 1, b.family)
+    runner, bdir, geom = _build(bundle, hw, "verilator", flash=flash,
+                                memory_init=memory_templates(geom, 1, b.family))
+    return bundle, geom, flash, runner, bdir
 
 
 def _mnist_samples(bundle):
@@ -45,22 +50,6 @@ def _mnist_samples(bundle):
     return data, samples
 
 
-def _boot_run(board, simulator, image, host_load=False, weights=None):
-    require_simulator(simulator)
-    bundle, hw, geom, flash, templates = _board_build(board, weights)
-    runner, bdir, geom = _build(bundle, hw, simulator, flash=flash, memory_init=templates)
-    data, samples = _mnist_samples(bundle)
-    job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples,
-           "flash": {"image": image(bundle, geom).hex(), "offset": flash.offset},
-           "timeout_cycles": 4_000_000}
-    if host_load:
-        job["config_writes"] = [list(w) for w in config_writes(bundle, build=geom)]
-    out = _run(runner, bdir, job)
-    assert out["flash"]["violations"] == []
-    assert out["uart_frame_errors"] == 0
-    return bundle, data, out
-
-
 def _check_samples(bundle, data, out):
     gold = run_golden(bundle, data.on, data.off)
     for k in range(IMAGES):
@@ -68,43 +57,39 @@ def _check_samples(bundle, data, out):
             compare_sample(bundle, gold, k, out["samples"][k])
 
 
-@pytest.mark.rtl
-@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
-def test_board_boots_model_from_flash(board):
-    """``models/default``'s image on the board's own build (Verilator): BOOT = LOADING during
-    the load, OK after it (green LED), one wake-up and two reads at the board's offset, then
-    MNIST test images classified record for record as the golden model."""
-    bundle, data, out = _boot_run(board, "verilator", flash_image)
-    assert out["boot_during"] == "LOADING"
-    assert out["boot"] == "OK" and out["boot_leds"] == [1, 0]
-    ops = [(op, addr) for _, op, addr in out["flash"]["commands"]]
-    off = BOARDS[board].flash_offset
-    assert ops == [(0xAB, None), (0x03, off), (0x03, off + HEADER_BYTES)]
-    _check_samples(bundle, data, out)
-
-
 def _corrupted(bundle, geom):
     img = bytearray(flash_image(bundle, geom))
-    img[HEADER_BYTES + len(img) // 3] ^= 0x04            # one bit of one weight word
+    img[HEADER_BYTES + len(img) // 3] ^= 0x04            # one bit of one command
     return bytes(img)
 
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
-def test_board_refuses_a_corrupted_image(board):
-    """One flipped bit of ``models/default``'s image: BOOT = BAD_CHECKSUM over the UART, led 0,
-    no loading read (the check reads the whole payload before anything is written). The host
-    load that follows a refusal is run on the SPRAM build below (a full-size load over the UART
-    takes millions of simulated cycles)."""
-    require_simulator("verilator")
-    bundle, hw, geom, flash, templates = _board_build(board)
-    runner, bdir, geom = _build(bundle, hw, "verilator", flash=flash, memory_init=templates)
-    out = _run(runner, bdir, {"build_key": geom.key(), "divisor": DIVISOR, "samples": [],
-                              "flash": {"image": _corrupted(bundle, geom).hex(),
-                                        "offset": flash.offset}})
+def test_board_boots_model_from_flash_and_refuses_a_corrupted_image(board):
+    """One build of the board's top (``models/default``, its TOML, template memories), two
+    power-ups. The real bundle's image: no LED during the load, BOOT = OK after it (led 1), one
+    wake-up and two reads at the board's offset, then an MNIST test image classified record for
+    record as the golden model. The image with one bit flipped: BOOT = BAD_CHECKSUM (led 0)
+    after the checking read alone (nothing reached the core)."""
+    bundle, geom, flash, runner, bdir = _board_build(board)
+    data, samples = _mnist_samples(bundle)
+    off = BOARDS[board].flash_offset
+    job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples,
+           "flash": {"image": flash_image(bundle, geom).hex(), "offset": flash.offset},
+           "timeout_cycles": 4_000_000}
+    out = _run(runner, bdir, job)
+    assert out["flash"]["violations"] == [] and out["uart_frame_errors"] == 0
+    assert out["boot_leds_loading"] == [0, 0]
+    assert out["boot"] == "OK" and out["boot_leds"] == [1, 0]
+    assert [(op, addr) for _, op, addr in out["flash"]["commands"]] == \
+        [(0xAB, None), (0x03, off), (0x03, off)]
+    _check_samples(bundle, data, out)
+
+    job.update(samples=[], flash={"image": _corrupted(bundle, geom).hex(), "offset": flash.offset})
+    out = _run(runner, bdir, job)
     assert out["boot"] == "BAD_CHECKSUM" and out["boot_leds"] == [0, 1]
     assert [op for _, op, _ in out["flash"]["commands"]] == [0xAB, 0x03]
-    assert out["flash"]["violations"] == []
+    assert out["flash"]["violations"] == [] and out["status"]["protocol_error"] == 0
 
 
 def _small_spram_build(seed, post_synthesis=False):
@@ -126,21 +111,18 @@ def _small_spram_build(seed, post_synthesis=False):
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("corrupt", [False, True])
-def test_spram_board_top_boots_from_flash_icarus(corrupt):
-    """Icarus, SPRAM weights (Yosys' SB_SPRAM256KA model): bundle B's image boots and the samples
-    match B's golden model; a corrupted image is refused and B loaded over the UART instead."""
+def test_spram_board_top_refuses_a_corrupted_image_then_host_loads():
+    """Icarus, SPRAM weights (Yosys' SB_SPRAM256KA model, no initial contents): a corrupted
+    image of bundle B is refused, B is loaded over the UART instead, and the samples match B's
+    golden model (the boot itself: the gate-level test below)."""
     require_simulator("icarus")
     b, runner, bdir, geom, flash, on, off, samples = _small_spram_build(13)
-    image = _corrupted(b, geom) if corrupt else flash_image(b, geom)
     job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples,
-           "flash": {"image": image.hex(), "offset": flash.offset}}
-    if corrupt:
-        job["config_writes"] = [list(w) for w in config_writes(b, build=geom)]
+           "flash": {"image": _corrupted(b, geom).hex(), "offset": flash.offset},
+           "config_writes": [list(w) for w in config_writes(b, build=geom)]}
     out = _run(runner, bdir, job)
     assert out["flash"]["violations"] == [] and out["uart_frame_errors"] == 0
-    assert out["boot"] == ("BAD_CHECKSUM" if corrupt else "OK")
-    assert out["boot_leds"] == ([0, 1] if corrupt else [1, 0])
+    assert out["boot"] == "BAD_CHECKSUM" and out["boot_leds"] == [0, 1]
     gold = run_golden(b, on, off)
     for k in range(2):
         assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \

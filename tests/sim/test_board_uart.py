@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from amaranth.back import verilog
 
-from bsnn.firmware_export.bundle import load_bundle, random_bundle
+from bsnn.firmware_export.bundle import random_bundle
 from bsnn.firmware_export.events import events_from_counts, random_counts
 from bsnn.firmware_export.golden import run_golden
 from bsnn.hdl.board import BoardTop
@@ -20,7 +19,6 @@ from bsnn.hdl.layouts import ErrorBit
 from bsnn.sim.check import compare_sample
 from bsnn.sim.runner import icarus_time_zero_fix
 from bsnn.firmware_export.paths import build_root
-from bsnn.hdl.bitstream import board_config_path
 from bsnn.sim.toolchain import prepare_environment
 from tests.sim.simulators import require_simulator
 
@@ -146,25 +144,6 @@ def test_board_top_loads_bundle_and_matches_golden(simulator):
             [s[:, k].numpy() for s in gold.spikes])
     assert compare_sample(b, gold, 0, out["samples"][3], trace=True,
                           expected_error=1 << ErrorBit.INDEX) is None
-
-
-@pytest.mark.rtl
-def test_board_top_default_model_mnist_like_inputs():
-    """models/default on the iCEBreaker's core configuration, memories from the bitstream image
-    (nothing loaded), two random inputs of MNIST density, through the UART."""
-    require_simulator("verilator")
-    bundle = load_bundle(REPO / "models" / "default")
-    hw = HardwareConfig.from_toml(board_config_path("icebreaker"))
-    runner, bdir, geom = _build(bundle, hw, "verilator")
-    rng = np.random.default_rng(3)
-    on, off = random_counts(bundle, 2, rng, density=0.05)
-    off = torch.zeros_like(off)
-    gold = run_golden(bundle, on, off)
-    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
-               for k in range(2)]
-    out = _run(runner, bdir, {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples})
-    for k in range(2):
-        assert compare_sample(bundle, gold, k, out["samples"][k], trace=True) is None
 
 
 @pytest.mark.rtl
