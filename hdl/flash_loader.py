@@ -104,6 +104,7 @@ class FlashLoader(wiring.Component):
         pos = Signal(range(max(end, self.wake_cycles) + 1))
         region = pos[2:5]             # header bytes: 1 magic, 2 version, 3 key, 4 length
         left = Signal(L)                          # payload bytes still to read
+        more = Signal()                           # left != 0, as a register (timing)
         crc = Signal(32)
         crc_byte = Signal(8)                      # the byte the CRC takes, bit by bit
         crc_bits = Signal(range(9))
@@ -167,9 +168,10 @@ class FlashLoader(wiring.Component):
                             m.d.sync += self.status.eq(BootStatus.BAD_FORMAT)
                             m.next = "STOP"
                         with m.Else():
+                            m.d.sync += more.eq(1)
                             m.next = "PAYLOAD"
             with m.State("PAYLOAD"):                  # the payload, then the CRC bytes
-                payload = left != 0
+                payload = more
                 m.d.comb += [spi.select.eq(1), spi.i_tx.payload.eq(0),
                              spi.i_tx.valid.eq(payload | (pos != end)),
                              self.o_data.valid.eq(second & payload & rx.valid & (crc_bits == 0)),
@@ -178,7 +180,7 @@ class FlashLoader(wiring.Component):
                 with m.If(rx.valid & rx.ready):
                     m.d.sync += [crc_byte.eq(rx.payload), crc_bits.eq(8)]
                     with m.If(payload):
-                        m.d.sync += left.eq(left - 1)
+                        m.d.sync += [left.eq(left - 1), more.eq(left != 1)]
                     with m.Else():
                         m.d.sync += pos.eq(pos + 1)
                 with m.If(~payload & (pos == end) & (crc_bits == 0)):

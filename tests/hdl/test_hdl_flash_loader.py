@@ -166,7 +166,7 @@ def test_board_doc_states_the_code_s_numbers():
     from pathlib import Path
 
     from bsnn.hdl.board import BOARDS, FLASH_SCK_MAX_HZ, LED_SIGNALS
-    from bsnn.hdl.flash_image import COUNT_BYTES, FORMAT_VERSION, MAGIC
+    from bsnn.hdl.flash_image import CRC_BYTES, FORMAT_VERSION, MAGIC
     from bsnn.hdl.flash_loader import T_RES1_S
     from bsnn.hdl.hostlink import Opcode, Reply
     doc = (Path(__file__).resolve().parents[2] / "docs" / "board.md").read_text()
@@ -175,7 +175,7 @@ def test_board_doc_states_the_code_s_numbers():
     assert f"`0x{BOARDS['ulx3s-85f'].flash_offset:06x}`" in doc
     assert f"The header is {HEADER_BYTES} bytes" in doc
     assert f"magic `{MAGIC.decode()}`" in doc and f"format version {FORMAT_VERSION}" in doc
-    assert f"count ({COUNT_BYTES} bytes)" in doc
+    assert f"the payload's CRC-32 ({CRC_BYTES} bytes" in doc
     codes = dict((int(c), n) for c, n in re.findall(r"^\| (\d) \| (\w+) \|", doc, re.M))
     assert codes == {s.value: s.name for s in BootStatus}
     assert f"`0x{Opcode.BOOT:02x}` -> `0x{Reply.BOOT:02X}`" in doc
@@ -193,10 +193,24 @@ def test_board_doc_image_size_of_the_mnist_model():
     from bsnn.hdl.bitstream import board_image
     repo = Path(__file__).resolve().parents[2]
     doc = (repo / "docs" / "board.md").read_text()
-    _, geom, image = board_image("icebreaker", load_bundle(repo / "models" / "mnist"))
-    writes = len(config_writes_for(load_bundle(repo / "models" / "mnist"), geom))
-    assert f"{writes:,} writes, a {len(image):,}-byte image" in doc
-    assert f"2 x {len(image) - HEADER_BYTES:,} payload bytes" in doc
+    from bsnn.hdl.board import FlashBoot, board_pll
+    from bsnn.hdl.flash_image import CRC_BYTES
     from bsnn.hdl.hostlink import frame_sizes
-    sz = frame_sizes(geom)
-    assert f"UART are {writes * (2 + sz['A'] + sz['D']):,} bytes" in doc
+    text = " ".join(doc.split())
+    for model in ("mnist", "default"):
+        bundle = load_bundle(repo / "models" / model)
+        board, geom, image = board_image("icebreaker", bundle)
+        writes = len(config_writes_for(bundle, geom))
+        sz = frame_sizes(geom)
+        payload = writes * (2 + sz["A"] + sz["D"])
+        assert len(image) == HEADER_BYTES + payload + CRC_BYTES
+        if model == "default":
+            assert f"`models/default`: {writes:,} writes, {len(image):,} bytes" in text
+            continue
+        assert f"{writes:,} writes, a {len(image):,}-byte image ({payload:,} payload bytes" in text
+        clock = board_pll(board).f_out
+        flash = FlashBoot.for_clock(board.flash_offset, clock)
+        per_byte = 16 * flash.half + 2
+        seconds = 2 * (len(image) + 4) * per_byte / clock
+        assert f"2 x {len(image) + 4:,} bytes (command and image) at {per_byte} core cycles " \
+               f"per byte, about {seconds:.2f} s" in text

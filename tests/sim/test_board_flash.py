@@ -65,12 +65,15 @@ def _corrupted(bundle, geom):
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
-def test_board_boots_model_from_flash_and_refuses_a_corrupted_image(board):
-    """One build of the board's top (``models/default``, its TOML, template memories), two
-    power-ups. The real bundle's image: no LED during the load, BOOT = OK after it (led 1), one
-    wake-up and two reads at the board's offset, then an MNIST test image classified record for
-    record as the golden model. The image with one bit flipped: BOOT = BAD_CHECKSUM (led 0)
-    after the checking read alone (nothing reached the core)."""
+def test_board_boots_model_from_flash(board):
+    """The board's top as ``bsnn bitstream`` builds it for ``models/default`` (its TOML,
+    template memories), powered up with the real bundle's image in the flash: no LED during the
+    load, BOOT = OK after it (led 1), one wake-up and two reads at the board's offset, then an
+    MNIST test image classified record for record as the golden model (which also covers
+    ``models/default`` on the iCEBreaker's core configuration through the UART). On the ULX3S
+    top (the smaller image: 8-byte commands, 16-bit addresses, 32-bit words) a second power-up
+    of the same build with one bit of the image flipped: BOOT = BAD_CHECKSUM (led 0) after the
+    checking read alone, nothing reaching the core."""
     bundle, geom, flash, runner, bdir = _board_build(board)
     data, samples = _mnist_samples(bundle)
     off = BOARDS[board].flash_offset
@@ -84,7 +87,8 @@ def test_board_boots_model_from_flash_and_refuses_a_corrupted_image(board):
     assert [(op, addr) for _, op, addr in out["flash"]["commands"]] == \
         [(0xAB, None), (0x03, off), (0x03, off)]
     _check_samples(bundle, data, out)
-
+    if board != "ulx3s-85f":
+        return
     job.update(samples=[], flash={"image": _corrupted(bundle, geom).hex(), "offset": flash.offset})
     out = _run(runner, bdir, job)
     assert out["boot"] == "BAD_CHECKSUM" and out["boot_leds"] == [0, 1]
