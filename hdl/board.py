@@ -158,9 +158,9 @@ def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto"):
 
 class BoardTop(wiring.Component):
     """The core, a UART receiver/transmitter, the host link (docs/uart-protocol.md) and, with
-    ``flash``, the flash loader that copies the model image into the core after reset
-    (hdl/flash_loader.py, docs/board.md); the host link's config, events and start wait
-    until it has finished.
+    ``flash``, the flash loader that feeds the model image's CONFIG commands to the host
+    link's decoder after reset (hdl/flash_loader.py, docs/board.md); the host's commands wait
+    in the link's receive FIFO until it has finished.
 
     Ports
     -----
