@@ -29,6 +29,7 @@ help:
 	@echo "make lint      verilator --lint-only -Wall on the generated Verilog"
 	@echo "make bitstream BOARD=icebreaker|ulx3s-85f MODEL=...  board top -> bitstream (YoWASP), report in docs/fpga"
 	@echo "make weights   BOARD=... MODEL=...  patch MODEL into the $(BUILD) bitstream (no place-and-route)"
+	@echo "make flash-image BOARD=... MODEL=... the model's SPI flash image (booted at power-up; docs/board.md)"
 	@echo "make core-speed BOARD=... MODEL=... core cycles vs the event bound on 100 MNIST test images"
 	@echo "make formal    bounded formal checks (SymbiYosys + z3): stream rules, spike queue"
 	@echo "make bench     simulated cycles/s: compiled Verilator harness vs cocotb on Verilator and Icarus"
@@ -85,7 +86,7 @@ nir-demo: $(STAMP)
 clean:
 	rm -rf build sim_build .pytest_cache
 
-.PHONY: bitstream weights core-speed
+.PHONY: bitstream weights core-speed flash-image
 bitstream: $(STAMP)
 	$(BSNN) bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED),--seed $(SEED)) $(if $(IMAGES),--throughput-images $(IMAGES)) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
 
@@ -94,3 +95,8 @@ weights: $(STAMP)
 
 core-speed: $(STAMP)
 	$(PY) -m bsnn.bench.core_speed --model $(MODEL) --hw hdl/boards/$(BOARD).toml --limit 100 --json build/bench/core_speed-$(BOARD)-$(notdir $(MODEL)).json
+
+# The model image for the board's SPI flash, for the bitstream `make bitstream` builds of MODEL
+# (FLASH_BUILD=build/bitstream/<board>-<model>: the key of that build instead); docs/board.md.
+flash-image: $(STAMP)
+	$(BSNN) flash-image --board $(BOARD) --model $(MODEL) $(if $(FLASH_BUILD),--build $(FLASH_BUILD))

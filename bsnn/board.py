@@ -19,8 +19,11 @@ from bsnn.sim.check import compare_sample
 
 async def check_samples(host: BoardHost, bundle, on, off, labels=None, progress=None) -> dict:
     """Every sample through ``host``; returns accuracy, cycles and mismatches vs the golden model."""
+    import time
     golden = run_golden(bundle, on, off)
-    mismatches, cycles, correct = [], [], 0
+    from bsnn.hdl.generate import cycle_estimate, unit_counts
+    mismatches, cycles, core_cycles, correct = [], [], [], 0
+    t0 = time.perf_counter()
     for b in range(on.shape[1]):
         res = await host.infer(events_from_counts(on, off, sample=b))
         problem = compare_sample(bundle, golden, b, {"records": [list(r) for r in res.records],
@@ -28,14 +31,19 @@ async def check_samples(host: BoardHost, bundle, on, off, labels=None, progress=
         if problem:
             mismatches.append(f"sample {b}: {problem}")
         cycles.append(res.cycles)
+        core_cycles.append(cycle_estimate(host.geom, bundle.time_steps, [], [x[:, b].numpy() for x in golden.spikes],
+                                          counts=unit_counts(bundle, on, off, golden.spikes, b)))
         if labels is not None and res.records and res.prediction == int(labels[b]):
             correct += 1
         if progress:
             progress(1)
     n = int(on.shape[1])
-    return {"samples": n, "bit_exact": not mismatches, "mismatches": mismatches[:20],
+    seconds = time.perf_counter() - t0
+    return {"samples": n, "seconds": seconds, "inferences_per_s": n / seconds if seconds > 0 else None, "bit_exact": not mismatches, "mismatches": mismatches[:20],
             "mismatch_count": len(mismatches), "accuracy": correct / n if labels is not None and n else None,
-            "cycles_per_inference": sum(cycles) / n if n else None}
+            "cycles_per_inference": sum(cycles) / n if n else None,
+            # the core's own cycles with events at full speed (docs/architecture.md formula)
+            "core_cycles_per_inference": sum(core_cycles) / n if n else None}
 
 
 def load_build(path: Path) -> dict:
@@ -92,11 +100,15 @@ def _check_on_board(args) -> int:
     host = BoardHost(link, build)
 
     async def session():
-        await host.sync()
+        await host.sync()                 # answered once the flash loader has finished
+        boot = await host.boot()
+        print(f"boot: {boot}" + ("" if boot == "OK" else
+                                 " (model not from the flash; docs/board.md section 5)"))
         if args.load:
             await host.load(bundle)
         with tqdm(total=data.on.shape[1], desc="board", unit="sample") as bar:
-            return await check_samples(host, bundle, data.on, data.off, data.labels, bar.update)
+            report = await check_samples(host, bundle, data.on, data.off, data.labels, bar.update)
+        return {**report, "boot": boot, "loaded_over_uart": bool(args.load)}
 
     try:
         report = asyncio.run(session())
@@ -105,6 +117,15 @@ def _check_on_board(args) -> int:
     verdict = "bit-exact" if report["bit_exact"] else f"{report['mismatch_count']} MISMATCHING samples"
     print(f"{report['samples']} samples on the board: {verdict}, accuracy {100 * report['accuracy']:.2f} %, "
           f"{report['cycles_per_inference']:.0f} cycles per inference")
+    clock = build.get("core_clock_hz")
+    if clock and report["core_cycles_per_inference"]:
+        # The reported cycles include the core's waits for events from the UART; its own rate
+        # is that of its busy cycles with events at full speed.
+        report["core_clock_hz"] = clock
+        report["core_inferences_per_s"] = clock / report["core_cycles_per_inference"]
+        print(f"end to end {report['inferences_per_s']:.1f} inferences/s over the UART at "
+              f"{args.baud} baud; the core alone at {clock / 1e6:.1f} MHz: "
+              f"{report['core_inferences_per_s']:.0f} inferences/s")
     if args.json:
         write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
     return 0 if report["bit_exact"] else 1

@@ -104,6 +104,36 @@ def cmd_verilog(args) -> int:
     return 0
 
 
+def flash_commands(board, image_path) -> list[str]:
+    """The commands that write a flash image at the board's offset (docs/board.md)."""
+    off = board.flash_offset
+    if board.family == "ice40":
+        return [f"iceprog -o {off:#x} {image_path}"]
+    return [f"openFPGALoader -b ulx3s -f -o {off:#x} {image_path}",
+            f"fujprog -j flash -f {off:#x} {image_path}"]
+
+
+def cmd_flash_image(args) -> int:
+    from bsnn.board import load_build
+    from bsnn.firmware_export.bundle import load_bundle, write_atomic
+    from bsnn.hdl.bitstream import board_image
+    from bsnn.hdl.flash_image import HEADER_BYTES, key_hash
+
+    bundle = load_bundle(args.model)
+    build = load_build(args.build) if args.build else None
+    board, geom, image = board_image(args.board, bundle, args.hw_config, args.weights, build)
+    out = args.out or Path("build") / "flash" / f"{args.board}-{Path(args.model).name}.bin"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, image)
+    print(f"wrote the flash image of {args.model} for {args.board} to {out}: "
+          f"{len(image)} bytes ({HEADER_BYTES}-byte header, build key {key_hash(geom):08x}), "
+          f"for flash offset {board.flash_offset:#x}")
+    print("write it next to the bitstream with:")
+    for line in flash_commands(board, out):
+        print(f"  {line}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from bsnn.firmware_export.bundle import load_bundle
     from bsnn.evaluate import check_report_path, evaluate, summary_lines, write_report
@@ -241,6 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=output_file, help="write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("flash-image", help="the model image for the board's SPI flash (loaded at power-up)")
+    p.add_argument("--board", required=True,
+                   help="icebreaker, ulx3s-85f, ulx3s-45f or ulx3s-25f (hdl/board.py BOARDS)")
+    p.add_argument("--model", required=True, type=Path, help="bundle directory")
+    p.add_argument("--build", type=Path,
+                   help="the bitstream's build folder or hardware.json (default: the build "
+                        "'bsnn bitstream --board BOARD --model MODEL' makes)")
+    p.add_argument("--hw-config", type=existing_file, help="hardware configuration (TOML; default the board's)")
+    p.add_argument("--weights", choices=["auto", "bram", "spram"], help="weight memory (default the board's)")
+    p.add_argument("--out", type=output_file, help="image file (default build/flash/BOARD-MODEL.bin)")
+    p.set_defaults(func=cmd_flash_image)
 
     p = sub.add_parser("sim", help="cocotb regression: RTL vs golden model on random bundles")
     p.add_argument("--cases", type=positive_int, help="random cases per simulator (default 216; more for soak runs)")

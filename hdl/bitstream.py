@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build", "yowasp_environment", "parse_nextpnr_report", "write_report"]
+__all__ = ["main", "build", "board_image", "yowasp_environment", "parse_nextpnr_report", "write_report",
+           "run_toolchain", "toolchain_failure"]
 
 from bsnn.firmware_export.errors import BSNNError, BuildError, report_error
 from bsnn.firmware_export.paths import build_root, package_file, source_commit
@@ -30,6 +31,41 @@ from bsnn.firmware_export.validate import (OneLineParser, existing_file, non_neg
 def board_config_path(board_name: str) -> Path:
     """The shipped hardware TOML of a board (``hdl/boards/<board>.toml``)."""
     return package_file("bsnn.hdl.boards", f"{board_name}.toml")
+
+
+def board_image(board_name: str, bundle, hw_path=None, weights=None, build=None):
+    """``(board, geom, image)``: the flash image of ``bundle`` for the bitstream that
+    ``bsnn bitstream --board board_name`` builds (its TOML, or ``hw_path``; ``weights`` as
+    there), or for the build whose hardware manifest (dict) is ``build``. Refuses an image
+    that would not fit between the board's ``flash_offset`` and the end of its flash."""
+    import tomllib
+
+    from bsnn.firmware_export.errors import InputError
+
+    from .board import BOARDS, plan_build
+    from .config import CoreGeometry, HardwareConfig, check_fits
+    from .flash_image import flash_image
+
+    if board_name not in BOARDS:
+        raise InputError(f"unknown board {board_name!r} (one of {', '.join(BOARDS)})")
+    board = BOARDS[board_name]
+    if build is not None:
+        if build.get("board", board_name) != board_name:
+            raise InputError(f"the build is for {build.get('board')}, not {board_name}")
+        geom = CoreGeometry.from_key(build["build_key"])
+        check_fits(bundle, geom)
+    else:
+        path = Path(hw_path) if hw_path else board_config_path(board_name)
+        hw = HardwareConfig.from_toml(path) if path.exists() else HardwareConfig()
+        toml = tomllib.loads(path.read_text()) if path.exists() else {}
+        weights = weights or toml.get("board", {}).get("weights", "auto")
+        _, geom, _ = plan_build(bundle, hw, board, weights)
+    image = flash_image(bundle, geom)
+    if board.flash_offset + len(image) > board.flash_bytes:
+        raise BuildError(f"the flash image ({len(image)} bytes) does not fit the "
+                         f"{board.flash_bytes >> 20} MiB flash of {board_name} behind offset "
+                         f"{board.flash_offset:#x}")
+    return board, geom, image
 
 
 def yowasp_environment() -> dict:
@@ -122,6 +158,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     uart_divisor(pll.f_out, baud)           # a baud rate the clock cannot make: refused now
     manifest = {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
                 "family": board.family, "uart_baud": baud, "memory_plan": plan,
+                "core_clock_hz": pll.f_out, "flash_offset": board.flash_offset,
                 "weights_in": hw.weight_memory,
                 "register_init": {"layer_modes": layer_mode_words(bundle),
                                   "globals": {str(k): v for k, v in
@@ -149,25 +186,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         # The board top is made only here, where it is built (a reused placement needs none).
         platform, top, *_ = platform_top(bundle, hw, board, baud, weights, target_mhz,
                                          memory_init=templates, clock_mhz=clock_mhz)
-        env = yowasp_environment()
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            platform.build(top, name=name, build_dir=os.path.relpath(out, Path.cwd()),
-                           do_program=False, verbose=verbose,
-                           # One-hot state machines (timing: a state test is one flip-flop).
-                           # Yosys does not recode a state register with an initial value, so
-                           # the value is dropped: the PLL domain's reset (hdl/pll.py) puts
-                           # every state machine in its initial state before the first use.
-                           script_after_read=ONE_HOT_FSMS,
-                           nextpnr_opts=f"--report report.json --seed {int(seed)} "
-                                        "--timing-allow-fail")
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        run_toolchain(platform, top, out, name, board.family, board.device, seed, verbose)
     seconds = time.perf_counter() - t0
     parsed = parse_nextpnr_report(out / "report.json")
     summary = summarise(parsed, board.family)
@@ -232,6 +251,68 @@ def host_link_figures(geom, time_steps: int, baud: int, speed: dict) -> dict:
 
 
 ONE_HOT_FSMS = 'setattr -set fsm_encoding "one-hot" w:fsm_state; setattr -unset init w:fsm_state'
+
+#: The logs of the tools in a build directory (``<name>`` the top's name).
+_LOGS = {"Yosys synthesis": "{name}.rpt", "nextpnr place-and-route": "{name}.tim"}
+
+
+def run_toolchain(platform, top, out: Path, name: str, family: str, device: str, seed: int = 1,
+                  verbose: bool = False) -> None:
+    """Yosys, nextpnr and the packer on ``top`` (Amaranth's build of ``platform``) in ``out``;
+    a tool that fails is a :class:`BuildError` of one line (:func:`toolchain_failure`)."""
+    import subprocess
+    env = yowasp_environment()
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    # The logs of an earlier build in the same directory must not be read as this one's.
+    for log in _LOGS.values():
+        (out / log.format(name=name)).unlink(missing_ok=True)
+    try:
+        plan = platform.build(top, name=name, do_build=False,
+                              # One-hot state machines (timing: a state test is one flip-flop).
+                              # Yosys does not recode a state register with an initial value,
+                              # so the value is dropped: the PLL domain's reset (hdl/pll.py)
+                              # puts every state machine in its initial state before first use.
+                              script_after_read=ONE_HOT_FSMS,
+                              nextpnr_opts=f"--report report.json --seed {int(seed)} "
+                                           "--timing-allow-fail")
+        build_dir = plan.extract(os.path.relpath(out, Path.cwd()))
+        # The tools' own output is kept out of the terminal (their logs are in `out`) unless
+        # verbose; a failure is one line.
+        proc = subprocess.run(["sh", f"build_{name}.sh"], cwd=build_dir, env=os.environ,
+                              **({} if verbose else {"stdout": subprocess.DEVNULL,
+                                                     "stderr": subprocess.DEVNULL}))
+        if proc.returncode != 0:
+            raise toolchain_failure(out, name, family, device)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def toolchain_failure(out: Path, name: str, family: str, device: str) -> BuildError:
+    """The one-line error of a failed build in ``out``: the stage whose log holds an ``ERROR``
+    line (nextpnr's, else Yosys'; else the packer), its first error, and for nextpnr the logic
+    cells the design needs against the device's (its utilisation lines)."""
+    import re
+    for stage, log in reversed(_LOGS.items()):
+        path = Path(out) / log.format(name=name)
+        text = path.read_text(errors="replace") if path.exists() else ""
+        errors = re.findall(r"^ERROR: (.*)$", text, re.M)
+        if not errors:
+            continue
+        verb = "place and route" if stage.startswith("nextpnr") else "synthesize"
+        detail = ""
+        for cell in _CELLS["logic_cells"][family]:
+            used = re.findall(rf"^Info:\s+{cell}:\s+(\d+)/\s*(\d+)", text, re.M)
+            if used:
+                detail = f" (logic cells used {int(used[-1][0])} of {int(used[-1][1])})"
+        return BuildError(f"{stage.split()[0]} could not {verb} the design on the {device}"
+                          f"{detail}: {errors[0].strip()} (log: {path})")
+    return BuildError(f"the bitstream of the {device} could not be built: the toolchain failed "
+                      f"after place-and-route (packing; logs in {out})")
 
 
 def parse_seeds(text: str) -> list:

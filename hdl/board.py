@@ -1,9 +1,10 @@
 """Board tops: the core behind a UART host link, for the iCEBreaker and the ULX3S (amaranth-boards)."""
 # (no `from __future__ import annotations`: wiring.Component reads the port annotations)
 
+import math
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, Elaboratable, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,13 +12,15 @@ from bsnn.firmware_export.errors import BuildError
 
 from .config import CoreGeometry, HardwareConfig
 from .core import BSNNCore
+from .flash_loader import T_RES1_S, BootStatus, FlashLoader
 from .hostlink import RX_FIFO_DEPTH, HostLink
 from .layouts import AccumulatorLayout, NeuronStateLayout, OutputStatsLayout, SpikeGroupLayout
 from .pll import BoardClock, ICE40PLL, ecp5_pll, ice40_pll
+from .spi_master import spi_half_period
 from .uart import UARTRx, UARTTx, uart_divisor
 from .weights import SPRAM_COUNT, SPRAM_WORDS, spram_banks, spram_packing
 
-__all__ = ["BoardTop", "BOARDS", "Board", "DeviceFitError", "plan_build", "memory_plan",
+__all__ = ["BoardTop", "BOARDS", "Board", "DeviceFitError", "FlashBoot", "FLASH_SCK_MAX_HZ", "plan_build", "memory_plan",
            "platform_top", "board_pll", "memory_templates"]
 
 
@@ -37,6 +40,8 @@ class Board:
     luts: int
     target_mhz: float        # the clock constraint place-and-route is timed against
     clock_mhz: float         # the core's clock from the PLL (default; [board] clock_mhz)
+    flash_bytes: int         # the SPI configuration flash (the smallest fitted on the board)
+    flash_offset: int        # where the model's flash image goes, behind the bitstream
 
     def platform_class(self):
         if self.family == "ice40":
@@ -47,12 +52,36 @@ class Board:
                 "LFE5U-45F": ulx3s.ULX3S_45F_Platform}[self.device]
 
 
+# Flash images (docs/board.md): the iCEBreaker's W25Q128JV holds 16 MiB, the UP5K bitstream
+# its first 104 KB; the ULX3S is fitted with 4 to 32 MiB, an ECP5-85F bitstream takes up to
+# 2.3 MB (uncompressed): 3 MiB is behind every bitstream and inside the smallest flash.
+MiB = 1 << 20
 BOARDS = {
-    "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", 12e6, 30, 4096, 4, 5280, 42.0, 33.0),
-    "ulx3s-85f": Board("ulx3s-85f", "ecp5", "LFE5U-85F", 25e6, 208, 18432, 0, 83640, 110.0, 90.0),
-    "ulx3s-45f": Board("ulx3s-45f", "ecp5", "LFE5U-45F", 25e6, 108, 18432, 0, 43848, 110.0, 90.0),
-    "ulx3s-25f": Board("ulx3s-25f", "ecp5", "LFE5U-25F", 25e6, 56, 18432, 0, 24288, 110.0, 90.0),
+    "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", 12e6, 30, 4096, 4, 5280, 42.0, 33.0,
+                        16 * MiB, 1 * MiB),
+    "ulx3s-85f": Board("ulx3s-85f", "ecp5", "LFE5U-85F", 25e6, 208, 18432, 0, 83640, 110.0, 90.0,
+                       4 * MiB, 3 * MiB),
+    "ulx3s-45f": Board("ulx3s-45f", "ecp5", "LFE5U-45F", 25e6, 108, 18432, 0, 43848, 110.0, 90.0,
+                       4 * MiB, 3 * MiB),
+    "ulx3s-25f": Board("ulx3s-25f", "ecp5", "LFE5U-25F", 25e6, 56, 18432, 0, 24288, 110.0, 90.0,
+                       4 * MiB, 3 * MiB),
 }
+
+#: SCK limit of the flash loader on a board: half the flash's 50 MHz for READ (0x03), a margin
+#: for the board's traces and the FPGA's pin delays (the loader samples late in the high half).
+FLASH_SCK_MAX_HZ = 25e6
+
+
+@dataclass(frozen=True)
+class FlashBoot:
+    """Where and how the board top's flash loader reads the model image."""
+    offset: int              # byte address of the image in the flash
+    half: int                # core clock cycles per half period of SCK
+    wake_cycles: int         # core clock cycles of tRES1 (release from power-down)
+
+    @classmethod
+    def for_clock(cls, offset: int, clk_hz: float, sck_max_hz: float = FLASH_SCK_MAX_HZ):
+        return cls(offset, spi_half_period(clk_hz, sck_max_hz), math.ceil(T_RES1_S * clk_hz) + 1)
 
 # Block RAM shapes (depth, width) the synthesis can choose for a memory.
 _SHAPES = {"ice40": [(256, 16), (512, 8), (1024, 4), (2048, 2)],
@@ -128,7 +157,10 @@ def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto"):
 
 
 class BoardTop(wiring.Component):
-    """The core, a UART receiver/transmitter and the host link (docs/uart-protocol.md).
+    """The core, a UART receiver/transmitter, the host link (docs/uart-protocol.md) and, with
+    ``flash``, the flash loader that feeds the model image's CONFIG commands to the host
+    link's decoder after reset (hdl/flash_loader.py, docs/board.md); the host's commands wait
+    in the link's receive FIFO until it has finished.
 
     Ports
     -----
@@ -140,19 +172,25 @@ class BoardTop(wiring.Component):
         The core is running an inference (for an LED).
     error : Out(2)
         The core's sticky error bits of the last inference (for LEDs).
+    boot_ok : Out(1)
+        The model was loaded from the flash (an LED).
+    boot_fail : Out(1)
+        The flash image was refused: another format, build key or a wrong checksum (an LED).
+    flash_sck, flash_cs, flash_copi : Out(1); flash_cipo : In(1)
+        With ``flash`` only: the SPI flash's pins (``flash_cs`` active high).
     """
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-    busy: Out(1)
-    error: Out(2)
-
     def __init__(self, bundle, hw: HardwareConfig, divisor: int, rx_depth: int = RX_FIFO_DEPTH,
-                 memory_init=None):
+                 memory_init=None, flash: FlashBoot | None = None):
         self.core = BSNNCore(bundle, hw, memory_init=memory_init)
         self.geom = self.core.geom
         self.divisor = divisor
         self.rx_depth = rx_depth
-        super().__init__()
+        self.flash = flash
+        ports = {"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(2),
+                 "boot_ok": Out(1), "boot_fail": Out(1)}
+        if flash is not None:
+            ports.update(flash_sck=Out(1), flash_cs=Out(1), flash_copi=Out(1), flash_cipo=In(1))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -163,6 +201,21 @@ class BoardTop(wiring.Component):
         wiring.connect(m, urx.o_data, link.i_rx)
         wiring.connect(m, link.o_tx, utx.i_data)
         wiring.connect(m, link.o_config, core.i_config)
+        if self.flash is None:
+            m.d.comb += link.boot_status.eq(BootStatus.NO_LOADER)
+        else:
+            # The loader's bytes go through the host link's command decoder (CONFIG commands);
+            # the host's wait in the link's receive FIFO until it has finished.
+            f = self.flash
+            m.submodules.flash_loader = loader = FlashLoader(self.geom, f.offset, f.half,
+                                                             f.wake_cycles)
+            wiring.connect(m, loader.o_data, link.i_boot)
+            m.d.comb += [self.flash_sck.eq(loader.sck), self.flash_cs.eq(loader.cs),
+                         self.flash_copi.eq(loader.copi), loader.cipo.eq(self.flash_cipo),
+                         link.hold.eq(loader.loading), link.boot_status.eq(loader.status),
+                         self.boot_ok.eq(loader.status == BootStatus.OK),
+                         self.boot_fail.eq(loader.status.matches(
+                             BootStatus.BAD_FORMAT, BootStatus.BAD_KEY, BootStatus.BAD_CHECKSUM))]
         wiring.connect(m, link.o_events, core.i_events)
         wiring.connect(m, core.o_results, link.i_results)
         m.d.comb += [
@@ -198,16 +251,49 @@ class _PlatformTop(Elaboratable):
         m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.d.comb += [top.rx.eq(rx_buf.i), tx_buf.o.eq(top.tx)]
+        if top.flash is not None:
+            self._flash_pins(m, platform, top)
         leds = []
-        for i in range(3):
+        for i in range(5):
             try:
                 leds.append(platform.request("led", i, dir="-"))
             except Exception:      # a board with fewer LEDs: show what fits
                 break
-        for i, (led, sig) in enumerate(zip(leds, [top.busy, top.error[0], top.error[1]])):
+        # (LED_SIGNALS: the order, docs/board.md; on the iCEBreaker led 0 is red, led 1 green)
+        for i, (led, name) in enumerate(zip(leds, LED_SIGNALS)):
             m.submodules[f"led{i}_buf"] = buf = io.Buffer("o", led)
+            sig = top.error[int(name[-1])] if name.startswith("error") else getattr(top, name)
             m.d.comb += buf.o.eq(sig)
         return m
+
+    @staticmethod
+    def _flash_pins(m, platform, top):
+        """The configuration flash: iCE40 user pins after configuration; on the ECP5 its clock
+        pin is the configuration clock, reached through the USRMCLK primitive."""
+        ice40 = ("spi_flash_1x", 0) in platform.resources
+        flash = platform.request("spi_flash_1x" if ice40 else "spi_flash", 0, dir="-")
+        for name, direction in (("cs", "o"), ("copi", "o"), ("cipo", "i"), ("wp", "o"),
+                                ("hold", "o")):
+            m.submodules[f"flash_{name}_buf"] = buf = io.Buffer(direction, getattr(flash, name))
+            if name == "cs":
+                m.d.comb += buf.o.eq(top.flash_cs)      # (the resource inverts it to CS#)
+            elif name == "copi":
+                m.d.comb += buf.o.eq(top.flash_copi)
+            elif name == "cipo":
+                m.d.comb += top.flash_cipo.eq(buf.i)
+            else:
+                m.d.comb += buf.o.eq(0)                 # WP#, HOLD# high (inverted resources)
+        if ice40:
+            m.submodules.flash_clk_buf = buf = io.Buffer("o", flash.clk)
+            m.d.comb += buf.o.eq(top.flash_sck)
+        else:
+            m.submodules.usrmclk = Instance("USRMCLK", i_USRMCLKI=top.flash_sck,
+                                            i_USRMCLKTS=0, a_keep=1)
+
+
+#: The board LEDs from led 0 up, as many as the board has (iCEBreaker: 0 red, 1 green, 2-4 on
+#: the snap-off LED section; ULX3S: LEDs 0-7).
+LED_SIGNALS = ("boot_fail", "boot_ok", "busy", "error0", "error1")
 
 
 def template_depth(family: str, width: int, depth: int) -> int:
@@ -288,5 +374,6 @@ def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
             r = Resource(r.name, r.number, *r.ios, r.attrs, Clock(target * pll.f_in / pll.f_out))
         resources.append(r)
     platform = type(f"{base.__name__}_Timed", (base,), {"resources": resources})()
-    top = BoardTop(bundle, hw, uart_divisor(pll.f_out, baud), memory_init=memory_init)
+    top = BoardTop(bundle, hw, uart_divisor(pll.f_out, baud), memory_init=memory_init,
+                   flash=FlashBoot.for_clock(board.flash_offset, pll.f_out))
     return platform, _PlatformTop(top, pll, target), hw, geom, plan

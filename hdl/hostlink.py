@@ -1,5 +1,5 @@
 """Host link: the framed byte protocol of docs/uart-protocol.md between a byte stream and the core."""
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,9 +8,9 @@ from .layouts import ConfigWriteLayout, ErrorBit, InputEventLayout, ResultLayout
 from .slice import RegisterSlice
 
 __all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "RX_FIFO_DEPTH", "HOST_WINDOW",
-           "frame_sizes", "link_bytes"]
+           "frame_sizes", "config_frame", "link_bytes"]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Bytes the receive FIFO holds (the host keeps at most half of it outstanding).
 RX_FIFO_DEPTH = 512
 #: Command bytes the host sends between two PINGs (half the receive FIFO; sim/board_host.py).
@@ -24,6 +24,7 @@ class Opcode(enum.IntEnum, shape=8):
     START = 0x03      # start an inference (ignored by the core while busy)
     PING = 0x04       # reply PONG once every earlier command has been executed
     INFO = 0x05       # reply INFO (build widths and frame sizes)
+    BOOT = 0x06       # reply BOOT (the flash loader's status)
 
 
 class Reply(enum.IntEnum, shape=8):
@@ -32,6 +33,7 @@ class Reply(enum.IntEnum, shape=8):
     DONE = 0xA2       # cycles (4 bytes LE), error (1 byte): after the CLASS record
     PONG = 0xA4       # status (1 byte)
     INFO = 0xA5       # version, idx_w, v_width, cfg_addr_w, cfg_data_w, A, D, K, R (1 byte each)
+    BOOT = 0xA6       # boot status (1 byte, hdl/flash_loader.py BootStatus)
 
 
 def _nbytes(bits):
@@ -43,6 +45,13 @@ def frame_sizes(geom: CoreGeometry) -> dict:
     return {"A": _nbytes(geom.cfg_addr_w), "D": _nbytes(geom.cfg_data_w),
             "K": _nbytes(InputEventLayout(geom.idx_w).size),
             "R": _nbytes(ResultLayout(geom.idx_w, geom.v_width).size)}
+
+
+def config_frame(geom: CoreGeometry, target: int, address: int, data: int) -> bytes:
+    """The bytes of one CONFIG command (the host's config writes, and a flash image's payload)."""
+    s = frame_sizes(geom)
+    return (bytes([Opcode.CONFIG, target]) + address.to_bytes(s["A"], "little")
+            + int(data).to_bytes(s["D"], "little"))
 
 
 def link_bytes(geom: CoreGeometry, time_steps: int, input_events: float,
@@ -87,6 +96,12 @@ class HostLink(wiring.Component):
     error : In(ErrorBit.WIDTH)
     link_status : In(2)
         Sticky receiver errors reported in PONG (bit 0 overrun, bit 1 frame error).
+    i_boot : In(stream.Signature(8))
+        Command bytes of the flash loader (hdl/flash_loader.py): while ``hold`` is high the
+        decoder reads them instead of the receive FIFO, where the host's bytes wait.
+    hold : In(1)
+    boot_status : In(8)
+        Reported in the BOOT reply.
     """
     def __init__(self, geom: CoreGeometry, rx_depth: int = RX_FIFO_DEPTH):
         self.geom = g = geom
@@ -104,6 +119,9 @@ class HostLink(wiring.Component):
             "cycles": In(CYCLES_WIDTH),
             "error": In(ErrorBit.WIDTH),
             "link_status": In(2),
+            "i_boot": In(stream.Signature(8)),
+            "hold": In(1),
+            "boot_status": In(8),
         })
 
     def elaborate(self, platform):
@@ -129,13 +147,18 @@ class HostLink(wiring.Component):
         # The received bytes pass one more register stage (timing: a block RAM's output does
         # not drive the decoder directly); an opcode is registered one-hot and acted on in the
         # next cycle (no byte compare in front of the decoder's state).
+        # While `hold` (a flash boot), the bytes come from the flash loader instead.
         m.submodules.rxreg = rxreg = RegisterSlice(8)
-        wiring.connect(m, rxq.r_stream, rxreg.i)
+        boot, host = self.i_boot, rxq.r_stream
+        m.d.comb += [rxreg.i.valid.eq(Mux(self.hold, boot.valid, host.valid)),
+                     rxreg.i.payload.eq(Mux(self.hold, boot.payload, host.payload)),
+                     boot.ready.eq(self.hold & rxreg.i.ready),
+                     host.ready.eq(~self.hold & rxreg.i.ready)]
         rx = rxreg.o
         max_args = max(1 + A + D, K)
         opcodes = list(Opcode)
         op = Signal(len(opcodes))                # the command being received, one-hot
-        op_config, op_event, op_start, op_ping, op_info = op
+        op_config, op_event, op_start, op_ping, op_info, op_boot = op
         # Argument bytes shift in from the top: after the n bytes of a command they are the
         # top n bytes, little-endian (no byte-position decoder on the receive path).
         args = Signal(8 * max_args)
@@ -143,6 +166,7 @@ class HostLink(wiring.Component):
         proto_err = Signal()
         reply_pong = Signal()           # requests to the transmitter, cleared when taken
         reply_info = Signal()
+        reply_boot = Signal()
         byte = rx.payload
 
         def top(n):
@@ -197,8 +221,11 @@ class HostLink(wiring.Component):
                 with m.If(op_info):
                     m.d.sync += reply_info.eq(1)
                     m.next = "WAIT_REPLY"
+                with m.If(op_boot):
+                    m.d.sync += reply_boot.eq(1)
+                    m.next = "WAIT_REPLY"
             with m.State("WAIT_REPLY"):
-                with m.If(~reply_pong & ~reply_info):
+                with m.If(~reply_pong & ~reply_info & ~reply_boot):
                     m.next = "OPCODE"
 
         # ---- transmitter: one frame at a time from a shift register ----
@@ -233,4 +260,7 @@ class HostLink(wiring.Component):
                 word = sum(v << (8 * i) for i, v in enumerate(info))
                 m.d.sync += [tx_buf.eq(Cat(Const(Reply.INFO, 8), Const(word, 72))), tx_left.eq(10),
                              tx_busy.eq(1), reply_info.eq(0)]
+            with m.Elif(reply_boot):
+                m.d.sync += [tx_buf.eq(Cat(Const(Reply.BOOT, 8), self.boot_status)), tx_left.eq(2),
+                             tx_busy.eq(1), reply_boot.eq(0)]
         return m

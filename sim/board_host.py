@@ -19,7 +19,9 @@ from pathlib import Path
 
 from bsnn.firmware_export.errors import DeviceError
 from bsnn.hdl.config import CoreGeometry
-from bsnn.hdl.hostlink import HOST_WINDOW, PROTOCOL_VERSION, Opcode, Reply, frame_sizes
+from bsnn.hdl.flash_loader import BootStatus
+from bsnn.hdl.hostlink import (HOST_WINDOW, PROTOCOL_VERSION, Opcode, Reply, config_frame,
+                               frame_sizes)
 from bsnn.hdl.layouts import InputEventLayout, ResultKind, ResultLayout
 
 __all__ = ["BoardHost", "SerialLink", "InferenceResult", "ProtocolError", "encode_config",
@@ -57,8 +59,7 @@ def _le(value: int, n: int) -> bytes:
 
 
 def encode_config(geom: CoreGeometry, target: int, address: int, data: int) -> bytes:
-    s = frame_sizes(geom)
-    return bytes([Opcode.CONFIG, target]) + _le(address, s["A"]) + _le(data, s["D"])
+    return config_frame(geom, target, address, data)
 
 
 def encode_event(geom: CoreGeometry, index: int, polarity: int, end_of_step: bool) -> bytes:
@@ -89,7 +90,8 @@ class BoardHost:
 
     # ---- frames ------------------------------------------------------------------------------
     def _length(self, header: int) -> int:
-        lengths = {Reply.RESULT: self.sizes["R"], Reply.DONE: 5, Reply.PONG: 1, Reply.INFO: 9}
+        lengths = {Reply.RESULT: self.sizes["R"], Reply.DONE: 5, Reply.PONG: 1, Reply.INFO: 9,
+                   Reply.BOOT: 1}
         if header not in lengths:
             raise ProtocolError(f"unknown frame header 0x{header:02x} from the device")
         return lengths[header]
@@ -138,6 +140,17 @@ class BoardHost:
         if info != want:
             raise ProtocolError(f"the device's build differs from the host's: {info} != {want}")
         return info
+
+    async def boot(self) -> str:
+        """BOOT: the flash loader's status, by name (``BootStatus``: LOADING, OK, NO_IMAGE,
+        BAD_FORMAT, BAD_KEY, BAD_CHECKSUM, NO_LOADER), once the loader has finished (the command
+        waits in the device's receive FIFO meanwhile, as every other does)."""
+        await self.link.write(bytes([Opcode.BOOT]))
+        code = (await self._wait_for(Reply.BOOT))[0]
+        try:
+            return BootStatus(code).name
+        except ValueError:
+            raise ProtocolError(f"unknown boot status {code} from the device") from None
 
     async def configure(self, writes) -> None:
         """Config-port writes ``(target, address, data)`` (see ``bsnn.hdl.generate.config_writes``);

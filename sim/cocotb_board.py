@@ -1,7 +1,8 @@
 """cocotb test of a board top (bsnn.hdl.board.BoardTop) through its UART pins only.
 
-The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, config writes to load
-first and the samples; :class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
+The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, optionally a flash
+image for the behavioural SPI flash on the ``flash_*`` pins (``sim/spi_flash.py``: the board
+top's loader boots from it), config writes to load first and the samples; :class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
 docs/uart-protocol.md through :class:`UARTPins`, a bit-level UART driver and receiver on the
 ``rx`` / ``tx`` pins. Every sample's records, cycles and error flags go to ``BSNN_BOARD_RESULT``;
 the comparison with the golden model happens in the pytest (tests/sim/test_board_uart.py).
@@ -13,9 +14,11 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.utils import get_sim_time
 
 from bsnn.sim.board_host import BoardHost
+from bsnn.sim.spi_flash import SPIFlashModel, run_cocotb
 
 
 class UARTPins:
@@ -37,9 +40,10 @@ class UARTPins:
     async def _receive(self):
         dut, div = self.dut, self.div
         while True:
-            await RisingEdge(dut.clk)
+            # One callback per start bit (not one per idle clock cycle).
             if int(dut.tx.value) != 0:
-                continue
+                await FallingEdge(dut.tx)
+            await RisingEdge(dut.clk)
             await ClockCycles(dut.clk, div // 2)
             if int(dut.tx.value) != 0:
                 continue                      # a glitch
@@ -66,8 +70,14 @@ class UARTPins:
 
 @cocotb.test()
 async def run_board_job(dut):
-    job = json.loads(open(os.environ["BSNN_BOARD_JOB"]).read())
+    with open(os.environ["BSNN_BOARD_JOB"]) as f:
+        job = json.load(f)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    flash = None
+    if "flash" in job:
+        flash = SPIFlashModel.with_image(bytes.fromhex(job["flash"]["image"]),
+                                         job["flash"]["offset"])
+        cocotb.start_soon(run_cocotb(dut, flash))
     dut.rst.value = 1
     dut.rx.value = 1
     await ClockCycles(dut.clk, 3)
@@ -75,7 +85,14 @@ async def run_board_job(dut):
     await ClockCycles(dut.clk, 3)
     link = UARTPins(dut, job["divisor"], job.get("timeout_cycles", 2_000_000))
     host = BoardHost(link, job["build_key"])
-    out = {"info": await host.info()}
+    out = {}
+    if flash is not None:
+        # Neither LED while the loader runs; BOOT waits in the receive FIFO until it has ended.
+        out["boot_leds_loading"] = [int(dut.boot_ok.value), int(dut.boot_fail.value)]
+        out["boot"] = await host.boot()
+        out["boot_leds"] = [int(dut.boot_ok.value), int(dut.boot_fail.value)]
+        out["boot_cycles"] = int(get_sim_time("ns") // 10)
+    out["info"] = await host.info()
     if job.get("config_writes"):
         await host.configure([tuple(w) for w in job["config_writes"]])
     samples = []
@@ -85,5 +102,8 @@ async def run_board_job(dut):
     out["samples"] = samples
     out["status"] = await host.status()
     out["uart_frame_errors"] = link.frame_errors
+    if flash is not None:
+        out["flash"] = {"violations": flash.violations, "bytes_read": flash.bytes_read,
+                        "commands": flash.commands}
     with open(os.environ["BSNN_BOARD_RESULT"], "w") as f:
         json.dump(out, f)

@@ -18,7 +18,9 @@ class GoldenDevice:
     """Answers infer(steps) like a correct board would, optionally corrupting one sample."""
 
     def __init__(self, bundle, corrupt_sample=None):
+        from bsnn.hdl.config import CoreGeometry
         self.bundle, self.corrupt, self.calls = bundle, corrupt_sample, 0
+        self.geom = CoreGeometry.from_bundle(bundle)      # (as BoardHost.geom)
 
     async def infer(self, steps):
         on, off = counts_from_events(self.bundle, [steps])
@@ -46,5 +48,13 @@ def test_check_samples_passes_exact_device_and_reports_a_wrong_one():
     labels = run_golden(bundle, on, off).prediction.tolist()
     good = asyncio.run(check_samples(GoldenDevice(bundle), bundle, on, off, labels))
     assert good["bit_exact"] and good["accuracy"] == 1.0 and good["cycles_per_inference"] == 100
+    # The core's own cycles: the cycle formula per sample, as the RTL tests check it.
+    from bsnn.hdl.generate import cycle_estimate
+    gold = run_golden(bundle, on, off)
+    geom = GoldenDevice(bundle).geom
+    want = [cycle_estimate(geom, bundle.time_steps, gold.events_per_layer[:, b].tolist(),
+                           [s[:, b].numpy() for s in gold.spikes]) for b in range(5)]
+    assert good["core_cycles_per_inference"] == sum(want) / 5
+    assert good["inferences_per_s"] > 0
     bad = asyncio.run(check_samples(GoldenDevice(bundle, corrupt_sample=3), bundle, on, off, labels))
     assert not bad["bit_exact"] and bad["mismatch_count"] == 1 and bad["mismatches"][0].startswith("sample 3:")

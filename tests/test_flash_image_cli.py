@@ -1,0 +1,56 @@
+"""`bsnn flash-image`: the model's SPI flash image for a board build, its flashing commands, and
+one-line refusals."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bsnn.firmware_export.bundle import load_bundle
+from bsnn.hdl.bitstream import board_config_path
+from bsnn.hdl.board import BOARDS, plan_build
+from bsnn.hdl.config import HardwareConfig
+from bsnn.hdl.flash_image import key_hash, parse_image
+from bsnn.hdl.images import config_writes_for
+
+REPO = Path(__file__).resolve().parents[1]
+BSNN = [sys.executable, "-m", "bsnn"]
+
+
+def run(*args):
+    return subprocess.run(BSNN + list(args), capture_output=True, text=True)
+
+
+def test_flash_image_for_the_bitstream_build(tmp_path):
+    model = REPO / "models" / "default"
+    for board, offset, tool in (("icebreaker", "0x100000", "iceprog -o 0x100000"),
+                                ("ulx3s-85f", "0x300000", "openFPGALoader -b ulx3s -f -o 0x300000")):
+        out = tmp_path / f"{board}.bin"
+        res = run("flash-image", "--board", board, "--model", str(model), "--out", str(out))
+        assert res.returncode == 0, res.stderr
+        assert offset in res.stdout and f"{tool} {out}" in res.stdout
+        # The key of the build `bsnn bitstream` makes for this board (its TOML, its weights).
+        bundle = load_bundle(model)
+        hw = HardwareConfig.from_toml(board_config_path(board))
+        _, geom, _ = plan_build(bundle, hw, BOARDS[board], "auto" if board == "icebreaker" else "bram")
+        image = parse_image(out.read_bytes(), geom)
+        assert image.key == key_hash(geom) and f"build key {key_hash(geom):08x}" in res.stdout
+        assert image.writes == config_writes_for(bundle, geom)
+
+
+def test_flash_image_refusals_are_one_line(tmp_path):
+    model = REPO / "models" / "default"
+    res = run("flash-image", "--board", "nosuchboard", "--model", str(model), "--out", str(tmp_path / "x.bin"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "unknown board" in res.stderr
+    # A build of another key: the bundle does not fit it.
+    build = tmp_path / "build"
+    build.mkdir()
+    key = {"sizes": [10, 6, 3], "v_width": 8, "c_width": 8, "bias_width": 4, "lanes": 4,
+           "trace": True, "max_input_events": 10}
+    (build / "hardware.json").write_text(json.dumps({"build_key": key, "board": "icebreaker"}))
+    res = run("flash-image", "--board", "icebreaker", "--model", str(model), "--build", str(build),
+              "--out", str(tmp_path / "y.bin"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "does not fit" in res.stderr
+    assert not (tmp_path / "y.bin").exists() and not (tmp_path / "x.bin").exists()
+    res = run("flash-image", "--board", "ulx3s-85f", "--model", str(model), "--build", str(build),
+              "--out", str(tmp_path / "z.bin"))
+    assert res.returncode == 2 and "build is for icebreaker" in res.stderr
