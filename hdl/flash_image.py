@@ -30,6 +30,7 @@ from bsnn.firmware_export.errors import InputError
 from .config import CoreGeometry
 from .hostlink import Opcode, config_frame, frame_sizes
 from .images import config_writes_for
+from .layouts import GlobalAddress
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "HEADER_BYTES", "key_hash", "flash_image", "parse_image",
            "FlashImage", "max_payload_bytes", "length_bits", "ImageError", "CRC_BYTES",
@@ -58,7 +59,8 @@ def length_bits(geom: CoreGeometry) -> int:
     """Bits of the loader's length counter: enough for a CONFIG command per weight, bias,
     threshold, layer-mode and global word of the build."""
     sz = frame_sizes(geom)
-    words = geom.weight_depth + 2 * geom.neuron_total + len(geom.sizes) - 1 + 4
+    globals_ = sum(1 for name in vars(GlobalAddress) if name.isupper())
+    words = geom.weight_depth + 2 * geom.neuron_total + len(geom.sizes) - 1 + globals_
     return (words * (2 + sz["A"] + sz["D"])).bit_length()
 
 

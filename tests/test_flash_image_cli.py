@@ -54,3 +54,21 @@ def test_flash_image_refusals_are_one_line(tmp_path):
     res = run("flash-image", "--board", "ulx3s-85f", "--model", str(model), "--build", str(build),
               "--out", str(tmp_path / "z.bin"))
     assert res.returncode == 2 and "build is for icebreaker" in res.stderr
+
+
+def test_loader_length_counter_holds_exactly_the_longest_image():
+    """``length_bits`` counts the config words of a build from its geometry; it must be the
+    number of writes ``config_writes_for`` makes (dense and conv builds), so the loader's length
+    counter neither truncates an image nor wastes bits."""
+    from bsnn.hdl.config import CoreGeometry
+    from bsnn.hdl.flash_image import CRC_BYTES, HEADER_BYTES, flash_image, length_bits, max_payload_bytes
+    from bsnn.hdl.hostlink import config_frame
+    root = Path(__file__).resolve().parent.parent / "models"
+    for name, hw in (("default", HardwareConfig(lanes=8)),
+                     ("conv_mnist", HardwareConfig(lanes=8))):
+        bundle = load_bundle(root / name)
+        geom = CoreGeometry.from_bundle(bundle, hw)
+        payload = len(flash_image(bundle, geom)) - HEADER_BYTES - CRC_BYTES
+        frame = len(config_frame(geom, 0, 0, 0))
+        assert payload == len(config_writes_for(bundle, geom, trace=True)) * frame
+        assert length_bits(geom) == payload.bit_length() and payload <= max_payload_bytes(geom)
