@@ -26,7 +26,7 @@ class BootStatus(enum.IntEnum, shape=4):
     NO_IMAGE = 2      # no image magic at the offset (an erased flash reads 0xFF)
     BAD_FORMAT = 3    # another format version, or a payload length out of range
     BAD_KEY = 4       # an image of another build (nothing was written)
-    BAD_CHECKSUM = 5  # the payload's CRC-32 differs from the header's (nothing was written)
+    BAD_CHECKSUM = 5  # CRC-32 wrong (first read: nothing written; second: after its writes)
     NO_LOADER = 7     # a board top without a flash loader
 
 
