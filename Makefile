@@ -53,7 +53,7 @@ demo: $(STAMP)
 	$(BSNN) eval --model $(MODEL) --dataset mnist --split test --limit 20 --engine rtl --simulator $(SIM) --json build/demo.json
 
 test: $(STAMP)
-	$(PY) -m pytest -q -rs -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs -n 2 --durations=25 $(PYTEST_ARGS)
 
 verilog: $(STAMP)
 	$(BSNN) verilog --model $(MODEL) --out $(OUT) --vectors 10

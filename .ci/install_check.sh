@@ -24,7 +24,8 @@ cd "$work"   # not the checkout: python -c puts the current directory first on s
 site="$("$work/venv/bin/python" -c 'import bsnn, pathlib; print(pathlib.Path(bsnn.__file__).parent)')"
 case "$site" in "$repo"*) echo "bsnn was imported from the checkout ($site), not the wheel"; exit 1;; esac
 # Package data ships in the wheel.
-for f in firmware_export/c/bsnn_infer.h hdl/lint_waivers.vlt sim/cpp/harness.cpp hdl/boards/icebreaker.toml; do
+for f in firmware_export/c/bsnn_infer.h hdl/lint_waivers.vlt sim/cpp/harness.cpp sim/spi_flash_model.v \
+         hdl/boards/icebreaker.toml; do
     test -f "$site/$f" || { echo "missing from the wheel: $f"; exit 1; }
 done
 installed_before="$(find "$site" -type f -not -name '*.pyc' | sort | md5sum)"

@@ -1,8 +1,9 @@
 """cocotb test of a board top (bsnn.hdl.board.BoardTop) through its UART pins only.
 
 The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, optionally a flash
-image for the behavioural SPI flash on the ``flash_*`` pins (``sim/spi_flash.py``: the board
-top's loader boots from it), config writes to load first and the samples; :class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
+flash log of the Verilog SPI flash model on the board top's ``flash_*`` pins (the toplevel is
+then the bench of ``sim/spi_flash.py:flash_bench_verilog``, the image given to the model as a
+plusarg; the board top's loader boots from it), config writes to load first and the samples; :class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
 docs/uart-protocol.md through :class:`UARTPins`, a bit-level UART driver and receiver on the
 ``rx`` / ``tx`` pins. Every sample's records, cycles and error flags go to ``BSNN_BOARD_RESULT``;
 the comparison with the golden model happens in the pytest (tests/sim/test_board_uart.py).
@@ -14,11 +15,13 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, Event, FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
 from bsnn.sim.board_host import BoardHost
-from bsnn.sim.spi_flash import SPIFlashModel, run_cocotb
+from bsnn.sim.spi_flash import read_flash_log
+
+CLOCK_PERIOD_NS = 10
 
 
 class UARTPins:
@@ -28,6 +31,7 @@ class UARTPins:
         self.dut, self.div, self.timeout = dut, divisor, timeout_cycles
         self.buf = bytearray()
         self.frame_errors = 0
+        self.received = Event()        # a byte arrived (read waits on it, not polling)
         dut.rx.value = 1
         cocotb.start_soon(self._receive())
 
@@ -55,14 +59,15 @@ class UARTPins:
             if int(dut.tx.value) != 1:
                 self.frame_errors += 1
             self.buf.append(byte)
+            self.received.set()
 
     async def read(self, n: int) -> bytes:
-        waited = 0
         while len(self.buf) < n:
-            await ClockCycles(self.dut.clk, self.div)
-            waited += self.div
-            if waited > self.timeout:
-                raise TimeoutError(f"uart: no byte from the board top for {waited} cycles")
+            self.received.clear()
+            try:
+                await with_timeout(self.received.wait(), self.timeout * CLOCK_PERIOD_NS, "ns")
+            except SimTimeoutError:
+                raise TimeoutError(f"uart: no byte from the board top for {self.timeout} cycles")
         out = bytes(self.buf[:n])
         del self.buf[:n]
         return out
@@ -72,12 +77,8 @@ class UARTPins:
 async def run_board_job(dut):
     with open(os.environ["BSNN_BOARD_JOB"]) as f:
         job = json.load(f)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    flash = None
-    if "flash" in job:
-        flash = SPIFlashModel.with_image(bytes.fromhex(job["flash"]["image"]),
-                                         job["flash"]["offset"])
-        cocotb.start_soon(run_cocotb(dut, flash))
+    cocotb.start_soon(Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start())
+    flash = job.get("flash")
     dut.rst.value = 1
     dut.rx.value = 1
     await ClockCycles(dut.clk, 3)
@@ -91,7 +92,7 @@ async def run_board_job(dut):
         out["boot_leds_loading"] = [int(dut.boot_ok.value), int(dut.boot_fail.value)]
         out["boot"] = await host.boot()
         out["boot_leds"] = [int(dut.boot_ok.value), int(dut.boot_fail.value)]
-        out["boot_cycles"] = int(get_sim_time("ns") // 10)
+        out["boot_cycles"] = int(get_sim_time("ns") // CLOCK_PERIOD_NS)
     out["info"] = await host.info()
     if job.get("config_writes"):
         await host.configure([tuple(w) for w in job["config_writes"]])
@@ -103,7 +104,6 @@ async def run_board_job(dut):
     out["status"] = await host.status()
     out["uart_frame_errors"] = link.frame_errors
     if flash is not None:
-        out["flash"] = {"violations": flash.violations, "bytes_read": flash.bytes_read,
-                        "commands": flash.commands}
+        out["flash"] = read_flash_log(flash["log"])
     with open(os.environ["BSNN_BOARD_RESULT"], "w") as f:
         json.dump(out, f)

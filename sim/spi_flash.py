@@ -2,8 +2,11 @@
 the ULX3S's 25-series flashes take the same commands): the commands the flash loader uses.
 
 :class:`SPIFlashModel` is the flash itself, driven pin change by pin change with the time in
-nanoseconds, so that any simulator can host it: :func:`run_cocotb` on a cocotb DUT's pins
-(tests/sim/test_board_flash.py), an Amaranth testbench in tests/hdl/test_hdl_flash_loader.py.
+nanoseconds: the Amaranth testbench of the loader hosts it (tests/hdl/test_hdl_flash_loader.py).
+The board-top simulations (tests/sim/test_board_flash.py), whose boots clock every byte of a
+model image twice, use the same behaviour in Verilog instead (sim/spi_flash_model.v, with the
+constants below as parameters: :func:`flash_bench_verilog`), at the simulator's own speed;
+tests/sim/test_spi_flash_model.py checks the two bit for bit on random transactions.
 
 Modelled (SPI mode 0, MSB first):
 
@@ -22,9 +25,12 @@ still waking (``T_RES1_NS``) is lost. Every violation is recorded in ``violation
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-__all__ = ["SPIFlashModel", "run_cocotb", "W25Q128JV_BYTES", "F_READ_HZ", "F_MAX_HZ",
-           "T_RES1_NS", "T_SHSL_NS", "T_SLCH_NS", "T_CLH_NS"]
+__all__ = ["SPIFlashModel", "flash_bench_verilog", "flash_model_verilog", "flash_model_parameters",
+           "flash_plusargs", "read_flash_log", "VERILOG_WINDOW_BYTES", "VERILOG_MODEL", "FLASH_PINS",
+           "W25Q128JV_BYTES", "F_READ_HZ", "F_MAX_HZ", "T_RES1_NS", "T_SHSL_NS", "T_SLCH_NS",
+           "T_CLH_NS"]
 
 W25Q128JV_BYTES = 16 << 20
 F_READ_HZ = 50e6        # fR: clock of the Read Data (03h) instruction
@@ -144,27 +150,75 @@ class SPIFlashModel:
         self.cipo = (self._out >> self._out_bits) & 1
 
 
-async def run_cocotb(dut, flash: SPIFlashModel, cs="flash_cs", sck="flash_sck", copi="flash_copi",
-                     cipo="flash_cipo", cs_active_high=True):
-    """Drive ``flash`` from a cocotb DUT's pins (a coroutine to ``cocotb.start_soon``). ``cs``
-    is the chip select as the DUT drives it (active high, the board inverts it to CS#). One
-    callback per pin change: CS# and SCK are watched by two tasks (CS# never changes in the same
-    clock cycle as SCK: the loader keeps SCK low around it)."""
-    import cocotb
-    from cocotb.utils import get_sim_time
+#: Bytes of flash the Verilog model holds from the image's offset (a larger image is refused).
+VERILOG_WINDOW_BYTES = 1 << 20
+VERILOG_MODEL = Path(__file__).with_name("spi_flash_model.v")
+FLASH_PINS = ("flash_cs", "flash_sck", "flash_copi", "flash_cipo")
 
-    cs_sig, sck_sig, copi_sig, cipo_sig = (getattr(dut, n) for n in (cs, sck, copi, cipo))
-    cipo_sig.value = 1
 
-    async def chip_select():
-        while True:
-            await cs_sig.value_change
-            sel = int(cs_sig.value) if cs_active_high else 1 - int(cs_sig.value)
-            flash.set_cs_n(0 if sel else 1, get_sim_time("ns"))
-            cipo_sig.value = flash.cipo
+def flash_model_parameters() -> dict:
+    """The Verilog model's parameters: the datasheet constants above."""
+    return dict(WINDOW=VERILOG_WINDOW_BYTES, SIZE=W25Q128JV_BYTES, T_READ_NS=1e9 / F_READ_HZ,
+                T_FAST_NS=1e9 / F_MAX_HZ, T_RES1_NS=float(T_RES1_NS), T_SHSL_NS=float(T_SHSL_NS),
+                T_SLCH_NS=float(T_SLCH_NS), T_CLH_NS=float(T_CLH_NS))
 
-    cocotb.start_soon(chip_select())
-    while True:
-        await sck_sig.value_change
-        flash.set_sck(int(sck_sig.value), int(copi_sig.value), get_sim_time("ns"))
-        cipo_sig.value = flash.cipo
+
+def _model_instance(cs_n: str, sck: str, copi: str, cipo: str) -> str:
+    params = ", ".join(f".{k}({v!r})" for k, v in flash_model_parameters().items())
+    return (f"    bsnn_spi_flash_model #({params}) flash(\n"
+            f"        .cs_n({cs_n}), .sck({sck}), .copi({copi}), .cipo({cipo}));\n")
+
+
+def flash_model_verilog(module: str) -> str:
+    """A Verilog top ``module`` with the flash's own pins (``cs_n``, ``sck``, ``copi``,
+    ``cipo``) around ``bsnn_spi_flash_model`` (compile sim/spi_flash_model.v alongside)."""
+    return (f"module {module}(input wire cs_n, input wire sck, input wire copi, output wire cipo);\n"
+            + _model_instance("cs_n", "sck", "copi", "cipo") + "endmodule\n")
+
+
+def flash_bench_verilog(dut_module: str, bench_module: str, ports) -> str:
+    """A Verilog top ``bench_module`` holding ``dut_module`` (a board top, RTL or gate-level)
+    with its ``flash_*`` pins wired to ``bsnn_spi_flash_model`` (compile sim/spi_flash_model.v
+    alongside). ``ports``: ``(name, "in" | "out", width)`` of the board top's other ports, which
+    the bench passes through under the same names, so a testbench drives it like the board top."""
+    decl = ", ".join(f"{'input' if d == 'in' else 'output'} wire "
+                     f"{f'[{w - 1}:0] ' if w > 1 else ''}{n}" for n, d, w in ports)
+    conns = ", ".join(f".{n}({n})" for n, _, _ in ports)
+    return (f"module {bench_module}({decl});\n"
+            "    wire flash_cs, flash_sck, flash_copi, flash_cipo;\n"
+            f"    {dut_module} board({conns}, .flash_cs(flash_cs), .flash_sck(flash_sck),\n"
+            "        .flash_copi(flash_copi), .flash_cipo(flash_cipo));\n"
+            + _model_instance("~flash_cs", "flash_sck", "flash_copi", "flash_cipo")
+            + "endmodule\n")
+
+
+def flash_plusargs(image: bytes, offset: int, workdir: Path) -> list:
+    """The Verilog model's run-time arguments for ``image`` at flash address ``offset``: the
+    image as a ``$readmemh`` file and the log file (:func:`read_flash_log`) in ``workdir``."""
+    if len(image) > VERILOG_WINDOW_BYTES:
+        raise ValueError(f"flash image of {len(image)} bytes is larger than the simulated flash "
+                         f"window ({VERILOG_WINDOW_BYTES} bytes)")
+    hex_path = Path(workdir) / "flash_image.hex"
+    hex_path.write_text("\n".join(f"{b:02x}" for b in image) + "\n")
+    # The model holds WINDOW bytes from its first address: the image's offset.
+    return [f"+bsnn_flash_image={hex_path}", f"+bsnn_flash_base={offset}",
+            f"+bsnn_flash_log={Path(workdir) / 'flash.log'}"]
+
+
+def read_flash_log(path: Path) -> dict:
+    """What the Verilog model logged: ``violations`` ("<t> ns: <text>"), ``commands``
+    ((time_ns, opcode, address or None), as :class:`SPIFlashModel` records them) and
+    ``bytes_read`` (data bytes clocked out whole, up to the last deselect)."""
+    out = {"violations": [], "commands": [], "bytes_read": 0}
+    for line in Path(path).read_text().splitlines():
+        kind, *rest = line.replace("\x00", "").split(maxsplit=2)
+        if kind == "violation":
+            out["violations"].append(f"{rest[0]} ns: {rest[1].strip()}")
+        elif kind == "command":
+            out["commands"].append((float(rest[0]), int(rest[1]), None))
+        elif kind == "address":
+            t, op, addr = rest[0], *rest[1].split()
+            out["commands"][-1] = (out["commands"][-1][0], int(op), int(addr))
+        elif kind == "deselect":
+            out["bytes_read"] = int(rest[1])
+    return out

@@ -15,10 +15,11 @@ from bsnn.hdl.config import HardwareConfig
 from bsnn.hdl.flash_image import HEADER_BYTES, flash_image
 from bsnn.hdl.generate import config_writes
 from bsnn.sim.check import compare_sample
+from bsnn.sim.cocotb_board import CLOCK_PERIOD_NS
 from tests.sim.simulators import require_simulator
 from tests.sim.test_board_uart import DIVISOR, REPO, _build, _run
 
-CLOCK_HZ = 100e6          # the cocotb clock of sim/cocotb_board.py (10 ns)
+CLOCK_HZ = 1e9 / CLOCK_PERIOD_NS   # the cocotb clock of sim/cocotb_board.py
 #: SCK in simulation: the flash's own limit for READ (0x03), 50 MHz (the boards use 25 MHz).
 SCK_MAX_HZ = 50e6
 IMAGES = 1                # MNIST test images after the boot

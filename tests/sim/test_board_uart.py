@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib.wiring import In
 
 from bsnn.firmware_export.bundle import random_bundle
 from bsnn.firmware_export.events import events_from_counts, random_counts
@@ -19,6 +21,7 @@ from bsnn.hdl.generate import config_writes, cycle_estimate
 from bsnn.hdl.layouts import ErrorBit
 from bsnn.sim.check import compare_sample
 from bsnn.sim.runner import icarus_time_zero_fix
+from bsnn.sim.spi_flash import FLASH_PINS, VERILOG_MODEL, flash_bench_verilog, flash_plusargs
 from bsnn.firmware_export.paths import build_root
 from bsnn.sim.toolchain import prepare_environment
 from tests.sim.simulators import require_simulator
@@ -27,6 +30,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 DIVISOR = 6          # UART clock cycles per bit in simulation (a real board: 12 MHz / 115200)
 TOP = "bsnn_board"
+BENCH = "bsnn_board_with_flash"   # TOP with the Verilog SPI flash model on its flash pins
+#: Verilator's C++ optimisation (make variables). The memory contents are in the "slow" (start-up)
+#: code, megabytes of it for a full-size board top: -Os there took a quarter of an hour to
+#: compile, -O0 about a minute. The "fast" code (evaluation every cycle) is small and optimised.
+VERILATOR_MAKEFLAGS = "OPT_FAST=-O2 OPT_SLOW=-O0 OPT_GLOBAL=-O2"
+
+
+def _bench(top) -> str:
+    """The Verilog bench around ``TOP`` (sim/spi_flash.py), its ports from the top's signature."""
+    ports = [("clk", "in", 1), ("rst", "in", 1)]
+    ports += [(name, "in" if m.flow == In else "out", Shape.cast(m.shape).width)
+              for name, m in top.signature.members.items() if name not in FLASH_PINS]
+    return flash_bench_verilog(TOP, BENCH, ports)
 
 
 def ice40_cells_model() -> Path:
@@ -68,7 +84,9 @@ def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=
         text += "\n" + spram_model()
     if simulator == "icarus" and not post_synthesis:
         text = icarus_time_zero_fix(text)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    # Everything a build depends on (the top, the flash bench and model, the C++ flags).
+    bench = (_bench(top) + VERILOG_MODEL.read_text()) if flash is not None else ""
+    digest = hashlib.sha256((text + bench + VERILATOR_MAKEFLAGS).encode()).hexdigest()[:16]
     kind = "gates-" if post_synthesis else ""
     bdir = build_root().resolve() / "board_sim" / f"{kind}{simulator}-{digest}"
     src = bdir / f"{TOP}.v"
@@ -82,6 +100,12 @@ def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=
         else:
             src.write_text(text)
             sources = [src]
+        toplevel = TOP
+        if flash is not None:
+            (bdir / f"{BENCH}.v").write_text(_bench(top))  # (in the digest above)
+            sources += [bdir / f"{BENCH}.v", VERILOG_MODEL]
+            toplevel = BENCH
+        (bdir / "toplevel").write_text(toplevel)
         args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2"] if simulator == "verilator" else []
         # (Icarus does not take the cell models' default port values; the netlist connects
         # every port anyway.)
@@ -91,9 +115,9 @@ def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=
         # simulations here are short.
         old = os.environ.get("MAKEFLAGS")
         if simulator == "verilator":
-            os.environ["MAKEFLAGS"] = f"{old or ''} OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+            os.environ["MAKEFLAGS"] = f"{old or ''} OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
         try:
-            runner.build(sources=sources, hdl_toplevel=TOP, build_dir=bdir, build_args=args,
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=args,
                          defines=defines, timescale=("1ns", "1ps"), always=False,
                          log_file=bdir / "build.log")
         finally:
@@ -106,13 +130,20 @@ def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=
 
 
 def _run(runner, bdir, job):
+    """Run ``job`` (sim/cocotb_board.py) on the build in ``bdir``; a job's ``flash`` image
+    goes into the Verilog flash model of a build with the flash loader."""
     with tempfile.TemporaryDirectory(prefix="board-job-", dir=bdir) as tmp:
         jp, rp = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        toplevel, plusargs = (bdir / "toplevel").read_text(), []
+        if "flash" in job:
+            assert toplevel == BENCH, "a flash image for a build without the flash loader"
+            plusargs = flash_plusargs(bytes.fromhex(job["flash"]["image"]), job["flash"]["offset"], tmp)
+            job = {**job, "flash": {"log": str(Path(tmp) / "flash.log")}}
         jp.write_text(json.dumps(job))
         env = {"BSNN_BOARD_JOB": str(jp), "BSNN_BOARD_RESULT": str(rp)}
         try:
-            runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="bsnn.sim.cocotb_board",
-                        build_dir=bdir, test_dir=Path(tmp), extra_env=env,
+            runner.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module="bsnn.sim.cocotb_board",
+                        build_dir=bdir, test_dir=Path(tmp), extra_env=env, plusargs=plusargs,
                         results_xml=str(Path(tmp) / "results.xml"), log_file=Path(tmp) / "sim.log")
         except SystemExit:
             pass
