@@ -532,15 +532,16 @@ class BSNN(nn.Module):
 
     # ---------------------------------------------------------- initialisation from data
     @torch.no_grad()
-    def init_thresholds(self, on, off=None, factor: float = 1.0):
-        """Set each learnable threshold layer by layer to ``factor * std`` of its synaptic input."""
+    def init_thresholds(self, on, off=None, factor: float = 1.0, keep=()):
+        """Set each learnable threshold layer by layer to ``factor * std`` of its synaptic input,
+        except in the layers listed in ``keep`` (loaded from a trained network)."""
         x = self.input_events(on, off, torch.float32)
         for k, cfg in enumerate(self.layer_cfgs):
             if not cfg.has_neurons:
                 x = self.pool(k, x)
                 continue
             I = self.synaptic(k, x, self.signed_weights(k, True, torch.float32))
-            if cfg.learn_threshold:
+            if cfg.learn_threshold and k not in keep:
                 th = float(max(1.0, round(factor * float(I.std()))))
                 self.theta[k].fill_(min(th, self.theta_max))
             s, *_ = self._layer(k, I, True)

@@ -68,7 +68,7 @@ DEFAULTS = {
         "lr_gate": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine",
         "weight_clip": 1.0, "seed": 0, "threads": 1, "device": "auto",
         "out_dir": None, "eval_batch_size": 1000, "init_batch": 512, "stop_after": None,
-        "init_from": None,
+        "init_from": None, "init_layers": "all",
     },
     "export": {"dir": None, "golden_eval": True},
 }
@@ -127,6 +127,7 @@ RULES = {
     "train.init_batch": integer(1),
     "train.stop_after": optional(integer(1)),
     "train.init_from": optional(text()),
+    "train.init_layers": choice("all", "matching"),
     "export.dir": optional(text()),
 }
 
@@ -199,6 +200,32 @@ def _dist_info():
     return ws, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def init_from_state(model, state: dict, where: str, layers: str) -> set:
+    """Load ``state`` into ``model`` and return the indices of the layers it set.
+
+    ``layers="all"`` needs every tensor to match (a different network is a one-line error);
+    ``"matching"`` loads only the layers whose every tensor has the same name and shape, so a
+    network that adds or widens layers can start from a trained one (the rest stay fresh)."""
+    own = model.state_dict()
+    def layer_of(name):
+        parts = name.split(".")
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    fits = {k for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if layers == "all":
+        if fits != set(own) or set(state) != set(own):
+            bad = sorted(set(own) ^ set(state) | {k for k in own if k in state and k not in fits})
+            raise ConfigError(f"train.init_from: {where} is a different network ({bad[0]} differs); "
+                              f"set train.init_layers = \"matching\" to load only the layers that match")
+        model.load_state_dict(state)
+        return {layer_of(k) for k in own} - {None}
+    own_layers = {layer_of(k) for k in own} - {None}
+    loaded = {i for i in own_layers
+              if all(k in fits for k in own if layer_of(k) == i)}
+    model.load_state_dict({k: v for k, v in state.items()
+                           if k in fits and layer_of(k) in loaded | {None}}, strict=False)
+    return loaded
+
+
 def _make_optimizer(model: BSNN, tc: dict):
     groups = [
         {"params": [w for w in model.weights if w.requires_grad], "lr": tc["lr"],
@@ -247,7 +274,11 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
     model.init_thresholds(on, off, cfg["model"]["theta_init_factor"])
     if tc.get("init_from"):  # fine-tuning: start from the model of another run's checkpoint
         src = load_checkpoint(tc["init_from"], required=("model",))   # weights_only: no code runs
-        model.load_state_dict(src["model"])
+        loaded = init_from_state(model, src["model"], tc["init_from"], tc["init_layers"])
+        if rank == 0 and tc["init_layers"] == "matching":
+            print(f"init_from {tc['init_from']}: layers {sorted(loaded)} loaded, the others fresh", flush=True)
+        # thresholds of fresh layers from the spikes of the loaded ones they now follow
+        model.init_thresholds(on, off, cfg["model"]["theta_init_factor"], keep=loaded)
     model.to(device)
     opt = _make_optimizer(model, tc)
     steps_per_epoch = math.ceil(len(train_data) / (tc["batch_size"] * world))

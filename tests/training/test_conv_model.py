@@ -115,3 +115,38 @@ def test_tiny_conv_training_learns_and_exports_exactly(tmp_path):
     bundle = load_bundle(tmp_path / "bundle")
     assert [l.kind for l in bundle.layers] == ["conv2d", "pool2d", "dense"]
     assert tuple(bundle.input_shape) == (1, 28, 28)
+
+
+def test_init_from_matching_layers_loads_the_trained_convolutions_only():
+    """``train.init_layers = "matching"``: a network that adds a hidden dense layer starts from
+    a trained one's convolutions (weights, biases, thresholds exactly); the new dense layers
+    stay fresh, their thresholds set from the spikes of the loaded convolutions. ``"all"``
+    refuses the different network in one line."""
+    from bsnn.training.train import init_from_state
+    feats = ["4c3", "pool2"]
+    src = build_model(load_config(None, {"model": {"features": feats, "hidden": []}}), 784, 784)
+    on = (torch.rand(4, 32, 784) < 0.2).long()
+    src.init_thresholds(on)
+    with torch.no_grad():
+        for p in (src.weights[0], src.bias[0], src.theta[0]):
+            p.add_(torch.randn_like(p))
+    net = build_model(load_config(None, {"model": {"features": feats, "hidden": [12]}}), 784, 784)
+    fresh = [w.detach().clone() for w in net.weights]
+    with pytest.raises(ConfigError) as err:
+        init_from_state(net, src.state_dict(), "src.pt", "all")
+    assert "src.pt is a different network" in str(err.value) and "\n" not in str(err.value)
+    assert all(torch.equal(a, b) for a, b in zip(fresh, net.weights))   # nothing loaded
+    loaded = init_from_state(net, src.state_dict(), "src.pt", "matching")
+    assert loaded == {0, 1}
+    for k in (0, 1):
+        for a, b in ((net.weights, src.weights), (net.bias, src.bias), (net.theta, src.theta)):
+            assert torch.equal(a[k], b[k])
+    assert torch.equal(net.weights[2], fresh[2]) and torch.equal(net.weights[3], fresh[3])
+    theta0 = net.theta[0].detach().clone()
+    net.init_thresholds(on, keep=loaded)
+    assert torch.equal(net.theta[0], theta0)                     # the loaded layer kept its own
+    x = net.pool(1, net._layer(0, net.synaptic(0, net.input_events(on, None, torch.float32),
+                                               net.signed_weights(0, True, torch.float32)),
+                               True)[0].float())
+    expect = max(1.0, round(float(net.synaptic(2, x, net.signed_weights(2, True, torch.float32)).std())))
+    assert float(net.theta[2][0].detach()) == min(expect, net.theta_max)
