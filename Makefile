@@ -31,6 +31,7 @@ help:
 	@echo "make weights   BOARD=... MODEL=...  patch MODEL into the $(BUILD) bitstream (no place-and-route)"
 	@echo "make flash-image BOARD=... MODEL=... the model's SPI flash image (booted at power-up; docs/board.md)"
 	@echo "make core-speed BOARD=... MODEL=... core cycles vs the event bound on 100 MNIST test images"
+	@echo "make host-link BOARD=... MODEL=...  UART bytes per MNIST inference and the link's inferences/s"
 	@echo "make formal    bounded formal checks (SymbiYosys + z3): stream rules, spike queue"
 	@echo "make bench     simulated cycles/s: compiled Verilator harness vs cocotb on Verilator and Icarus"
 	@echo "make nir-demo  snnTorch -> NIR -> bundle, accuracy before and after"
@@ -86,7 +87,7 @@ nir-demo: $(STAMP)
 clean:
 	rm -rf build sim_build .pytest_cache
 
-.PHONY: bitstream weights core-speed flash-image
+.PHONY: bitstream weights core-speed host-link flash-image
 bitstream: $(STAMP)
 	$(BSNN) bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED),--seed $(SEED)) $(if $(IMAGES),--throughput-images $(IMAGES)) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
 
@@ -95,6 +96,9 @@ weights: $(STAMP)
 
 core-speed: $(STAMP)
 	$(PY) -m bsnn.bench.core_speed --model $(MODEL) --hw hdl/boards/$(BOARD).toml --limit 100 --json build/bench/core_speed-$(BOARD)-$(notdir $(MODEL)).json
+
+host-link: $(STAMP)
+	$(PY) -m bsnn.bench.host_link --model $(MODEL) --board $(BOARD) --limit 1000 --json docs/results/host_link-$(BOARD)-$(notdir $(MODEL)).json
 
 # The model image for the board's SPI flash, for the bitstream `make bitstream` builds of MODEL
 # (FLASH_BUILD=build/bitstream/<board>-<model>: the key of that build instead); docs/board.md.

@@ -66,7 +66,8 @@ def load_build(path: Path) -> dict:
 def main(argv=None) -> int:
     p = OneLineParser(prog="bsnn board", description=__doc__.split("\n")[0])
     p.add_argument("--port", required=True, help="serial port of the board (e.g. /dev/ttyUSB1)")
-    p.add_argument("--baud", type=positive_int, default=115200)
+    p.add_argument("--baud", type=positive_int,
+                   help="the UART rate (default: the build's, uart_baud in its hardware.json)")
     p.add_argument("--build", required=True, type=Path,
                    help="the bitstream's build folder or its hardware.json (build/bitstream/<board>-<model>/)")
     p.add_argument("--model", required=True, type=Path, help="bundle to check against")
@@ -92,6 +93,7 @@ def _check_on_board(args) -> int:
     bundle = load_bundle(args.model)
     check_fits(bundle, build)      # before the dataset and the port: BuildMismatch lists every difference
     data = load_encoded(bundle, args.dataset, "test", args.limit, args.data_root)
+    args.baud = args.baud or int(build.get("uart_baud", 115200))   # builds before 3 Mbaud: 115200
     try:
         from bsnn.sim.board_host import SerialLink
         link = SerialLink(str(args.port), args.baud)

@@ -22,7 +22,7 @@ from pathlib import Path
 __all__ = ["main", "build", "board_image", "yowasp_environment", "parse_nextpnr_report", "write_report",
            "run_toolchain", "toolchain_failure"]
 
-from bsnn.firmware_export.errors import BSNNError, BuildError, report_error
+from bsnn.firmware_export.errors import BSNNError, BuildError, ConfigError, report_error
 from bsnn.firmware_export.paths import build_root, package_file, source_commit
 from bsnn.firmware_export.validate import (OneLineParser, existing_file, non_negative_int,
                                            output_dir, positive_float)
@@ -144,20 +144,25 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     model = Path(model)
     bundle = load_bundle(model)
     out = Path(out_dir) if out_dir else build_root() / "bitstream" / f"{board_name}-{model.name}"
-    out.mkdir(parents=True, exist_ok=True)
 
-    from bsnn.hdl.board import board_pll, memory_templates, plan_build
+    from bsnn.hdl.board import board_pll, board_uart_divisor, memory_templates, plan_build
     from bsnn.hdl.images import global_words, layer_mode_words
-    from bsnn.hdl.uart import uart_divisor
+    from bsnn.hdl.uart import BRIDGES, uart_budget
     from bsnn.hdl.weights_patch import patch, template_images, write_hex
     hw, geom, plan = plan_build(bundle, hw, board, weights)
     # Random template contents in the weight, bias and threshold memories, replaced by the
     # bundle's images after place-and-route (so that `make weights` can swap them later).
     templates = memory_templates(geom, seed, board.family)
     pll = board_pll(board, clock_mhz)       # as platform_top() sets it
-    uart_divisor(pll.f_out, baud)           # a baud rate the clock cannot make: refused now
+    try:     # a baud rate the clock or the board's USB bridge cannot make: refused now
+        divisor = board_uart_divisor(board, pll.f_out, baud)
+    except ValueError as exc:
+        raise ConfigError(f"{hw_path}: board.uart_baud: {exc}") from None
+    out.mkdir(parents=True, exist_ok=True)
     manifest = {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
-                "family": board.family, "uart_baud": baud, "memory_plan": plan,
+                "family": board.family, "uart_baud": baud,
+                "uart": uart_budget(BRIDGES[board.uart_bridge], baud, pll.f_out, divisor),
+                "memory_plan": plan,
                 "core_clock_hz": pll.f_out, "flash_offset": board.flash_offset,
                 "weights_in": hw.weight_memory,
                 "register_init": {"layer_modes": layer_mode_words(bundle),
@@ -206,6 +211,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
                   "core_clock_mhz": pll.f_out / 1e6, "pll": pll_settings(pll),
                   "constraint_mhz": summary["constraint_mhz"], "fmax_mhz": summary["fmax_mhz"],
                   "timing_met_at_core_clock": summary["fmax_mhz"] >= pll.f_out / 1e6},
+        "uart": manifest["uart"],
         "utilization": {k: v for k, v in summary.items() if isinstance(v, dict)},
         "nextpnr": parsed, "bitstream": os.path.relpath(bit), "build_seconds": round(seconds, 1),
         "memories_patched": patched and {"memories": patched["memories"],
@@ -410,7 +416,14 @@ def write_report(report: dict, json_path, md_path) -> None:
                   + (f"; at the {c['core_clock_mhz']:g} MHz core clock: "
                      f"{t['inferences_per_second_at_core_clock']:.0f} inferences/s"
                      if "inferences_per_second_at_core_clock" in t else "")
-                  + ". The UART link at 115200 baud is far slower; this is the core's rate."]
+                  + ". This is the core's rate; the host link's is below."]
+    u = report.get("uart")
+    if u:
+        lines += ["", f"UART: {u['baud']} baud ({u['bridge']}: at most {u['bridge_max_baud']} baud, it "
+                  f"makes {u['bridge_rate']:.0f}); the core divides its clock by {u['divisor']} "
+                  f"({u['core_rate']:.0f} baud): {100 * u['mismatch']:.2f} % apart, within the "
+                  f"budget of {100 * u['budget']:.1f} % (half of the {100 * u['receiver_tolerance']:.1f} % "
+                  f"the receiver tolerates at {u['divisor']} cycles per bit, hdl/uart.py)."]
     h = report.get("host_link")
     if h:
         on, off = h["trace_on"], h["trace_off"]

@@ -17,7 +17,7 @@ from .hostlink import RX_FIFO_DEPTH, HostLink
 from .layouts import AccumulatorLayout, NeuronStateLayout, OutputStatsLayout, SpikeGroupLayout
 from .pll import BoardClock, ICE40PLL, ecp5_pll, ice40_pll
 from .spi_master import spi_half_period
-from .uart import UARTRx, UARTTx, uart_divisor
+from .uart import BRIDGES, UARTRx, UARTTx, uart_divisor
 from .weights import SPRAM_COUNT, SPRAM_WORDS, spram_banks, spram_packing
 
 __all__ = ["BoardTop", "BOARDS", "Board", "DeviceFitError", "FlashBoot", "FLASH_SCK_MAX_HZ", "plan_build", "memory_plan",
@@ -42,6 +42,7 @@ class Board:
     clock_mhz: float         # the core's clock from the PLL (default; [board] clock_mhz)
     flash_bytes: int         # the SPI configuration flash (the smallest fitted on the board)
     flash_offset: int        # where the model's flash image goes, behind the bitstream
+    uart_bridge: str         # the USB-UART bridge chip on the board (hdl/uart.py BRIDGES)
 
     def platform_class(self):
         if self.family == "ice40":
@@ -58,14 +59,25 @@ class Board:
 MiB = 1 << 20
 BOARDS = {
     "icebreaker": Board("icebreaker", "ice40", "iCE40UP5K", 12e6, 30, 4096, 4, 5280, 42.0, 33.0,
-                        16 * MiB, 1 * MiB),
+                        16 * MiB, 1 * MiB, "FT2232H"),
     "ulx3s-85f": Board("ulx3s-85f", "ecp5", "LFE5U-85F", 25e6, 208, 18432, 0, 83640, 110.0, 90.0,
-                       4 * MiB, 3 * MiB),
+                       4 * MiB, 3 * MiB, "FT231X"),
     "ulx3s-45f": Board("ulx3s-45f", "ecp5", "LFE5U-45F", 25e6, 108, 18432, 0, 43848, 110.0, 90.0,
-                       4 * MiB, 3 * MiB),
+                       4 * MiB, 3 * MiB, "FT231X"),
     "ulx3s-25f": Board("ulx3s-25f", "ecp5", "LFE5U-25F", 25e6, 56, 18432, 0, 24288, 110.0, 90.0,
-                       4 * MiB, 3 * MiB),
+                       4 * MiB, 3 * MiB, "FT231X"),
 }
+
+def board_uart_divisor(board: Board, clk_hz: float, baud: int) -> int:
+    """The UART divisor of ``board``'s core clock for ``baud``, within the error budget against
+    the rate the board's USB bridge makes for it (:func:`bsnn.hdl.uart.uart_divisor`);
+    a rate above the bridge's or outside the budget is a ValueError."""
+    bridge = BRIDGES[board.uart_bridge]
+    if baud > bridge.max_baud:
+        raise ValueError(f"uart: {baud} baud is above the {bridge.max_baud} of the "
+                         f"{board.name}'s {bridge.name}")
+    return uart_divisor(clk_hz, baud, bridge.rate(baud))
+
 
 #: SCK limit of the flash loader on a board: half the flash's 50 MHz for READ (0x03), a margin
 #: for the board's traces and the FPGA's pin delays (the loader samples late in the high half).
@@ -374,6 +386,6 @@ def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
             r = Resource(r.name, r.number, *r.ios, r.attrs, Clock(target * pll.f_in / pll.f_out))
         resources.append(r)
     platform = type(f"{base.__name__}_Timed", (base,), {"resources": resources})()
-    top = BoardTop(bundle, hw, uart_divisor(pll.f_out, baud), memory_init=memory_init,
+    top = BoardTop(bundle, hw, board_uart_divisor(board, pll.f_out, baud), memory_init=memory_init,
                    flash=FlashBoot.for_clock(board.flash_offset, pll.f_out))
     return platform, _PlatformTop(top, pll, target), hw, geom, plan

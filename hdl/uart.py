@@ -1,25 +1,84 @@
 """UART receiver and transmitter (8 data bits, no parity, 1 stop bit) with byte streams."""
+from dataclasses import dataclass
+
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UARTRx", "UARTTx", "uart_divisor"]
+__all__ = ["UARTRx", "UARTTx", "uart_divisor", "sample_point", "receiver_tolerance", "UARTBridge",
+           "BRIDGES", "uart_budget"]
 
 
-def uart_divisor(clk_hz: float, baud: int) -> int:
-    """Clock cycles per bit for ``baud`` at ``clk_hz``; refuses a rate error above 2 %."""
+def sample_point(divisor: int) -> int:
+    """Cycles into each bit (from the start bit's falling edge, for an edge on a clock edge) at
+    which :class:`UARTRx` samples it; measured in tests/hdl/test_hdl_uart.py."""
+    return divisor // 2
+
+
+def receiver_tolerance(divisor: int) -> float:
+    """The largest relative rate mismatch between a sender and :class:`UARTRx` at ``divisor``
+    cycles per bit at which every bit of a frame is still sampled inside itself, whatever the
+    phase of the sender's edges to the clock (one cycle of uncertainty): bit ``k`` (start 0, stop
+    9) is sampled ``k * divisor + sample_point`` cycles after the start edge, give or take one,
+    and must fall in ``[k, k + 1)`` sender bit times. A slower sender pushes the stop bit past
+    the sample, a faster one pulls it before."""
+    s = sample_point(divisor)
+    return min((s - 1) / (9 * divisor), (divisor - s - 1) / (10 * divisor))
+
+
+@dataclass(frozen=True)
+class UARTBridge:
+    """A USB-UART bridge chip: the highest rate it makes, and how it makes one (FTDI: a base
+    clock divided by ``n + k/8``, ``n >= 2``, with the special divisors 0 and 1 giving the base
+    rate and 2/3 of it; FT2232H datasheet section 4.3 and AN232B-05)."""
+    name: str
+    max_baud: int
+    base_hz: float
+
+    def rate(self, baud: int) -> float:
+        """The rate the bridge actually makes when asked for ``baud``."""
+        d = self.base_hz / baud
+        if d < 1.25:
+            return self.base_hz
+        if d < 1.75:
+            return self.base_hz / 1.5
+        return self.base_hz / (max(16, round(d * 8)) / 8)
+
+
+#: The boards' bridges (board TOML ``uart_bridge``): the iCEBreaker's FT2232H (hi-speed: 12 MHz
+#: base), the ULX3S's FT231X (3 MHz base).
+BRIDGES = {"FT2232H": UARTBridge("FT2232H", 12_000_000, 12e6),
+           "FT231X": UARTBridge("FT231X", 3_000_000, 3e6)}
+
+
+def uart_divisor(clk_hz: float, baud: int, far_rate: float | None = None) -> int:
+    """Clock cycles per bit for ``baud`` at ``clk_hz``. The error budget: the mismatch between
+    this rate and the far end's (``far_rate``, the rate its bridge makes; ``baud`` if not given)
+    must stay within half of :func:`receiver_tolerance` (the other half for both crystals, edge
+    asymmetry and the far end's own receiver); anything else is refused."""
     if baud <= 0 or clk_hz <= 0:
         raise ValueError(f"uart: clock {clk_hz} Hz and baud rate {baud} must be positive")
     div = round(clk_hz / baud)
     if div < 4:
         raise ValueError(f"uart: {clk_hz} Hz is too slow for {baud} baud (need >= 4 cycles/bit)")
-    err = abs(clk_hz / div - baud) / baud
-    if err > 0.02:
-        raise ValueError(f"uart: {clk_hz} Hz / {div} = {clk_hz / div:.0f} baud is {100 * err:.1f} % "
-                         f"off {baud} (more than 2 %)")
+    far = baud if far_rate is None else far_rate
+    err = abs(clk_hz / div / far - 1)
+    budget = receiver_tolerance(div) / 2
+    if err > budget:
+        raise ValueError(f"uart: {clk_hz:.0f} Hz / {div} = {clk_hz / div:.0f} baud is {100 * err:.1f} % "
+                         f"off {far:.0f} (the budget at {div} cycles per bit is {100 * budget:.1f} %)")
     return div
 
+
+def uart_budget(bridge: UARTBridge, baud: int, clk_hz: float, divisor: int) -> dict:
+    """The error budget of a link, for reports: the rates each end makes, their mismatch and
+    what the receiver tolerates at ``divisor`` (:func:`uart_divisor` checked it)."""
+    far, near = bridge.rate(baud), clk_hz / divisor
+    return {"bridge": bridge.name, "bridge_max_baud": bridge.max_baud, "baud": baud,
+            "bridge_rate": far, "divisor": divisor, "core_rate": near,
+            "mismatch": abs(near / far - 1), "receiver_tolerance": receiver_tolerance(divisor),
+            "budget": receiver_tolerance(divisor) / 2}
 
 
 def _check_divisor(divisor) -> None:
@@ -79,7 +138,7 @@ class UARTRx(wiring.Component):
             with m.State("IDLE"):
                 with m.If(~rx):
                     # Wait to the middle of the start bit.
-                    m.d.sync += [timer.eq(self.divisor // 2 - 2), bit.eq(0)]
+                    m.d.sync += [timer.eq(sample_point(self.divisor) - 2), bit.eq(0)]
                     m.next = "START"
             with m.State("START"):
                 with m.If(~expired):

@@ -7,7 +7,7 @@ both::
 
     import asyncio
     from bsnn.sim.board_host import BoardHost, SerialLink
-    host = BoardHost(SerialLink("/dev/ttyUSB1", 115200), "build/bitstream/icebreaker-default/hardware.json")
+    host = BoardHost(SerialLink("/dev/ttyUSB1", 3_000_000), "build/bitstream/icebreaker-default/hardware.json")
     result = asyncio.run(host.infer([[(12, 1), (300, 1)], [], [(5, 0)], []]))
 """
 from __future__ import annotations
@@ -195,7 +195,7 @@ class BoardHost:
 
 class SerialLink:
     """A real board's UART through pyserial (``pip install pyserial``)."""
-    def __init__(self, port: str, baud: int = 115200, timeout: float = 5.0):
+    def __init__(self, port: str, baud: int = 3_000_000, timeout: float = 5.0):
         import serial
         self.port = serial.Serial(port, baud, timeout=timeout)
 

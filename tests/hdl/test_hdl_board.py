@@ -377,3 +377,50 @@ def test_no_legal_placement_of_the_up5k_is_one_line(tmp_path):
     assert text.startswith("nextpnr could not place and route the design on the iCE40UP5K "
                            "(logic cells used 4999 of 5280): Unable to find legal placement")
     assert "\n" not in text
+
+
+@pytest.mark.parametrize("board", sorted(b for b in BOARDS if board_config_path(b).exists()))
+def test_board_uart_rate_is_within_its_bridge_budget(board):
+    """Every board's TOML rate is one its USB bridge makes exactly and its core clock divides
+    within the error budget; faster than the bridge is refused."""
+    import tomllib
+
+    from bsnn.hdl.board import board_pll, board_uart_divisor
+    from bsnn.hdl.uart import BRIDGES
+    b = BOARDS[board]
+    baud = tomllib.loads(board_config_path(board).read_text())["board"]["uart_baud"]
+    clk = board_pll(b, None).f_out
+    div = board_uart_divisor(b, clk, baud)
+    assert BRIDGES[b.uart_bridge].rate(baud) == baud and clk / div == baud
+    with pytest.raises(ValueError, match=f"above the {BRIDGES[b.uart_bridge].max_baud} of the {board}'s"):
+        board_uart_divisor(b, clk, BRIDGES[b.uart_bridge].max_baud + 1)
+
+
+def test_bitstream_refuses_a_baud_rate_the_board_cannot_make_in_one_line(tmp_path, capsys):
+    from bsnn.hdl.bitstream import main as bitstream_main
+    toml = tmp_path / "hw.toml"
+    toml.write_text(board_config_path("icebreaker").read_text().replace(
+        "uart_baud = 3000000", "uart_baud = 4000000"))
+    out = tmp_path / "b"
+    assert bitstream_main(["--board", "icebreaker", "--model", str(REPO / "models" / "default"),
+                           "--hw-config", str(toml), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "board.uart_baud: uart: 33000000 Hz / 8 = 4125000 baud" in err
+    assert not out.exists()
+
+
+def test_host_link_bench_counts_the_input_events_of_the_images():
+    """bench/host_link.py: the input events per image are those of the encoded images (one EVENT
+    per input spike), the bytes are link_bytes' (tested above against the host's encoding), and
+    the UART figures the board's (3 Mbaud at 11 cycles per bit on the iCEBreaker)."""
+    from bsnn.bench.host_link import measure
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.training.data import load_encoded
+    model = REPO / "models" / "default"
+    r = measure(model, "icebreaker", limit=20)
+    data = load_encoded(load_bundle(model), "mnist", "test", 20)
+    events = float(data.on.sum()) + (float(data.off.sum()) if data.off is not None else 0.0)
+    assert r["samples"] == 20 and abs(r["input_events_mean"] - events / 20) < 1e-9
+    assert r["uart"]["divisor"] == 11 and r["uart"]["core_rate"] == r["uart"]["bridge_rate"] == 3e6
+    assert r["trace_off"]["inferences_per_second"] == pytest.approx(
+        3e6 / 10 / max(r["trace_off"]["bytes_to_device"], r["trace_off"]["bytes_from_device"]))

@@ -4,7 +4,7 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
-from bsnn.hdl.uart import UARTRx, UARTTx, uart_divisor
+from bsnn.hdl.uart import BRIDGES, UARTRx, UARTTx, receiver_tolerance, sample_point, uart_divisor
 
 from hdl_testutil import run_sim, stream_get, stream_put
 
@@ -72,6 +72,79 @@ def test_rx_decodes_bytes_with_rate_skew(divisor, skew):
     assert got == data
 
 
+@pytest.mark.parametrize("divisor", [4, 7, 11, 30])
+def test_rx_samples_each_bit_at_its_sample_point(divisor):
+    """The line of data bit k goes high ``c`` cycles after the start edge: the bit reads 1 for
+    every ``c`` up to ``k * divisor + sample_point`` and 0 after (the sample is at that cycle)."""
+    def bit_reads_one(k, c):
+        dut, got = UARTRx(divisor), []
+
+        async def drive(ctx):
+            ctx.set(dut.rx, 1)
+            await ctx.tick().repeat(3)
+            for t in range(11 * divisor):
+                ctx.set(dut.rx, int(c <= t < (k + 1) * divisor or t >= 9 * divisor))
+                if ctx.get(dut.o_data.valid):
+                    got.append(ctx.get(dut.o_data.payload))
+                await ctx.tick()
+        run_sim(dut, drive, deadline_cycles=20 * divisor)
+        return bool(got) and bool(got[0] >> (k - 1) & 1)
+
+    for k in (1, 5, 8):
+        point = k * divisor + sample_point(divisor)
+        assert bit_reads_one(k, point) and not bit_reads_one(k, point + 1)
+
+
+def _frames_at_bit_time(divisor, bit_time, data, seed):
+    """``data`` sent back to back (a random fraction of a cycle between frames) with bit time
+    ``bit_time`` cycles, each frame at a random phase to the clock: the bytes and frame errors."""
+    rng = np.random.default_rng(seed)
+    dut, got = UARTRx(divisor), []
+
+    async def drive(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(3)
+        for b in data:
+            await ctx.delay(float(rng.uniform(0, 1)) * 1e-6)
+            for bit in frame_bits(b):
+                ctx.set(dut.rx, bit)
+                await ctx.delay(bit_time * 1e-6)
+        await ctx.tick().repeat(3 * divisor)
+
+    async def collect(ctx):
+        ctx.set(dut.o_data.ready, 1)
+        for _ in range(int(len(data) * (10 * bit_time + 1)) + 6 * divisor):
+            await ctx.tick()
+            if ctx.get(dut.o_data.valid):
+                got.append(ctx.get(dut.o_data.payload))
+        errors.append(ctx.get(dut.frame_error))
+
+    errors = []
+    run_sim(dut, drive, collect, deadline_cycles=100_000)
+    return got, errors[0]
+
+
+@pytest.mark.parametrize("divisor", [4, 6, 11, 30])
+def test_rx_tolerates_its_budget_and_fails_beyond(divisor):
+    """Senders off by 97 % of :func:`receiver_tolerance`, faster and slower, at random phases,
+    frames back to back: every byte decodes. Beyond the sample point's reach (a slow sender
+    whose stop bit starts after the stop sample, a fast one whose next start bit arrives
+    before it), frames are refused: the tolerance is the receiver's, not a guess."""
+    rng = np.random.default_rng(divisor)
+    data = [0x00, 0xFF, 0x55, 0xAA] + [int(x) for x in rng.integers(0, 256, 12)]
+    tol = receiver_tolerance(divisor)
+    for sign in (1, -1):
+        got, errors = _frames_at_bit_time(divisor, divisor * (1 + sign * 0.97 * tol), data, divisor)
+        assert got == data and not errors
+    s = sample_point(divisor)
+    slow = divisor * (1 + 1.15 * (s + 1) / (9 * divisor))
+    got, errors = _frames_at_bit_time(divisor, slow, [0x00] * 4, 1)
+    assert errors and got == []
+    fast = divisor * (1 - 1.15 * (divisor - s + 1) / (10 * divisor))
+    got, errors = _frames_at_bit_time(divisor, fast, [0xFF] * 4, 2)
+    assert errors and len(got) < 4
+
+
 def test_rx_frame_error_and_overrun():
     divisor = 6
     dut = UARTRx(divisor)
@@ -136,5 +209,22 @@ def test_divisor_checks():
         uart_divisor(300e3, 115200)
     with pytest.raises(ValueError, match="off 1000000"):
         uart_divisor(5.5e6, 1_000_000)
+    # The budget is half the receiver's tolerance at the divisor: 33 MHz makes 3 Mbaud exactly
+    # (11 cycles per bit) but 4 Mbaud only as 4.125 (8 cycles: 3.1 % off, 1.9 % allowed).
+    assert uart_divisor(33e6, 3_000_000) == 11
+    with pytest.raises(ValueError, match=r"3\.1 % off 4000000 \(the budget at 8 cycles per bit is 1\.9 %\)"):
+        uart_divisor(33e6, 4_000_000)
+    # ... and against the rate the far end's bridge actually makes
+    assert BRIDGES["FT231X"].rate(2_200_000) == 2_000_000       # no FT231X rate between 2 and 3 M
+    with pytest.raises(ValueError, match="off 2000000"):
+        uart_divisor(90e6, 2_200_000, BRIDGES["FT231X"].rate(2_200_000))
+
+
+def test_bridge_rates_follow_the_ftdi_divisors():
+    ft = BRIDGES["FT2232H"]
+    assert [ft.rate(b) for b in (12_000_000, 8_000_000, 6_000_000, 3_000_000)] == \
+        [12e6, 8e6, 6e6, 3e6]
+    assert ft.rate(115200) == 12e6 / (833 / 8)                  # 104.125: nearest eighth
+    assert BRIDGES["FT231X"].rate(3_000_000) == 3e6 and BRIDGES["FT231X"].max_baud == 3_000_000
     with pytest.raises(ValueError, match="divisor must be an integer >= 4"):
         UARTRx(3)

@@ -28,7 +28,7 @@ from tests.sim.simulators import require_simulator
 
 REPO = Path(__file__).resolve().parents[2]
 
-DIVISOR = 6          # UART clock cycles per bit in simulation (a real board: 12 MHz / 115200)
+DIVISOR = 6          # UART clock cycles per bit in simulation (the iCEBreaker: 11, 33 MHz / 3 Mbaud)
 TOP = "bsnn_board"
 BENCH = "bsnn_board_with_flash"   # TOP with the Verilog SPI flash model on its flash pins
 #: Verilator's C++ optimisation (make variables). The memory contents are in the "slow" (start-up)
