@@ -394,9 +394,10 @@ def write_report(report: dict, json_path, md_path) -> None:
         plan = report.get("memory_plan_estimate") or {}
         lines += ["", f"The weights ({plan.get('weight_bits', 0):,} bits) live in SPRAM, packed "
                   f"{spram_packing(report['hardware']['lanes'])[1]} words per 16-bit SPRAM "
-                  f"word; SPRAM has no initial contents, so the host loads the bundle over the UART "
-                  f"before the first inference (`bsnn board`, `bsnn.sim.board_host.BoardHost.load`; "
-                  f"simulated in `tests/sim/test_board_uart.py`). `make weights` does not apply."]
+                  f"word; SPRAM has no initial contents, so the model comes from its flash image at "
+                  f"power-up (`make flash-image BOARD={report['board']} MODEL={report['model']}`, "
+                  f"docs/board.md) or from the host over the UART (`bsnn board --load`); "
+                  f"`make weights` does not apply."]
     key = report.get("build_key", {})
     if report["hardware"].get("neuron_state") == "minimal":
         kept = ["v"] + (["c"] if key.get("state_current", True) else []) + \
