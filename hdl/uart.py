@@ -31,7 +31,8 @@ def receiver_tolerance(divisor: int) -> float:
 class UARTBridge:
     """A USB-UART bridge chip: the highest rate it makes, and how it makes one (FTDI: a base
     clock divided by ``n + k/8``, ``n >= 2``, with the special divisors 0 and 1 giving the base
-    rate and 2/3 of it; FT2232H datasheet section 4.3 and AN232B-05)."""
+    rate and 2/3 of it; FTDI application note AN232B-05, "Configuring FT232R, FT2232 and FT232B
+    Baud Rates")."""
     name: str
     max_baud: int
     base_hz: float
@@ -46,8 +47,8 @@ class UARTBridge:
         return self.base_hz / (max(16, round(d * 8)) / 8)
 
 
-#: The boards' bridges (board TOML ``uart_bridge``): the iCEBreaker's FT2232H (hi-speed: 12 MHz
-#: base), the ULX3S's FT231X (3 MHz base).
+#: The boards' bridges (``bsnn.hdl.board.Board.uart_bridge``): the iCEBreaker's FT2232H
+#: (hi-speed: 12 MHz base), the ULX3S's FT231X (3 MHz base).
 BRIDGES = {"FT2232H": UARTBridge("FT2232H", 12_000_000, 12e6),
            "FT231X": UARTBridge("FT231X", 3_000_000, 3e6)}
 

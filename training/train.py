@@ -275,10 +275,12 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
     if tc.get("init_from"):  # fine-tuning: start from the model of another run's checkpoint
         src = load_checkpoint(tc["init_from"], required=("model",))   # weights_only: no code runs
         loaded = init_from_state(model, src["model"], tc["init_from"], tc["init_layers"])
-        if rank == 0 and tc["init_layers"] == "matching":
-            print(f"init_from {tc['init_from']}: layers {sorted(loaded)} loaded, the others fresh", flush=True)
-        # thresholds of fresh layers from the spikes of the loaded ones they now follow
-        model.init_thresholds(on, off, cfg["model"]["theta_init_factor"], keep=loaded)
+        if tc["init_layers"] == "matching":
+            if rank == 0:
+                print(f"init_from {tc['init_from']}: layers {sorted(loaded)} loaded, the others fresh",
+                      flush=True)
+            # thresholds of fresh layers from the spikes of the loaded ones they now follow
+            model.init_thresholds(on, off, cfg["model"]["theta_init_factor"], keep=loaded)
     model.to(device)
     opt = _make_optimizer(model, tc)
     steps_per_epoch = math.ceil(len(train_data) / (tc["batch_size"] * world))
