@@ -157,7 +157,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     try:     # a baud rate the clock or the board's USB bridge cannot make: refused now
         divisor = board_uart_divisor(board, pll.f_out, baud)
     except ValueError as exc:
-        raise ConfigError(f"{hw_path}: board.uart_baud: {exc}") from None
+        raise ConfigError(f"{hw_path}: board.uart_baud: {exc}; choose a core clock nearer a "
+                          f"multiple of the baud rate, or another rate") from None
     out.mkdir(parents=True, exist_ok=True)
     manifest = {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
                 "family": board.family, "uart_baud": baud,
