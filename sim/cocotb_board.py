@@ -1,9 +1,10 @@
 """cocotb test of a board top (bsnn.hdl.board.BoardTop) through its UART pins only.
 
-The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, optionally a flash
-flash log of the Verilog SPI flash model on the board top's ``flash_*`` pins (the toplevel is
-then the bench of ``sim/spi_flash.py:flash_bench_verilog``, the image given to the model as a
-plusarg; the board top's loader boots from it), config writes to load first and the samples; :class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
+The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, optionally the log
+file of the Verilog SPI flash model on the board top's ``flash_*`` pins (the toplevel is then
+the bench of ``sim/spi_flash.py:flash_bench_verilog``, the image given to the model as a
+plusarg; the board top's loader boots from it), config writes to load first and the samples;
+:class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
 docs/uart-protocol.md through :class:`UARTPins`, a bit-level UART driver and receiver on the
 ``rx`` / ``tx`` pins. Every sample's records, cycles and error flags go to ``BSNN_BOARD_RESULT``;
 the comparison with the golden model happens in the pytest (tests/sim/test_board_uart.py).
