@@ -50,13 +50,35 @@ def prepare_environment(simulator: str) -> None:
         # counts as a command-line override for every make that Verilator or cocotb runs.
         flags = os.environ.get("MAKEFLAGS", "")
         if "CFG_CXXFLAGS_PCH_I" not in flags:
-            os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+            flags = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        # Ours is replaced (the build folder may have moved); a user's own OBJCACHE is kept.
+        flags = " ".join(f for f in flags.split() if not f.endswith("/bsnn-objcache"))
+        wrapper = _object_cache_wrapper(bin_dir)
+        if "OBJCACHE=" not in flags and wrapper is not None:
+            flags += f" OBJCACHE={wrapper}"
+        os.environ["MAKEFLAGS"] = flags
     elif simulator == "icarus":
         if shutil.which("iverilog") is None:
             raise SimulatorUnavailable("icarus: 'iverilog' not found (Debian: apt-get install iverilog)")
     else:
         raise SimulatorUnavailable(f"unknown simulator {simulator!r}")
     _prepend_path(Path(sys.executable).parent)   # cocotb-config of this environment
+
+
+def _object_cache_wrapper(bin_dir: Path) -> Path | None:
+    """The ``OBJCACHE`` command for Verilator's makefiles (:mod:`bsnn.sim.objcache`), written
+    into ``bin_dir``; None where a path has a character that a make variable cannot carry."""
+    cache = (build_root() / "objcache").resolve()
+    wrapper = bin_dir / "bsnn-objcache"
+    if any(c.isspace() or c in "'\"$\\" for c in f"{sys.executable}{cache}{wrapper}"):
+        return None
+    text = f"#!/bin/sh\nexec '{sys.executable}' -m bsnn.sim.objcache '{cache}' \"$@\"\n"
+    if not wrapper.exists() or wrapper.read_text() != text:
+        tmp = bin_dir / f".bsnn-objcache.{os.getpid()}"
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, wrapper)
+    return wrapper
 
 
 def _prepend_path(directory: Path) -> None:
