@@ -17,6 +17,28 @@ from bsnn.sim.board_host import BoardHost
 from bsnn.sim.check import compare_sample
 
 
+def golden_vector(bundle, dataset: str | None = None, sample: int = 0, data_root=None):
+    """``(vector, description)``: the self-test vector of a flash image (hdl/flash_image.py):
+    test sample ``sample`` of ``dataset`` (default: the dataset the model was trained on,
+    ``metadata.dataset``), encoded as the model expects; for a model without a dataset, random
+    input counts (seed 0, each input active in a tenth of the steps)."""
+    from bsnn.hdl.flash_image import self_test_vector
+
+    dataset = dataset or (bundle.metadata or {}).get("dataset")
+    if dataset is None:
+        import numpy as np
+        from bsnn.firmware_export.events import random_counts
+        on, off = random_counts(bundle, 1, np.random.default_rng(0), density=0.1)
+        return self_test_vector(bundle, on, off), "random input counts (seed 0, density 0.1)"
+    from bsnn.training.data import load_encoded
+    data = load_encoded(bundle, dataset, "test", sample + 1, data_root)
+    if len(data.labels) <= sample:
+        raise InputError(f"self-test sample {sample}: the {dataset} test split has "
+                         f"{len(data.labels)} samples")
+    return (self_test_vector(bundle, data.on, data.off, sample),
+            f"{dataset} test sample {sample} (label {int(data.labels[sample])})")
+
+
 async def check_samples(host: BoardHost, bundle, on, off, labels=None, progress=None) -> dict:
     """Every sample through ``host``; returns accuracy, cycles and mismatches vs the golden model."""
     import time
@@ -106,11 +128,16 @@ def _check_on_board(args) -> int:
         boot = await host.boot()
         print(f"boot: {boot}" + ("" if boot == "OK" else
                                  " (model not from the flash; docs/board.md section 5)"))
+        seen = host.self_test_result
+        print(f"self-test of the flash image: {host.self_test}"
+              + (f" (class {seen.prediction})" if seen and seen.records else "")
+              + (" (docs/board.md section 7)" if host.self_test == "FAILED" else ""))
         if args.load:
             await host.load(bundle)
         with tqdm(total=data.on.shape[1], desc="board", unit="sample") as bar:
             report = await check_samples(host, bundle, data.on, data.off, data.labels, bar.update)
-        return {**report, "boot": boot, "loaded_over_uart": bool(args.load)}
+        return {**report, "boot": boot, "self_test": host.self_test,
+                "loaded_over_uart": bool(args.load)}
 
     try:
         report = asyncio.run(session())

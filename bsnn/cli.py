@@ -121,13 +121,22 @@ def cmd_flash_image(args) -> int:
 
     bundle = load_bundle(args.model)
     build = load_build(args.build) if args.build else None
-    board, geom, image = board_image(args.board, bundle, args.hw_config, args.weights, build)
+    from bsnn.board import golden_vector
+    vector, described = (None, None) if args.no_self_test else golden_vector(
+        bundle, args.self_test_dataset, args.self_test_sample, args.data_root)
+    board, geom, image = board_image(args.board, bundle, args.hw_config, args.weights, build,
+                                     vector)
     out = args.out or Path("build") / "flash" / f"{args.board}-{Path(args.model).name}.bin"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, image)
     print(f"wrote the flash image of {args.model} for {args.board} to {out}: "
           f"{len(image)} bytes ({HEADER_BYTES}-byte header, build key {key_hash(geom):08x}), "
           f"for flash offset {board.flash_offset:#x}")
+    if vector is None:
+        print("no self-test in the image")
+    else:
+        print(f"self-test at boot: {described}, {sum(map(len, vector.steps))} input events; the "
+              f"golden model's class {vector.prediction}, signature {vector.signature:#06x}")
     print("write it next to the bitstream with:")
     for line in flash_commands(board, out):
         print(f"  {line}")
@@ -282,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hw-config", type=existing_file, help="hardware configuration (TOML; default the board's)")
     p.add_argument("--weights", choices=["auto", "bram", "spram"], help="weight memory (default the board's)")
     p.add_argument("--out", type=output_file, help="image file (default build/flash/BOARD-MODEL.bin)")
+    p.add_argument("--self-test-dataset", choices=["mnist", "fashion-mnist", "nmnist"],
+                   help="the golden vector run at boot comes from this dataset's test split "
+                        "(default: the model's training dataset; random input for a model without one)")
+    p.add_argument("--self-test-sample", type=non_negative_int, default=0,
+                   help="which test sample is the golden vector (default 0)")
+    p.add_argument("--no-self-test", action="store_true", help="no golden vector in the image")
+    p.add_argument("--data-root", type=existing_dir, help="datasets folder (default ../shared/datasets)")
     p.set_defaults(func=cmd_flash_image)
 
     p = sub.add_parser("sim", help="cocotb regression: RTL vs golden model on random bundles")

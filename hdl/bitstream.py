@@ -33,11 +33,12 @@ def board_config_path(board_name: str) -> Path:
     return package_file("bsnn.hdl.boards", f"{board_name}.toml")
 
 
-def board_image(board_name: str, bundle, hw_path=None, weights=None, build=None):
+def board_image(board_name: str, bundle, hw_path=None, weights=None, build=None, self_test=None):
     """``(board, geom, image)``: the flash image of ``bundle`` for the bitstream that
     ``bsnn bitstream --board board_name`` builds (its TOML, or ``hw_path``; ``weights`` as
-    there), or for the build whose hardware manifest (dict) is ``build``. Refuses an image
-    that would not fit between the board's ``flash_offset`` and the end of its flash."""
+    there), or for the build whose hardware manifest (dict) is ``build``, with the golden
+    vector ``self_test`` (hdl/flash_image.py) if given. Refuses an image that would not fit
+    between the board's ``flash_offset`` and the end of its flash."""
     import tomllib
 
     from bsnn.firmware_export.errors import InputError
@@ -60,7 +61,7 @@ def board_image(board_name: str, bundle, hw_path=None, weights=None, build=None)
         toml = tomllib.loads(path.read_text()) if path.exists() else {}
         weights = weights or toml.get("board", {}).get("weights", "auto")
         _, geom, _ = plan_build(bundle, hw, board, weights)
-    image = flash_image(bundle, geom)
+    image = flash_image(bundle, geom, self_test)
     if board.flash_offset + len(image) > board.flash_bytes:
         raise BuildError(f"the flash image ({len(image)} bytes) does not fit the "
                          f"{board.flash_bytes >> 20} MiB flash of {board_name} behind offset "

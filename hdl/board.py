@@ -4,7 +4,7 @@
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module
+from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Instance, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,6 +16,7 @@ from .flash_loader import T_RES1_S, BootStatus, FlashLoader
 from .hostlink import RX_FIFO_DEPTH, HostLink
 from .layouts import AccumulatorLayout, NeuronStateLayout, OutputStatsLayout, SpikeGroupLayout
 from .pll import BoardClock, ICE40PLL, ecp5_pll, ice40_pll
+from .selftest import SelfTest, SelfTestStatus
 from .spi_master import spi_half_period
 from .uart import BRIDGES, UARTRx, UARTTx, uart_divisor
 from .weights import SPRAM_COUNT, SPRAM_WORDS, spram_banks, spram_packing
@@ -187,7 +188,9 @@ class BoardTop(wiring.Component):
     boot_ok : Out(1)
         The model was loaded from the flash (an LED).
     boot_fail : Out(1)
-        The flash image was refused: another format, build key or a wrong checksum (an LED).
+        The flash image was refused (another format, build key or a wrong checksum), or the
+        last self-test failed (an LED; with ``boot_ok`` also on: the model was loaded but did
+        not compute the golden vector's result, docs/board.md).
     flash_sck, flash_cs, flash_copi : Out(1); flash_cipo : In(1)
         With ``flash`` only: the SPI flash's pins (``flash_cs`` active high).
     """
@@ -213,8 +216,17 @@ class BoardTop(wiring.Component):
         wiring.connect(m, urx.o_data, link.i_rx)
         wiring.connect(m, link.o_tx, utx.i_data)
         wiring.connect(m, link.o_config, core.i_config)
+        # The self-test watches the result records on their way to the host link.
+        m.submodules.self_test = check = SelfTest(self.geom.idx_w, self.geom.v_width)
+        wiring.connect(m, link.o_expect, check.i_expect)
+        m.d.comb += [check.result.eq(core.o_results.payload),
+                     check.result_taken.eq(core.o_results.valid & core.o_results.ready),
+                     check.done.eq(core.done), check.error.eq(core.error),
+                     link.boot_pending.eq(check.status == SelfTestStatus.RUNNING)]
+        failed = check.status == SelfTestStatus.FAILED
         if self.flash is None:
-            m.d.comb += link.boot_status.eq(BootStatus.NO_LOADER)
+            m.d.comb += [link.boot_status.eq(Cat(Const(BootStatus.NO_LOADER, 4), check.status)),
+                         self.boot_fail.eq(failed)]
         else:
             # The loader's bytes go through the host link's command decoder (CONFIG commands);
             # the host's wait in the link's receive FIFO until it has finished.
@@ -224,9 +236,10 @@ class BoardTop(wiring.Component):
             wiring.connect(m, loader.o_data, link.i_boot)
             m.d.comb += [self.flash_sck.eq(loader.sck), self.flash_cs.eq(loader.cs),
                          self.flash_copi.eq(loader.copi), loader.cipo.eq(self.flash_cipo),
-                         link.hold.eq(loader.loading), link.boot_status.eq(loader.status),
+                         link.hold.eq(loader.loading),
+                         link.boot_status.eq(Cat(loader.status, check.status)),
                          self.boot_ok.eq(loader.status == BootStatus.OK),
-                         self.boot_fail.eq(loader.status.matches(
+                         self.boot_fail.eq(failed | loader.status.matches(
                              BootStatus.BAD_FORMAT, BootStatus.BAD_KEY, BootStatus.BAD_CHECKSUM))]
         wiring.connect(m, link.o_events, core.i_events)
         wiring.connect(m, core.o_results, link.i_results)

@@ -5,12 +5,14 @@ from amaranth.lib.wiring import In, Out
 
 from .config import CYCLES_WIDTH, CoreGeometry
 from .layouts import ConfigWriteLayout, ErrorBit, InputEventLayout, ResultLayout
+from .selftest import SIGNATURE_BITS
 from .slice import RegisterSlice
 
 __all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "RX_FIFO_DEPTH", "HOST_WINDOW",
-           "frame_sizes", "config_frame", "link_bytes"]
+           "EXPECT_BYTES", "frame_sizes", "config_frame", "event_frame", "inference_frames",
+           "expect_frame", "link_bytes"]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 #: Bytes the receive FIFO holds (the host keeps at most half of it outstanding).
 RX_FIFO_DEPTH = 512
 #: Command bytes the host sends between two PINGs (half the receive FIFO; sim/board_host.py).
@@ -24,7 +26,8 @@ class Opcode(enum.IntEnum, shape=8):
     START = 0x03      # start an inference (ignored by the core while busy)
     PING = 0x04       # reply PONG once every earlier command has been executed
     INFO = 0x05       # reply INFO (build widths and frame sizes)
-    BOOT = 0x06       # reply BOOT (the flash loader's status)
+    BOOT = 0x06       # reply BOOT (the flash loader's and the self-test's status)
+    EXPECT = 0x07     # arm the self-test (hdl/selftest.py): its expect word (2 bytes LE)
 
 
 class Reply(enum.IntEnum, shape=8):
@@ -33,11 +36,15 @@ class Reply(enum.IntEnum, shape=8):
     DONE = 0xA2       # cycles (4 bytes LE), error (1 byte): after the CLASS record
     PONG = 0xA4       # status (1 byte)
     INFO = 0xA5       # version, idx_w, v_width, cfg_addr_w, cfg_data_w, A, D, K, R (1 byte each)
-    BOOT = 0xA6       # boot status (1 byte, hdl/flash_loader.py BootStatus)
+    BOOT = 0xA6       # boot status (1 byte: bits 3:0 BootStatus, bits 5:4 SelfTestStatus)
 
 
 def _nbytes(bits):
     return -(-bits // 8)
+
+
+#: Argument bytes of EXPECT.
+EXPECT_BYTES = _nbytes(SIGNATURE_BITS)
 
 
 def frame_sizes(geom: CoreGeometry) -> dict:
@@ -52,6 +59,28 @@ def config_frame(geom: CoreGeometry, target: int, address: int, data: int) -> by
     s = frame_sizes(geom)
     return (bytes([Opcode.CONFIG, target]) + address.to_bytes(s["A"], "little")
             + int(data).to_bytes(s["D"], "little"))
+
+
+def event_frame(geom: CoreGeometry, index: int, polarity: int, end_of_step: bool) -> bytes:
+    """The bytes of one EVENT command: an input event, or the end of a time step."""
+    word = InputEventLayout(geom.idx_w).const(
+        {"index": index, "polarity": polarity, "end_of_step": int(end_of_step)}).as_bits()
+    return bytes([Opcode.EVENT]) + word.to_bytes(frame_sizes(geom)["K"], "little")
+
+
+def inference_frames(geom: CoreGeometry, steps) -> bytes:
+    """The commands of one inference as the host sends them: START, then per time step its
+    events ``(index, polarity)`` and the end-of-step marker."""
+    out = [bytes([Opcode.START])]
+    for step in steps:
+        out += [event_frame(geom, int(i), int(p), False) for i, p in step]
+        out.append(event_frame(geom, 0, 0, True))
+    return b"".join(out)
+
+
+def expect_frame(word: int) -> bytes:
+    """The bytes of one EXPECT command (``word``: hdl/selftest.py ``expect_word``)."""
+    return bytes([Opcode.EXPECT]) + int(word).to_bytes(EXPECT_BYTES, "little")
 
 
 def link_bytes(geom: CoreGeometry, time_steps: int, input_events: float,
@@ -102,6 +131,11 @@ class HostLink(wiring.Component):
     hold : In(1)
     boot_status : In(8)
         Reported in the BOOT reply.
+    boot_pending : In(1)
+        A BOOT command waits while it is high (the self-test of the flash image is running), so
+        that its reply is the outcome.
+    o_expect : Out(stream.Signature(SIGNATURE_BITS))
+        The argument of an EXPECT command, to the self-test unit (hdl/selftest.py).
     """
     def __init__(self, geom: CoreGeometry, rx_depth: int = RX_FIFO_DEPTH):
         self.geom = g = geom
@@ -122,6 +156,8 @@ class HostLink(wiring.Component):
             "i_boot": In(stream.Signature(8)),
             "hold": In(1),
             "boot_status": In(8),
+            "boot_pending": In(1),
+            "o_expect": Out(stream.Signature(SIGNATURE_BITS)),
         })
 
     def elaborate(self, platform):
@@ -155,10 +191,10 @@ class HostLink(wiring.Component):
                      boot.ready.eq(self.hold & rxreg.i.ready),
                      host.ready.eq(~self.hold & rxreg.i.ready)]
         rx = rxreg.o
-        max_args = max(1 + A + D, K)
+        max_args = max(1 + A + D, K, EXPECT_BYTES)
         opcodes = list(Opcode)
         op = Signal(len(opcodes))                # the command being received, one-hot
-        op_config, op_event, op_start, op_ping, op_info, op_boot = op
+        op_config, op_event, op_start, op_ping, op_info, op_boot, op_expect = op
         # Argument bytes shift in from the top: after the n bytes of a command they are the
         # top n bytes, little-endian (no byte-position decoder on the receive path).
         args = Signal(8 * max_args)
@@ -184,6 +220,9 @@ class HostLink(wiring.Component):
                     m.next = "ARGS"
                 with m.Elif(op_event):
                     m.d.sync += left.eq(K - 1)
+                    m.next = "ARGS"
+                with m.Elif(op_expect):
+                    m.d.sync += left.eq(EXPECT_BYTES - 1)
                     m.next = "ARGS"
                 with m.Elif(op != 0):
                     m.next = "EXEC"
@@ -221,9 +260,14 @@ class HostLink(wiring.Component):
                 with m.If(op_info):
                     m.d.sync += reply_info.eq(1)
                     m.next = "WAIT_REPLY"
-                with m.If(op_boot):
+                with m.If(op_boot & ~self.boot_pending):
                     m.d.sync += reply_boot.eq(1)
                     m.next = "WAIT_REPLY"
+                with m.If(op_expect):
+                    m.d.comb += [self.o_expect.valid.eq(1),
+                                 self.o_expect.payload.eq(top(EXPECT_BYTES)[:SIGNATURE_BITS])]
+                    with m.If(self.o_expect.ready):
+                        m.next = "OPCODE"
             with m.State("WAIT_REPLY"):
                 with m.If(~reply_pong & ~reply_info & ~reply_boot):
                     m.next = "OPCODE"

@@ -21,8 +21,9 @@ from bsnn.firmware_export.errors import DeviceError
 from bsnn.hdl.config import CoreGeometry
 from bsnn.hdl.flash_loader import BootStatus
 from bsnn.hdl.hostlink import (HOST_WINDOW, PROTOCOL_VERSION, Opcode, Reply, config_frame,
-                               frame_sizes)
-from bsnn.hdl.layouts import InputEventLayout, ResultKind, ResultLayout
+                               event_frame, expect_frame, frame_sizes, inference_frames)
+from bsnn.hdl.layouts import ResultKind, ResultLayout
+from bsnn.hdl.selftest import SelfTestStatus, expect_word
 
 __all__ = ["BoardHost", "SerialLink", "InferenceResult", "ProtocolError", "encode_config",
            "encode_event"]
@@ -54,18 +55,9 @@ class InferenceResult:
         return [(r[3], r[4]) for r in self.records if r[0] == ResultKind.POTENTIAL]
 
 
-def _le(value: int, n: int) -> bytes:
-    return int(value).to_bytes(n, "little")
-
-
-def encode_config(geom: CoreGeometry, target: int, address: int, data: int) -> bytes:
-    return config_frame(geom, target, address, data)
-
-
-def encode_event(geom: CoreGeometry, index: int, polarity: int, end_of_step: bool) -> bytes:
-    word = InputEventLayout(geom.idx_w).const(
-        {"index": index, "polarity": polarity, "end_of_step": int(end_of_step)}).as_bits()
-    return bytes([Opcode.EVENT]) + _le(word, frame_sizes(geom)["K"])
+#: The commands' bytes (one definition: bsnn.hdl.hostlink).
+encode_config = config_frame
+encode_event = event_frame
 
 
 class BoardHost:
@@ -87,6 +79,11 @@ class BoardHost:
         self._result_layout = ResultLayout(build.idx_w, build.v_width)
         self._pending = bytearray()       # sent since the last PING
         self.frames = []                  # (header, payload) frames not consumed yet
+        #: From the last BOOT reply: the self-test's status by name (``SelfTestStatus``), and
+        #: the records of its inference if they arrived (the flash image's golden vector runs
+        #: at power-up, perhaps before the host listened).
+        self.self_test = "NONE"
+        self.self_test_result: InferenceResult | None = None
 
     # ---- frames ------------------------------------------------------------------------------
     def _length(self, header: int) -> int:
@@ -143,14 +140,48 @@ class BoardHost:
 
     async def boot(self) -> str:
         """BOOT: the flash loader's status, by name (``BootStatus``: LOADING, OK, NO_IMAGE,
-        BAD_FORMAT, BAD_KEY, BAD_CHECKSUM, NO_LOADER), once the loader has finished (the command
-        waits in the device's receive FIFO meanwhile, as every other does)."""
+        BAD_FORMAT, BAD_KEY, BAD_CHECKSUM, NO_LOADER), once the loader and the image's self-test
+        have finished (the command waits in the device meanwhile). The self-test's status goes
+        to ``self.self_test``, the records of its inference (frames the device sent before the
+        reply) to ``self.self_test_result``."""
         await self.link.write(bytes([Opcode.BOOT]))
         code = (await self._wait_for(Reply.BOOT))[0]
         try:
-            return BootStatus(code).name
+            status, self.self_test = BootStatus(code & 0xF).name, SelfTestStatus(code >> 4).name
         except ValueError:
             raise ProtocolError(f"unknown boot status {code} from the device") from None
+        self.self_test_result = self._stashed_inference()
+        return status
+
+    def _stashed_inference(self) -> InferenceResult | None:
+        """Take one whole inference (RESULT frames up to a DONE) out of ``self.frames``."""
+        ends = [i for i, (h, _) in enumerate(self.frames) if h == Reply.DONE]
+        if not ends:
+            return None
+        taken, self.frames = self.frames[:ends[0] + 1], self.frames[ends[0] + 1:]
+        result = InferenceResult()
+        for h, payload in taken:
+            if h == Reply.RESULT:
+                result.records.append(self._record(payload))
+            elif h == Reply.DONE:
+                result.cycles = int.from_bytes(payload[:4], "little")
+                result.error = payload[4]
+            else:
+                self.frames.append((h, payload))
+        return result
+
+    def _record(self, payload: bytes) -> tuple:
+        r = self._result_layout.from_bits(int.from_bytes(payload, "little"))
+        return int(r.kind), int(r.step), int(r.layer), int(r.index), int(r.value)
+
+    async def self_test_run(self, steps, signature: int) -> tuple[str, InferenceResult]:
+        """Run the self-test unit on an inference (docs/board.md): EXPECT ``signature``
+        (``bsnn.hdl.selftest.signature`` of the golden records), the inference, then BOOT.
+        Returns the self-test's status by name and the inference's records."""
+        await self._send(expect_frame(expect_word(signature)))
+        result = await self.infer(steps)
+        await self.boot()
+        return self.self_test, result
 
     async def configure(self, writes) -> None:
         """Config-port writes ``(target, address, data)`` (see ``bsnn.hdl.generate.config_writes``);
@@ -166,11 +197,11 @@ class BoardHost:
 
     async def infer(self, steps) -> InferenceResult:
         """One inference: ``steps`` is a list (one per time step) of ``(index, polarity)``."""
-        await self._send(bytes([Opcode.START]))
-        for step in steps:
-            for index, polarity in step:
-                await self._send(encode_event(self.geom, int(index), int(polarity), False))
-            await self._send(encode_event(self.geom, 0, 0, True))
+        frames = inference_frames(self.geom, steps)
+        size = 1 + self.sizes["K"]
+        await self._send(frames[:1])
+        for i in range(1, len(frames), size):
+            await self._send(frames[i:i + size])
         result = InferenceResult()
         while True:
             if self.frames:
@@ -178,9 +209,7 @@ class BoardHost:
             else:
                 h, payload = await self._read_frame()
             if h == Reply.RESULT:
-                r = self._result_layout.from_bits(int.from_bytes(payload, "little"))
-                result.records.append((int(r.kind), int(r.step), int(r.layer), int(r.index),
-                                       int(r.value)))
+                result.records.append(self._record(payload))
             elif h == Reply.DONE:
                 result.cycles = int.from_bytes(payload[:4], "little")
                 result.error = payload[4]

@@ -3,7 +3,8 @@
 The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, optionally the log
 file of the Verilog SPI flash model on the board top's ``flash_*`` pins (the toplevel is then
 the bench of ``sim/spi_flash.py:flash_bench_verilog``, the image given to the model as a
-plusarg; the board top's loader boots from it), config writes to load first and the samples;
+plusarg; the board top's loader boots from it), config writes to load first, self-tests for
+the host to run (golden vectors: ``steps`` and ``signature``) and the samples;
 :class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
 docs/uart-protocol.md through :class:`UARTPins`, a bit-level UART driver and receiver on the
 ``rx`` / ``tx`` pins. Every sample's records, cycles and error flags go to ``BSNN_BOARD_RESULT``;
@@ -94,9 +95,18 @@ async def run_board_job(dut):
         out["boot"] = await host.boot()
         out["boot_leds"] = [int(dut.boot_ok.value), int(dut.boot_fail.value)]
         out["boot_cycles"] = int(get_sim_time("ns") // CLOCK_PERIOD_NS)
+        # The image's golden vector ran right after the load; its frames came before BOOT's.
+        out["self_test"] = host.self_test
+        out["self_test_records"] = host.self_test_result and host.self_test_result.records
     out["info"] = await host.info()
     if job.get("config_writes"):
         await host.configure([tuple(w) for w in job["config_writes"]])
+    # Self-tests run by the host: EXPECT, the inference, then the BOOT reply's verdict.
+    out["host_self_tests"] = []
+    for test in job.get("self_tests", []):
+        status, res = await host.self_test_run(test["steps"], test["signature"])
+        out["host_self_tests"].append({"status": status, "records": res.records,
+                                       "leds": [int(dut.boot_ok.value), int(dut.boot_fail.value)]})
     samples = []
     for steps in job["samples"]:
         res = await host.infer(steps)

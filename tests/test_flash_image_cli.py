@@ -58,10 +58,11 @@ def test_flash_image_refusals_are_one_line(tmp_path):
 
 def test_loader_length_counter_holds_exactly_the_longest_image():
     """``length_bits`` counts the config words of a build from its geometry; it must be the
-    number of writes ``config_writes_for`` makes (dense and conv builds), so the loader's length
-    counter neither truncates an image nor wastes bits."""
+    number of writes ``config_writes_for`` makes (dense and conv builds), plus the room of a
+    self-test, so the loader's length counter neither truncates an image nor wastes bits."""
     from bsnn.hdl.config import CoreGeometry
-    from bsnn.hdl.flash_image import CRC_BYTES, HEADER_BYTES, flash_image, length_bits, max_payload_bytes
+    from bsnn.hdl.flash_image import (CRC_BYTES, HEADER_BYTES, SELF_TEST_MAX_BYTES, flash_image,
+                                      length_bits, max_payload_bytes)
     from bsnn.hdl.hostlink import config_frame
     root = Path(__file__).resolve().parent.parent / "models"
     for name, hw in (("default", HardwareConfig(lanes=8)),
@@ -71,4 +72,36 @@ def test_loader_length_counter_holds_exactly_the_longest_image():
         payload = len(flash_image(bundle, geom)) - HEADER_BYTES - CRC_BYTES
         frame = len(config_frame(geom, 0, 0, 0))
         assert payload == len(config_writes_for(bundle, geom, trace=True)) * frame
-        assert length_bits(geom) == payload.bit_length() and payload <= max_payload_bytes(geom)
+        longest = payload + SELF_TEST_MAX_BYTES
+        assert length_bits(geom) == longest.bit_length() and longest <= max_payload_bytes(geom)
+
+
+def test_flash_image_carries_the_golden_vector(tmp_path):
+    """The image ends with the self-test: EXPECT with the golden model's signature, then the
+    inference of MNIST test image 0 (``models/mnist``, trained on MNIST); ``--no-self-test``
+    leaves it out, a sample beyond the test split is refused in one line."""
+    from bsnn.board import golden_vector
+    from bsnn.hdl.selftest import expect_word
+    model = REPO / "models" / "mnist"
+    bundle = load_bundle(model)
+    hw = HardwareConfig.from_toml(board_config_path("ulx3s-85f"))
+    _, geom, _ = plan_build(bundle, hw, BOARDS["ulx3s-85f"], "bram")
+    vector, described = golden_vector(bundle)
+    assert described == "mnist test sample 0 (label 7)" and vector.prediction == 7
+    with_test, without = tmp_path / "with.bin", tmp_path / "without.bin"
+    res = run("flash-image", "--board", "ulx3s-85f", "--model", str(model), "--out", str(with_test))
+    assert res.returncode == 0, res.stderr
+    assert f"golden model's class 7, signature {vector.signature:#06x}" in res.stdout
+    image = parse_image(with_test.read_bytes(), geom)
+    assert image.expect == expect_word(vector.signature) and image.steps == vector.steps
+    assert image.writes == config_writes_for(bundle, geom)
+    res = run("flash-image", "--board", "ulx3s-85f", "--model", str(model), "--out", str(without),
+              "--no-self-test")
+    assert res.returncode == 0 and "no self-test" in res.stdout
+    bare = parse_image(without.read_bytes(), geom)
+    assert bare.expect is None and bare.writes == image.writes
+    assert len(with_test.read_bytes()) - len(without.read_bytes()) == len(vector.commands(geom))
+    res = run("flash-image", "--board", "ulx3s-85f", "--model", str(model), "--out",
+              str(tmp_path / "z.bin"), "--self-test-sample", "10000")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "10000 samples" in res.stderr
+    assert not (tmp_path / "z.bin").exists()

@@ -141,7 +141,8 @@ def test_uart_protocol_numbers():
         - SYMBOLS["idx_w"] - SYMBOLS["v_width"]
     codes = re.findall(r"^\| `0x([0-9A-Fa-f]{2})` \| (\w+) \|", UART, re.M)
     assert {(int(c, 16), name) for c, name in codes} == {
-        (getattr(Opcode, n), n) for n in ("CONFIG", "EVENT", "START", "PING", "INFO", "BOOT")} | {
+        (getattr(Opcode, n), n) for n in ("CONFIG", "EVENT", "START", "PING", "INFO", "BOOT",
+                                           "EXPECT")} | {
         (getattr(Reply, n), n) for n in ("RESULT", "DONE", "PONG", "INFO", "BOOT")}
     assert {n for _, n in codes} >= {s.name for s in Opcode}
     assert int(re.search(r"`cycles` \((\d+) bytes\)", _row(UART, "`0xA2`")[2])[1]) * 8 == CYCLES_WIDTH

@@ -54,6 +54,41 @@ def test_image_round_trip_and_refusals():
         parse_image(b"\xff" * 64, g)
 
 
+def test_self_test_section_round_trip_and_refusals():
+    """A golden vector after the CONFIG commands: EXPECT, START, EVENTs, as the host sends them;
+    the parser gives them back and refuses a payload that is neither."""
+    from bsnn.firmware_export.events import random_counts
+    from bsnn.hdl.flash_image import SELF_TEST_MAX_BYTES, self_test_vector
+    from bsnn.hdl.hostlink import event_frame, expect_frame, inference_frames
+    from bsnn.hdl.selftest import expect_word
+    b = _bundle()
+    g = _geom(b)
+    on, off = random_counts(b, 3, np.random.default_rng(4))
+    vector = self_test_vector(b, on, off, 2)
+    img = flash_image(b, g, vector)
+    bare = flash_image(b, g)
+    tail = expect_frame(expect_word(vector.signature)) + inference_frames(g, vector.steps)
+    assert img[HEADER_BYTES:-4] == bare[HEADER_BYTES:-4] + tail
+    parsed = parse_image(img, g)
+    assert parsed.writes == config_writes_for(b, g)
+    assert parsed.expect == expect_word(vector.signature) and parsed.steps == vector.steps
+    assert len(vector.steps) == b.time_steps
+    assert len(tail) + len(bare) - HEADER_BYTES - 4 <= max_payload_bytes(g)
+    assert SELF_TEST_MAX_BYTES >= len(tail)
+
+    def reframed(payload):
+        head = bytearray(img[:HEADER_BYTES])
+        head[12:16] = len(payload).to_bytes(4, "little")
+        return bytes(head) + payload + zlib.crc32(payload).to_bytes(4, "little")
+
+    payload = img[HEADER_BYTES:-4]
+    start = len(bare) - HEADER_BYTES - 4
+    with pytest.raises(ImageError, match="neither a CONFIG command nor a self-test"):
+        parse_image(reframed(payload[:start] + bytes([0x05]) + payload[start + 1:]), g)
+    with pytest.raises(ImageError, match="events after the last end of step"):
+        parse_image(reframed(payload + event_frame(g, 3, 1, False)), g)
+
+
 def _run_loader(image_bytes, geom, rng, p_ready=0.5, half=1, powered_down=True,
                 deadline=400_000, offset=OFFSET):
     wake = -(-T_RES1_NS // PERIOD_NS)
@@ -197,17 +232,25 @@ def test_board_doc_image_size_of_the_mnist_model():
     from bsnn.hdl.flash_image import CRC_BYTES
     from bsnn.hdl.hostlink import frame_sizes
     text = " ".join(doc.split())
+    from bsnn.board import golden_vector
     for model in ("mnist", "default"):
         bundle = load_bundle(repo / "models" / model)
-        board, geom, image = board_image("icebreaker", bundle)
+        vector, _ = golden_vector(bundle)               # what bsnn flash-image puts in
+        board, geom, bare = board_image("icebreaker", bundle)
+        image = board_image("icebreaker", bundle, self_test=vector)[2]
         writes = len(config_writes_for(bundle, geom))
         sz = frame_sizes(geom)
         payload = writes * (2 + sz["A"] + sz["D"])
-        assert len(image) == HEADER_BYTES + payload + CRC_BYTES
+        assert len(bare) == HEADER_BYTES + payload + CRC_BYTES
+        assert len(image) == len(bare) + len(vector.commands(geom))
         if model == "default":
-            assert f"`models/default`: {writes:,} writes, {len(image):,} bytes" in text
+            assert f"`models/default`: {writes:,} writes and random input counts, as it was " \
+                   f"trained on nothing: {len(image):,} bytes, {len(bare):,} without" in text
             continue
-        assert f"{writes:,} writes, a {len(image):,}-byte image ({payload:,} payload bytes" in text
+        events = sum(map(len, vector.steps))
+        assert f"{writes:,} writes and MNIST test image 0 ({events} input events, " \
+               f"{len(vector.commands(geom))} bytes), a {len(image):,}-byte image " \
+               f"({len(bare):,} without the self-test" in text
         clock = board_pll(board).f_out
         flash = FlashBoot.for_clock(board.flash_offset, clock)
         per_byte = 16 * flash.half + 2

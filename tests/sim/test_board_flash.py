@@ -1,20 +1,21 @@
 """Board tops that boot their model from the SPI flash (cocotb, behavioural W25Q128JV on the
 flash pins, sim/spi_flash.py): the real bundle's flash image (hdl/flash_image.py) is loaded by
-the board top's flash loader after reset, then an MNIST test image goes over the UART and every
-record is compared with the golden model. A corrupted image is refused (BOOT reply, LED) and
-the board falls back to a host load."""
+the board top's flash loader after reset, runs the image's golden vector (self-test), then an
+MNIST test image goes over the UART and every record is compared with the golden model. A
+corrupted image is refused (BOOT reply, LED) and the board falls back to a host load."""
 import numpy as np
 import pytest
 
-from bsnn.firmware_export.bundle import load_bundle
-from bsnn.firmware_export.events import events_from_counts
+from bsnn.firmware_export.bundle import load_bundle, random_bundle
+from bsnn.firmware_export.events import events_from_counts, random_counts
 from bsnn.firmware_export.golden import run_golden
 from bsnn.hdl.bitstream import board_config_path
 from bsnn.hdl.board import BOARDS, FlashBoot, memory_templates, plan_build
 from bsnn.hdl.config import HardwareConfig
-from bsnn.hdl.flash_image import HEADER_BYTES, flash_image
+from bsnn.hdl.flash_image import HEADER_BYTES, flash_image, self_test_vector
 from bsnn.hdl.generate import config_writes
-from bsnn.sim.check import compare_sample
+from bsnn.hdl.layouts import ResultKind
+from bsnn.sim.check import compare_sample, normalize
 from bsnn.sim.cocotb_board import CLOCK_PERIOD_NS
 from tests.sim.simulators import require_simulator
 from tests.sim.test_board_uart import DIVISOR, REPO, _build, _run
@@ -58,6 +59,14 @@ def _check_samples(bundle, data, out):
             compare_sample(bundle, gold, k, out["samples"][k])
 
 
+def _self_test_ran(out, vector, status="PASSED"):
+    """The image's golden vector ran at boot: its records (trace spikes aside) are the golden
+    model's, and the BOOT reply carries the self-test's verdict."""
+    got = [normalize(r) for r in out["self_test_records"] if r[0] != ResultKind.SPIKE]
+    assert got == [normalize(r) for r in vector.records]
+    assert out["self_test"] == status
+
+
 def _corrupted(bundle, geom):
     img = bytearray(flash_image(bundle, geom))
     img[HEADER_BYTES + len(img) // 3] ^= 0x04            # one bit of one command
@@ -68,23 +77,27 @@ def _corrupted(bundle, geom):
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
 def test_board_boots_model_from_flash(board):
     """The board's top as ``bsnn bitstream`` builds it for ``models/default`` (its TOML,
-    template memories), powered up with the real bundle's image in the flash: no LED during the
-    load, BOOT = OK after it (led 1), one wake-up and two reads at the board's offset, then an
-    MNIST test image classified record for record as the golden model (which also covers
+    template memories), powered up with the real bundle's image in the flash, a golden vector
+    (an MNIST test image) at its end: no LED during the load, one wake-up and two reads at the
+    board's offset, the self-test's records as the golden model's, BOOT = OK and self-test
+    PASSED after it (led 1 only), then an MNIST test image classified record for record as
+    the golden model (which also covers
     ``models/default`` on the iCEBreaker's core configuration through the UART). On the ULX3S
     top (the smaller image: 8-byte commands, 16-bit addresses, 32-bit words) a second power-up
     of the same build with one bit of the image flipped: BOOT = BAD_CHECKSUM (led 0) after the
     checking read alone, nothing reaching the core."""
     bundle, geom, flash, runner, bdir = _board_build(board)
     data, samples = _mnist_samples(bundle)
+    vector = self_test_vector(bundle, data.on, data.off, 0)
     off = BOARDS[board].flash_offset
     job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples,
-           "flash": {"image": flash_image(bundle, geom).hex(), "offset": flash.offset},
+           "flash": {"image": flash_image(bundle, geom, vector).hex(), "offset": flash.offset},
            "timeout_cycles": 4_000_000}
     out = _run(runner, bdir, job)
     assert out["flash"]["violations"] == [] and out["uart_frame_errors"] == 0
     assert out["boot_leds_loading"] == [0, 0]
     assert out["boot"] == "OK" and out["boot_leds"] == [1, 0]
+    _self_test_ran(out, vector)
     assert [(op, addr) for _, op, addr in out["flash"]["commands"]] == \
         [(0xAB, None), (0x03, off), (0x03, off)]
     _check_samples(bundle, data, out)
@@ -97,15 +110,16 @@ def test_board_boots_model_from_flash(board):
     assert out["flash"]["violations"] == [] and out["status"]["protocol_error"] == 0
 
 
+#: The networks of the small SPRAM builds (one build key).
+SMALL_SPRAM_NETWORK = dict(sizes=[10, 7, 4], v_width=9, c_width=7, bias_width=4,
+                           max_input_events=8, time_steps=2)
+
+
 def _small_spram_build(seed, post_synthesis=False):
     """A small SPRAM-weight iCE40 build from bundle A and bundle B of the same build key (the
     SPRAM has no initial contents: the weights come from the flash or the host only)."""
-    from bsnn.firmware_export.bundle import random_bundle
-    from bsnn.firmware_export.events import random_counts
     rng = np.random.default_rng(seed)
-    kw = dict(sizes=[10, 7, 4], v_width=9, c_width=7, bias_width=4, max_input_events=8,
-              time_steps=2)
-    a, b = random_bundle(rng, **kw), random_bundle(rng, **kw)
+    a, b = random_bundle(rng, **SMALL_SPRAM_NETWORK), random_bundle(rng, **SMALL_SPRAM_NETWORK)
     hw = HardwareConfig(lanes=4, neuron_pipeline="long", weight_memory="spram")
     flash = FlashBoot.for_clock(BOARDS["icebreaker"].flash_offset, CLOCK_HZ, SCK_MAX_HZ)
     runner, bdir, geom = _build(a, hw, "icarus", post_synthesis=post_synthesis, flash=flash)
@@ -118,16 +132,23 @@ def _small_spram_build(seed, post_synthesis=False):
 @pytest.mark.rtl
 def test_spram_board_top_refuses_a_corrupted_image_then_host_loads():
     """Icarus, SPRAM weights (Yosys' SB_SPRAM256KA model, no initial contents): a corrupted
-    image of bundle B is refused, B is loaded over the UART instead, and the samples match B's
-    golden model (the boot itself: the gate-level test below)."""
+    image of bundle B is refused (no self-test runs), B is loaded over the UART instead, the
+    host's self-test of B passes and the samples match B's golden model (the boot itself: the
+    gate-level test below)."""
     require_simulator("icarus")
     b, runner, bdir, geom, flash, on, off, samples = _small_spram_build(13)
+    vector = self_test_vector(b, on, off, 1)
     job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples,
            "flash": {"image": _corrupted(b, geom).hex(), "offset": flash.offset},
-           "config_writes": [list(w) for w in config_writes(b, build=geom)]}
+           "config_writes": [list(w) for w in config_writes(b, build=geom)],
+           "self_tests": [{"steps": vector.steps, "signature": vector.signature}]}
     out = _run(runner, bdir, job)
     assert out["flash"]["violations"] == [] and out["uart_frame_errors"] == 0
     assert out["boot"] == "BAD_CHECKSUM" and out["boot_leds"] == [0, 1]
+    assert out["self_test"] == "NONE" and out["self_test_records"] is None
+    # The host's self-test of the loaded bundle passes (the refused image keeps led 0 on).
+    [test] = out["host_self_tests"]
+    assert test["status"] == "PASSED" and test["leds"] == [0, 1]
     gold = run_golden(b, on, off)
     for k in range(2):
         assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
@@ -137,17 +158,32 @@ def test_spram_board_top_refuses_a_corrupted_image_then_host_loads():
 @pytest.mark.rtl
 def test_board_boots_from_flash_gate_level_after_ice40_synthesis():
     """The synthesized iCE40 netlist of a board top with the flash loader (Yosys' iCE40 mapping
-    with the board builds' one-hot state machines, Yosys' cell models, SPRAM weights): built
-    from bundle A, it boots bundle B's image (same build key) from the flash model, then
-    answers samples of B through the UART as the golden model does."""
+    with the board builds' one-hot state machines, whose initial values are dropped, so the
+    reset must set them; Yosys' cell models, SPRAM weights), built from bundle A: it boots
+    bundle B's image (same build key) from the flash model and runs its golden vector (records
+    as B's golden model, self-test PASSED, led 1 only); the host then loads bundle C over the
+    UART, runs a self-test with a wrong signature (FAILED: leds 0 and 1 both on, the model is
+    in but computed something else) and C's samples, which match C's golden model."""
     require_simulator("icarus")
-    b, runner, bdir, geom, flash, on, off, samples = _small_spram_build(11, post_synthesis=True)
-    job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples,
-           "flash": {"image": flash_image(b, geom).hex(), "offset": flash.offset}}
+    b, runner, bdir, geom, flash, on, off, _ = _small_spram_build(11, post_synthesis=True)
+    vector = self_test_vector(b, on, off, 0)
+    rng = np.random.default_rng(12)
+    c = random_bundle(rng, **SMALL_SPRAM_NETWORK)
+    c_on, c_off = random_counts(c, 2, rng)
+    c_vector = self_test_vector(c, c_on, c_off, 1)
+    job = {"build_key": geom.key(), "divisor": DIVISOR,
+           "flash": {"image": flash_image(b, geom, vector).hex(), "offset": flash.offset},
+           "config_writes": [list(w) for w in config_writes(c, build=geom)],
+           "self_tests": [{"steps": c_vector.steps, "signature": c_vector.signature ^ 1}],
+           "samples": [[[list(e) for e in step] for step in events_from_counts(c_on, c_off, k, rng)]
+                       for k in range(2)]}
     out = _run(runner, bdir, job)
     assert out["flash"]["violations"] == [] and out["uart_frame_errors"] == 0
     assert out["boot"] == "OK" and out["boot_leds"] == [1, 0]
-    gold = run_golden(b, on, off)
+    _self_test_ran(out, vector)
+    [test] = out["host_self_tests"]
+    assert test["status"] == "FAILED" and test["leds"] == [1, 1]
+    gold = run_golden(c, c_on, c_off)
     for k in range(2):
-        assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
-            compare_sample(b, gold, k, out["samples"][k])
+        assert compare_sample(c, gold, k, out["samples"][k], trace=True) is None, \
+            compare_sample(c, gold, k, out["samples"][k])

@@ -214,29 +214,8 @@ def test_board_top_spram_weights_loaded_over_uart():
             compare_sample(bundle, gold, k, out["samples"][k])
 
 
-@pytest.mark.rtl
-def test_board_top_gate_level_after_ice40_synthesis():
-    """The synthesized netlist (Yosys' iCE40 mapping with the board builds' one-hot state
-    machines, whose initial values are dropped: the reset must set them) simulated with Yosys'
-    cell models: load a bundle over the UART, run samples, compare with the golden model."""
-    require_simulator("icarus")
-    rng = np.random.default_rng(11)
-    kw = dict(sizes=[10, 7, 4], v_width=9, c_width=7, bias_width=4, max_input_events=8,
-              time_steps=2)
-    a, b = random_bundle(rng, **kw), random_bundle(rng, **kw)
-    hw = HardwareConfig(lanes=4, neuron_pipeline="long", weight_memory="spram")
-    runner, bdir, geom = _build(a, hw, "icarus", post_synthesis=True)
-    on, off = random_counts(b, 2, rng)
-    gold = run_golden(b, on, off)
-    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
-               for k in range(2)]
-    job = {"build_key": geom.key(), "divisor": DIVISOR,
-           "config_writes": [list(w) for w in config_writes(b, build=geom)], "samples": samples}
-    out = _run(runner, bdir, job)
-    assert out["uart_frame_errors"] == 0
-    for k in range(2):
-        assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
-            compare_sample(b, gold, k, out["samples"][k])
+# The gate-level netlist of a board top (with its flash loader, as every board build has it)
+# boots, is loaded over the UART and answers samples in tests/sim/test_board_flash.py.
 
 
 @pytest.mark.rtl
