@@ -61,8 +61,10 @@ class SelfTest(wiring.Component):
     status : Out(SelfTestStatus)
         RUNNING from EXPECT until ``done``, then PASSED or FAILED until the next EXPECT.
 
-    Latency: the verdict is in ``status`` the cycle after ``done`` (a record taken in the
-    ``done`` cycle still counts). One record per cycle.
+    Latency: the inputs are registered first (timing: the core's result handshake does not
+    reach the adder), the last record is added the cycle after, and the verdict is in
+    ``status`` 3 cycles after ``done`` (a record taken in the ``done`` cycle still counts). One
+    record per cycle.
     """
     def __init__(self, idx_w: int, v_width: int):
         super().__init__({
@@ -76,23 +78,32 @@ class SelfTest(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        acc = Signal(SIGNATURE_BITS)
-        term = Signal(SIGNATURE_BITS)      # what the record taken now adds
-        summed = Signal(SIGNATURE_BITS)
+        # Stage 1: what the record taken now adds (0 for none and for SPIKE records), the end.
+        term = Signal(SIGNATURE_BITS)
+        ended = Signal()
+        error = Signal()
         r = self.result
         with m.If(self.result_taken & (r.kind == ResultKind.POTENTIAL)):
-            m.d.comb += term.eq(r.value)
+            m.d.sync += term.eq(r.value)
         with m.Elif(self.result_taken & (r.kind == ResultKind.CLASS)):
-            m.d.comb += term.eq(r.index)
-        m.d.comb += [summed.eq(acc + term), self.i_expect.ready.eq(1)]
-
+            m.d.sync += term.eq(r.index)
+        with m.Else():
+            m.d.sync += term.eq(0)
+        m.d.sync += [ended.eq(self.done), error.eq(self.error != 0)]
+        # Stage 2: the sum; the verdict once the last term is in it (stage 3).
+        acc = Signal(SIGNATURE_BITS)
+        judge = Signal()
+        failed_flag = Signal()
+        m.d.comb += self.i_expect.ready.eq(1)
         with m.If(self.i_expect.valid):
-            m.d.sync += [acc.eq(self.i_expect.payload), self.status.eq(SelfTestStatus.RUNNING)]
+            m.d.sync += [acc.eq(self.i_expect.payload), judge.eq(0),
+                         self.status.eq(SelfTestStatus.RUNNING)]
         with m.Elif(self.status == SelfTestStatus.RUNNING):
-            m.d.sync += acc.eq(summed)
-            with m.If(self.done):
-                passed = (summed == 0) & (self.error == 0)
-                with m.If(passed):
+            m.d.sync += [acc.eq(acc + term), judge.eq(ended)]
+            with m.If(ended):
+                m.d.sync += failed_flag.eq(error)
+            with m.If(judge):
+                with m.If((acc == 0) & ~failed_flag):
                     m.d.sync += self.status.eq(SelfTestStatus.PASSED)
                 with m.Else():
                     m.d.sync += self.status.eq(SelfTestStatus.FAILED)

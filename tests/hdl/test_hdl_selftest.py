@@ -62,10 +62,14 @@ def _run(records, expect, error=0, p_taken=0.5, seed=0, done_with_last=False):
         ctx.set(dut.done, 0)
         ctx.set(dut.error, 0)
         await ctx.tick()
-        seen["after"] = ctx.get(dut.status)
+        seen["deciding"] = ctx.get(dut.status)
+        await ctx.tick()
+        seen["after"] = ctx.get(dut.status)        # 3 cycles after done, as documented
         ctx.set(dut.done, 1)                       # a later inference without EXPECT
         await ctx.tick()
         ctx.set(dut.done, 0)
+        for _ in range(3):
+            await ctx.tick()
         seen["later"] = ctx.get(dut.status)
 
     run_sim(dut, bench, deadline_cycles=5_000)
@@ -80,7 +84,7 @@ def test_matching_records_pass_and_any_change_fails(seed):
     p_taken = [1.0, 0.5, 0.2][seed % 3]
     seen = _run(records, expect_word(sig), p_taken=p_taken, seed=seed, done_with_last=seed % 2)
     assert seen["before"] == SelfTestStatus.NONE
-    assert seen["armed"] == seen["running"] == SelfTestStatus.RUNNING
+    assert seen["armed"] == seen["running"] == seen["deciding"] == SelfTestStatus.RUNNING
     assert seen["after"] == seen["later"] == SelfTestStatus.PASSED   # kept until the next EXPECT
 
     # One potential off by one, the class changed, or an error flag: FAILED.
