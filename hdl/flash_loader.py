@@ -126,6 +126,13 @@ class FlashLoader(wiring.Component):
                     m.d.comb += mask.eq(0xFF & ~((1 << max(0, min(8, L - 8 * k))) - 1))
         differs = ((rx.payload ^ exp) & mask).any()
 
+        # A payload byte taken counts down `left` one cycle later (timing: the SPI handshake
+        # does not reach the counter's enable); the next byte is 16 * half + 2 cycles away.
+        took = Signal()
+        m.d.sync += took.eq(0)
+        with m.If(took):
+            m.d.sync += [left.eq(left - 1), more.eq(left != 1)]
+
         m.d.comb += self.loading.eq(1)
         with m.FSM():
             with m.State("WAKE"):
@@ -180,7 +187,7 @@ class FlashLoader(wiring.Component):
                 with m.If(rx.valid & rx.ready):
                     m.d.sync += [crc_byte.eq(rx.payload), crc_bits.eq(8)]
                     with m.If(payload):
-                        m.d.sync += [left.eq(left - 1), more.eq(left != 1)]
+                        m.d.sync += took.eq(1)
                     with m.Else():
                         m.d.sync += pos.eq(pos + 1)
                 with m.If(~payload & (pos == end) & (crc_bits == 0)):
