@@ -108,7 +108,7 @@ def test_every_shipped_bundle_loads_as_a_dense_network():
         assert all(layer.kind == "dense" for layer in bundle.layers)
     conv = load_bundle(ROOT / "models" / "conv_mnist")      # the shipped convolutional model
     assert not conv.is_dense and conv.input_shape == (1, 28, 28)
-    assert [l.kind for l in conv.layers] == ["conv2d", "pool2d", "conv2d", "pool2d", "dense"]
+    assert [l.kind for l in conv.layers] == ["conv2d", "pool2d", "conv2d", "pool2d", "dense", "dense"]
 
 
 # Structural errors: (edit of the saved manifest of _mnist_conv, expected message).

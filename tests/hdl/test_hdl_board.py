@@ -178,8 +178,8 @@ def test_reuse_refuses_a_placement_made_for_other_registers(tmp_path):
 
 
 def _conv_mnist_geometry(rng, v_width=16):
-    """A random bundle of the shipped convolutional MNIST geometry: 1x28x28, conv 32@5x5, OR
-    pool 2, conv 64@5x5, OR pool 2, dense 10."""
+    """A random bundle of the stage-2 convolutional MNIST geometry: 1x28x28, conv 32@5x5, OR
+    pool 2, conv 64@5x5, OR pool 2, dense 10 (the shipped model has a dense 256 before the 10)."""
     from bsnn.firmware_export.bundle import LayerSpec
     c1 = LayerSpec.conv2d((1, 28, 28), 32, 5, leak_v=0)
     p2 = LayerSpec.pool2d((32, 24, 24), 2)
