@@ -293,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=output_file, help="image file (default build/flash/BOARD-MODEL.bin)")
     p.add_argument("--self-test-dataset", choices=["mnist", "fashion-mnist", "nmnist"],
                    help="the golden vector run at boot comes from this dataset's test split "
-                        "(default: the model's training dataset; random input for a model without one)")
+                        "(default: the model's training dataset; random input for a model "
+                        "without one)")
     p.add_argument("--self-test-sample", type=non_negative_int, default=0,
                    help="which test sample is the golden vector (default 0)")
     p.add_argument("--no-self-test", action="store_true", help="no golden vector in the image")

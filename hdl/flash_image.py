@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from bsnn.firmware_export.errors import InputError
 
 from .config import CoreGeometry
-from .hostlink import EXPECT_BYTES, Opcode, config_frame, expect_frame, frame_sizes, inference_frames
+from .hostlink import (EXPECT_BYTES, Opcode, config_frame, expect_frame, frame_sizes,
+                       inference_frames)
 from .images import config_writes_for
 from .layouts import GlobalAddress, ResultKind
 from .selftest import expect_word, signature
@@ -110,7 +111,8 @@ def self_test_vector(bundle, on, off=None, sample: int = 0) -> SelfTestVector:
     off = None if off is None else off[:, sample:sample + 1]
     res = run_golden(bundle, on, off)
     layer = len(bundle.layers)
-    records = [(ResultKind.POTENTIAL, 0, layer, j, int(v)) for j, v in enumerate(res.v[-1][0].tolist())]
+    records = [(ResultKind.POTENTIAL, 0, layer, j, int(v))
+               for j, v in enumerate(res.v[-1][0].tolist())]
     records.append((ResultKind.CLASS, 0, 0, int(res.prediction[0]), 0))
     return SelfTestVector(events_from_counts(on, off, 0), records)
 

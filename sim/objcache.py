@@ -27,7 +27,8 @@ SOURCE_SUFFIXES = (".cpp", ".cc", ".cxx", ".c")
 
 
 def _compile_parts(args: list[str]) -> tuple[str, str, list[str]] | None:
-    """(source, object, args without ``-c``/``-o X``/``-MMD``) of a single-source compile, else None."""
+    """(source, object, args without ``-c``/``-o X``/``-MMD``) of a single-source compile,
+    else None."""
     if "-c" not in args:
         return None
     sources = [a for a in args if a.endswith(SOURCE_SUFFIXES) and not a.startswith("-")]
@@ -49,7 +50,8 @@ def _compile_parts(args: list[str]) -> tuple[str, str, list[str]] | None:
 
 def _without_precompiled_headers(args: list[str]) -> list[str] | None:
     """``-include X`` where only ``X.gch`` exists names a precompiled ``X`` minus its last suffix
-    (Verilator's ``Vtop__pch.h.fast``); preprocessing needs the header itself. None if it is missing."""
+    (Verilator's ``Vtop__pch.h.fast``); preprocessing needs the header itself. None if it is
+    missing."""
     out = list(args)
     for i, arg in enumerate(out[:-1]):
         if arg == "-include" and not Path(out[i + 1]).exists():
