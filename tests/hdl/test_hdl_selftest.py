@@ -41,7 +41,8 @@ def _run(records, expect, error=0, p_taken=0.5, seed=0, done_with_last=False):
         seen["armed"] = ctx.get(dut.status)
         for i, rec in enumerate(records):
             while rng.random() > p_taken:          # not taken: whatever is on the bus
-                put(ctx, _records(rng, 3)[-1])
+                noise = _records(rng, 3)
+                put(ctx, noise[int(rng.integers(len(noise)))])
                 ctx.set(dut.result_taken, 0)
                 await ctx.tick()
             put(ctx, rec)
