@@ -179,15 +179,19 @@ def cmd_sim(args) -> int:
         reason = availability(simulator)
         if reason:
             raise SimulatorUnavailable(reason)
+    if args.build is not None and args.build >= len(BUILDS):
+        raise InputError(f"--build {args.build}: the regression has builds 0 to {len(BUILDS) - 1}")
+    builds = range(len(BUILDS)) if args.build is None else [args.build]
     n_bundles = bundles_per_build(args.cases or DEFAULT_CASES)
     failures = []
-    jobs = [(s, b) for s in simulators for b in range(len(BUILDS))]
+    jobs = [(s, b) for s in simulators for b in builds]
     for simulator, build_index in tqdm(jobs, desc="builds", unit="build"):
         failures += run_build(simulator, build_index, n_bundles, args.seed or 0)
-    cases = n_bundles * len(BUILDS) * 2
+    cases = n_bundles * len(builds) * 2
     for line in failures[:20]:
         print(line)
-    print(f"{cases} random cases per simulator on {', '.join(simulators)}: "
+    which = "" if args.build is None else f" (build {args.build} only)"
+    print(f"{cases} random cases per simulator on {', '.join(simulators)}{which}: "
           + ("all match the golden model" if not failures else f"{len(failures)} MISMATCHES"))
     return 1 if failures else 0
 
@@ -305,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=positive_int, help="random cases per simulator (default 216; more for soak runs)")
     p.add_argument("--simulator", choices=["verilator", "icarus"], help="only this simulator")
     p.add_argument("--seed", type=non_negative_int, help="seed of the random cases (printed by a failing run)")
+    p.add_argument("--build", type=non_negative_int,
+                   help="only this build geometry of bsnn.sim.regression.BUILDS (0-5; the same "
+                        "bundles as in the full run)")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("lint", help="verilator --lint-only -Wall on generated Verilog")

@@ -24,10 +24,16 @@ def test_random_bundles_match_golden_model(simulator, build_index, n_bundles):
 
 @pytest.mark.rtl
 def test_bsnn_sim_command_runs_the_regression_from_the_package(capsys):
-    """``bsnn sim`` needs no test tree: the same cases run from bsnn.sim.regression."""
+    """``bsnn sim`` needs no test tree: the same cases run from bsnn.sim.regression (one build
+    geometry here: every build runs in the test above); a build it does not have is refused."""
     from bsnn.cli import main
 
     require_simulator("verilator")
-    assert main(["sim", "--cases", str(len(BUILDS) * 2), "--simulator", "verilator"]) == 0
+    assert main(["sim", "--cases", str(len(BUILDS) * 2), "--simulator", "verilator",
+                 "--build", "2"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last == "12 random cases per simulator on verilator: all match the golden model"
+    assert last == ("2 random cases per simulator on verilator (build 2 only): all match the "
+                    "golden model")
+    assert main(["sim", "--build", str(len(BUILDS))]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"bsnn sim: error: --build {len(BUILDS)}: the regression has builds 0 to {len(BUILDS) - 1}"
