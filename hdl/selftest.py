@@ -93,7 +93,7 @@ class SelfTest(wiring.Component):
         # Stage 2: the sum; the verdict once the last term is in it (stage 3).
         acc = Signal(SIGNATURE_BITS)
         judge = Signal()
-        failed_flag = Signal()
+        error_at_end = Signal()
         m.d.comb += self.i_expect.ready.eq(1)
         with m.If(self.i_expect.valid):
             m.d.sync += [acc.eq(self.i_expect.payload), judge.eq(0),
@@ -101,9 +101,9 @@ class SelfTest(wiring.Component):
         with m.Elif(self.status == SelfTestStatus.RUNNING):
             m.d.sync += [acc.eq(acc + term), judge.eq(ended)]
             with m.If(ended):
-                m.d.sync += failed_flag.eq(error)
+                m.d.sync += error_at_end.eq(error)
             with m.If(judge):
-                with m.If((acc == 0) & ~failed_flag):
+                with m.If((acc == 0) & ~error_at_end):
                     m.d.sync += self.status.eq(SelfTestStatus.PASSED)
                 with m.Else():
                     m.d.sync += self.status.eq(SelfTestStatus.FAILED)
