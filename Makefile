@@ -9,6 +9,9 @@ OUT    ?= build/verilog
 SIM    ?= verilator
 # FPGA board: icebreaker, ulx3s-85f, ulx3s-45f, ulx3s-25f (hdl/boards/$(BOARD).toml)
 BOARD  ?= icebreaker
+# A hardware TOML for a variant of the board's core (default: hdl/boards/$(BOARD).toml), e.g.
+# HW=hdl/boards/ulx3s-85f-parallel.toml, the parallel core (docs/fpga.md)
+HW     ?=
 # The bitstream build `make weights` patches (built by `make bitstream BOARD=... MODEL=...`)
 BUILD  ?= build/bitstream/$(BOARD)-default
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k golden"
@@ -89,13 +92,13 @@ clean:
 
 .PHONY: bitstream weights core-speed host-link flash-image
 bitstream: $(STAMP)
-	$(BSNN) bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED),--seed $(SEED)) $(if $(IMAGES),--throughput-images $(IMAGES)) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
+	$(BSNN) bitstream --board $(BOARD) --model $(MODEL) --report-dir docs/fpga $(if $(HW),--hw-config $(HW)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SEED),--seed $(SEED)) $(if $(IMAGES),--throughput-images $(IMAGES)) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
 
 weights: $(STAMP)
 	$(BSNN) weights --build $(BUILD) --model $(MODEL) --out $(BUILD)/patched-$(notdir $(MODEL)).$(if $(filter icebreaker,$(BOARD)),bin,bit)
 
 core-speed: $(STAMP)
-	$(PY) -m bsnn.bench.core_speed --model $(MODEL) --hw hdl/boards/$(BOARD).toml --limit 100 --json build/bench/core_speed-$(BOARD)-$(notdir $(MODEL)).json
+	$(PY) -m bsnn.bench.core_speed --model $(MODEL) --hw $(or $(HW),hdl/boards/$(BOARD).toml) --limit 100 --json build/bench/core_speed-$(notdir $(basename $(or $(HW),$(BOARD))))-$(notdir $(MODEL)).json
 
 host-link: $(STAMP)
 	$(PY) -m bsnn.bench.host_link --model $(MODEL) --board $(BOARD) --limit 1000 --json docs/results/host_link-$(BOARD)-$(notdir $(MODEL)).json

@@ -21,7 +21,11 @@ from bsnn.firmware_export.outputs import previous_json, write_file
 
 
 def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="verilator",
-            fmax_mhz=None, progress=False) -> dict:
+            fmax_mhz=None, progress=False, run_trace=True) -> dict:
+    """Cycles, SOPs and memory reads per inference, measured in RTL simulation on the first
+    ``limit`` images (bit-exact with the golden model, or ``SystemExit``). ``run_trace``: the
+    run-time GLOBAL trace bit (``False``: no SPIKE records, the core's rate for a host that only
+    wants the results; a build with ``trace = false`` has none either way)."""
     import numpy as np
 
     from bsnn.training.data import load_encoded
@@ -35,11 +39,13 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
     geom = CoreGeometry.from_bundle(bundle, hw)
     data = load_encoded(bundle, dataset, split, limit)
     gold = run_golden(bundle, data.on, data.off)
-    rtl = rtl_evaluate(bundle, data.on, data.off, simulator=simulator, progress=progress, hw=hw)
+    rtl = rtl_evaluate(bundle, data.on, data.off, simulator=simulator, progress=progress, hw=hw,
+                       trace=run_trace)
     if not rtl["bit_exact"]:
         raise SystemExit(f"core_speed: RTL differs from the golden model: {rtl['mismatches'][:3]}")
     # SPIKE records of each inference (every layer's spikes, trace on)
     records = sum(sp.reshape(sp.shape[0], sp.shape[1], -1).sum(dim=(0, 2)) for sp in gold.spikes)
+    reads = memory_reads(geom, bundle.time_steps)
     per = []
     for b, cyc in enumerate(rtl["cycles"].tolist()):
         events = gold.events_per_layer[:, b].tolist()
@@ -49,7 +55,7 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
         per.append({"cycles": int(cyc), "sops": sops, "sops_per_cycle": sops / cyc,
                     "cycles_bound": bound, "bound_ratio": cyc / bound,
                     "synaptic_cycles": syn_cycles, "events_per_layer": [int(e) for e in events],
-                    "spike_records": int(records[b])})
+                    "spike_records": int(records[b]), "memory_reads": reads(syn_cycles)})
     cycles = np.array([p["cycles"] for p in per], dtype=float)
     ratios = np.array([p["bound_ratio"] for p in per])
     sops = np.array([p["sops"] for p in per], dtype=float)
@@ -69,12 +75,33 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
         "sops_per_cycle": float(sops.sum() / cycles.sum()),
         "sops_per_synaptic_cycle": float(sops.sum() / max(1.0, syn.sum())),
         "synaptic_lane_use": float(sops.sum() / max(1.0, syn.sum()) / geom.lanes),
+        "run_trace": bool(run_trace and geom.trace),
+        "memory_reads_mean": {k: float(np.mean([p["memory_reads"][k] for p in per]))
+                              for k in per[0]["memory_reads"]},
     }
     if fmax_mhz:
         summary["fmax_mhz"] = float(fmax_mhz)
         summary["inferences_per_second"] = float(fmax_mhz) * 1e6 / float(cycles.mean())
         summary["inferences_per_second_worst"] = float(fmax_mhz) * 1e6 / float(cycles.max())
     return {"summary": summary, "per_inference": per}
+
+
+def memory_reads(geom, time_steps: int):
+    """Per inference, the reads of each memory (the inputs of an energy estimate) as a function
+    of the synaptic cycles (``sum_l ceil(N_l / P) * E_l`` of a dense build): one weight word
+    (``P`` bits) and one accumulator word per synaptic cycle; per step and layer every
+    accumulator word is drained once and every neuron group's state and parameters read once
+    in each of the ``U`` banks (docs/architecture.md, dataflow)."""
+    groups = sum(geom.groups) * time_steps
+    drains = sum(geom.chunks) * time_steps
+
+    def reads(synaptic_cycles: int) -> dict:
+        return {"weight_words": synaptic_cycles, "weight_bits": synaptic_cycles * geom.lanes,
+                "accumulator_words": synaptic_cycles + drains,
+                "accumulator_bits": (synaptic_cycles + drains) * geom.lanes * geom.syn_w,
+                "neuron_state_words": groups * geom.neuron_lanes,
+                "parameter_words": 2 * groups * geom.neuron_lanes}
+    return reads
 
 
 def main(argv=None) -> int:
@@ -86,6 +113,8 @@ def main(argv=None) -> int:
     p.add_argument("--lanes", type=int, help="P (overrides --hw)")
     p.add_argument("--neuron-lanes", type=int, help="U (overrides --hw)")
     p.add_argument("--trace", choices=["on", "off"], help="build-time trace (overrides --hw)")
+    p.add_argument("--run-trace", choices=["on", "off"], default="on",
+                   help="run-time GLOBAL trace bit (off: no SPIKE records; default on)")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=100, help="first N images (default 100)")
@@ -103,7 +132,7 @@ def main(argv=None) -> int:
     if args.trace:
         hw = hw.replace(trace=args.trace == "on")
     result = measure(args.model, hw, args.dataset, args.split, args.limit, args.simulator,
-                     args.fmax_mhz)
+                     args.fmax_mhz, run_trace=args.run_trace == "on")
     write_file(args.json, (json.dumps(result, indent=1) + "\n").encode(), replaces=previous_json)
     s = result["summary"]
     line = (f"{s['samples']} images, P={s['lanes_P']} U={s['neuron_lanes_U']}: "

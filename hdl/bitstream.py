@@ -120,7 +120,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
           clock_mhz=None, measure=None) -> dict:
     """Build the bitstream of ``model`` on ``board_name``; returns the report dict.
 
-    ``measure(model, hw, limit, fmax_mhz) -> summary`` runs ``throughput_images`` MNIST test images
+    ``measure(model, hw, limit, fmax_mhz, run_trace) -> summary`` runs ``throughput_images`` MNIST test images
     through the RTL for the throughput figures (``bsnn.bench.core_speed.measure``; the command
     line passes it in, since measuring needs the simulators, a stage above the hardware).
     """
@@ -134,7 +134,9 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     if board_name not in BOARDS:
         raise BuildError(f"unknown board {board_name!r} (one of {', '.join(BOARDS)})")
     board = BOARDS[board_name]
-    hw_path = Path(hw_path) if hw_path else board_config_path(board_name)
+    shipped = board_config_path(board_name)
+    hw_path = Path(hw_path) if hw_path else shipped
+    variant = None if hw_path.resolve() == shipped.resolve() else os.path.relpath(hw_path)
     toml = tomllib.loads(hw_path.read_text()) if hw_path.exists() else {}
     hw = HardwareConfig.from_toml(hw_path) if hw_path.exists() else HardwareConfig()
     board_opts = toml.get("board", {})
@@ -144,7 +146,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     clock_mhz = float(clock_mhz or board_opts.get("clock_mhz", board.clock_mhz))
     model = Path(model)
     bundle = load_bundle(model)
-    out = Path(out_dir) if out_dir else build_root() / "bitstream" / f"{board_name}-{model.name}"
+    out = Path(out_dir) if out_dir else build_root() / "bitstream" / (
+        f"{build_name(board_name, hw_path)}-{model.name}")
 
     from bsnn.hdl.board import board_pll, board_uart_divisor, memory_templates, plan_build
     from bsnn.hdl.images import global_words, layer_mode_words
@@ -219,6 +222,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         "memories_patched": patched and {"memories": patched["memories"],
                                          "verified_by_readback": patched["verified_by_readback"]},
         "command": f"make bitstream BOARD={board_name} MODEL={model}" + (
+            f" HW={variant}" if variant else "") + (
             f" IMAGES={throughput_images}" if throughput_images not in (0, 100) else "") + (
             f" CLOCK_MHZ={clock_mhz:g}" if clock_mhz != board_opts.get("clock_mhz", board.clock_mhz)
             else ""),
@@ -228,16 +232,22 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     if throughput_images and measure is not None:
         # Cycle counts do not depend on where the weights live (both memories read in one
         # cycle), so the RTL simulation uses the block-RAM build of the same geometry.
-        speed = measure(model, hw.replace(weight_memory="bram"), limit=throughput_images,
-                        fmax_mhz=summary["fmax_mhz"])["summary"]
-        # ... and at the clock the board top actually runs at (if timing is met there).
-        speed["inferences_per_second_at_core_clock"] = pll.f_out / speed["cycles_mean"]
-        report["throughput"] = {k: speed[k] for k in (
-            "samples", "cycles_mean", "cycles_max", "cycles_bound_mean", "bound_ratio_mean",
-            "bound_ratio_max", "sops_per_cycle", "sops_per_synaptic_cycle", "accuracy",
-            "inferences_per_second", "inferences_per_second_worst",
-            "inferences_per_second_at_core_clock") if k in speed}
-        report["throughput"]["dataset"] = "mnist test"
+        # Measured with the run-time trace on (as the bitstream starts) and off (TRACE written
+        # 0: no SPIKE records, which a group of U neurons serialises).
+        for name, run_trace in (("throughput", True), ("throughput_trace_off", False)):
+            speed = measure(model, hw.replace(weight_memory="bram"), limit=throughput_images,
+                            fmax_mhz=summary["fmax_mhz"], run_trace=run_trace)["summary"]
+            # ... and at the clock the board top actually runs at (if timing is met there).
+            speed["inferences_per_second_at_core_clock"] = pll.f_out / speed["cycles_mean"]
+            report[name] = {k: speed[k] for k in (
+                "samples", "cycles_mean", "cycles_max", "cycles_bound_mean", "bound_ratio_mean",
+                "bound_ratio_max", "sops_mean", "sops_per_cycle", "sops_per_synaptic_cycle",
+                "memory_reads_mean", "accuracy", "inferences_per_second",
+                "inferences_per_second_worst", "inferences_per_second_at_core_clock") if k in speed}
+            report[name]["dataset"] = "mnist test"
+            if run_trace:
+                trace_on_speed = speed
+        speed = trace_on_speed
         if "spike_records_mean" in speed:
             report["host_link"] = host_link_figures(geom, bundle.time_steps, baud, speed)
     return report
@@ -420,6 +430,22 @@ def write_report(report: dict, json_path, md_path) -> None:
                      f"{t['inferences_per_second_at_core_clock']:.0f} inferences/s"
                      if "inferences_per_second_at_core_clock" in t else "")
                   + ". This is the core's rate; the host link's is below."]
+    t = report.get("throughput_trace_off")
+    if t:
+        lines += ["", f"With the run-time trace off (GLOBAL TRACE = 0, no SPIKE records, same "
+                  f"images, bit-exact): {t['cycles_mean']:.0f} cycles per inference on average "
+                  f"({t['cycles_max']} worst), event bound ratio {t['bound_ratio_mean']:.3f}; at "
+                  f"{c['fmax_mhz']:.1f} MHz: {t['inferences_per_second']:.0f} inferences/s"
+                  + (f"; at the {c['core_clock_mhz']:g} MHz core clock: "
+                     f"**{t['inferences_per_second_at_core_clock']:.0f} inferences/s**"
+                     if "inferences_per_second_at_core_clock" in t else "") + "."]
+        r = t.get("memory_reads_mean")
+        if r:
+            lines += ["", f"Per inference on average: {t['sops_mean']:.0f} SOPs; memory reads: "
+                      f"{r['weight_words']:.0f} weight words ({r['weight_bits']:.0f} bits), "
+                      f"{r['accumulator_words']:.0f} accumulator words ({r['accumulator_bits']:.0f} "
+                      f"bits), {r['neuron_state_words']:.0f} neuron states, "
+                      f"{r['parameter_words']:.0f} bias/threshold words."]
     u = report.get("uart")
     if u:
         lines += ["", f"UART: {u['baud']} baud ({u['bridge']}: at most {u['bridge_max_baud']} baud, it "
@@ -447,6 +473,13 @@ def rewrite_markdown(json_path) -> None:
     """Regenerate the Markdown report next to a JSON report."""
     json_path = Path(json_path)
     write_report(json.loads(json_path.read_text()), json_path, json_path.with_suffix(".md"))
+
+
+def build_name(board_name: str, hw_path=None) -> str:
+    """The name of a build's directory and reports: the board, or the stem of a hardware TOML
+    that names a variant of it (``hdl/boards/ulx3s-85f-parallel.toml``: ``ulx3s-85f-parallel``)."""
+    stem = Path(hw_path).stem if hw_path else board_name
+    return stem if stem.startswith(board_name) else board_name
 
 
 def main(argv=None, measure=None) -> int:
@@ -491,7 +524,8 @@ def _main(args, measure) -> int:
     if Path(hw_path).exists():      # a board without a shipped TOML builds the default core
         HardwareConfig.from_toml(hw_path)
     load_bundle(args.model)
-    out = Path(args.out) if args.out else build_root() / "bitstream" / f"{args.board}-{args.model.name}"
+    stem = f"{build_name(args.board, args.hw_config)}-{args.model.name}"
+    out = Path(args.out) if args.out else build_root() / "bitstream" / stem
     common = dict(weights=args.weights, target_mhz=args.target_mhz, verbose=args.verbose,
                   clock_mhz=args.clock_mhz)
     if args.seeds:
@@ -509,12 +543,11 @@ def _main(args, measure) -> int:
         report["seed_sweep_fmax_mhz"] = {str(s): round(f, 2) for s, f in sweep.items()}
         report["command"] += f" SEEDS={','.join(map(str, args.seeds))}"
     else:
-        report = build(args.board, args.model, args.hw_config, args.out, seed=args.seed,
+        report = build(args.board, args.model, args.hw_config, out, seed=args.seed,
                        throughput_images=args.throughput_images, reuse=args.reuse,
                        measure=measure, **common)
         if args.seed is not None:
             report["command"] += f" SEED={args.seed}"
-    stem = f"{args.board}-{args.model.name}"
     write_report(report, out / "report-summary.json", out / "report.md")
     if args.report_dir:
         write_report(report, args.report_dir / f"{stem}.json", args.report_dir / f"{stem}.md")

@@ -101,7 +101,15 @@ _SHAPES = {"ice40": [(256, 16), (512, 8), (1024, 4), (2048, 2)],
            "ecp5": [(512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)]}
 
 
+# Memories at most this deep become distributed RAM instead (ECP5 TRELLIS_DPR16X4, 16 x 4 bits
+# in the LUTs: Yosys's choice for the accumulators of a build whose layers fit in one weight
+# word and for the output counters, docs/fpga/ulx3s-85f-parallel-mnist.md); the iCE40 has none.
+_LUTRAM_DEPTH = {"ice40": 0, "ecp5": 16}
+
+
 def _blocks(family, depth, width):
+    if depth <= _LUTRAM_DEPTH[family]:
+        return 0
     return min(-(-depth // d) * -(-width // w) for d, w in _SHAPES[family])
 
 
@@ -127,7 +135,10 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
     if hw.weight_memory == "spram":
         spram = spram_banks(geom)
     else:
-        mems["weights"] = _blocks(f, geom.weight_depth, geom.lanes)
+        # (in banks of weight_bank_words words, each rounded up to whole blocks)
+        bank = hw.weight_bank_words or geom.weight_depth
+        full, rest = divmod(geom.weight_depth, bank)
+        mems["weights"] = full * _blocks(f, bank, geom.lanes) + (rest and _blocks(f, rest, geom.lanes))
     return {"bram_blocks": sum(mems.values()), "bram_by_memory": mems, "spram": spram,
             "weight_bits": geom.weight_depth * geom.lanes}
 

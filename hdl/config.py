@@ -14,7 +14,7 @@ from bsnn.firmware_export.validate import (check_table, choice, integer, number,
                                            read_toml, text)
 
 __all__ = ["HardwareConfig", "CoreGeometry", "BuildMismatch", "build_key", "check_fits",
-           "COUNT_WIDTH", "span", "spatial_of", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS", "CYCLES_WIDTH"]
+           "COUNT_WIDTH", "MAX_LANES", "span", "spatial_of", "STEP_WIDTH", "LAYER_WIDTH", "MAX_LAYERS", "CYCLES_WIDTH"]
 
 #: Width of the per-output-neuron spike counter and first-spike step (T <= 65535).
 COUNT_WIDTH = 16
@@ -25,6 +25,8 @@ LAYER_WIDTH = 4
 MAX_LAYERS = (1 << LAYER_WIDTH) - 1
 #: Width of the core's ``cycles`` output (cycles of one inference).
 CYCLES_WIDTH = 32
+#: Most synapse lanes ``P`` of a build (a weight word of 512 bits spans 15 ECP5 block RAMs).
+MAX_LANES = 512
 
 
 def span(n: int) -> range:
@@ -85,8 +87,9 @@ class HardwareConfig:
     weight_bank_words: int = 0
 
     def __post_init__(self):
-        if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= 256:
-            raise ValueError(f"hardware config: lanes: must be an integer in [1, 256], got {self.lanes!r}")
+        if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= MAX_LANES:
+            raise ValueError(f"hardware config: lanes: must be an integer in [1, {MAX_LANES}], "
+                             f"got {self.lanes!r}")
         U = self.neuron_lanes
         if (isinstance(U, bool) or not isinstance(U, int) or U < 1 or U & (U - 1)
                 or self.lanes % U):
@@ -165,7 +168,7 @@ class HardwareConfig:
 
 # The schema of a hardware TOML beyond the types of the HardwareConfig defaults, and the [board]
 # table that bsnn.hdl.bitstream reads.
-_HARDWARE_RULES = {"lanes": integer(1, 256), "neuron_lanes": integer(1, 256),
+_HARDWARE_RULES = {"lanes": integer(1, MAX_LANES), "neuron_lanes": integer(1, MAX_LANES),
                    "max_input_events": optional(integer(1, (1 << 24) - 1)),
                    "weight_memory": choice("bram", "spram"), "neuron_pipeline": choice("short", "long"),
                    "neuron_state": choice("full", "minimal"), "weight_bank_words": integer(0)}

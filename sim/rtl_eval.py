@@ -41,26 +41,33 @@ def generated_design(bundle, hw=None) -> tuple[Path, dict]:
     return out / "bsnn_core.v", manifest
 
 
-def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool = True, hw=None) -> dict:
+def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool = True, hw=None,
+                 trace: bool = True) -> dict:
     """Run every sample through the RTL and compare it with the golden model.
 
     Verilator runs the compiled C++ harness (sim/harness.py); Icarus runs the cocotb testbench.
+    ``trace = False`` clears the run-time GLOBAL trace bit first (no SPIKE records: the core's
+    own rate when a host only wants the result).
     """
+    from bsnn.hdl.layouts import ConfigTarget, GlobalAddress
+
     if off is None:
         off = torch.zeros_like(on)
     verilog, manifest = generated_design(bundle, hw)
     key = manifest["build_key"]
+    # The memories start with the bundle's contents (init=), so only the trace bit is written.
+    writes = [] if trace else [(int(ConfigTarget.GLOBAL), GlobalAddress.TRACE, 0)]
     if simulator == "verilator":
         from bsnn.hdl.config import CoreGeometry
         from bsnn.sim.harness import compile_harness, run_harness
         exe = compile_harness(verilog, CoreGeometry.from_key(key))
 
         def simulate(samples):
-            return run_harness(exe, [s["steps"] for s in samples])
+            return run_harness(exe, [s["steps"] for s in samples], config_writes=writes)
     else:
         def simulate(samples):
-            # The memories start with the bundle's contents (init=), so no config writes here.
-            job = {"build_key": key, "programs": [{"config_writes": [], "samples": samples}],
+            job = {"build_key": key, "programs": [{"config_writes": [list(w) for w in writes],
+                                                   "samples": samples}],
                    "max_cycles": 50_000_000}
             return run_job(verilog, job, simulator)["programs"][0]["samples"]
     from bsnn.hdl.config import CoreGeometry
@@ -77,7 +84,7 @@ def rtl_evaluate(bundle, on, off, simulator: str = "verilator", progress: bool =
             samples = [{"steps": [[list(e) for e in step] for step in events_from_counts(on[:, sl], off[:, sl], b)]}
                        for b in range(sl.stop - sl.start)]
             for b, rtl in enumerate(simulate(samples)):
-                problem = compare_sample(bundle, golden, b, rtl, trace=key.get("trace", True))
+                problem = compare_sample(bundle, golden, b, rtl, trace=trace and key.get("trace", True))
                 if problem:
                     mismatches.append(f"sample {start + b}: {problem}")
                 records = rtl["records"]

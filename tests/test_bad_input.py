@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from bsnn.cli import main
 from bsnn.firmware_export.bundle import random_bundle, save_bundle
-from bsnn.hdl.config import HardwareConfig, build_key
+from bsnn.hdl.config import MAX_LANES, HardwareConfig, build_key
 from bsnn.nir_interop.export import write_nir
 from bsnn.training.train import DEFAULTS
 
@@ -247,7 +247,7 @@ CASES = [
     ("verilog --model {ws}/model --out {ws}/afile.txt", "exists and is not a folder"),
     ("verilog --model {ws}/model --out {ws}/v --vectors -9995", "argument --vectors"),
     ("verilog --model {ws}/model --out {ws}/v --lanes 0", "argument --lanes"),
-    ("verilog --model {ws}/model --out {ws}/v --lanes 257", "argument --lanes"),
+    (f"verilog --model {{ws}}/model --out {{ws}}/v --lanes {MAX_LANES + 1}", "argument --lanes"),
     ("verilog --model {ws}/model --out {ws}/v --hw-config {ws}/hw_table.toml", "hardware: must be a table"),
     ("verilog --model {ws}/deep --out {ws}/v", "nested too deeply"),
     # export: checkpoints that are not
@@ -408,7 +408,7 @@ def test_a_refused_nir_file_imports_with_recompile(ws, capsys, tmp_path):
 NUMERIC_OPTIONS = [   # (argv before the option, option, smallest valid, largest valid or None, integer?)
     ("eval --model {ws}/model --dataset mnist --data-root {ws}/ds_ok", "--limit", 1, None, True),
     ("verilog --model {ws}/model --out {ws}/v", "--vectors", 0, None, True),
-    ("verilog --model {ws}/model --out {ws}/v", "--lanes", 1, 256, True),
+    ("verilog --model {ws}/model --out {ws}/v", "--lanes", 1, MAX_LANES, True),
     ("export --checkpoint {ws}/real.pt --out {ws}/b", "--limit", 1, None, True),
     ("random-model --out {ws}/r", "--time-steps", 1, 65535, True),
     ("sim", "--cases", 1, None, True),

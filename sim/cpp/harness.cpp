@@ -1,9 +1,10 @@
 // Compiled Verilator harness for bsnn_core: streams a whole dataset through the RTL at full speed.
 //
 // Usage: Vharness INPUT OUTPUT [max_cycles_per_sample]
-// INPUT  (little-endian uint32): IN_MAGIC ("BSNI"), n_samples, then per sample: n_records,
-//        records. A record: bit IN_EOS_BIT end_of_step, bit IN_POLARITY_BIT polarity, the low
-//        IN_INDEX_BITS bits the neuron index.
+// INPUT  (little-endian uint32): IN_MAGIC ("BSNI"), n_config, n_config config writes of three
+//        words (target, address, data: written through i_config after reset, e.g. the GLOBAL
+//        trace bit), n_samples, then per sample: n_records, records. A record: bit IN_EOS_BIT
+//        end_of_step, bit IN_POLARITY_BIT polarity, the low IN_INDEX_BITS bits the neuron index.
 // OUTPUT (little-endian): OUT_MAGIC ("BSNO"), n_samples, then per sample:
 //        uint32 n_records, uint32 timeout, uint32 error, uint64 cycles,
 //        n_records x int32[OUT_RECORD_WORDS] (kind, step, layer, index, value).
@@ -65,9 +66,15 @@ int main(int argc, char** argv) {
     uint64_t max_cycles = argc > 3 ? strtoull(argv[3], nullptr, 10) : 100000000ull;
     FILE* in = fopen(argv[1], "rb");
     if (!in) { fprintf(stderr, "harness: cannot open %s\n", argv[1]); return 2; }
-    uint32_t magic = 0, n_samples = 0;
-    if (!read_u32(in, &magic) || magic != IN_MAGIC || !read_u32(in, &n_samples)) {
+    uint32_t magic = 0, n_config = 0, n_samples = 0;
+    if (!read_u32(in, &magic) || magic != IN_MAGIC || !read_u32(in, &n_config)) {
         fprintf(stderr, "harness: %s: not a BSNI input file\n", argv[1]);
+        return 2;
+    }
+    std::vector<uint32_t> config(3 * size_t(n_config));
+    if ((n_config && fread(config.data(), 4, config.size(), in) != config.size())
+            || !read_u32(in, &n_samples)) {
+        fprintf(stderr, "harness: %s: truncated config writes\n", argv[1]);
         return 2;
     }
     FILE* out = fopen(argv[2], "wb");
@@ -88,6 +95,17 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 3; i++) edge();
     top->rst = 0; top->eval();
     edge();
+    for (uint32_t c = 0; c < n_config; c++) {   // config writes while idle, one per handshake
+        top->i_config___05Fvalid = 1;
+        set_field(top->i_config___05Fpayload, CFG_TARGET_OFF, CFG_TARGET_W, config[3 * c]);
+        set_field(top->i_config___05Fpayload, CFG_ADDRESS_OFF, CFG_ADDRESS_W, config[3 * c + 1]);
+        set_field(top->i_config___05Fpayload, CFG_DATA_OFF, CFG_DATA_W, config[3 * c + 2]);
+        top->eval();
+        while (!top->i_config___05Fready) { edge(); top->eval(); }
+        edge();
+    }
+    top->i_config___05Fvalid = 0; top->eval();
+    for (int i = 0; i < 4; i++) edge();    // the last write lands (the banks take two cycles)
 
     std::vector<uint32_t> events;
     std::vector<int32_t> records;

@@ -8,12 +8,12 @@ import pytest
 from amaranth.back import verilog
 
 from bsnn.firmware_export.bundle import random_bundle
-from bsnn.hdl.board import (BOARDS, BoardTop, DeviceFitError, FlashBoot, memory_templates,
-                            plan_build, platform_top, stored_widths, template_depth)
+from bsnn.hdl.board import (BOARDS, BoardTop, DeviceFitError, FlashBoot, memory_plan,
+                            memory_templates, plan_build, platform_top, stored_widths, template_depth)
 from bsnn.hdl.config import CoreGeometry, HardwareConfig
 from bsnn.hdl.hostlink import frame_sizes
 
-from bsnn.hdl.bitstream import board_config_path
+from bsnn.hdl.bitstream import board_config_path, build_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -424,3 +424,28 @@ def test_host_link_bench_counts_the_input_events_of_the_images():
     assert r["uart"]["divisor"] == 11 and r["uart"]["core_rate"] == r["uart"]["bridge_rate"] == 3e6
     assert r["trace_off"]["inferences_per_second"] == pytest.approx(
         3e6 / 10 / max(r["trace_off"]["bytes_to_device"], r["trace_off"]["bytes_from_device"]))
+
+
+@pytest.mark.parametrize("report", sorted((REPO / "docs" / "fpga").glob("*.json")),
+                         ids=lambda p: p.stem)
+def test_block_ram_estimate_never_undercounts_a_committed_build(report):
+    """The fit check's block RAM estimate against what nextpnr placed in each committed build:
+    never fewer (a build it passes must fit), at most 15 % or 5 blocks more. Memories at most
+    16 words deep are distributed RAM on the ECP5, the weight banks are rounded up one by one."""
+    import json
+
+    from bsnn.firmware_export.bundle import load_bundle
+    r = json.loads(report.read_text())
+    hw = HardwareConfig.from_dict(r["hardware"])
+    geom = CoreGeometry.from_bundle(load_bundle(REPO / r["model"]), hw)
+    planned = memory_plan(geom, hw, BOARDS[r["board"]])["bram_blocks"]
+    used = r["utilization"]["block_ram"]["used"]
+    assert used <= planned <= used + max(5, 0.15 * used)
+
+
+def test_a_board_variant_toml_names_its_builds_and_reports():
+    assert build_name("ulx3s-85f") == "ulx3s-85f"
+    assert build_name("ulx3s-85f", "hdl/boards/ulx3s-85f.toml") == "ulx3s-85f"
+    assert build_name("ulx3s-85f", "hdl/boards/ulx3s-85f-parallel.toml") == "ulx3s-85f-parallel"
+    # a TOML whose name is not the board's: the board's name, never a name from elsewhere
+    assert build_name("ulx3s-85f", "/tmp/my.toml") == "ulx3s-85f"

@@ -107,7 +107,9 @@ def test_many_bundles_loaded_through_config_port(U):
                                            # neuron clear longer than step 0's accumulation
                                            ([2, 40, 30], 8, 1), ([2, 40, 30], 8, 2),
                                            ([9, 7, 5], 4, (4, "long")), ([1, 1], 1, (1, "long")),
-                                           ([2, 40, 30], 8, (2, "long"))])
+                                           ([2, 40, 30], 8, (2, "long")),
+                                           # the parallel core: every layer one accumulator word
+                                           ([5, 60, 40, 10], 64, (16, "long"))])
 def test_cycle_formula(sizes, lanes, U):
     U, pipeline = U if isinstance(U, tuple) else (U, "short")
     rng = np.random.default_rng(sum(sizes))
