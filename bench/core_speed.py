@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from bsnn.firmware_export.outputs import previous_json, write_file
+from bsnn.firmware_export.paths import source_commit
 
 
 def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="verilator",
@@ -76,6 +77,7 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
         "sops_per_synaptic_cycle": float(sops.sum() / max(1.0, syn.sum())),
         "synaptic_lane_use": float(sops.sum() / max(1.0, syn.sum()) / geom.lanes),
         "run_trace": bool(run_trace and geom.trace),
+        "source_commit": source_commit(),
         "memory_reads_mean": {k: float(np.mean([p["memory_reads"][k] for p in per]))
                               for k in per[0]["memory_reads"]},
     }
