@@ -47,7 +47,7 @@ class HardwareConfig:
     ----------
     lanes : int
         ``P``, the number of synapse lanes: neurons whose accumulators one weight word updates
-        per cycle (also the weight-memory word width).
+        per cycle (also the weight-memory word width), 1 to ``MAX_LANES``.
     trace : bool
         Whether the build can emit SPIKE records at all (``False`` removes that path; the
         run-time GLOBAL trace-enable bit then has no effect).
