@@ -426,19 +426,14 @@ def write_report(report: dict, json_path, md_path) -> None:
                   f"{t['sops_per_cycle']:.2f} SOPs/cycle; at {c['fmax_mhz']:.1f} MHz: "
                   f"**{t['inferences_per_second']:.0f} inferences/s** "
                   f"({t['inferences_per_second_worst']:.0f} worst case)"
-                  + (f"; at the {c['core_clock_mhz']:g} MHz core clock: "
-                     f"{t['inferences_per_second_at_core_clock']:.0f} inferences/s"
-                     if "inferences_per_second_at_core_clock" in t else "")
-                  + ". This is the core's rate; the host link's is below."]
+                  + _at_core_clock(t, c) + ". This is the core's rate; the host link's is below."]
     t = report.get("throughput_trace_off")
     if t:
         lines += ["", f"With the run-time trace off (GLOBAL TRACE = 0, no SPIKE records, same "
                   f"images, bit-exact): {t['cycles_mean']:.0f} cycles per inference on average "
                   f"({t['cycles_max']} worst), event bound ratio {t['bound_ratio_mean']:.3f}; at "
                   f"{c['fmax_mhz']:.1f} MHz: {t['inferences_per_second']:.0f} inferences/s"
-                  + (f"; at the {c['core_clock_mhz']:g} MHz core clock: "
-                     f"**{t['inferences_per_second_at_core_clock']:.0f} inferences/s**"
-                     if "inferences_per_second_at_core_clock" in t else "") + "."]
+                  + _at_core_clock(t, c, bold=True) + "."]
         r = t.get("memory_reads_mean")
         if r:
             lines += ["", f"Per inference on average: {t['sops_mean']:.0f} SOPs; memory reads: "
@@ -467,6 +462,15 @@ def write_report(report: dict, json_path, md_path) -> None:
     check_file_output(md_path, replaces=previous_text)
     write_file(json_path, (json.dumps(report, indent=2) + "\n").encode(), replaces=previous_json)
     write_file(md_path, ("\n".join(lines) + "\n").encode(), replaces=previous_text)
+
+
+def _at_core_clock(speed: dict, clock: dict, bold: bool = False) -> str:
+    """"; at the <f> MHz core clock: <n> inferences/s" of a throughput entry, if it has one."""
+    if "inferences_per_second_at_core_clock" not in speed:
+        return ""
+    mark = "**" if bold else ""
+    return (f"; at the {clock['core_clock_mhz']:g} MHz core clock: {mark}"
+            f"{speed['inferences_per_second_at_core_clock']:.0f} inferences/s{mark}")
 
 
 def rewrite_markdown(json_path) -> None:
