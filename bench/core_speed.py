@@ -91,16 +91,15 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
 def memory_reads(geom, time_steps: int):
     """Per inference, the reads of each memory (the inputs of an energy estimate) as a function
     of the synaptic cycles (``sum_l ceil(N_l / P) * E_l`` of a dense build): one weight word
-    (``P`` bits) and one accumulator word per synaptic cycle; per step and layer every
-    accumulator word is drained once and every neuron group's state and parameters read once
-    in each of the ``U`` banks (docs/architecture.md, dataflow)."""
+    (``P`` bits) and one accumulator word per synaptic cycle; per step and layer the drain
+    reads the accumulator word of each group of ``U`` neurons, and every group's state and
+    parameters are read once in each of the ``U`` banks (docs/architecture.md, dataflow)."""
     groups = sum(geom.groups) * time_steps
-    drains = sum(geom.chunks) * time_steps
 
     def reads(synaptic_cycles: int) -> dict:
         return {"weight_words": synaptic_cycles, "weight_bits": synaptic_cycles * geom.lanes,
-                "accumulator_words": synaptic_cycles + drains,
-                "accumulator_bits": (synaptic_cycles + drains) * geom.lanes * geom.syn_w,
+                "accumulator_words": synaptic_cycles + groups,
+                "accumulator_bits": (synaptic_cycles + groups) * geom.lanes * geom.syn_w,
                 "neuron_state_words": groups * geom.neuron_lanes,
                 "parameter_words": 2 * groups * geom.neuron_lanes}
     return reads
