@@ -28,7 +28,8 @@ class SimulationError(RuntimeError):
 
 
 def build_dir_for(verilog: Path, simulator: str) -> Path:
-    digest = hashlib.sha256(Path(verilog).read_bytes()).hexdigest()[:16]
+    # (this file is part of the key: it patches the Verilog for Icarus before compiling)
+    digest = hashlib.sha256(Path(verilog).read_bytes() + Path(__file__).read_bytes()).hexdigest()[:16]
     return (build_root() / "sim" / f"{simulator}-{digest}").resolve()
 
 
@@ -59,6 +60,9 @@ def build(verilog: Path, simulator: str, waves: bool = False) -> Path:
 _TIME0_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*dump_module\$\d+)\s*= 0;$", re.M)
 
 
+_BARE_COMB = re.compile(r"^(\s*)always @\*\n\s+(?!begin\b)([^\n]*=[^\n]*;)\n", re.M)
+
+
 def icarus_time_zero_fix(text: str) -> str:
     """Make Yosys' combinational blocks evaluate at time zero in Icarus Verilog.
 
@@ -67,7 +71,12 @@ def icarus_time_zero_fix(text: str) -> str:
     event, so blocks whose inputs never change (a constant layer base, say) keep X forever. One
     ``#0`` toggle of that register is the event they wait for; the design is unchanged.
     """
-    return _TIME0_TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #0 {m.group(2)} = 1'b1;", text)
+    text = _TIME0_TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #0 {m.group(2)} = 1'b1;", text)
+    # Yosys also writes one-statement blocks without that register (``always @* res[3:0] =
+    # p1_cmd[3:0];``): they too run first when an input changes, which a register that keeps
+    # its initial value never does (the neuron's result fields stayed X while valid). Each gets
+    # one evaluation at time zero as well.
+    return _BARE_COMB.sub(lambda m: f"{m.group(0)}{m.group(1)}initial #0 {m.group(2)}\n", text)
 
 
 def _compile(verilog: Path, simulator: str, waves: bool, bdir: Path) -> None:
