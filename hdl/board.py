@@ -103,7 +103,7 @@ _SHAPES = {"ice40": [(256, 16), (512, 8), (1024, 4), (2048, 2)],
 
 # Memories at most this deep become distributed RAM instead (ECP5 TRELLIS_DPR16X4, 16 x 4 bits
 # in the LUTs: Yosys's choice for the accumulators of a build whose layers fit in one weight
-# word and for the output counters, docs/fpga/ulx3s-85f-parallel-mnist.md); the iCE40 has none.
+# word and for the output counters, docs/fpga.md, "Throughput"); the iCE40 has none.
 _LUTRAM_DEPTH = {"ice40": 0, "ecp5": 16}
 
 

@@ -115,7 +115,7 @@ SMALL_SPRAM_NETWORK = dict(sizes=[10, 7, 4], v_width=9, c_width=7, bias_width=4,
                            max_input_events=8, time_steps=2)
 
 
-def _small_spram_build(seed, post_synthesis=False):
+def _small_spram_build(seed, post_synthesis=None):
     """A small SPRAM-weight iCE40 build from bundle A and bundle B of the same build key (the
     SPRAM has no initial contents: the weights come from the flash or the host only)."""
     rng = np.random.default_rng(seed)
@@ -165,7 +165,7 @@ def test_board_boots_from_flash_gate_level_after_ice40_synthesis():
     UART, runs a self-test with a wrong signature (FAILED: leds 0 and 1 both on, the model is
     in but computed something else) and C's samples, which match C's golden model."""
     require_simulator("icarus")
-    b, runner, bdir, geom, flash, on, off, _ = _small_spram_build(11, post_synthesis=True)
+    b, runner, bdir, geom, flash, on, off, _ = _small_spram_build(11, post_synthesis="ice40")
     vector = self_test_vector(b, on, off, 0)
     rng = np.random.default_rng(12)
     c = random_bundle(rng, **SMALL_SPRAM_NETWORK)

