@@ -29,7 +29,8 @@ IMAGE_OVERHEAD = 3
 def batch_words_check(words: int) -> int:
     """``words`` if it is a valid batch memory size (0, or a power of two from ``MIN_WORDS`` to
     ``MAX_WORDS``), else a ValueError."""
-    words = int(words)
+    if isinstance(words, bool) or not isinstance(words, int):
+        raise ValueError(f"batch_event_words: an integer, got {words!r}")
     if words != 0 and (words < MIN_WORDS or words > MAX_WORDS or words & (words - 1)):
         raise ValueError(f"batch_event_words: 0 (no batch hardware) or a power of two from "
                          f"{MIN_WORDS} to {MAX_WORDS}, got {words}")
