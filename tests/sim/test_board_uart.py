@@ -262,21 +262,23 @@ def test_board_top_batch_mode_over_uart():
     require_simulator("icarus")
     rng = np.random.default_rng(41)
     sizes = [14, 10, 6]
-    kw = dict(sizes=sizes, v_width=10, c_width=8, bias_width=5, max_input_events=10, time_steps=3)
+    kw = dict(sizes=sizes, v_width=10, c_width=8, bias_width=5, max_input_events=6, time_steps=3)
     bundle = random_bundle(rng, **kw)
     hw = HardwareConfig(lanes=4, neuron_lanes=2)
-    words = 128
+    words = 64
     runner, bdir, geom = _build(bundle, hw, "icarus", batch_words=words)
-    n = 4
+    n = 3
     on, off = random_counts(bundle, n, rng)
     gold = run_golden(bundle, on, off)
     images = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
               for k in range(n)]
     assert batch_words(images) <= words
-    big = images * (words // batch_words(images) + 1)     # more words than the memory holds
+    empty = [[] for _ in range(bundle.time_steps)]          # an image of no events: T words
+    big = [empty] * (words // bundle.time_steps + 1)          # one image more than fits
+    assert batch_words(big) > words
     job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": [images[0]],
            "batches": [{"images": images}, {"images": big, "count": 2},
-                       {"images": images[:1], "count": 0}, {"images": images[1:3]}]}
+                       {"images": [empty], "count": 0}, {"images": images[1:3]}]}
     out = _run(runner, bdir, job)
     assert out["info"]["batch"] == words.bit_length() - 1
     assert out["uart_frame_errors"] == 0 and out["status"]["protocol_error"] == 0
