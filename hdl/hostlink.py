@@ -249,7 +249,8 @@ class HostLink(wiring.Component):
         opcodes = [c for c in Opcode if batch or c not in BATCH_OPCODES]
         op = Signal(len(opcodes))                # the command being received, one-hot
         op_config, op_event, op_start, op_ping, op_info, op_boot, op_expect = op[:7]
-        op_batch_event, op_batch_run = (op[7], op[8]) if batch else (Const(0), Const(0))
+        if batch:
+            op_batch_event, op_batch_run = op[7], op[8]
         # Argument bytes shift in from the top: after the n bytes of a command they are the
         # top n bytes, little-endian (no byte-position decoder on the receive path).
         args = Signal(8 * max_args)
@@ -273,12 +274,13 @@ class HostLink(wiring.Component):
                 with m.If(op_config):
                     m.d.sync += left.eq(A + D)
                     m.next = "ARGS"
-                with m.Elif(op_event | op_batch_event):
+                with m.Elif((op_event | op_batch_event) if batch else op_event):
                     m.d.sync += left.eq(K - 1)
                     m.next = "ARGS"
-                with m.Elif(op_batch_run):
-                    m.d.sync += left.eq(COUNT_BYTES - 1)
-                    m.next = "ARGS"
+                if batch:
+                    with m.Elif(op_batch_run):
+                        m.d.sync += left.eq(COUNT_BYTES - 1)
+                        m.next = "ARGS"
                 with m.Elif(op_expect):
                     m.d.sync += left.eq(EXPECT_BYTES - 1)
                     m.next = "ARGS"
