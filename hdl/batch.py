@@ -157,6 +157,7 @@ class BatchUnit(wiring.Component):
         image = Signal(range(depth + 1))    # images finished
         launch = Signal()                   # start the next image (a pulse)
         markers = Signal(STEP_WIDTH)        # end-of-step markers still to send for this image
+        sending = Signal()                  # markers != 0 (a register: timing)
         status = Signal(8)               # BatchStatus
         cycles = Signal(CYCLES_WIDTH)
         klass = Signal(g.idx_w)             # the CLASS index of the running image
@@ -165,12 +166,13 @@ class BatchUnit(wiring.Component):
         ptr = Signal(range(depth + 1))      # next address to read
         limit = Signal(range(depth + 1))    # words to read (loaded, or count for the outcomes)
         held = Signal()                     # the read port's data is a word not yet sent
+        more = Signal()                     # ptr != limit (a register: timing)
         taken = Signal()                    # the word (or padding marker) offered is taken
         m.d.comb += [rd.addr.eq(ptr), rd.en.eq(~held | taken)]
         with m.If(rd.en):
-            m.d.sync += held.eq(ptr != limit)
-            with m.If(ptr != limit):
-                m.d.sync += ptr.eq(ptr + 1)
+            m.d.sync += held.eq(more)
+            with m.If(more):
+                m.d.sync += [ptr.eq(ptr + 1), more.eq(ptr + 1 != limit)]
 
         word = event(rd.data)
         marker = event.const({"end_of_step": 1})
@@ -191,12 +193,14 @@ class BatchUnit(wiring.Component):
                     n = self.i_run.payload.count
                     bad = (n == 0) | (n > depth)
                     m.d.sync += [status.eq(Cat(overflow, bad)), count.eq(n), image.eq(0),
-                                 cycles.eq(0), ptr.eq(0), limit.eq(loaded), held.eq(0)]
+                                 cycles.eq(0), ptr.eq(0), limit.eq(loaded), more.eq(loaded != 0),
+                                 held.eq(0)]
                     with m.If(overflow | bad):
                         m.d.sync += count.eq(0)
                         m.next = "SUMMARY"
                     with m.Else():
-                        m.d.sync += [launch.eq(1), markers.eq(self.time_steps)]
+                        m.d.sync += [launch.eq(1), markers.eq(self.time_steps),
+                                     sending.eq(self.time_steps != 0)]
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.active.eq(1), self.start.eq(launch),
@@ -204,14 +208,14 @@ class BatchUnit(wiring.Component):
                 m.d.sync += [launch.eq(0), cycles.eq(cycles + 1)]
                 # Words while the image needs markers; padding markers once they run out.
                 out = self.o_events
-                m.d.comb += [out.valid.eq((markers != 0) & (held | (ptr == limit))),
+                m.d.comb += [out.valid.eq(sending & (held | ~more)),
                              out.payload.eq(Mux(held, word, marker)),
                              taken.eq(out.valid & out.ready)]
                 with m.If(taken):
                     with m.If(~held):
                         m.d.sync += status.eq(status | int(BatchStatus.SHORT))
                     with m.If(~held | word.end_of_step):
-                        m.d.sync += markers.eq(markers - 1)
+                        m.d.sync += [markers.eq(markers - 1), sending.eq(markers != 1)]
                 res = self.i_results
                 with m.If(res.valid & (res.payload.kind == ResultKind.CLASS)):
                     m.d.sync += klass.eq(res.payload.index)
@@ -220,16 +224,17 @@ class BatchUnit(wiring.Component):
                                  wr.data.eq(Cat(klass, self.error))]
                     m.d.sync += image.eq(image + 1)
                     with m.If(image + 1 == count):
-                        with m.If(held | (ptr != limit)):
+                        with m.If(held | more):
                             m.d.sync += status.eq(status | int(BatchStatus.LONG))
-                        m.d.sync += [ptr.eq(0), limit.eq(count), held.eq(0)]
+                        m.d.sync += [ptr.eq(0), limit.eq(count), more.eq(1), held.eq(0)]
                         m.next = "OUTCOMES"
                     with m.Else():
-                        m.d.sync += [launch.eq(1), markers.eq(self.time_steps)]
+                        m.d.sync += [launch.eq(1), markers.eq(self.time_steps),
+                                     sending.eq(self.time_steps != 0)]
             with m.State("OUTCOMES"):
                 m.d.comb += [self.o_class.valid.eq(held), self.o_class.payload.eq(rd.data),
                              taken.eq(self.o_class.valid & self.o_class.ready)]
-                with m.If(~held & (ptr == limit)):
+                with m.If(~held & ~more):
                     m.next = "SUMMARY"
             with m.State("SUMMARY"):
                 m.d.comb += [self.o_done.valid.eq(1),
@@ -237,7 +242,9 @@ class BatchUnit(wiring.Component):
                              self.o_done.payload.count.eq(count),
                              self.o_done.payload.cycles.eq(cycles)]
                 with m.If(self.o_done.ready):
-                    m.d.sync += [loaded.eq(0), overflow.eq(0), ptr.eq(0), limit.eq(0)]
+                    m.d.sync += [loaded.eq(0), overflow.eq(0), ptr.eq(0), limit.eq(0), more.eq(0)]
                     m.next = "LOAD"
         # (in LOAD the reader idles: ptr == limit, nothing is read)
+        # Timing: the event stream's valid is two flip-flops and a padding flag (``sending``,
+        # ``held``, ``more``), the read enable one gate more with the core's ready (a flip-flop).
         return m
