@@ -79,9 +79,10 @@ class BatchUnit(wiring.Component):
     stream after an image's ``T``-th until the core's ``done``, so no word of the next image
     enters the core's input queue before its start, and the queue is empty when the batch
     ends; if the words run out, the unit supplies the missing markers (status SHORT), so a
-    malformed batch never hangs. Each image's outcome is written over the memory's word
-    ``k`` (already consumed: image ``k`` ends at or after its ``(k+1)``-th word), so the
-    results need no memory of their own; after the run they are read out in order.
+    malformed batch never hangs. Image ``k``'s outcome is written over the memory's word ``k``,
+    already read by then (images ``0..k`` hold at least ``k + 1`` words, their markers; if the
+    words ran out, all were read), so the results need no memory of their own; after the run
+    they are read out in order.
 
     Parameters
     ----------
