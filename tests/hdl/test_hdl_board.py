@@ -449,3 +449,50 @@ def test_a_board_variant_toml_names_its_builds_and_reports():
     assert build_name("ulx3s-85f", "hdl/boards/ulx3s-85f-parallel.toml") == "ulx3s-85f-parallel"
     # a TOML whose name is not the board's: the board's name, never a name from elsewhere
     assert build_name("ulx3s-85f", "/tmp/my.toml") == "ulx3s-85f"
+
+
+@pytest.mark.parametrize("value", ["100", "true", "65536"])
+def test_bitstream_refuses_a_bad_batch_memory_size_in_one_line(tmp_path, capsys, value):
+    from bsnn.hdl.bitstream import main as bitstream_main
+    toml = tmp_path / "hw.toml"
+    text = board_config_path("icebreaker").read_text()
+    assert "batch_event_words = 0\n" in text
+    toml.write_text(text.replace("batch_event_words = 0\n", f"batch_event_words = {value}\n"))
+    out = tmp_path / "b"
+    assert bitstream_main(["--board", "icebreaker", "--model", str(REPO / "models" / "default"),
+                           "--hw-config", str(toml), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "board.batch_event_words" in err, err
+    assert not out.exists()
+
+
+def test_batch_memory_sizes_of_the_boards_and_their_block_rams():
+    """Each board TOML states its batch memory: none on the iCEBreaker (its MNIST build is at
+    97 % of the logic cells), a power of two on every ULX3S; the fit check counts its blocks."""
+    import tomllib
+
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.hdl.batch import batch_words_check
+    from bsnn.hdl.layouts import InputEventLayout
+    sizes = {}
+    for toml in sorted((REPO / "hdl" / "boards").glob("*.toml")):
+        words = tomllib.loads(toml.read_text())["board"]["batch_event_words"]
+        sizes[toml.stem] = batch_words_check(words)
+    assert sizes["icebreaker"] == 0
+    assert all(v > 0 for k, v in sizes.items() if k.startswith("ulx3s"))
+    bundle = load_bundle(REPO / "models" / "mnist")
+    hw = HardwareConfig.from_toml(board_config_path("ulx3s-85f"))
+    _, geom, without = plan_build(bundle, hw, BOARDS["ulx3s-85f"], "bram")
+    _, _, plan = plan_build(bundle, hw, BOARDS["ulx3s-85f"], "bram", sizes["ulx3s-85f"])
+    # 16384 words of idx_w + 2 = 12 bits: 12 blocks of 16384 x 1 (or 4096 x 4)
+    assert InputEventLayout(geom.idx_w).size == 12
+    assert plan["bram_by_memory"]["batch"] == 12
+    assert plan["bram_blocks"] == without["bram_blocks"] + 12
+    # ... at least 16 MNIST-sized images (~360 words each at T = 4)
+    assert sizes["ulx3s-85f"] // 400 >= 16
+    # the 25F's batch memory is the one block RAM its MNIST build leaves
+    hw25 = HardwareConfig.from_toml(board_config_path("ulx3s-25f"))
+    _, _, p25 = plan_build(bundle, hw25, BOARDS["ulx3s-25f"], "bram", sizes["ulx3s-25f"])
+    assert p25["bram_by_memory"]["batch"] == 1 and p25["bram_blocks"] <= BOARDS["ulx3s-25f"].bram_blocks
+    with pytest.raises(DeviceFitError, match=r"block RAMs > 56 .*batch \d+"):
+        plan_build(bundle, hw25, BOARDS["ulx3s-25f"], "bram", 2 * sizes["ulx3s-25f"])
