@@ -238,7 +238,8 @@ class BoardTop(wiring.Component):
         m.submodules.link = link = HostLink(self.geom, self.rx_depth, self.batch_words)
         wiring.connect(m, urx.o_data, link.i_rx)
         wiring.connect(m, link.o_tx, utx.i_data)
-        wiring.connect(m, link.o_config, core.i_config)
+        if not self.batch_words:
+            wiring.connect(m, link.o_config, core.i_config)
         # The self-test watches the result records on their way to the host link.
         m.submodules.self_test = check = SelfTest(self.geom.idx_w, self.geom.v_width)
         wiring.connect(m, link.o_expect, check.i_expect)
@@ -288,7 +289,13 @@ class BoardTop(wiring.Component):
                          batch.time_steps.eq(core.time_steps),
                          # (no DONE frame per image of a batch)
                          link.done.eq(core.done & ~active)]
-            start = start | batch.start
+            # The host's CONFIG waits and its START is dropped while a batch runs (the core is
+            # idle between two images for a cycle).
+            cfg = link.o_config
+            m.d.comb += [core.i_config.valid.eq(cfg.valid & ~active),
+                         core.i_config.payload.eq(cfg.payload),
+                         cfg.ready.eq(core.i_config.ready & ~active)]
+            start = (start & ~active) | batch.start
         else:
             wiring.connect(m, link.o_events, core.i_events)
             wiring.connect(m, core.o_results, link.i_results)
