@@ -122,9 +122,11 @@ def test_board_top_verilator_lint_clean(tmp_path):
         pytest.skip(reason)
     rng = np.random.default_rng(6)
     b = random_bundle(rng, sizes=[12, 9, 5])
-    for hw in (HardwareConfig(lanes=4, neuron_lanes=2), HardwareConfig(lanes=8, neuron_pipeline="long")):
+    for hw, batch in ((HardwareConfig(lanes=4, neuron_lanes=2), 0),
+                      (HardwareConfig(lanes=8, neuron_pipeline="long"), 0),
+                      (HardwareConfig(lanes=4, neuron_lanes=2), 1024)):     # with batch mode
         path = tmp_path / "board.v"
-        top = BoardTop(b, hw, 6, flash=FlashBoot.for_clock(1 << 20, 90e6))
+        top = BoardTop(b, hw, 6, flash=FlashBoot.for_clock(1 << 20, 90e6), batch_words=batch)
         path.write_text(verilog.convert(top, name="bsnn_board", emit_src=False,
                                         strip_internal_attrs=True))
         code, out = lint(path, "bsnn_board")
