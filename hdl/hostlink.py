@@ -3,9 +3,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .batch import COUNT_BYTES, BatchClassLayout, BatchDoneLayout, BatchRunLayout, batch_log2
 from .config import CYCLES_WIDTH, CoreGeometry
 from .layouts import ConfigWriteLayout, ErrorBit, InputEventLayout, ResultLayout
-from .batch import COUNT_BYTES, BatchClassLayout, BatchDoneLayout, BatchRunLayout, batch_log2
 from .selftest import SIGNATURE_BITS
 from .slice import RegisterSlice
 
@@ -194,7 +194,7 @@ class HostLink(wiring.Component):
                 "i_batch_class": In(stream.Signature(BatchClassLayout(g.idx_w))),
                 "i_batch_done": In(stream.Signature(BatchDoneLayout())),
             }
-        super().__init__({**batch_ports, 
+        super().__init__({
             "i_rx": In(stream.Signature(8)),
             "o_tx": Out(stream.Signature(8)),
             "o_config": Out(stream.Signature(ConfigWriteLayout(g.cfg_addr_w, g.cfg_data_w))),
@@ -211,6 +211,7 @@ class HostLink(wiring.Component):
             "boot_status": In(8),
             "boot_pending": In(1),
             "o_expect": Out(stream.Signature(SIGNATURE_BITS)),
+            **batch_ports,
         })
 
     def elaborate(self, platform):
@@ -248,9 +249,12 @@ class HostLink(wiring.Component):
         max_args = max(1 + A + D, K, EXPECT_BYTES, COUNT_BYTES if batch else 0)
         opcodes = [c for c in Opcode if batch or c not in BATCH_OPCODES]
         op = Signal(len(opcodes))                # the command being received, one-hot
-        op_config, op_event, op_start, op_ping, op_info, op_boot, op_expect = op[:7]
+        bit = {code: op[i] for i, code in enumerate(opcodes)}
+        op_config, op_event, op_start, op_ping, op_info, op_boot, op_expect = (
+            bit[Opcode.CONFIG], bit[Opcode.EVENT], bit[Opcode.START], bit[Opcode.PING],
+            bit[Opcode.INFO], bit[Opcode.BOOT], bit[Opcode.EXPECT])
         if batch:
-            op_batch_event, op_batch_run = op[7], op[8]
+            op_batch_event, op_batch_run = bit[Opcode.BATCH_EVENT], bit[Opcode.BATCH_RUN]
         # Argument bytes shift in from the top: after the n bytes of a command they are the
         # top n bytes, little-endian (no byte-position decoder on the receive path).
         args = Signal(8 * max_args)
