@@ -181,9 +181,11 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     old_manifest = out / "hardware.json"
     if reuse and old_manifest.exists():
         # A reused placement carries the flip-flop initial values of the model it was built
-        # for (layer modes, readout, time steps): only the same build and registers may reuse it.
+        # for (layer modes, readout, time steps): only the same build and registers (and the
+        # same batch memory) may reuse it.
         before = json.loads(old_manifest.read_text())
-        for field in ("build_key", "register_init"):
+        before.setdefault("batch_event_words", 0)    # (placements from before batch mode)
+        for field in ("build_key", "register_init", "batch_event_words"):
             if before.get(field) != json.loads(json.dumps(manifest.get(field))):
                 raise BuildError(f"--reuse: {out} was placed for a build whose "
                                  f"{field} differs from {model}'s; build without --reuse")

@@ -498,3 +498,29 @@ def test_batch_memory_sizes_of_the_boards_and_their_block_rams():
     assert p25["bram_by_memory"]["batch"] == 1 and p25["bram_blocks"] <= BOARDS["ulx3s-25f"].bram_blocks
     with pytest.raises(DeviceFitError, match=r"block RAMs > 56 .*batch \d+"):
         plan_build(bundle, hw25, BOARDS["ulx3s-25f"], "bram", 2 * sizes["ulx3s-25f"])
+
+
+def test_reuse_refuses_a_placement_made_with_another_batch_memory(tmp_path):
+    """--reuse keeps the placed design: one placed with another batch memory size is refused
+    (a placement from before batch mode counts as none)."""
+    import json
+
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.firmware_export.errors import BuildError
+    from bsnn.hdl.bitstream import build
+    from bsnn.hdl.generate import hardware_manifest
+    from bsnn.hdl.images import global_words, layer_mode_words
+    model = REPO / "models" / "default"
+    bundle = load_bundle(model)
+    hw, _, _ = plan_build(bundle, HardwareConfig.from_toml(board_config_path("ulx3s-85f")),
+                          BOARDS["ulx3s-85f"], "bram")
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    (out / "template.config").write_text("")    # (a reused placement: no place-and-route)
+    manifest = {"build_key": hardware_manifest(bundle, hw)["build_key"],
+                "register_init": {"layer_modes": layer_mode_words(bundle),
+                                  "globals": {str(k): v for k, v in global_words(bundle, True).items()}}}
+    (out / "hardware.json").write_text(json.dumps(manifest))      # before batch mode: none
+    with pytest.raises(BuildError, match="batch_event_words differs"):
+        build("ulx3s-85f", model, out_dir=out, reuse=True, throughput_images=0)
