@@ -261,8 +261,16 @@ class BoardHost:
         self._pending.clear()
         return result
 
-
     # ---- batch mode (docs/uart-protocol.md, "Batch mode") -----------------------------------
+    async def _require_batch(self) -> None:
+        """A build without batch hardware would take the batch commands' bytes for commands
+        of their own: refused here (ProtocolError) before anything is sent."""
+        if self.batch_words is None:
+            await self.info()
+        if not self.batch_words:
+            raise ProtocolError("batch: this build has no batch memory ([board] "
+                                "batch_event_words = 0)")
+
     async def set_trace(self, on: bool) -> None:
         """The run-time trace (GLOBAL TRACE): SPIKE records on or off (builds with trace)."""
         await self.configure([(ConfigTarget.GLOBAL, GlobalAddress.TRACE, int(bool(on)))])
@@ -271,6 +279,7 @@ class BoardHost:
         """BATCH_EVENT commands: the words of ``images`` (each a list, one per time step, of
         ``(index, polarity)``) appended to the batch memory. Not checked against its size: a
         batch that overflows it is refused by the device at BATCH_RUN."""
+        await self._require_batch()
         data = batch_frames(self.geom, images)
         size = 1 + self.sizes["K"]
         for i in range(0, len(data), size):
@@ -281,6 +290,7 @@ class BoardHost:
         classes, error flags, status and cycles. The memory is empty afterwards."""
         if not 0 <= count < 1 << (8 * COUNT_BYTES):
             raise ValueError(f"batch: {count} images do not fit the command's count field")
+        await self._require_batch()
         await self._send(batch_run_frame(count))
         result = BatchResult()
         while True:
@@ -307,13 +317,9 @@ class BoardHost:
         throughput measurement) the run-time trace is turned off for the batch and on again
         after it. Refuses (ValueError) a batch larger than the build's batch memory, and
         (ProtocolError) a build without one."""
-        if self.batch_words is None:
-            await self.info()
+        await self._require_batch()
         images = list(images)
         words = batch_words(images)
-        if not self.batch_words:
-            raise ProtocolError("batch: this build has no batch memory ([board] "
-                                "batch_event_words = 0)")
         if not images or words > self.batch_words:
             raise ValueError(f"batch: {len(images)} images of {words} words; the batch memory "
                              f"holds {self.batch_words}")

@@ -124,3 +124,48 @@ def test_board_cli_batch_refused_for_a_build_without_batch_memory(tmp_path, caps
                str(repo / "models" / "default"), "--batch", "4"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "has no batch memory" in err, err
+
+
+def test_board_host_refuses_batch_commands_to_a_build_without_batch_memory():
+    """BoardHost sends no batch command to a build whose INFO says it has no batch memory (its
+    decoder would take the words' bytes for commands); a batch over the memory is refused before
+    anything is sent."""
+    import pytest
+
+    from bsnn.hdl.config import CoreGeometry
+    from bsnn.hdl.hostlink import PROTOCOL_VERSION, Opcode, Reply, frame_sizes
+    from bsnn.sim.board_host import BoardHost, ProtocolError
+
+    geom = CoreGeometry(sizes=(12, 9, 5), v_width=9, c_width=8, bias_width=5, lanes=4,
+                        trace=True, max_input_events=8)
+    sz = frame_sizes(geom)
+
+    class Link:
+        def __init__(self, batch):
+            self.sent = bytearray()
+            self.info = bytes([Reply.INFO, PROTOCOL_VERSION, geom.idx_w, geom.v_width,
+                               geom.cfg_addr_w, geom.cfg_data_w, sz["A"], sz["D"], sz["K"],
+                               sz["R"], batch])
+            self.buf = bytearray()
+
+        async def write(self, data):
+            self.sent += data
+            if data == bytes([Opcode.INFO]):
+                self.buf += self.info
+
+        async def read(self, n):
+            out = bytes(self.buf[:n])
+            del self.buf[:n]
+            return out
+
+    image = [[(1, 1)], [], [(2, 0)]]
+    for call in (lambda h: h.run_batch([image]), lambda h: h.batch_load([image]),
+                 lambda h: h.batch_run(1)):
+        link = Link(0)
+        with pytest.raises(ProtocolError, match="no batch memory"):
+            asyncio.run(call(BoardHost(link, geom)))
+        assert bytes(link.sent) == bytes([Opcode.INFO])
+    link = Link(4)                                   # 16 words; the image is 5
+    with pytest.raises(ValueError, match="holds 16"):
+        asyncio.run(BoardHost(link, geom).run_batch([image] * 4))
+    assert bytes(link.sent) == bytes([Opcode.INFO])
