@@ -68,6 +68,38 @@ async def check_samples(host: BoardHost, bundle, on, off, labels=None, progress=
             "core_cycles_per_inference": sum(core_cycles) / n if n else None}
 
 
+async def measure_batches(host, bundle, on, off, words: int) -> dict:
+    """The samples through the board's batch mode (docs/uart-protocol.md, "Batch mode"), in
+    batches that fit its ``words``-word batch memory: every class against the golden model's and
+    the on-chip cycles of the batches, from which the core's own rate at its clock follows."""
+    from bsnn.sim.board_host import batch_words
+    golden = run_golden(bundle, on, off)
+    images = [events_from_counts(on, off, sample=b) for b in range(on.shape[1])]
+    batches, cur = [], []
+    for b, img in enumerate(images):
+        if batch_words([img]) > words:
+            raise InputError(f"--batch: sample {b} needs {batch_words([img])} words; the board's "
+                             f"batch memory holds {words}")
+        if batch_words(cur + [img]) > words:
+            batches.append(cur)
+            cur = []
+        cur.append(img)
+    batches.append(cur)
+    classes, cycles, flags = [], 0, set()
+    for batch in batches:
+        r = await host.run_batch(batch)
+        classes += r.classes
+        cycles += r.cycles
+        flags |= set(r.flags)
+    want = golden.prediction.tolist()
+    return {"batch_images": len(images), "batches": len(batches), "batch_cycles": cycles,
+            "batch_cycles_per_inference": cycles / len(images) if images else None,
+            "batch_classes_exact": classes == want,
+            "batch_class_mismatches": sum(a != b for a, b in zip(classes, want))
+            + abs(len(classes) - len(want)),
+            "batch_status": sorted(flags)}
+
+
 def load_build(path: Path) -> dict:
     """The hardware manifest of the bitstream on the board: ``path`` is the build folder or its
     ``hardware.json``; an unusable one is a one-line error naming it."""
@@ -98,6 +130,9 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=positive_int, default=100)
     p.add_argument("--data-root", type=existing_dir)
     p.add_argument("--json", type=output_file, help="write the report here")
+    p.add_argument("--batch", type=positive_int, metavar="N",
+                   help="also run the first N samples in the board's batch mode (builds with "
+                        "[board] batch_event_words) and report the core's measured rate")
     args = p.parse_args(argv)
     try:
         return _check_on_board(args)
@@ -114,7 +149,11 @@ def _check_on_board(args) -> int:
     build = load_build(args.build)
     bundle = load_bundle(args.model)
     check_fits(bundle, build)      # before the dataset and the port: BuildMismatch lists every difference
-    data = load_encoded(bundle, args.dataset, "test", args.limit, args.data_root)
+    if args.batch and not build.get("batch_event_words"):
+        raise InputError(f"--batch: the build {args.build} has no batch memory ([board] "
+                         f"batch_event_words = 0 or a build from before batch mode)")
+    data = load_encoded(bundle, args.dataset, "test", max(args.limit, args.batch or 0),
+                        args.data_root)
     args.baud = args.baud or int(build.get("uart_baud", 115200))   # builds before 3 Mbaud: 115200
     try:
         from bsnn.sim.board_host import SerialLink
@@ -134,8 +173,17 @@ def _check_on_board(args) -> int:
               + (" (docs/board.md section 7)" if host.self_test == "FAILED" else ""))
         if args.load:
             await host.load(bundle)
-        with tqdm(total=data.on.shape[1], desc="board", unit="sample") as bar:
-            report = await check_samples(host, bundle, data.on, data.off, data.labels, bar.update)
+        n = args.limit
+        with tqdm(total=n, desc="board", unit="sample") as bar:
+            report = await check_samples(host, bundle, data.on[:, :n], data.off[:, :n]
+                                         if data.off is not None else None, data.labels[:n],
+                                         bar.update)
+        if args.batch:
+            await host.info()
+            b = args.batch
+            report.update(await measure_batches(host, bundle, data.on[:, :b], data.off[:, :b]
+                                                if data.off is not None else None,
+                                                host.batch_words))
         return {**report, "boot": boot, "self_test": host.self_test,
                 "loaded_over_uart": bool(args.load)}
 
@@ -155,9 +203,17 @@ def _check_on_board(args) -> int:
         print(f"end to end {report['inferences_per_s']:.1f} inferences/s over the UART at "
               f"{args.baud} baud; the core alone at {clock / 1e6:.1f} MHz: "
               f"{report['core_inferences_per_s']:.0f} inferences/s")
+    if args.batch and clock and report["batch_cycles"]:
+        report["batch_core_inferences_per_s"] = report["batch_images"] * clock / report["batch_cycles"]
+        print(f"batch mode: {report['batch_images']} samples in {report['batches']} batches, "
+              f"classes {'exact' if report['batch_classes_exact'] else 'MISMATCHING'}, "
+              f"{report['batch_cycles_per_inference']:.0f} cycles per inference on the chip: "
+              f"{report['batch_core_inferences_per_s']:.0f} inferences/s at {clock / 1e6:.1f} MHz "
+              f"(the UART link: {report['inferences_per_s']:.1f} inferences/s)"
+              + (f"; status {', '.join(report['batch_status'])}" if report["batch_status"] else ""))
     if args.json:
         write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
-    return 0 if report["bit_exact"] else 1
+    return 0 if report["bit_exact"] and report.get("batch_classes_exact", True) else 1
 
 
 if __name__ == "__main__":

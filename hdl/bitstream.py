@@ -143,6 +143,11 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     weights = weights or board_opts.get("weights", "auto")
     seed = int(board_opts.get("nextpnr_seed", 1)) if seed is None else int(seed)
     baud = int(board_opts.get("uart_baud", baud))
+    from bsnn.hdl.batch import batch_words_check
+    try:
+        batch_words = batch_words_check(board_opts.get("batch_event_words", 0))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{hw_path}: board.{exc}") from None
     clock_mhz = float(clock_mhz or board_opts.get("clock_mhz", board.clock_mhz))
     model = Path(model)
     bundle = load_bundle(model)
@@ -153,7 +158,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     from bsnn.hdl.images import global_words, layer_mode_words
     from bsnn.hdl.uart import BRIDGES, uart_budget
     from bsnn.hdl.weights_patch import patch, template_images, write_hex
-    hw, geom, plan = plan_build(bundle, hw, board, weights)
+    hw, geom, plan = plan_build(bundle, hw, board, weights, batch_words)
     # Random template contents in the weight, bias and threshold memories, replaced by the
     # bundle's images after place-and-route (so that `make weights` can swap them later).
     templates = memory_templates(geom, seed, board.family)
@@ -165,7 +170,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
                           f"multiple of the baud rate, or another rate") from None
     out.mkdir(parents=True, exist_ok=True)
     manifest = {**hardware_manifest(bundle, hw), "board": board_name, "device": board.device,
-                "family": board.family, "uart_baud": baud,
+                "family": board.family, "uart_baud": baud, "batch_event_words": batch_words,
                 "uart": uart_budget(BRIDGES[board.uart_bridge], baud, pll.f_out, divisor),
                 "memory_plan": plan,
                 "core_clock_hz": pll.f_out, "flash_offset": board.flash_offset,
@@ -176,9 +181,11 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     old_manifest = out / "hardware.json"
     if reuse and old_manifest.exists():
         # A reused placement carries the flip-flop initial values of the model it was built
-        # for (layer modes, readout, time steps): only the same build and registers may reuse it.
+        # for (layer modes, readout, time steps): only the same build and registers (and the
+        # same batch memory) may reuse it.
         before = json.loads(old_manifest.read_text())
-        for field in ("build_key", "register_init"):
+        before.setdefault("batch_event_words", 0)    # (placements from before batch mode)
+        for field in ("build_key", "register_init", "batch_event_words"):
             if before.get(field) != json.loads(json.dumps(manifest.get(field))):
                 raise BuildError(f"--reuse: {out} was placed for a build whose "
                                  f"{field} differs from {model}'s; build without --reuse")
@@ -195,7 +202,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     else:
         # The board top is made only here, where it is built (a reused placement needs none).
         platform, top, *_ = platform_top(bundle, hw, board, baud, weights, target_mhz,
-                                         memory_init=templates, clock_mhz=clock_mhz)
+                                         memory_init=templates, clock_mhz=clock_mhz,
+                                         batch_words=batch_words)
         run_toolchain(platform, top, out, name, board.family, board.device, seed, verbose)
     seconds = time.perf_counter() - t0
     parsed = parse_nextpnr_report(out / "report.json")

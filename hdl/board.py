@@ -4,17 +4,19 @@
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Instance, Module
+from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Instance, Module, Mux
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from bsnn.firmware_export.errors import BuildError
 
+from .batch import BatchUnit, batch_words_check
 from .config import CoreGeometry, HardwareConfig
 from .core import BSNNCore
 from .flash_loader import T_RES1_S, BootStatus, FlashLoader
 from .hostlink import RX_FIFO_DEPTH, HostLink
-from .layouts import AccumulatorLayout, NeuronStateLayout, OutputStatsLayout, SpikeGroupLayout
+from .layouts import (AccumulatorLayout, InputEventLayout, NeuronStateLayout, OutputStatsLayout,
+                      SpikeGroupLayout)
 from .pll import BoardClock, ICE40PLL, ecp5_pll, ice40_pll
 from .selftest import SelfTest, SelfTestStatus
 from .spi_master import spi_half_period
@@ -113,9 +115,11 @@ def _blocks(family, depth, width):
     return min(-(-depth // d) * -(-width // w) for d, w in _SHAPES[family])
 
 
-def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=RX_FIFO_DEPTH) -> dict:
+def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=RX_FIFO_DEPTH,
+                batch_words: int = 0) -> dict:
     """Block RAM (and SPRAM) use of a build on ``board``: an estimate by memory shapes, as the
-    synthesis maps them (each memory rounded up to whole blocks)."""
+    synthesis maps them (each memory rounded up to whole blocks); ``batch_words``: the batch
+    unit's memory (hdl/batch.py), 0 for none."""
     f = board.family
     U = geom.neuron_lanes
     state = NeuronStateLayout(geom.v_width, geom.c_width, current=geom.state_current,
@@ -128,6 +132,8 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
         "accumulators": _blocks(f, geom.acc_depth, AccumulatorLayout(geom.syn_w, geom.lanes).size),
         "host_rx_fifo": _blocks(f, rx_depth, 8),
     }
+    if batch_words:
+        mems["batch"] = _blocks(f, batch_words, InputEventLayout(geom.idx_w).size)
     if geom.spike_queue_depth:
         mems["spike_queue"] = _blocks(f, geom.spike_queue_depth,
                                       SpikeGroupLayout(geom.group_w, U).size)
@@ -143,9 +149,11 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
             "weight_bits": geom.weight_depth * geom.lanes}
 
 
-def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto"):
+def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto",
+               batch_words: int = 0):
     """Choose the weight memory (``weights``: ``auto``, ``bram`` or ``spram``) and check that the
-    build fits ``board``; returns ``(hw, geom, plan)`` or raises :class:`DeviceFitError`."""
+    build (with a batch memory of ``batch_words`` words) fits ``board``; returns
+    ``(hw, geom, plan)`` or raises :class:`DeviceFitError`."""
     if weights not in ("auto", "bram", "spram"):
         raise ValueError(f"weights: must be auto, bram or spram, got {weights!r}")
     if weights == "spram" and not board.spram:
@@ -162,7 +170,7 @@ def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto"):
             problems.append(f"{kind}: {exc}")
             continue
         geom = CoreGeometry.from_bundle(bundle, h)
-        plan = memory_plan(geom, h, board)
+        plan = memory_plan(geom, h, board, batch_words=batch_words)
         over = []
         if plan["bram_blocks"] > board.bram_blocks:
             detail = ", ".join(f"{k} {v}" for k, v in plan["bram_by_memory"].items())
@@ -204,14 +212,18 @@ class BoardTop(wiring.Component):
         not compute the golden vector's result, docs/board.md).
     flash_sck, flash_cs, flash_copi : Out(1); flash_cipo : In(1)
         With ``flash`` only: the SPI flash's pins (``flash_cs`` active high).
+
+    ``batch_words`` (``[board] batch_event_words``; 0: none) adds the batch unit
+    (hdl/batch.py): while it runs a batch it owns the core's start, event and result streams.
     """
     def __init__(self, bundle, hw: HardwareConfig, divisor: int, rx_depth: int = RX_FIFO_DEPTH,
-                 memory_init=None, flash: FlashBoot | None = None):
+                 memory_init=None, flash: FlashBoot | None = None, batch_words: int = 0):
         self.core = BSNNCore(bundle, hw, memory_init=memory_init)
         self.geom = self.core.geom
         self.divisor = divisor
         self.rx_depth = rx_depth
         self.flash = flash
+        self.batch_words = batch_words_check(batch_words)
         ports = {"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(2),
                  "boot_ok": Out(1), "boot_fail": Out(1)}
         if flash is not None:
@@ -223,10 +235,11 @@ class BoardTop(wiring.Component):
         m.submodules.core = core = self.core
         m.submodules.uart_rx = urx = UARTRx(self.divisor)
         m.submodules.uart_tx = utx = UARTTx(self.divisor)
-        m.submodules.link = link = HostLink(self.geom, self.rx_depth)
+        m.submodules.link = link = HostLink(self.geom, self.rx_depth, self.batch_words)
         wiring.connect(m, urx.o_data, link.i_rx)
         wiring.connect(m, link.o_tx, utx.i_data)
-        wiring.connect(m, link.o_config, core.i_config)
+        if not self.batch_words:
+            wiring.connect(m, link.o_config, core.i_config)
         # The self-test watches the result records on their way to the host link.
         m.submodules.self_test = check = SelfTest(self.geom.idx_w, self.geom.v_width)
         wiring.connect(m, link.o_expect, check.i_expect)
@@ -252,18 +265,51 @@ class BoardTop(wiring.Component):
                          self.boot_ok.eq(loader.status == BootStatus.OK),
                          self.boot_fail.eq(failed | loader.status.matches(
                              BootStatus.BAD_FORMAT, BootStatus.BAD_KEY, BootStatus.BAD_CHECKSUM))]
-        wiring.connect(m, link.o_events, core.i_events)
-        wiring.connect(m, core.o_results, link.i_results)
+        start = link.start
+        if self.batch_words:
+            # The batch unit owns the core's streams while it runs (docs/uart-protocol.md).
+            m.submodules.batch = batch = BatchUnit(self.geom, self.batch_words)
+            wiring.connect(m, link.o_batch_word, batch.i_word)
+            wiring.connect(m, link.o_batch_run, batch.i_run)
+            wiring.connect(m, batch.o_class, link.i_batch_class)
+            wiring.connect(m, batch.o_done, link.i_batch_done)
+            active = batch.active
+            src = [link.o_events, batch.o_events]
+            m.d.comb += [core.i_events.valid.eq(Mux(active, src[1].valid, src[0].valid)),
+                         core.i_events.payload.eq(Mux(active, src[1].payload, src[0].payload)),
+                         src[0].ready.eq(~active & core.i_events.ready),
+                         src[1].ready.eq(active & core.i_events.ready)]
+            dst = [link.i_results, batch.i_results]
+            m.d.comb += [dst[0].valid.eq(~active & core.o_results.valid),
+                         dst[1].valid.eq(active & core.o_results.valid),
+                         dst[0].payload.eq(core.o_results.payload),
+                         dst[1].payload.eq(core.o_results.payload),
+                         core.o_results.ready.eq(Mux(active, dst[1].ready, dst[0].ready)),
+                         batch.done.eq(core.done), batch.error.eq(core.error),
+                         batch.time_steps.eq(core.time_steps),
+                         # (no DONE frame per image of a batch)
+                         link.done.eq(core.done & ~active)]
+            # The host's CONFIG waits and its START is dropped while a batch runs (the core is
+            # idle between two images for a cycle).
+            cfg = link.o_config
+            m.d.comb += [core.i_config.valid.eq(cfg.valid & ~active),
+                         core.i_config.payload.eq(cfg.payload),
+                         cfg.ready.eq(core.i_config.ready & ~active)]
+            start = (start & ~active) | batch.start
+        else:
+            wiring.connect(m, link.o_events, core.i_events)
+            wiring.connect(m, core.o_results, link.i_results)
+            m.d.comb += link.done.eq(core.done)
         m.d.comb += [
             urx.rx.eq(self.rx), self.tx.eq(utx.tx),
-            link.busy.eq(core.busy), link.done.eq(core.done),
+            link.busy.eq(core.busy),
             link.cycles.eq(core.cycles), link.error.eq(core.error),
             link.link_status.eq(urx.overrun | (urx.frame_error << 1)),
             self.busy.eq(core.busy), self.error.eq(core.error),
         ]
         # The start pulse is registered (timing: the link's decoder state does not reach the
         # units' clear logic). The link sends nothing between START and the core's busy.
-        m.d.sync += core.start.eq(link.start)
+        m.d.sync += core.start.eq(start)
         return m
 
 
@@ -388,8 +434,9 @@ def board_pll(board: Board, clock_mhz: float | None = None):
 
 def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
                  weights: str = "auto", target_mhz: float | None = None, memory_init=None,
-                 clock_mhz: float | None = None):
-    """``(platform, elaboratable, hw, geom, plan)`` for building the board top of ``bundle``.
+                 clock_mhz: float | None = None, batch_words: int = 0):
+    """``(platform, elaboratable, hw, geom, plan)`` for building the board top of ``bundle``
+    (``batch_words``: its batch memory, ``[board] batch_event_words``).
 
     The core runs from a PLL at ``clock_mhz`` (default ``board.clock_mhz``; the UART divisor
     follows it); place-and-route is timed against ``target_mhz`` (default
@@ -397,7 +444,7 @@ def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
     """
     from amaranth.build import Clock, Resource
 
-    hw, geom, plan = plan_build(bundle, hw, board, weights)
+    hw, geom, plan = plan_build(bundle, hw, board, weights, batch_words)
     pll = board_pll(board, clock_mhz)
     target = float(target_mhz or board.target_mhz) * 1e6
     # nextpnr derives the PLL output's constraint from the input's: the oscillator pin is
@@ -411,5 +458,6 @@ def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
         resources.append(r)
     platform = type(f"{base.__name__}_Timed", (base,), {"resources": resources})()
     top = BoardTop(bundle, hw, board_uart_divisor(board, pll.f_out, baud), memory_init=memory_init,
-                   flash=FlashBoot.for_clock(board.flash_offset, pll.f_out))
+                   flash=FlashBoot.for_clock(board.flash_offset, pll.f_out),
+                   batch_words=batch_words)
     return platform, _PlatformTop(top, pll, target), hw, geom, plan

@@ -174,7 +174,9 @@ _HARDWARE_RULES = {"lanes": integer(1, MAX_LANES), "neuron_lanes": integer(1, MA
                    "neuron_state": choice("full", "minimal"), "weight_bank_words": integer(0)}
 _BOARD_KEYS = {"board.name": text(), "board.device": text(), "board.uart_baud": integer(1),
                "board.clock_mhz": number(0, lo_open=True),
-               "board.weights": choice("auto", "bram", "spram"), "board.nextpnr_seed": integer(0)}
+               "board.weights": choice("auto", "bram", "spram"), "board.nextpnr_seed": integer(0),
+               # (a power of two or 0: bsnn.hdl.batch.batch_words_check, at build time)
+               "board.batch_event_words": integer(0)}
 
 
 @dataclass(frozen=True)

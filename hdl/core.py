@@ -1,9 +1,9 @@
 """The event-driven BSNN core: its units, instantiated and connected (docs/architecture.md)."""
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import CYCLES_WIDTH, CoreGeometry, HardwareConfig
+from .config import CYCLES_WIDTH, STEP_WIDTH, CoreGeometry, HardwareConfig
 from .config_decoder import ConfigDecoder
 from .images import global_words, layer_mode_words, weight_words
 from .input_filter import InputFilter
@@ -48,6 +48,11 @@ class BSNNCore(wiring.Component):
         Cycles from the start pulse to the acceptance of the CLASS record (live while busy).
     error : Out(ErrorBit.WIDTH)
         Sticky since start: bit 0 index >= N_0, bit 1 more than max_input_events in a step.
+
+    Attribute (not a port: a unit beside the core may read it, e.g. hdl/batch.py)
+    ---------
+    time_steps : Signal(STEP_WIDTH)
+        The GLOBAL ``T`` register (the end-of-step markers an inference takes).
     """
     def __init__(self, bundle, hw: HardwareConfig | None = None, memory_init=None):
         hw = HardwareConfig() if hw is None else hw
@@ -61,6 +66,7 @@ class BSNNCore(wiring.Component):
         self._memory_init = dict(memory_init or {})
         self._modes = layer_mode_words(bundle)
         self._globals = global_words(bundle, trace=True)
+        self.time_steps = Signal(STEP_WIDTH)
         super().__init__({
             "i_events": In(stream.Signature(InputEventLayout(g.idx_w))),
             "o_results": Out(stream.Signature(ResultLayout(g.idx_w, g.v_width))),
@@ -131,6 +137,6 @@ class BSNNCore(wiring.Component):
             emit.hidden.eq(seq.hidden), emit.trace.eq(cfg.trace), emit.clear.eq(seq.clear),
             rdo.rule.eq(cfg.readout_rule), rdo.clear.eq(seq.clear),
             self.busy.eq(seq.busy), self.done.eq(seq.done), self.cycles.eq(seq.cycles),
-            self.error.eq(flt.error),
+            self.error.eq(flt.error), self.time_steps.eq(cfg.time_steps),
         ]
         return m

@@ -3,16 +3,18 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .batch import COUNT_BYTES, BatchClassLayout, BatchDoneLayout, BatchRunLayout, batch_log2
 from .config import CYCLES_WIDTH, CoreGeometry
 from .layouts import ConfigWriteLayout, ErrorBit, InputEventLayout, ResultLayout
 from .selftest import SIGNATURE_BITS
 from .slice import RegisterSlice
 
 __all__ = ["HostLink", "Opcode", "Reply", "PROTOCOL_VERSION", "RX_FIFO_DEPTH", "HOST_WINDOW",
-           "EXPECT_BYTES", "frame_sizes", "config_frame", "event_frame", "inference_frames",
-           "expect_frame", "link_bytes"]
+           "EXPECT_BYTES", "INFO_FIELDS", "BATCH_OPCODES", "BATCH_DONE_BYTES", "frame_sizes",
+           "config_frame", "event_frame", "inference_frames", "expect_frame", "batch_frames",
+           "batch_run_frame", "link_bytes"]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 #: Bytes the receive FIFO holds (the host keeps at most half of it outstanding).
 RX_FIFO_DEPTH = 512
 #: Command bytes the host sends between two PINGs (half the receive FIFO; sim/board_host.py).
@@ -28,6 +30,11 @@ class Opcode(enum.IntEnum, shape=8):
     INFO = 0x05       # reply INFO (build widths and frame sizes)
     BOOT = 0x06       # reply BOOT (the flash loader's and the self-test's status)
     EXPECT = 0x07     # arm the self-test (hdl/selftest.py): its expect word (2 bytes LE)
+    BATCH_EVENT = 0x08  # append one InputEventLayout word (K bytes LE) to the batch memory
+    BATCH_RUN = 0x09    # run the batch memory's words as N images (COUNT_BYTES LE)
+
+#: The commands of the batch unit (hdl/batch.py): decoded only by builds that have one.
+BATCH_OPCODES = (Opcode.BATCH_EVENT, Opcode.BATCH_RUN)
 
 
 class Reply(enum.IntEnum, shape=8):
@@ -35,8 +42,10 @@ class Reply(enum.IntEnum, shape=8):
     RESULT = 0xA1     # one ResultLayout word (R bytes LE)
     DONE = 0xA2       # cycles (4 bytes LE), error (1 byte): after the CLASS record
     PONG = 0xA4       # status (1 byte)
-    INFO = 0xA5       # version, idx_w, v_width, cfg_addr_w, cfg_data_w, A, D, K, R (1 byte each)
+    INFO = 0xA5       # version, idx_w, v_width, cfg_addr_w, cfg_data_w, A, D, K, R, batch (1 byte each)
     BOOT = 0xA6       # boot status (1 byte: bits 3:0 BootStatus, bits 5:4 SelfTestStatus)
+    BATCH_CLASS = 0xA7  # one image's BatchClassLayout word (K bytes LE), in image order
+    BATCH_DONE = 0xA8   # status (1 byte), images (COUNT_BYTES LE), cycles (4 bytes LE)
 
 
 def _nbytes(bits):
@@ -45,6 +54,12 @@ def _nbytes(bits):
 
 #: Argument bytes of EXPECT.
 EXPECT_BYTES = _nbytes(SIGNATURE_BITS)
+#: The INFO reply's fields, one byte each, in order (``batch``: log2 of the batch memory's
+#: words, 0 without batch hardware: hdl/batch.py ``batch_log2``).
+INFO_FIELDS = ("version", "idx_w", "v_width", "cfg_addr_w", "cfg_data_w", "A", "D", "K", "R",
+               "batch")
+#: Payload bytes of BATCH_DONE.
+BATCH_DONE_BYTES = _nbytes(BatchDoneLayout().size)
 
 
 def frame_sizes(geom: CoreGeometry) -> dict:
@@ -71,16 +86,34 @@ def event_frame(geom: CoreGeometry, index: int, polarity: int, end_of_step: bool
 def inference_frames(geom: CoreGeometry, steps) -> bytes:
     """The commands of one inference as the host sends them: START, then per time step its
     events ``(index, polarity)`` and the end-of-step marker."""
-    out = [bytes([Opcode.START])]
-    for step in steps:
-        out += [event_frame(geom, int(i), int(p), False) for i, p in step]
-        out.append(event_frame(geom, 0, 0, True))
-    return b"".join(out)
+    return b"".join([bytes([Opcode.START])] + _event_frames(geom, steps))
 
 
 def expect_frame(word: int) -> bytes:
     """The bytes of one EXPECT command (``word``: hdl/selftest.py ``expect_word``)."""
     return bytes([Opcode.EXPECT]) + int(word).to_bytes(EXPECT_BYTES, "little")
+
+
+def batch_frames(geom: CoreGeometry, images) -> bytes:
+    """The BATCH_EVENT commands that load ``images`` (each a list, one per time step, of
+    ``(index, polarity)``; every step closed by its end-of-step marker) into the batch memory:
+    the EVENT commands of the images' inferences with the batch opcode."""
+    return b"".join(bytes([Opcode.BATCH_EVENT]) + f[1:]
+                    for steps in images for f in _event_frames(geom, steps))
+
+
+def _event_frames(geom: CoreGeometry, steps) -> list:
+    """The EVENT commands of one inference: per time step its events, then the marker."""
+    out = []
+    for step in steps:
+        out += [event_frame(geom, int(i), int(p), False) for i, p in step]
+        out.append(event_frame(geom, 0, 0, True))
+    return out
+
+
+def batch_run_frame(count: int) -> bytes:
+    """The bytes of one BATCH_RUN command (``count`` images)."""
+    return bytes([Opcode.BATCH_RUN]) + int(count).to_bytes(COUNT_BYTES, "little")
 
 
 def link_bytes(geom: CoreGeometry, time_steps: int, input_events: float,
@@ -136,11 +169,31 @@ class HostLink(wiring.Component):
         that its reply is the outcome.
     o_expect : Out(stream.Signature(SIGNATURE_BITS))
         The argument of an EXPECT command, to the self-test unit (hdl/selftest.py).
+    o_batch_word : Out(stream.Signature(InputEventLayout))
+    o_batch_run : Out(stream.Signature(BatchRunLayout))
+    i_batch_class : In(stream.Signature(BatchClassLayout))
+    i_batch_done : In(stream.Signature(BatchDoneLayout))
+        With ``batch_words`` only: to and from the batch unit (hdl/batch.py). BATCH_RUN is
+        passed on once the core is idle and every earlier EVENT has reached it.
+
+    ``batch_words`` is reported in INFO (log2); 0: no batch unit, the batch opcodes are unknown
+    ones, and the link is the same logic as without batch mode (the INFO reply's last byte, 0,
+    is shifted out of the transmitter's empty register).
     """
-    def __init__(self, geom: CoreGeometry, rx_depth: int = RX_FIFO_DEPTH):
+    def __init__(self, geom: CoreGeometry, rx_depth: int = RX_FIFO_DEPTH, batch_words: int = 0):
         self.geom = g = geom
         self.rx_depth = rx_depth
         self.sizes = frame_sizes(g)
+        self.batch_words = batch_words
+        self.batch_log2 = batch_log2(batch_words)
+        batch_ports = {}
+        if batch_words:
+            batch_ports = {
+                "o_batch_word": Out(stream.Signature(InputEventLayout(g.idx_w))),
+                "o_batch_run": Out(stream.Signature(BatchRunLayout())),
+                "i_batch_class": In(stream.Signature(BatchClassLayout(g.idx_w))),
+                "i_batch_done": In(stream.Signature(BatchDoneLayout())),
+            }
         super().__init__({
             "i_rx": In(stream.Signature(8)),
             "o_tx": Out(stream.Signature(8)),
@@ -158,6 +211,7 @@ class HostLink(wiring.Component):
             "boot_status": In(8),
             "boot_pending": In(1),
             "o_expect": Out(stream.Signature(SIGNATURE_BITS)),
+            **batch_ports,
         })
 
     def elaborate(self, platform):
@@ -191,10 +245,16 @@ class HostLink(wiring.Component):
                      boot.ready.eq(self.hold & rxreg.i.ready),
                      host.ready.eq(~self.hold & rxreg.i.ready)]
         rx = rxreg.o
-        max_args = max(1 + A + D, K, EXPECT_BYTES)
-        opcodes = list(Opcode)
+        batch = bool(self.batch_words)
+        max_args = max(1 + A + D, K, EXPECT_BYTES, COUNT_BYTES if batch else 0)
+        opcodes = [c for c in Opcode if batch or c not in BATCH_OPCODES]
         op = Signal(len(opcodes))                # the command being received, one-hot
-        op_config, op_event, op_start, op_ping, op_info, op_boot, op_expect = op
+        bit = {code: op[i] for i, code in enumerate(opcodes)}
+        op_config, op_event, op_start, op_ping, op_info, op_boot, op_expect = (
+            bit[Opcode.CONFIG], bit[Opcode.EVENT], bit[Opcode.START], bit[Opcode.PING],
+            bit[Opcode.INFO], bit[Opcode.BOOT], bit[Opcode.EXPECT])
+        if batch:
+            op_batch_event, op_batch_run = bit[Opcode.BATCH_EVENT], bit[Opcode.BATCH_RUN]
         # Argument bytes shift in from the top: after the n bytes of a command they are the
         # top n bytes, little-endian (no byte-position decoder on the receive path).
         args = Signal(8 * max_args)
@@ -218,9 +278,13 @@ class HostLink(wiring.Component):
                 with m.If(op_config):
                     m.d.sync += left.eq(A + D)
                     m.next = "ARGS"
-                with m.Elif(op_event):
+                with m.Elif((op_event | op_batch_event) if batch else op_event):
                     m.d.sync += left.eq(K - 1)
                     m.next = "ARGS"
+                if batch:
+                    with m.Elif(op_batch_run):
+                        m.d.sync += left.eq(COUNT_BYTES - 1)
+                        m.next = "ARGS"
                 with m.Elif(op_expect):
                     m.d.sync += left.eq(EXPECT_BYTES - 1)
                     m.next = "ARGS"
@@ -263,6 +327,18 @@ class HostLink(wiring.Component):
                 with m.If(op_boot & ~self.boot_pending):
                     m.d.sync += reply_boot.eq(1)
                     m.next = "WAIT_REPLY"
+                if batch:
+                    with m.If(op_batch_event):
+                        word, run = self.o_batch_word, self.o_batch_run
+                        m.d.comb += [word.valid.eq(1),
+                                     word.payload.eq(top(K)[:event_layout.size])]
+                        with m.If(word.ready):
+                            m.next = "OPCODE"
+                    with m.If(op_batch_run & ~self.busy & ~eventq.r_stream.valid):
+                        m.d.comb += [run.valid.eq(1),
+                                     run.payload.eq(top(COUNT_BYTES)[:len(run.payload.as_value())])]
+                        with m.If(run.ready):
+                            m.next = "OPCODE"
                 with m.If(op_expect):
                     m.d.comb += [self.o_expect.valid.eq(1),
                                  self.o_expect.payload.eq(top(EXPECT_BYTES)[:SIGNATURE_BITS])]
@@ -273,9 +349,15 @@ class HostLink(wiring.Component):
                     m.next = "OPCODE"
 
         # ---- transmitter: one frame at a time from a shift register ----
-        frame_bytes = 1 + max(R, 5, 9)
+        info = [PROTOCOL_VERSION, g.idx_w, g.v_width, g.cfg_addr_w, g.cfg_data_w, A, D, K, R,
+                self.batch_log2]
+        assert len(info) == len(INFO_FIELDS)
+        # Without batch hardware INFO's last byte (0) is not held: it comes from the zeros
+        # shifted into the emptied register (the register is no wider than before batch mode).
+        info_held = len(info) - (0 if batch else 1)
+        frame_bytes = 1 + max(R, 5, info_held, BATCH_DONE_BYTES if batch else 0)
         tx_buf = Signal(8 * frame_bytes)
-        tx_left = Signal(range(frame_bytes + 1))
+        tx_left = Signal(range(max(frame_bytes, 1 + len(info)) + 1))
         done_pending = Signal()
         with m.If(self.done):
             m.d.sync += done_pending.eq(1)
@@ -296,14 +378,23 @@ class HostLink(wiring.Component):
             with m.Elif(done_pending & ~self.done):
                 m.d.sync += [tx_buf.eq(Cat(Const(Reply.DONE, 8), self.cycles, self.error)),
                              tx_left.eq(6), tx_busy.eq(1), done_pending.eq(0)]
+            if batch:
+                klass, summary = self.i_batch_class, self.i_batch_done
+                with m.Elif(klass.valid):
+                    m.d.comb += klass.ready.eq(1)
+                    m.d.sync += [tx_buf.eq(Cat(Const(Reply.BATCH_CLASS, 8), klass.payload)),
+                                 tx_left.eq(1 + K), tx_busy.eq(1)]
+                with m.Elif(summary.valid):
+                    m.d.comb += summary.ready.eq(1)
+                    m.d.sync += [tx_buf.eq(Cat(Const(Reply.BATCH_DONE, 8), summary.payload)),
+                                 tx_left.eq(1 + BATCH_DONE_BYTES), tx_busy.eq(1)]
             with m.Elif(reply_pong):
                 m.d.sync += [tx_buf.eq(Cat(Const(Reply.PONG, 8), status)), tx_left.eq(2),
                              tx_busy.eq(1), reply_pong.eq(0)]
             with m.Elif(reply_info):
-                info = [PROTOCOL_VERSION, g.idx_w, g.v_width, g.cfg_addr_w, g.cfg_data_w, A, D, K, R]
-                word = sum(v << (8 * i) for i, v in enumerate(info))
-                m.d.sync += [tx_buf.eq(Cat(Const(Reply.INFO, 8), Const(word, 72))), tx_left.eq(10),
-                             tx_busy.eq(1), reply_info.eq(0)]
+                word = sum(v << (8 * i) for i, v in enumerate(info[:info_held]))
+                m.d.sync += [tx_buf.eq(Cat(Const(Reply.INFO, 8), Const(word, 8 * info_held))),
+                             tx_left.eq(1 + len(info)), tx_busy.eq(1), reply_info.eq(0)]
             with m.Elif(reply_boot):
                 m.d.sync += [tx_buf.eq(Cat(Const(Reply.BOOT, 8), self.boot_status)), tx_left.eq(2),
                              tx_busy.eq(1), reply_boot.eq(0)]

@@ -20,13 +20,15 @@ from pathlib import Path
 from bsnn.firmware_export.errors import DeviceError
 from bsnn.hdl.config import CoreGeometry
 from bsnn.hdl.flash_loader import BootStatus
-from bsnn.hdl.hostlink import (HOST_WINDOW, PROTOCOL_VERSION, Opcode, Reply, config_frame,
+from bsnn.hdl.batch import COUNT_BYTES, BatchStatus
+from bsnn.hdl.hostlink import (BATCH_DONE_BYTES, HOST_WINDOW, INFO_FIELDS, PROTOCOL_VERSION,
+                               Opcode, Reply, batch_frames, batch_run_frame, config_frame,
                                event_frame, expect_frame, frame_sizes, inference_frames)
-from bsnn.hdl.layouts import ResultKind, ResultLayout
+from bsnn.hdl.layouts import ConfigTarget, GlobalAddress, ResultKind, ResultLayout
 from bsnn.hdl.selftest import SelfTestStatus, expect_word
 
-__all__ = ["BoardHost", "SerialLink", "InferenceResult", "ProtocolError", "encode_config",
-           "encode_event"]
+__all__ = ["BoardHost", "SerialLink", "InferenceResult", "BatchResult", "ProtocolError",
+           "encode_config", "encode_event", "batch_words"]
 
 #: Command bytes the host sends between two PINGs (half the device's receive FIFO).
 WINDOW = HOST_WINDOW
@@ -55,6 +57,35 @@ class InferenceResult:
         return [(r[3], r[4]) for r in self.records if r[0] == ResultKind.POTENTIAL]
 
 
+@dataclass
+class BatchResult:
+    """The outcome of a batch (BATCH_RUN): per image its class and error flags, in order, and
+    the on-chip cycles from the first image's start to the last image's done."""
+    classes: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    cycles: int = 0
+    status: int = 0          # BatchStatus flags
+    count: int = 0           # images run (0: refused)
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.status & (BatchStatus.OVERFLOW | BatchStatus.BAD_COUNT))
+
+    @property
+    def flags(self) -> list:
+        return [f.name for f in BatchStatus if self.status & f]
+
+    def inferences_per_second(self, clock_hz: float) -> float:
+        """The core's own rate at ``clock_hz`` (images per second, from the on-chip count)."""
+        return self.count * clock_hz / self.cycles if self.cycles else 0.0
+
+
+def batch_words(images) -> int:
+    """Batch memory words of ``images`` (each a list of time steps of ``(index, polarity)``):
+    one per event and one end-of-step marker per step."""
+    return sum(len(step) + 1 for steps in images for step in steps)
+
+
 #: The commands' bytes (one definition: bsnn.hdl.hostlink).
 encode_config = config_frame
 encode_event = event_frame
@@ -71,7 +102,11 @@ class BoardHost:
     def __init__(self, link, build):
         if isinstance(build, (str, Path)):
             build = json.loads(Path(build).read_text())
+        #: Words of the build's batch memory (``[board] batch_event_words``): from the build's
+        #: hardware.json if it says, else from the INFO reply (``info()``); None: not known yet.
+        self.batch_words = None
         if isinstance(build, dict):
+            self.batch_words = build.get("batch_event_words")
             build = CoreGeometry.from_key(build.get("build_key", build))
         self.link = link
         self.geom = build
@@ -87,8 +122,9 @@ class BoardHost:
 
     # ---- frames ------------------------------------------------------------------------------
     def _length(self, header: int) -> int:
-        lengths = {Reply.RESULT: self.sizes["R"], Reply.DONE: 5, Reply.PONG: 1, Reply.INFO: 9,
-                   Reply.BOOT: 1}
+        lengths = {Reply.RESULT: self.sizes["R"], Reply.DONE: 5, Reply.PONG: 1,
+                   Reply.INFO: len(INFO_FIELDS), Reply.BOOT: 1, Reply.BATCH_CLASS: self.sizes["K"],
+                   Reply.BATCH_DONE: BATCH_DONE_BYTES}
         if header not in lengths:
             raise ProtocolError(f"unknown frame header 0x{header:02x} from the device")
         return lengths[header]
@@ -129,13 +165,17 @@ class BoardHost:
     async def info(self) -> dict:
         await self.link.write(bytes([Opcode.INFO]))
         p = await self._wait_for(Reply.INFO)
-        keys = ["version", "idx_w", "v_width", "cfg_addr_w", "cfg_data_w", "A", "D", "K", "R"]
-        info = dict(zip(keys, p))
+        info = dict(zip(INFO_FIELDS, p))
         want = {"version": PROTOCOL_VERSION, "idx_w": self.geom.idx_w,
                 "v_width": self.geom.v_width, "cfg_addr_w": self.geom.cfg_addr_w,
                 "cfg_data_w": self.geom.cfg_data_w, **self.sizes}
+        if self.batch_words is not None:
+            want["batch"] = self.batch_words.bit_length() - 1 if self.batch_words else 0
+        else:
+            want["batch"] = info["batch"]
         if info != want:
             raise ProtocolError(f"the device's build differs from the host's: {info} != {want}")
+        self.batch_words = 1 << info["batch"] if info["batch"] else 0
         return info
 
     async def boot(self) -> str:
@@ -219,6 +259,77 @@ class BoardHost:
             else:
                 raise ProtocolError(f"unexpected frame 0x{h:02x} during an inference")
         self._pending.clear()
+        return result
+
+    # ---- batch mode (docs/uart-protocol.md, "Batch mode") -----------------------------------
+    async def _require_batch(self) -> None:
+        """A build without batch hardware would take the batch commands' bytes for commands
+        of their own: refused here (ProtocolError) before anything is sent."""
+        if self.batch_words is None:
+            await self.info()
+        if not self.batch_words:
+            raise ProtocolError("batch: this build has no batch memory ([board] "
+                                "batch_event_words = 0)")
+
+    async def set_trace(self, on: bool) -> None:
+        """The run-time trace (GLOBAL TRACE): SPIKE records on or off (builds with trace)."""
+        await self.configure([(ConfigTarget.GLOBAL, GlobalAddress.TRACE, int(bool(on)))])
+
+    async def batch_load(self, images) -> None:
+        """BATCH_EVENT commands: the words of ``images`` (each a list, one per time step, of
+        ``(index, polarity)``) appended to the batch memory. Not checked against its size: a
+        batch that overflows it is refused by the device at BATCH_RUN."""
+        await self._require_batch()
+        data = batch_frames(self.geom, images)
+        size = 1 + self.sizes["K"]
+        for i in range(0, len(data), size):
+            await self._send(data[i:i + size])
+
+    async def batch_run(self, count: int) -> BatchResult:
+        """BATCH_RUN: the loaded words as ``count`` images; waits for BATCH_DONE and returns the
+        classes, error flags, status and cycles. The memory is empty afterwards."""
+        if not 0 <= count < 1 << (8 * COUNT_BYTES):
+            raise ValueError(f"batch: {count} images do not fit the command's count field")
+        await self._require_batch()
+        await self._send(batch_run_frame(count))
+        result = BatchResult()
+        while True:
+            h, payload = await self._read_frame()
+            if h == Reply.BATCH_CLASS:
+                word = int.from_bytes(payload, "little")
+                result.classes.append(word & ((1 << self.geom.idx_w) - 1))
+                result.errors.append(word >> self.geom.idx_w)
+            elif h == Reply.BATCH_DONE:
+                result.status = payload[0]
+                result.count = int.from_bytes(payload[1:1 + COUNT_BYTES], "little")
+                result.cycles = int.from_bytes(payload[1 + COUNT_BYTES:], "little")
+                break
+            elif h != Reply.PONG:
+                self.frames.append((h, payload))
+        self._pending.clear()
+        if len(result.classes) != result.count:
+            raise ProtocolError(f"batch: {len(result.classes)} classes for {result.count} images")
+        return result
+
+    async def run_batch(self, images, trace_off: bool = True) -> BatchResult:
+        """Run ``images`` back to back on the board (the batch unit, hdl/batch.py): load them,
+        run them, read the classes and the on-chip cycle count. With ``trace_off`` (for a
+        throughput measurement) the run-time trace is turned off for the batch and on again
+        after it. Refuses (ValueError) a batch larger than the build's batch memory, and
+        (ProtocolError) a build without one."""
+        await self._require_batch()
+        images = list(images)
+        words = batch_words(images)
+        if not images or words > self.batch_words:
+            raise ValueError(f"batch: {len(images)} images of {words} words; the batch memory "
+                             f"holds {self.batch_words}")
+        trace = trace_off and self.geom.trace
+        if trace:
+            await self.set_trace(False)
+        await self.batch_load(images)
+        result = await self.batch_run(len(images))
+        if trace:
+            await self.set_trace(True)
         return result
 
 

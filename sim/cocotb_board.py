@@ -4,7 +4,9 @@ The job (JSON, ``BSNN_BOARD_JOB``) names the build key, the UART divisor, option
 file of the Verilog SPI flash model on the board top's ``flash_*`` pins (the toplevel is then
 the bench of ``sim/spi_flash.py:flash_bench_verilog``, the image given to the model as a
 plusarg; the board top's loader boots from it), config writes to load first, self-tests for
-the host to run (golden vectors: ``steps`` and ``signature``) and the samples;
+the host to run (golden vectors: ``steps`` and ``signature``), the samples, and batches
+(``batches``: each ``{"images": [...]}`` run with ``BoardHost.run_batch``, or with ``"count"``
+loaded and run as given, unchecked, to show the device's refusals);
 :class:`bsnn.sim.board_host.BoardHost` speaks the protocol of
 docs/uart-protocol.md through :class:`UARTPins`, a bit-level UART driver and receiver on the
 ``rx`` / ``tx`` pins. Every sample's records, cycles and error flags go to ``BSNN_BOARD_RESULT``;
@@ -112,6 +114,20 @@ async def run_board_job(dut):
         res = await host.infer(steps)
         samples.append({"records": res.records, "cycles": res.cycles, "error": res.error})
     out["samples"] = samples
+    out["batches"] = []
+    for batch in job.get("batches", []):
+        images = [[[tuple(e) for e in step] for step in steps] for steps in batch["images"]]
+        if "count" in batch:
+            await host.batch_load(images)
+            res = await host.batch_run(batch["count"])
+        else:
+            res = await host.run_batch(images)
+        out["batches"].append({"classes": res.classes, "errors": res.errors,
+                               "cycles": res.cycles, "status": res.status, "count": res.count})
+    if job.get("batches"):
+        # an ordinary inference after the batches (the core's input queue was left empty)
+        res = await host.infer(job["samples"][0])
+        out["after_batches"] = {"records": res.records, "cycles": res.cycles, "error": res.error}
     out["status"] = await host.status()
     out["uart_frame_errors"] = link.frame_errors
     if flash is not None:

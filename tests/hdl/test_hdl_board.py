@@ -122,9 +122,11 @@ def test_board_top_verilator_lint_clean(tmp_path):
         pytest.skip(reason)
     rng = np.random.default_rng(6)
     b = random_bundle(rng, sizes=[12, 9, 5])
-    for hw in (HardwareConfig(lanes=4, neuron_lanes=2), HardwareConfig(lanes=8, neuron_pipeline="long")):
+    for hw, batch in ((HardwareConfig(lanes=4, neuron_lanes=2), 0),
+                      (HardwareConfig(lanes=8, neuron_pipeline="long"), 0),
+                      (HardwareConfig(lanes=4, neuron_lanes=2), 1024)):     # with batch mode
         path = tmp_path / "board.v"
-        top = BoardTop(b, hw, 6, flash=FlashBoot.for_clock(1 << 20, 90e6))
+        top = BoardTop(b, hw, 6, flash=FlashBoot.for_clock(1 << 20, 90e6), batch_words=batch)
         path.write_text(verilog.convert(top, name="bsnn_board", emit_src=False,
                                         strip_internal_attrs=True))
         code, out = lint(path, "bsnn_board")
@@ -449,3 +451,76 @@ def test_a_board_variant_toml_names_its_builds_and_reports():
     assert build_name("ulx3s-85f", "hdl/boards/ulx3s-85f-parallel.toml") == "ulx3s-85f-parallel"
     # a TOML whose name is not the board's: the board's name, never a name from elsewhere
     assert build_name("ulx3s-85f", "/tmp/my.toml") == "ulx3s-85f"
+
+
+@pytest.mark.parametrize("value", ["100", "true", "65536"])
+def test_bitstream_refuses_a_bad_batch_memory_size_in_one_line(tmp_path, capsys, value):
+    from bsnn.hdl.bitstream import main as bitstream_main
+    toml = tmp_path / "hw.toml"
+    text = board_config_path("icebreaker").read_text()
+    assert "batch_event_words = 0\n" in text
+    toml.write_text(text.replace("batch_event_words = 0\n", f"batch_event_words = {value}\n"))
+    out = tmp_path / "b"
+    assert bitstream_main(["--board", "icebreaker", "--model", str(REPO / "models" / "default"),
+                           "--hw-config", str(toml), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "board.batch_event_words" in err, err
+    assert not out.exists()
+
+
+def test_batch_memory_sizes_of_the_boards_and_their_block_rams():
+    """Each board TOML states its batch memory: none on the iCEBreaker (its MNIST build is at
+    97 % of the logic cells), a power of two on every ULX3S; the fit check counts its blocks."""
+    import tomllib
+
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.hdl.batch import batch_words_check
+    from bsnn.hdl.layouts import InputEventLayout
+    sizes = {}
+    for toml in sorted((REPO / "hdl" / "boards").glob("*.toml")):
+        words = tomllib.loads(toml.read_text())["board"]["batch_event_words"]
+        sizes[toml.stem] = batch_words_check(words)
+    assert sizes["icebreaker"] == 0
+    assert all(v > 0 for k, v in sizes.items() if k.startswith("ulx3s"))
+    bundle = load_bundle(REPO / "models" / "mnist")
+    hw = HardwareConfig.from_toml(board_config_path("ulx3s-85f"))
+    _, geom, without = plan_build(bundle, hw, BOARDS["ulx3s-85f"], "bram")
+    _, _, plan = plan_build(bundle, hw, BOARDS["ulx3s-85f"], "bram", sizes["ulx3s-85f"])
+    # 16384 words of idx_w + 2 = 12 bits: 12 blocks of 16384 x 1 (or 4096 x 4)
+    assert InputEventLayout(geom.idx_w).size == 12
+    assert plan["bram_by_memory"]["batch"] == 12
+    assert plan["bram_blocks"] == without["bram_blocks"] + 12
+    # ... at least 16 MNIST-sized images (~360 words each at T = 4)
+    assert sizes["ulx3s-85f"] // 400 >= 16
+    # the 25F's batch memory is the one block RAM its MNIST build leaves
+    hw25 = HardwareConfig.from_toml(board_config_path("ulx3s-25f"))
+    _, _, p25 = plan_build(bundle, hw25, BOARDS["ulx3s-25f"], "bram", sizes["ulx3s-25f"])
+    assert p25["bram_by_memory"]["batch"] == 1 and p25["bram_blocks"] <= BOARDS["ulx3s-25f"].bram_blocks
+    with pytest.raises(DeviceFitError, match=r"block RAMs > 56 .*batch \d+"):
+        plan_build(bundle, hw25, BOARDS["ulx3s-25f"], "bram", 2 * sizes["ulx3s-25f"])
+
+
+def test_reuse_refuses_a_placement_made_with_another_batch_memory(tmp_path):
+    """--reuse keeps the placed design: one placed with another batch memory size is refused
+    (a placement from before batch mode counts as none)."""
+    import json
+
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.firmware_export.errors import BuildError
+    from bsnn.hdl.bitstream import build
+    from bsnn.hdl.generate import hardware_manifest
+    from bsnn.hdl.images import global_words, layer_mode_words
+    model = REPO / "models" / "default"
+    bundle = load_bundle(model)
+    hw, _, _ = plan_build(bundle, HardwareConfig.from_toml(board_config_path("ulx3s-85f")),
+                          BOARDS["ulx3s-85f"], "bram")
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    (out / "template.config").write_text("")    # (a reused placement: no place-and-route)
+    manifest = {"build_key": hardware_manifest(bundle, hw)["build_key"],
+                "register_init": {"layer_modes": layer_mode_words(bundle),
+                                  "globals": {str(k): v for k, v in global_words(bundle, True).items()}}}
+    (out / "hardware.json").write_text(json.dumps(manifest))      # before batch mode: none
+    with pytest.raises(BuildError, match="batch_event_words differs"):
+        build("ulx3s-85f", model, out_dir=out, reuse=True, throughput_images=0)

@@ -142,11 +142,21 @@ def test_uart_protocol_numbers():
     codes = re.findall(r"^\| `0x([0-9A-Fa-f]{2})` \| (\w+) \|", UART, re.M)
     assert {(int(c, 16), name) for c, name in codes} == {
         (getattr(Opcode, n), n) for n in ("CONFIG", "EVENT", "START", "PING", "INFO", "BOOT",
-                                           "EXPECT")} | {
-        (getattr(Reply, n), n) for n in ("RESULT", "DONE", "PONG", "INFO", "BOOT")}
+                                           "EXPECT", "BATCH_EVENT", "BATCH_RUN")} | {
+        (getattr(Reply, n), n) for n in ("RESULT", "DONE", "PONG", "INFO", "BOOT",
+                                         "BATCH_CLASS", "BATCH_DONE")}
     assert {n for _, n in codes} >= {s.name for s in Opcode}
     assert int(re.search(r"`cycles` \((\d+) bytes\)", _row(UART, "`0xA2`")[2])[1]) * 8 == CYCLES_WIDTH
     assert int(re.search(r"protocol version (\d+)", UART)[1]) == PROTOCOL_VERSION
+    # Batch mode: the count field, the BATCH_DONE payload, the per-image overhead, the status bits.
+    from bsnn.hdl.batch import COUNT_BYTES, IMAGE_OVERHEAD, BatchDoneLayout, BatchStatus
+    assert int(re.search(r"image count `N` \((\d+) bytes\)", UART)[1]) == COUNT_BYTES
+    done = re.search(r"status \(1 byte\), images run \((\d+) bytes\), cycles \((\d+) bytes\)",
+                     _row(UART, "`0xA8`")[2])
+    assert 8 * (1 + int(done[1]) + int(done[2])) == BatchDoneLayout().size
+    assert int(re.search(r"cycles_k \+ (\d+)\)", UART)[1]) == IMAGE_OVERHEAD
+    bits = re.findall(r"^\| (\d) \| ([A-Z_]+) \|", UART, re.M)
+    assert {(1 << int(b), n) for b, n in bits} == {(int(f), f.name) for f in BatchStatus}
     fifo = {int(n) for n in re.findall(r"(\d+)-byte receive FIFO", UART)}
     assert fifo == {RX_FIFO_DEPTH}
     assert int(re.search(r"at most (\d+) command bytes outstanding", UART)[1]) == WINDOW

@@ -89,10 +89,12 @@ def _synthesize(text: str, bdir: Path, family: str) -> Path:
     return bdir / "netlist.v"
 
 
-def _build(bundle, hw, simulator, post_synthesis=None, flash=None, memory_init=None):
+def _build(bundle, hw, simulator, post_synthesis=None, flash=None, memory_init=None,
+           batch_words=0):
     """The board top of ``bundle`` for ``simulator``; ``post_synthesis``: a family ("ice40",
     "ecp5") whose Yosys synthesis gives the gate-level netlist simulated instead of the RTL."""
-    top = BoardTop(bundle, hw, DIVISOR, rx_depth=512, flash=flash, memory_init=memory_init)
+    top = BoardTop(bundle, hw, DIVISOR, rx_depth=512, flash=flash, memory_init=memory_init,
+                   batch_words=batch_words)
     text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
     if hw.weight_memory == "spram" and not post_synthesis:
         text += "\n" + spram_model()
@@ -263,3 +265,53 @@ def test_board_top_conv_bundle_loaded_over_uart():
     for k in range(2):
         assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
             compare_sample(b, gold, k, out["samples"][k])
+
+
+@pytest.mark.rtl
+def test_board_top_batch_mode_over_uart():
+    """Batch mode (hdl/batch.py) through the UART pins: a few images loaded into the batch
+    memory and run back to back; every class equals the golden model's, the on-chip cycle count
+    is the sum of the images' no-stall cycles (cycle_estimate, trace off) plus IMAGE_OVERHEAD
+    per image; an overflowing batch and a batch of 0 images are refused; an ordinary inference
+    afterwards is still exact."""
+    from bsnn.hdl.batch import IMAGE_OVERHEAD, BatchStatus
+    from bsnn.sim.board_host import batch_words
+    require_simulator("icarus")
+    rng = np.random.default_rng(41)
+    sizes = [14, 10, 6]
+    kw = dict(sizes=sizes, v_width=10, c_width=8, bias_width=5, max_input_events=6, time_steps=3)
+    bundle = random_bundle(rng, **kw)
+    hw = HardwareConfig(lanes=4, neuron_lanes=2)
+    words = 64
+    runner, bdir, geom = _build(bundle, hw, "icarus", batch_words=words)
+    n = 3
+    on, off = random_counts(bundle, n, rng)
+    gold = run_golden(bundle, on, off)
+    images = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
+              for k in range(n)]
+    assert batch_words(images) <= words
+    empty = [[] for _ in range(bundle.time_steps)]          # an image of no events: T words
+    big = [empty] * (words // bundle.time_steps + 1)          # one image more than fits
+    assert batch_words(big) > words
+    job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": [images[0]],
+           "batches": [{"images": images}, {"images": big, "count": 2},
+                       {"images": [empty], "count": 0}, {"images": images[1:3]}]}
+    out = _run(runner, bdir, job)
+    assert out["info"]["batch"] == words.bit_length() - 1
+    assert out["uart_frame_errors"] == 0 and out["status"]["protocol_error"] == 0
+    first, overflow, zero, again = out["batches"]
+    assert first["status"] == 0 and first["count"] == n
+    assert first["classes"] == gold.prediction[:n].tolist()
+    assert first["errors"] == [0] * n
+    want = [cycle_estimate(geom, bundle.time_steps, gold.events_per_layer[:, k].tolist(),
+                           trace=False) for k in range(n)]
+    assert first["cycles"] == sum(want) + IMAGE_OVERHEAD * n, (first["cycles"], want)
+    assert overflow == {"classes": [], "errors": [], "cycles": 0,
+                        "status": BatchStatus.OVERFLOW, "count": 0}
+    assert zero["status"] == BatchStatus.BAD_COUNT and zero["count"] == 0
+    # the memory is empty after a refusal: the next batch runs
+    assert again["status"] == 0 and again["classes"] == gold.prediction[1:3].tolist()
+    assert again["cycles"] == sum(want[1:3]) + IMAGE_OVERHEAD * 2
+    # the trace is on again and the link's own inferences are unchanged
+    assert compare_sample(bundle, gold, 0, out["after_batches"], trace=True) is None, \
+        compare_sample(bundle, gold, 0, out["after_batches"])
