@@ -13,6 +13,19 @@ GEOM = CoreGeometry(sizes=(12, 9, 5), v_width=9, c_width=8, bias_width=5, lanes=
                     max_input_events=8)
 
 
+def _feeder(dut, sent, rng):
+    """A testbench that offers the bytes ``sent`` to the link's receive stream, with random gaps."""
+    async def host(ctx):
+        for byte in sent:
+            while rng.random() < 0.5:
+                await ctx.tick()
+            ctx.set(dut.i_rx.valid, 1)
+            ctx.set(dut.i_rx.payload, byte)
+            await ctx.tick().until(dut.i_rx.ready)
+            ctx.set(dut.i_rx.valid, 0)
+    return host
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_expect_is_passed_on_and_boot_waits_for_the_self_test(seed):
     rng = np.random.default_rng(seed)
@@ -22,14 +35,7 @@ def test_expect_is_passed_on_and_boot_waits_for_the_self_test(seed):
     expects, tx, log = [], [], {}
     pending_cycles = int(rng.integers(20, 60))
 
-    async def host(ctx):
-        for byte in sent:
-            while rng.random() < 0.5:
-                await ctx.tick()
-            ctx.set(dut.i_rx.valid, 1)
-            ctx.set(dut.i_rx.payload, byte)
-            await ctx.tick().until(dut.i_rx.ready)
-            ctx.set(dut.i_rx.valid, 0)
+    host = _feeder(dut, sent, rng)
 
     async def device(ctx):
         # The self-test runs (boot_pending) for a while, then reports status 0x21.
@@ -65,14 +71,7 @@ def _link_session(dut, sent, rng, n_tx, batch=True, busy_cycles=0, classes=(), d
     was taken, and collect ``n_tx`` transmitted bytes."""
     seen = {"words": [], "runs": [], "tx": [], "run_cycle": None}
 
-    async def host(ctx):
-        for byte in sent:
-            while rng.random() < 0.5:
-                await ctx.tick()
-            ctx.set(dut.i_rx.valid, 1)
-            ctx.set(dut.i_rx.payload, byte)
-            await ctx.tick().until(dut.i_rx.ready)
-            ctx.set(dut.i_rx.valid, 0)
+    host = _feeder(dut, sent, rng)
 
     async def device(ctx):
         cycle, pending, summary = 0, list(classes), done
