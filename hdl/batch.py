@@ -119,8 +119,8 @@ class BatchUnit(wiring.Component):
         from the first image's start pulse to the last image's ``done`` (both counted).
 
     Latency and throughput: a word is written in the cycle it is taken (one per cycle). Events
-    leave at one per cycle from the memory's registered read port through a register slice
-    (payload and valid from flip-flops; 1 cycle): the core never waits on the unit, so a batch of images takes the
+    leave at one per cycle from the memory's registered read port, an output register and a
+    register slice (payload and valid from flip-flops): the core never waits on the unit, so a batch of images takes the
     sum of their no-stall cycles (``bsnn.hdl.generate.cycle_estimate``, trace off) plus
     ``IMAGE_OVERHEAD`` per image. Outcomes leave at one per cycle.
     """
@@ -164,19 +164,24 @@ class BatchUnit(wiring.Component):
         cycles = Signal(CYCLES_WIDTH)
         klass = Signal(g.idx_w)             # the CLASS index of the running image
 
-        # ---- reader: the read port's data register is the output stage ----
+        # ---- reader: two stages, the read port's data register and the output register ----
+        # (timing: the block RAM's unregistered output, 5.8 ns on the ECP5, ends at flip-flops
+        # next to it, not after the multiplexers behind it)
         ptr = Signal(range(depth + 1))      # next address to read
         limit = Signal(range(depth + 1))    # words to read (loaded, or count for the outcomes)
-        held = Signal()                     # the read port's data is a word not yet sent
+        fetched = Signal()                  # the read port's data is a word (stage 1)
+        held = Signal()                     # `data` is a word not yet sent (stage 2)
+        data = Signal(event.size)
         more = Signal()                     # ptr != limit (a register: timing)
         taken = Signal()                    # the word (or padding marker) offered is taken
         m.d.comb += [rd.addr.eq(ptr), rd.en.eq(~held | taken)]
         with m.If(rd.en):
-            m.d.sync += held.eq(more)
+            m.d.sync += [held.eq(fetched), data.eq(rd.data), fetched.eq(more)]
             with m.If(more):
                 m.d.sync += [ptr.eq(ptr + 1), more.eq(ptr + 1 != limit)]
+        in_flight = fetched | more          # words still to come through the stages
 
-        word = event(rd.data)
+        word = event(data)
         marker = event.const({"end_of_step": 1})
         # Events leave through a register slice (timing: the block RAM's unregistered output,
         # 5.8 ns on the ECP5, went through the event multiplexer into the core's index check).
@@ -201,7 +206,7 @@ class BatchUnit(wiring.Component):
                     bad = (n == 0) | (n > depth)
                     m.d.sync += [status.eq(Cat(overflow, bad)), count.eq(n), image.eq(0),
                                  cycles.eq(0), ptr.eq(0), limit.eq(loaded), more.eq(loaded != 0),
-                                 held.eq(0)]
+                                 held.eq(0), fetched.eq(0)]
                     with m.If(overflow | bad):
                         m.d.sync += count.eq(0)
                         m.next = "SUMMARY"
@@ -215,7 +220,7 @@ class BatchUnit(wiring.Component):
                 m.d.sync += [launch.eq(0), cycles.eq(cycles + 1)]
                 # Words while the image needs markers; padding markers once they run out.
                 out = outq.i
-                m.d.comb += [out.valid.eq(sending & (held | ~more)),
+                m.d.comb += [out.valid.eq(sending & (held | ~in_flight)),
                              out.payload.eq(Mux(held, word, marker)),
                              taken.eq(out.valid & out.ready)]
                 with m.If(taken):
@@ -231,17 +236,18 @@ class BatchUnit(wiring.Component):
                                  wr.data.eq(Cat(klass, self.error))]
                     m.d.sync += image.eq(image + 1)
                     with m.If(image + 1 == count):
-                        with m.If(held | more):
+                        with m.If(held | in_flight):
                             m.d.sync += status.eq(status | int(BatchStatus.LONG))
-                        m.d.sync += [ptr.eq(0), limit.eq(count), more.eq(1), held.eq(0)]
+                        m.d.sync += [ptr.eq(0), limit.eq(count), more.eq(1), held.eq(0),
+                                     fetched.eq(0)]
                         m.next = "OUTCOMES"
                     with m.Else():
                         m.d.sync += [launch.eq(1), markers.eq(self.time_steps),
                                      sending.eq(self.time_steps != 0)]
             with m.State("OUTCOMES"):
-                m.d.comb += [self.o_class.valid.eq(held), self.o_class.payload.eq(rd.data),
+                m.d.comb += [self.o_class.valid.eq(held), self.o_class.payload.eq(data),
                              taken.eq(self.o_class.valid & self.o_class.ready)]
-                with m.If(~held & ~more):
+                with m.If(~held & ~in_flight):
                     m.next = "SUMMARY"
             with m.State("SUMMARY"):
                 m.d.comb += [self.o_done.valid.eq(1),
@@ -252,6 +258,6 @@ class BatchUnit(wiring.Component):
                     m.d.sync += [loaded.eq(0), overflow.eq(0), ptr.eq(0), limit.eq(0), more.eq(0)]
                     m.next = "LOAD"
         # (in LOAD the reader idles: ptr == limit, nothing is read)
-        # Timing: the slice input's valid is two flip-flops and a padding flag (``sending``,
-        # ``held``, ``more``), the read enable one gate more with the core's ready (a flip-flop).
+        # Timing: the slice input's valid is flip-flops and a padding flag (``sending``,
+        # ``held``, ``fetched``, ``more``), the read enable one gate more with the slice's ready.
         return m
