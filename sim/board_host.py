@@ -20,7 +20,7 @@ from pathlib import Path
 from bsnn.firmware_export.errors import DeviceError
 from bsnn.hdl.config import CoreGeometry
 from bsnn.hdl.flash_loader import BootStatus
-from bsnn.hdl.batch import COUNT_BYTES, BatchStatus
+from bsnn.hdl.batch import COUNT_BYTES, BatchStatus, batch_log2
 from bsnn.hdl.hostlink import (BATCH_DONE_BYTES, HOST_WINDOW, INFO_FIELDS, PROTOCOL_VERSION,
                                Opcode, Reply, batch_frames, batch_run_frame, config_frame,
                                event_frame, expect_frame, frame_sizes, inference_frames)
@@ -170,7 +170,7 @@ class BoardHost:
                 "v_width": self.geom.v_width, "cfg_addr_w": self.geom.cfg_addr_w,
                 "cfg_data_w": self.geom.cfg_data_w, **self.sizes}
         if self.batch_words is not None:
-            want["batch"] = self.batch_words.bit_length() - 1 if self.batch_words else 0
+            want["batch"] = batch_log2(self.batch_words)
         else:
             want["batch"] = info["batch"]
         if info != want:
