@@ -250,6 +250,24 @@ class _Range:
         return {"min": dict(self.lo), "max": dict(self.hi), "saturated": dict(self.saturated)}
 
 
+# Values per tensor of one batch, [T, B, neurons of the whole network]: 2^26 float32 values are
+# 256 MiB, so the few such tensors a run keeps stay far inside a 24 GiB machine. The Fashion-MNIST
+# conv model (T = 8, 47,306 neurons) took 15 GiB at 500 samples a batch and was killed.
+BATCH_VALUES = 1 << 26
+
+
+def batch_for_memory(time_steps: int, neurons: int, cap: int) -> int:
+    """Samples per batch (at most ``cap``, at least 1) for a network of ``neurons`` (inputs and
+    every layer's outputs together) over ``time_steps``: the batch of ``run_golden`` and of the
+    training model's hardware mode, whose per-layer tensors are [T, B, N]."""
+    return max(1, min(cap, BATCH_VALUES // max(1, time_steps * neurons)))
+
+
+def network_values(bundle: Bundle) -> int:
+    """Inputs plus every layer's outputs of ``bundle`` (what ``batch_for_memory`` sizes by)."""
+    return bundle.input_size + sum(layer.size for layer in bundle.layers)
+
+
 @torch.no_grad()
 def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None,
                track_ranges: bool = False) -> GoldenResult:

@@ -109,6 +109,10 @@ def test_every_shipped_bundle_loads_as_a_dense_network():
     conv = load_bundle(ROOT / "models" / "conv_mnist")      # the shipped convolutional model
     assert not conv.is_dense and conv.input_shape == (1, 28, 28)
     assert [l.kind for l in conv.layers] == ["conv2d", "pool2d", "conv2d", "pool2d", "dense", "dense"]
+    events = load_bundle(ROOT / "models" / "conv_nmnist")   # N-MNIST: OFF and ON as two channels
+    assert events.input_shape == (2, 34, 34) and events.encoding["kind"] == "events"
+    assert [(l.kind, l.padding) for l in events.layers[:4]] == [
+        ("conv2d", (2, 2)), ("pool2d", (0, 0)), ("conv2d", (1, 1)), ("pool2d", (0, 0))]
 
 
 # Structural errors: (edit of the saved manifest of _mnist_conv, expected message).

@@ -235,3 +235,29 @@ def test_bsnn_eval_runs_a_convolutional_bundle_on_mnist(tmp_path):
     from bsnn.training.data import load_dataset
     image = torch.from_numpy(load_dataset("mnist", "test").images[0].astype(np.int64)).reshape(28, 28)
     assert torch.equal(data.on[:, 0].sum(dim=0).reshape(shape)[0], (2 * image * 3 + 255) // 510)
+
+
+
+def test_batches_shrink_with_the_network_and_change_no_result(monkeypatch):
+    """``batch_for_memory`` keeps a batch's [T, B, N] tensors within ``BATCH_VALUES``: the
+    shipped Fashion-MNIST conv geometry (T = 8, 48,090 values) gets 174 samples where
+    500 took 15 GiB; an MLP keeps the cap. Batching changes no result."""
+    import bsnn.firmware_export.golden as golden
+    from bsnn.evaluate import golden_in_batches
+    from bsnn.firmware_export.golden import batch_for_memory
+    assert batch_for_memory(8, 784 + 25088 + 6272 + 12544 + 3136 + 256 + 10, 500) == 174
+    assert batch_for_memory(4, 784 + 400 * 3 + 10, 500) == 500
+    assert batch_for_memory(1000, 10 ** 6, 500) == 1
+    rng = np.random.default_rng(3)
+    bundle = random_bundle(rng, spatial=True)
+    on, off = random_counts(bundle, batch=9, rng=rng, polarity=True)
+    whole = golden_in_batches(bundle, on, off, progress=False)
+    per_step = bundle.time_steps * golden.network_values(bundle)
+    monkeypatch.setattr(golden, "BATCH_VALUES", 2 * per_step)    # two samples a batch
+    seen = []
+    real = golden.run_golden
+    monkeypatch.setattr("bsnn.evaluate.run_golden", lambda b, o, f: seen.append(o.shape[1]) or real(b, o, f))
+    pieces = golden_in_batches(bundle, on, off, progress=False)
+    assert seen == [2, 2, 2, 2, 1]
+    for a, b in zip(whole[:3], pieces[:3]):
+        assert torch.equal(a, b)

@@ -165,7 +165,11 @@ def build_model(cfg: dict, input_size: int, max_input_events: int) -> BSNN:
 # ------------------------------------------------------------------ evaluation
 @torch.no_grad()
 def evaluate(model: BSNN, data: EncodedDataset, batch_size: int = 1000, device="cpu", hardware=False):
-    """Accuracy, mean loss and firing rate per layer (spikes / neuron / step) of ``model``."""
+    """Accuracy, mean loss and firing rate per layer (spikes / neuron / step) of ``model``; at most
+    ``batch_size`` samples a batch, fewer for a network whose maps would not fit memory."""
+    from bsnn.firmware_export.golden import batch_for_memory
+
+    batch_size = batch_for_memory(model.time_steps, sum(model.sizes), batch_size)
     model.eval()
     correct, loss_sum, n = 0, 0.0, 0
     spk = [0.0] * len(model.layer_cfgs)
@@ -192,10 +196,12 @@ def evaluate(model: BSNN, data: EncodedDataset, batch_size: int = 1000, device="
 
 
 def run_eval_dataset(bundle, data: EncodedDataset, batch_size: int = 500, limit: int | None = None):
-    """Hardware-exact accuracy of a bundle: ``bsnn.firmware_export.golden.run_golden`` over a dataset."""
-    from bsnn.firmware_export.golden import run_golden
+    """Hardware-exact accuracy of a bundle: ``bsnn.firmware_export.golden.run_golden`` over a dataset
+    (at most ``batch_size`` samples a batch, fewer for a network whose maps would not fit memory)."""
+    from bsnn.firmware_export.golden import batch_for_memory, network_values, run_golden
 
     n = len(data) if limit is None else min(limit, len(data))
+    batch_size = batch_for_memory(bundle.time_steps, network_values(bundle), batch_size)
     correct, spikes_hidden, sops = 0, 0.0, 0.0
     hidden_layers = [k for k, l in enumerate(bundle.layers[:-1]) if l.has_neurons] or [len(bundle.layers) - 1]
     hidden = sum(bundle.layers[k].size for k in hidden_layers)
