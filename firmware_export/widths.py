@@ -7,7 +7,7 @@ from dataclasses import replace
 import torch
 
 from .bundle import MAX_WIDTH, Bundle
-from .golden import run_golden
+from .golden import batch_for_memory, network_values, run_golden
 
 
 def signed_bits(lo: int, hi: int) -> int:
@@ -18,15 +18,14 @@ def signed_bits(lo: int, hi: int) -> int:
     return width
 
 
-def measure_ranges(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None,
-                   batch: int = 1000) -> list[dict]:
-    """Extremes of the exact sums per layer on these inputs, measured with 32-bit states so that
-    nothing saturates while measuring."""
-    wide = replace(bundle, v_width=MAX_WIDTH, c_width=MAX_WIDTH)
+def _ranges_in_batches(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None, batch: int) -> list[dict]:
+    """``run_golden(..., track_ranges=True).ranges`` over all samples, in batches that fit memory:
+    extremes merged, saturation counts summed."""
+    batch = batch_for_memory(bundle.time_steps, network_values(bundle), batch)
     merged = None
     for start in range(0, on.shape[1], batch):
         sl = slice(start, start + batch)
-        ranges = run_golden(wide, on[:, sl], None if off is None else off[:, sl], track_ranges=True).ranges
+        ranges = run_golden(bundle, on[:, sl], None if off is None else off[:, sl], track_ranges=True).ranges
         if merged is None:
             merged = ranges
             continue
@@ -34,7 +33,16 @@ def measure_ranges(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = 
             for key in ("syn", "c", "v"):
                 m["min"][key] = min(m["min"][key], r["min"][key])
                 m["max"][key] = max(m["max"][key], r["max"][key])
+            for key in m["saturated"]:
+                m["saturated"][key] += r["saturated"][key]
     return merged
+
+
+def measure_ranges(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None,
+                   batch: int = 1000) -> list[dict]:
+    """Extremes of the exact sums per layer on these inputs, measured with 32-bit states so that
+    nothing saturates while measuring."""
+    return _ranges_in_batches(replace(bundle, v_width=MAX_WIDTH, c_width=MAX_WIDTH), on, off, batch)
 
 
 def width_report(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None) -> dict:
@@ -44,7 +52,7 @@ def width_report(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = No
     v_hi = max([r["max"]["v"] for r in ranges] + [int(t.max()) for t in bundle.threshold if t.size])
     c_lo = min(r["min"]["c"] for r in ranges)
     c_hi = max(r["max"]["c"] for r in ranges)
-    saturations = run_golden(bundle, on, off, track_ranges=True).ranges
+    saturations = _ranges_in_batches(bundle, on, off, 1000)
     return {
         "samples": int(on.shape[1]),
         "layers": [{"layer": k + 1, "syn": [r["min"]["syn"], r["max"]["syn"]],

@@ -43,3 +43,24 @@ def test_widths_needed_avoid_saturation_and_narrower_ones_saturate():
     narrow.threshold = [np.minimum(t, (1 << (narrow.v_width - 1)) - 1) for t in bundle.threshold]
     sat = run_golden(narrow, on, off, track_ranges=True).ranges
     assert sum(r["saturated"]["v"] + r["saturated"]["c"] for r in sat) > 0
+
+
+def test_width_report_in_batches_equals_one_batch(monkeypatch):
+    """The report is computed in batches that fit memory (``batch_for_memory``): extremes merged
+    and saturation counts summed over the batches give what one batch gives."""
+    import bsnn.firmware_export.golden as golden
+    rng = np.random.default_rng(8)
+    layers = [LayerSpec(size=12, current=True, reset="none"), LayerSpec(size=5, reset="subtract")]
+    bundle = random_bundle(rng, sizes=[30, 12, 5], layers=layers, v_width=5, c_width=5,
+                           bias_width=4, time_steps=6)
+    bundle.threshold = [np.minimum(t, 15) for t in bundle.threshold]
+    on, off = random_counts(bundle, 11, rng, density=0.5)
+    whole = width_report(bundle, on, off)
+    assert sum(sum(l["saturated_updates_at_bundle_widths"].values()) for l in whole["layers"]) > 0
+    monkeypatch.setattr(golden, "BATCH_VALUES", 3 * 6 * golden.network_values(bundle))
+    calls = []
+    real = golden.run_golden
+    monkeypatch.setattr("bsnn.firmware_export.widths.run_golden",
+                        lambda b, o, f, **kw: calls.append(o.shape[1]) or real(b, o, f, **kw))
+    assert width_report(bundle, on, off) == whole
+    assert calls == [3, 3, 3, 2] * 2
