@@ -155,3 +155,25 @@ def test_later_model_keys_are_config_keys_that_old_checkpoints_lack():
     assert old["model"].items() <= filled["model"].items() and "features" not in old["model"]
     newer = {"model": {"features": ["8c3"], "input_polarity": "two_channel"}}
     assert with_later_keys(newer) == newer
+
+
+def test_every_committed_config_loads_and_its_starting_checkpoint_fits():
+    """Each TOML in configs/ passes the schema, and a staged config's ``init_from`` checkpoint
+    (committed under models/checkpoints/) loads into the network the config builds."""
+    from bsnn.training.builders import build_model
+    from bsnn.training.checkpoint import load_checkpoint
+    from bsnn.training.train import check_runnable, init_from_state, load_config
+    configs = sorted((REPO / "configs").glob("*.toml"))
+    staged = 0
+    for path in configs:
+        cfg = load_config(path)
+        start = cfg["train"]["init_from"]
+        if not start or not start.startswith("models/"):
+            continue        # others start from a run of their own (runs/...) or from scratch
+        check_runnable(dict(cfg, train=dict(cfg["train"], init_from=str(REPO / start))), path.name)
+        ck = load_checkpoint(REPO / start)
+        model = build_model(cfg, ck["input_size"], ck["max_input_events"])
+        loaded = init_from_state(model, ck["model"], start, cfg["train"]["init_layers"])
+        assert loaded, path.name
+        staged += 1
+    assert len(configs) >= 25 and staged >= 6
