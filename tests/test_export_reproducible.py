@@ -20,7 +20,8 @@ def test_export_of_shipped_checkpoint_reproduces_committed_bundle(tmp_path, monk
 
 
 @pytest.mark.parametrize("checkpoint, bundle", [("conv_mnist_long", "conv_mnist"),
-                                                ("conv_nmnist2", "conv_nmnist")])
+                                                ("conv_nmnist2", "conv_nmnist"),
+                                                ("conv_fashion_ft", "conv_fashion")])
 def test_convolutional_bundles_come_from_their_committed_checkpoints(tmp_path, monkeypatch,
                                                                       checkpoint, bundle):
     """The shipped convolutional bundles (trained on a GPU) are the export of the committed
