@@ -26,12 +26,17 @@ SCK_MAX_HZ = 50e6
 IMAGES = 1                # MNIST test images after the boot
 
 
-def _board_build(board: str):
+#: The families of the boards' synthesis (their gate-level netlists).
+FAMILY = {"icebreaker": "ice40", "ulx3s-85f": "ecp5"}
+
+
+def _board_build(board: str, gates: bool = False):
     """``models/default`` as ``bsnn bitstream`` builds it for ``board`` (its TOML), with the
     random template contents of the bitstream flow in the weight, bias and threshold memories:
     the model is in the core only if it came from the flash (or the host). Verilator: the only
-    full-size build of each board top in the tests (the iCEBreaker's also carries the UART test
-    of ``models/default`` on the board's core configuration)."""
+    full-size builds of each board top in the tests (the iCEBreaker's also carries the UART test
+    of ``models/default`` on the board's core configuration); ``gates``: the netlist of the
+    board's synthesis (Yosys, the board builds' script) with the family's cell models."""
     require_simulator("verilator")
     bundle = load_bundle(REPO / "models" / "default")
     hw = HardwareConfig.from_toml(board_config_path(board))
@@ -39,7 +44,8 @@ def _board_build(board: str):
     hw, geom, _ = plan_build(bundle, hw, b, "auto")
     flash = FlashBoot.for_clock(b.flash_offset, CLOCK_HZ, SCK_MAX_HZ)
     runner, bdir, geom = _build(bundle, hw, "verilator", flash=flash,
-                                memory_init=memory_templates(geom, 1, b.family))
+                                memory_init=memory_templates(geom, 1, b.family),
+                                post_synthesis=FAMILY[board] if gates else None)
     return bundle, geom, flash, runner, bdir
 
 
@@ -74,8 +80,9 @@ def _corrupted(bundle, geom):
 
 
 @pytest.mark.rtl
+@pytest.mark.parametrize("gates", [False, True], ids=["rtl", "gate-level"])
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
-def test_board_boots_model_from_flash(board):
+def test_board_boots_model_from_flash(board, gates):
     """The board's top as ``bsnn bitstream`` builds it for ``models/default`` (its TOML,
     template memories), powered up with the real bundle's image in the flash, a golden vector
     (an MNIST test image) at its end: no LED during the load, one wake-up and two reads at the
@@ -85,8 +92,10 @@ def test_board_boots_model_from_flash(board):
     ``models/default`` on the iCEBreaker's core configuration through the UART). On the ULX3S
     top (the smaller image: 8-byte commands, 16-bit addresses, 32-bit words) a second power-up
     of the same build with one bit of the image flipped: BOOT = BAD_CHECKSUM (led 0) after the
-    checking read alone, nothing reaching the core."""
-    bundle, geom, flash, runner, bdir = _board_build(board)
+    checking read alone, nothing reaching the core. The same at gate level: the netlist of the
+    board's synthesis (Yosys' cell models; on the ECP5 our block RAM model, whose own test is
+    tests/sim/test_ecp5_block_ram_model.py)."""
+    bundle, geom, flash, runner, bdir = _board_build(board, gates)
     data, samples = _mnist_samples(bundle)
     vector = self_test_vector(bundle, data.on, data.off, 0)
     off = BOARDS[board].flash_offset

