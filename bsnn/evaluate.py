@@ -12,7 +12,7 @@ from tqdm import tqdm
 from bsnn.firmware_export.bundle import Bundle
 from bsnn.firmware_export.errors import InputError
 from bsnn.firmware_export.outputs import check_file_output, previous_json, write_file
-from bsnn.firmware_export.golden import batch_for_memory, network_values, run_golden
+from bsnn.firmware_export.golden import golden_batches
 from bsnn.firmware_export.paths import source_commit
 from bsnn.training.data import load_encoded
 
@@ -23,17 +23,16 @@ class EvalError(InputError):
 def golden_in_batches(bundle: Bundle, on, off, batch: int = 500, progress: bool = True):
     """Run the golden model over a dataset in batches (at most ``batch`` samples, fewer for a
     network whose maps would not fit memory); returns per-sample summary tensors."""
-    batch = batch_for_memory(bundle.time_steps, network_values(bundle), batch)
     preds, sops, hidden = [], [], []
     total = on.shape[1]
+    hidden_neurons = 0
     with tqdm(total=total, desc="golden", unit="sample", disable=not progress, leave=False) as bar:
-        for start in range(0, total, batch):
-            sl = slice(start, start + batch)
-            res = run_golden(bundle, on[:, sl], off[:, sl])
+        for start, stop, res in golden_batches(
+                bundle, total, lambda a, b: (on[:, a:b], None if off is None else off[:, a:b]), batch):
             preds.append(res.prediction)
             sops.append(res.sops)
             hidden.append(res.hidden_spikes)
-            bar.update(res.prediction.shape[0])
+            bar.update(stop - start)
             hidden_neurons = res.hidden_neurons
     return torch.cat(preds), torch.cat(sops), torch.cat(hidden), hidden_neurons
 

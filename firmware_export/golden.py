@@ -268,6 +268,17 @@ def network_values(bundle: Bundle) -> int:
     return bundle.input_size + sum(layer.size for layer in bundle.layers)
 
 
+def golden_batches(bundle: Bundle, samples: int, inputs, cap: int = 500):
+    """``run_golden`` over samples ``[0, samples)`` in batches of ``batch_for_memory`` (at most
+    ``cap``): ``inputs(start, stop)`` gives the batch's ``(on, off)``; yields ``(start, stop,
+    GoldenResult)``. The one batch loop of ``bsnn eval`` and of training's evaluation."""
+    batch = batch_for_memory(bundle.time_steps, network_values(bundle), cap)
+    for start in range(0, samples, batch):
+        stop = min(start + batch, samples)
+        on, off = inputs(start, stop)
+        yield start, stop, run_golden(bundle, on, off)
+
+
 @torch.no_grad()
 def run_golden(bundle: Bundle, on: torch.Tensor, off: torch.Tensor | None = None,
                track_ranges: bool = False) -> GoldenResult:

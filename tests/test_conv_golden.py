@@ -256,7 +256,7 @@ def test_batches_shrink_with_the_network_and_change_no_result(monkeypatch):
     monkeypatch.setattr(golden, "BATCH_VALUES", 2 * per_step)    # two samples a batch
     seen = []
     real = golden.run_golden
-    monkeypatch.setattr("bsnn.evaluate.run_golden", lambda b, o, f: seen.append(o.shape[1]) or real(b, o, f))
+    monkeypatch.setattr(golden, "run_golden", lambda b, o, f: seen.append(o.shape[1]) or real(b, o, f))
     pieces = golden_in_batches(bundle, on, off, progress=False)
     assert seen == [2, 2, 2, 2, 1]
     for a, b in zip(whole[:3], pieces[:3]):

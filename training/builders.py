@@ -198,17 +198,15 @@ def evaluate(model: BSNN, data: EncodedDataset, batch_size: int = 1000, device="
 def run_eval_dataset(bundle, data: EncodedDataset, batch_size: int = 500, limit: int | None = None):
     """Hardware-exact accuracy of a bundle: ``bsnn.firmware_export.golden.run_golden`` over a dataset
     (at most ``batch_size`` samples a batch, fewer for a network whose maps would not fit memory)."""
-    from bsnn.firmware_export.golden import batch_for_memory, network_values, run_golden
+    from bsnn.firmware_export.golden import golden_batches
 
     n = len(data) if limit is None else min(limit, len(data))
-    batch_size = batch_for_memory(bundle.time_steps, network_values(bundle), batch_size)
     correct, spikes_hidden, sops = 0, 0.0, 0.0
     hidden_layers = [k for k, l in enumerate(bundle.layers[:-1]) if l.has_neurons] or [len(bundle.layers) - 1]
     hidden = sum(bundle.layers[k].size for k in hidden_layers)
-    for start in range(0, n, batch_size):
-        idx = torch.arange(start, min(start + batch_size, n))
-        on, off, y = data.batch(idx)
-        res = run_golden(bundle, on, off)
+    for start, stop, res in golden_batches(bundle, n, lambda a, b: data.batch(torch.arange(a, b))[:2],
+                                           batch_size):
+        y = data.labels[start:stop]
         correct += int((torch.as_tensor(res.prediction).cpu() == y).sum())
         spikes_hidden += float(sum(torch.as_tensor(res.spikes[k]).sum() for k in hidden_layers))
         sops += float(torch.as_tensor(res.sops).sum())

@@ -30,7 +30,7 @@ IMAGES = 1                # MNIST test images after the boot
 FAMILY = {"icebreaker": "ice40", "ulx3s-85f": "ecp5"}
 
 
-def _board_build(board: str, gates: bool = False):
+def _board_build(board: str, gates: bool = False, model: str = "default"):
     """``models/default`` as ``bsnn bitstream`` builds it for ``board`` (its TOML), with the
     random template contents of the bitstream flow in the weight, bias and threshold memories:
     the model is in the core only if it came from the flash (or the host). Verilator: the only
@@ -38,7 +38,7 @@ def _board_build(board: str, gates: bool = False):
     of ``models/default`` on the board's core configuration); ``gates``: the netlist of the
     board's synthesis (Yosys, the board builds' script) with the family's cell models."""
     require_simulator("verilator")
-    bundle = load_bundle(REPO / "models" / "default")
+    bundle = load_bundle(REPO / "models" / model)
     hw = HardwareConfig.from_toml(board_config_path(board))
     b = BOARDS[board]
     hw, geom, _ = plan_build(bundle, hw, b, "auto")
@@ -117,6 +117,31 @@ def test_board_boots_model_from_flash(board, gates):
     assert out["boot"] == "BAD_CHECKSUM" and out["boot_leds"] == [0, 1]
     assert [op for _, op, _ in out["flash"]["commands"]] == [0xAB, 0x03]
     assert out["flash"]["violations"] == [] and out["status"]["protocol_error"] == 0
+
+
+@pytest.mark.rtl
+def test_icebreaker_mnist_spram_build_boots_from_flash():
+    """The iCEBreaker's build of the trained MNIST model (``models/mnist``: 784-400-400-400-10,
+    weights in SPRAM, which a bitstream cannot initialise, so the model can only come from the
+    flash or the host), RTL with Yosys' SB_SPRAM256KA model: its 577 KB image boots from the
+    flash model in about 21 million cycles (a minute or two on Verilator), the golden vector's
+    self-test passes and an MNIST test image is classified record for record as the golden
+    model."""
+    bundle, geom, flash, runner, bdir = _board_build("icebreaker", model="mnist")
+    # the weights are in SPRAM (instances besides the model's own module)
+    assert (bdir / "bsnn_board.v").read_text().count("SB_SPRAM256KA ") >= 2
+    data, samples = _mnist_samples(bundle)
+    vector = self_test_vector(bundle, data.on, data.off, 0)
+    image = flash_image(bundle, geom, vector)
+    assert len(image) > 500_000
+    job = {"build_key": geom.key(), "divisor": DIVISOR, "samples": samples,
+           "flash": {"image": image.hex(), "offset": flash.offset}, "timeout_cycles": 40_000_000}
+    out = _run(runner, bdir, job)
+    assert out["flash"]["violations"] == [] and out["uart_frame_errors"] == 0
+    assert out["boot"] == "OK" and out["boot_leds"] == [1, 0]
+    assert out["boot_cycles"] > 8 * len(image)          # every byte clocked in (twice)
+    _self_test_ran(out, vector)
+    _check_samples(bundle, data, out)
 
 
 #: The networks of the small SPRAM builds (one build key).
