@@ -4,7 +4,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import LAYER_WIDTH, STEP_WIDTH, CoreGeometry, span
+from .config import LAYER_WIDTH, STEP_WIDTH, CoreGeometry
+from .lane_select import LaneSelect, one_hot_mux
 from .layouts import ClassLayout, NeuronResultLayout, ResultKind, ResultLayout, SpikeGroupLayout
 from .neuron_array import GroupResultLayout
 from .slice import RegisterSlice
@@ -130,8 +131,6 @@ class ResultEmitter(wiring.Component):
         res_valid = queue.o.valid
         grp_ready = Signal()
         m.d.comb += queue.o.ready.eq(grp_ready)
-        j0 = Signal(g.idx_w + log_u + 1)
-        m.d.comb += j0.eq(results[0].index * U)
         spike_mask = Signal(U)
         for u in range(U):
             m.d.comb += spike_mask[u].eq(results[u].spike)
@@ -139,24 +138,12 @@ class ResultEmitter(wiring.Component):
         # ---- lane selection: the group's lanes still to be emitted, lowest first ----
         emit = Signal(U)
         sent = Signal(U)
-        rem = Signal(U)
-        sel = Signal(span(U))
-        onehot = Signal(U)
-        any_rem = Signal()
-        last_one = Signal()
-        m.d.comb += rem.eq(emit & ~sent)
-        for u in reversed(range(U)):
-            with m.If(rem[u]):
-                m.d.comb += sel.eq(u)
-        m.d.comb += [onehot.eq(rem & (1 << sel)), any_rem.eq(rem != 0),
-                     last_one.eq((rem & ~onehot) == 0)]
+        pick = LaneSelect(m, emit & ~sent, "emit")
+        onehot, any_rem, last_one = pick.onehot, pick.any, pick.last
         lane = Signal(NeuronResultLayout(g.idx_w, g.v_width))
-        with m.Switch(sel):
-            for u in range(U):
-                with m.Case(u):
-                    m.d.comb += lane.eq(results[u])
+        m.d.comb += lane.as_value().eq(one_hot_mux(onehot, [results[u].as_value() for u in range(U)]))
         lane_j = Signal(g.idx_w + log_u + 1)
-        m.d.comb += lane_j.eq(j0 + sel)
+        m.d.comb += lane_j.eq(Cat(pick.index[:log_u], results[0].index))   # group * U + lane
 
         res = self.o_results.payload
         with m.Switch(self.mode.as_value()):

@@ -1,9 +1,10 @@
 """Spike replay: a hidden layer's spikes, queued as groups, replayed as events into the next layer."""
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import CoreGeometry, span
+from .config import CoreGeometry
+from .lane_select import LaneSelect
 from .layouts import SpikeGroupLayout, SynapseEventLayout
 
 __all__ = ["SpikeReplay"]
@@ -72,14 +73,9 @@ class SpikeReplay(wiring.Component):
         # The head entry's spikes, lowest lane first; `taken` marks those already replayed.
         head = group_layout(queue.r_stream.payload)
         taken = Signal(U)
-        rem = Signal(U)
-        sel = Signal(span(U))
-        last = Signal()
-        m.d.comb += rem.eq(head.mask & ~taken)
-        for u in reversed(range(U)):
-            with m.If(rem[u]):
-                m.d.comb += sel.eq(u)
-        m.d.comb += last.eq((rem & ~(1 << sel)) == 0)
+        pick = LaneSelect(m, head.mask & ~taken, "replay")
+        last = pick.last
+        log_u = U.bit_length() - 1     # (U is a power of two: the index is group * U + lane)
 
         out = self.o_events
         with m.If(self.enable):
@@ -87,7 +83,7 @@ class SpikeReplay(wiring.Component):
                 m.d.comb += [out.valid.eq(1), out.payload.flush.eq(1)]
             with m.Else():
                 m.d.comb += [out.valid.eq(queue.r_stream.valid),
-                             out.payload.index.eq(head.group * U + sel),
+                             out.payload.index.eq(Cat(pick.index[:log_u], head.group)),
                              out.payload.polarity.eq(1),
                              # (gated with valid: no X from an empty queue's payload reaches
                              # the FIFO in simulation)
@@ -97,7 +93,7 @@ class SpikeReplay(wiring.Component):
                         m.d.sync += [remaining.eq(remaining - 1),
                                      no_remaining.eq(remaining == 1), taken.eq(0)]
                     with m.Else():
-                        m.d.sync += taken.eq(taken | (1 << sel))
+                        m.d.sync += taken.eq(taken | pick.onehot)
 
         with m.If(self.load):
             m.d.sync += [n_words.eq(0), remaining.eq(n_words), no_remaining.eq(n_words == 0)]
