@@ -32,11 +32,16 @@ class RegisterSlice(wiring.Component):
         skid_valid = Signal()
         skid = Signal(self._shape)
         m.d.comb += self.i.ready.eq(~skid_valid)
+        # The skid register follows the input while it is empty, so its (wide) enable is a
+        # flip-flop, not the downstream `ready` (timing); only its flag decides whether the
+        # item it holds counts.
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
         with m.If(self.o.ready | ~self.o.valid):
             # The output register is free: it takes the skid item first, else the input's.
             m.d.sync += [self.o.valid.eq(skid_valid | self.i.valid),
                          self.o.payload.eq(Mux(skid_valid, skid, self.i.payload)),
                          skid_valid.eq(0)]
         with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid_valid.eq(1), skid.eq(self.i.payload)]
+            m.d.sync += skid_valid.eq(1)
         return m
