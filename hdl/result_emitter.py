@@ -41,9 +41,6 @@ class QueuedResultsLayout(data.StructLayout):
             "is_last": U,       # ... and is its last neuron (ends the dump)
             "traced": U,        # the lane spiked and the trace is on (a SPIKE record)
             "queued": 1,        # a hidden layer's group with a spike (a spike-queue entry)
-            # ``traced`` / ``exists`` has a lane / at most one lane (timing: the group
-            # handshake reads these flip-flops, not a reduction of the lane mask)
-            "traced_any": 1, "traced_single": 1, "exists_any": 1, "exists_single": 1,
         })
 
 
@@ -130,10 +127,6 @@ class ResultEmitter(wiring.Component):
             entry.queued.eq((in_spikes != 0) & self.hidden if L > 1 else 0),
             self.i_results.ready.eq(queue.i.ready),
         ]
-        for name in ("traced", "exists"):
-            mask = getattr(entry, name)
-            m.d.comb += [getattr(entry, f"{name}_any").eq(mask != 0),
-                         getattr(entry, f"{name}_single").eq((mask & (mask - 1)[:U]) == 0)]
         results = queue.o.payload.results
         res_valid = queue.o.valid
         grp_ready = Signal()
@@ -143,42 +136,19 @@ class ResultEmitter(wiring.Component):
             m.d.comb += spike_mask[u].eq(results[u].spike)
 
         # ---- lane selection: the group's lanes still to be emitted, lowest first ----
-        # The lane and its record come from the mask (`LaneSelect`); the group handshake
-        # (some lane left, this is the last) from flip-flops: the entry's flags while nothing
-        # of the group is sent, else `rest_single`, set a cycle ahead (timing: the mode, the
-        # mask and the lane selection are not in front of the queue's enables).
-        head = queue.o.payload
         emit = Signal(U)
         sent = Signal(U)
-        partial = Signal()          # sent != 0
-        rest_single = Signal()      # with `partial`: one lane of the group is left
-        fresh_any = Signal()
-        fresh_single = Signal()
         pick = LaneSelect(m, emit & ~sent, "emit")
-        onehot = pick.onehot
-        any_rem = Signal()
-        last_one = Signal()
-        m.d.comb += [any_rem.eq(partial | fresh_any),
-                     last_one.eq(Mux(partial, rest_single, fresh_single))]
-        rest = Signal(U)            # the lanes left once this one is sent
-        m.d.comb += rest.eq(emit & ~(sent | onehot))
+        onehot, any_rem, last_one = pick.onehot, pick.any, pick.last
         lane = Signal(NeuronResultLayout(g.idx_w, g.v_width))
         m.d.comb += lane.as_value().eq(one_hot_mux(onehot, [results[u].as_value() for u in range(U)]))
         lane_j = Signal(g.idx_w + log_u + 1)
         m.d.comb += lane_j.eq(Cat(pick.index[:log_u], results[0].index))   # group * U + lane
 
-        def lane_sent():
-            m.d.sync += [sent.eq(sent | onehot), partial.eq(1),
-                         rest_single.eq((rest & (rest - 1)[:U]) == 0)]
-
-        def group_done():
-            m.d.sync += [sent.eq(0), partial.eq(0)]
-
         res = self.o_results.payload
         with m.Switch(self.mode.as_value()):
             with m.Case(mode_case(EmitMode.SPIKES)):
-                m.d.comb += [emit.eq(head.traced), fresh_any.eq(head.traced_any),
-                             fresh_single.eq(head.traced_single)]
+                m.d.comb += emit.eq(queue.o.payload.traced)
                 # A group is finished when its last traced spike record is accepted (at once
                 # when it has none) together with its spike-queue entry (hidden layers).
                 finishing = Signal()
@@ -195,9 +165,9 @@ class ResultEmitter(wiring.Component):
                                  self.o_groups.payload.group.eq(results[0].index[:g.group_w]),
                                  self.o_groups.payload.mask.eq(spike_mask)]
                 with m.If(self.o_results.valid & self.o_results.ready & ~last_one):
-                    lane_sent()
+                    m.d.sync += sent.eq(sent | onehot)
                 with m.If(res_valid & grp_ready):
-                    group_done()
+                    m.d.sync += sent.eq(0)
                     m.d.comb += self.layer_done.eq(results[0].last)
 
             with m.Case(mode_case(EmitMode.POTENTIALS)):
@@ -205,8 +175,7 @@ class ResultEmitter(wiring.Component):
                 cand_last = Signal()
                 cand = self.o_cand
                 m.d.comb += [
-                    emit.eq(head.exists), fresh_any.eq(head.exists_any),
-                    fresh_single.eq(head.exists_single),
+                    emit.eq(queue.o.payload.exists),
                     cand_last.eq((queue.o.payload.is_last & onehot) != 0),
                     # The readout is always ready during the dump; it observes the transfers.
                     self.o_results.valid.eq(res_valid & any_rem & cand.ready),
@@ -220,10 +189,7 @@ class ResultEmitter(wiring.Component):
                     grp_ready.eq(xfer & last_one),
                 ]
                 with m.If(xfer):
-                    with m.If(last_one):
-                        group_done()
-                    with m.Else():
-                        lane_sent()
+                    m.d.sync += sent.eq(Mux(last_one, 0, sent | onehot))
                     m.d.comb += self.dump_done.eq(cand_last)
 
             with m.Case(mode_case(EmitMode.CLASS)):
@@ -237,5 +203,5 @@ class ResultEmitter(wiring.Component):
                 ]
 
         with m.If(self.clear):
-            group_done()
+            m.d.sync += sent.eq(0)
         return m
