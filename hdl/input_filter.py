@@ -1,5 +1,5 @@
 """Input filter: the core's input events, checked and limited per step, as synapse events."""
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,7 +67,15 @@ class InputFilter(wiring.Component):
     def elaborate(self, platform):
         g = self._geom
         m = Module()
-        n_in, in_full, max_ev = self.n_in, self.in_full, self.max_events
+        n_in, in_full = self.n_in, self.in_full
+        # The budget as wide as the count: GLOBAL registers are `cfg_data_w` bits (400 in the
+        # parallel core), and a comparison that wide was a 400-bit carry chain, the core's
+        # critical path. A budget beyond the count's range saturates: n_in + 1 never reaches
+        # it (n_in + 1 <= max_input_events < 2^width - 1), as it never reached the original.
+        width = len(n_in) + 1
+        max_ev = Signal(width)
+        m.d.comb += max_ev.eq(Mux(self.max_events[width:].any(), (1 << width) - 1,
+                                  self.max_events[:width]))
 
         m.submodules.queue = queue = RegisterSlice(QueuedInputLayout(g.idx_w))
         m.d.comb += [queue.i.valid.eq(self.i_events.valid),

@@ -26,9 +26,13 @@ def test_input_filter_budget_drops_and_flushes(p_valid, p_ready):
     bundle = random_bundle(rng, sizes=[5, 4], max_input_events=capacity)
     g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=2, max_input_events=capacity))
     dut = InputFilter(g)
-    # Inferences of 3 steps; the run-time limit 0 (drop all), small, at and above the capacity.
+    # Inferences of 3 steps; the run-time limit 0 (drop all), small, at and above the capacity,
+    # and far above it with the low bits of a small one (the filter compares a narrowed budget:
+    # these must count as unlimited, not as 0 or 2).
+    top = 1 << (len(dut.max_events) - 1)
+    assert top > 1 << 8
     inferences = []
-    for limit in (3, 0, capacity, capacity + 5, 2):
+    for limit in (3, 0, capacity, capacity + 5, 2, top, top + 2, 2 * top - 1):
         steps = [[(int(rng.integers(0, 7)), int(rng.integers(0, 2)))
                   for _ in range(int(rng.integers(0, 10)))] for _ in range(3)]
         inferences.append((limit, steps))
