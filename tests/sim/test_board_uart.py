@@ -131,7 +131,9 @@ def _build(bundle, hw, simulator, post_synthesis=None, flash=None, memory_init=N
         text = icarus_time_zero_fix(text)
     # Everything a build depends on (the top, the flash bench and model, the C++ flags).
     bench = (_bench(top) + VERILOG_MODEL.read_text()) if flash is not None else ""
-    script = gate_level_script(post_synthesis) + DP16KD_MODEL.read_text() if post_synthesis else ""
+    script = gate_level_script(post_synthesis) if post_synthesis else ""
+    if post_synthesis == "ecp5":
+        script += DP16KD_MODEL.read_text()      # (the cell library it is simulated with)
     digest = hashlib.sha256((text + bench + script + VERILATOR_MAKEFLAGS + str(VERILATOR_PORTS_ONLY)
                              + _ports_only_config("")).encode()).hexdigest()[:16]
     kind = f"gates-{post_synthesis}-" if post_synthesis else ""
