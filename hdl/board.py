@@ -104,8 +104,9 @@ _SHAPES = {"ice40": [(256, 16), (512, 8), (1024, 4), (2048, 2)],
 
 
 # Memories at most this deep become distributed RAM instead (ECP5 TRELLIS_DPR16X4, 16 x 4 bits
-# in the LUTs: Yosys's choice for the accumulators of a build whose layers fit in one weight
-# word and for the output counters, docs/fpga.md, "Throughput"); the iCE40 has none.
+# in the LUTs: Yosys's choice for the output counters of the parallel core, docs/fpga.md,
+# "Throughput"); the iCE40 has none. (A one-word accumulator memory is flip-flops on both:
+# hdl/register_memory.py.)
 _LUTRAM_DEPTH = {"ice40": 0, "ecp5": 16}
 
 
@@ -129,7 +130,8 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
         "bias": U * _blocks(f, geom.param_depth, geom.stored_bias_width),
         "threshold": U * _blocks(f, geom.param_depth, geom.stored_threshold_width),
         "output_stats": U * _blocks(f, geom.groups[-1], OutputStatsLayout().size),
-        "accumulators": _blocks(f, geom.acc_depth, AccumulatorLayout(geom.syn_w, geom.lanes).size),
+        "accumulators": 0 if geom.acc_in_flip_flops else _blocks(
+            f, geom.acc_depth, AccumulatorLayout(geom.syn_w, geom.lanes).size),
         "host_rx_fifo": _blocks(f, rx_depth, 8),
     }
     if batch_words:

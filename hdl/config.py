@@ -280,6 +280,12 @@ class CoreGeometry:
         return max(p * c for p, c in zip(self.positions, self.chunks))
 
     @property
+    def acc_in_flip_flops(self) -> bool:
+        """The accumulators are flip-flops (:class:`~bsnn.hdl.register_memory.RegisterMemory`),
+        not a RAM: one word, as when every layer fits one word of ``P`` lanes (the parallel core)."""
+        return self.acc_depth == 1
+
+    @property
     def param_sizes(self) -> tuple:
         """Bias / threshold values of each layer: one per neuron (dense), per output channel
         (conv2d), none (pool2d)."""

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import LAYER_WIDTH, CoreGeometry, span
 from .layouts import AccumulatorLayout, SynapseEventLayout, SynapticInputLayout
+from .register_memory import RegisterMemory
 from .slice import RegisterSlice
 from .taps import OpLayout, OpMode, TapGenerator
 from .weights import ReadPortSignature
@@ -37,7 +38,9 @@ class SynapseUnit(wiring.Component):
 
     The accumulators are one memory of ``acc_depth`` words of ``P`` lanes of ``syn_w`` bits
     (word ``position * chunks + chunk``); ``syn_w`` holds the most events a layer can receive
-    in a step, so nothing ever saturates.
+    in a step, so nothing ever saturates. A one-word memory (every layer fits one word) is
+    flip-flops (:class:`~bsnn.hdl.register_memory.RegisterMemory`), with the same ports and
+    cycles.
 
     Ports
     -----
@@ -79,9 +82,15 @@ class SynapseUnit(wiring.Component):
         m = Module()
 
         acc_layout = AccumulatorLayout(g.syn_w, P)
-        m.submodules.acc = acc = Memory(shape=acc_layout, depth=len(span(C)), init=[])
-        wp = acc.write_port()
-        rp = acc.read_port(transparent_for=(wp,))
+        if g.acc_in_flip_flops:
+            # One word (every layer in one word of P lanes, as in the parallel core): flip-flops,
+            # not a thousand LUT-RAM cells behind an address comparison (timing).
+            m.submodules.acc = acc = RegisterMemory(acc_layout, 1, g.acc_addr_w)
+            wp, rp = acc.write, acc.read
+        else:
+            m.submodules.acc = acc = Memory(shape=acc_layout, depth=len(span(C)), init=[])
+            wp = acc.write_port()
+            rp = acc.read_port(transparent_for=(wp,))
 
         # Per-layer constants selected by `layer`, registered (timing: no layer decode on the
         # control paths; an event reaches the accumulate FSM three cycles after it enters).

@@ -456,6 +456,20 @@ def test_block_ram_estimate_never_undercounts_a_committed_build(report):
     assert used <= planned <= used + max(5, 0.15 * used)
 
 
+def test_one_word_accumulators_take_no_block_ram():
+    """Every layer within one weight word (the parallel core): the accumulators are flip-flops
+    (hdl/register_memory.py), so the fit check counts no block RAM for them on either family;
+    two words are a RAM again (block RAM on the iCE40, distributed RAM on the ECP5)."""
+    b = random_bundle(np.random.default_rng(5), sizes=[40, 30, 10], v_width=10, bias_width=6)
+    for lanes, one_word in ((32, True), (16, False)):
+        geom = CoreGeometry.from_bundle(b, HardwareConfig(lanes=lanes, neuron_lanes=4))
+        assert geom.acc_in_flip_flops == one_word and geom.acc_depth == (1 if one_word else 2)
+        hw = HardwareConfig(lanes=lanes, neuron_lanes=4)
+        ice40, ecp5 = (memory_plan(geom, hw, BOARDS[board])["bram_by_memory"]["accumulators"]
+                       for board in ("icebreaker", "ulx3s-85f"))
+        assert (ice40 == 0) == one_word and ecp5 == 0
+
+
 def test_a_board_variant_toml_names_its_builds_and_reports():
     assert build_name("ulx3s-85f") == "ulx3s-85f"
     assert build_name("ulx3s-85f", "hdl/boards/ulx3s-85f.toml") == "ulx3s-85f"
