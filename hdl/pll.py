@@ -162,7 +162,8 @@ class BoardClock(Elaboratable):
     ``platform.request(..., dir="-")``).
 
     Reset: held while the PLL is not locked, then for ``por_cycles`` more cycles (the iCE40's
-    block RAMs read as zero for some microseconds after configuration), released synchronously.
+    block RAMs read as zero for some microseconds after configuration), released synchronously;
+    on the ECP5 it is distributed on a global network (a ``DCCA``).
     ``pll`` is an :class:`ICE40PLL` or :class:`ECP5PLL`.
     """
     def __init__(self, clk_port, pll, domain: ClockDomain, por_cycles: int = 0):
@@ -208,5 +209,16 @@ class BoardClock(Elaboratable):
         m.domains.por = cd_por = ClockDomain("por", reset_less=True)
         m.d.comb += cd_por.clk.eq(cd_sync.clk)
         m.submodules.lock_reset = lr = DomainRenamer("por")(LockReset(self.por_cycles))
-        m.d.comb += [lr.lock.eq(self.lock), cd_sync.rst.eq(~lr.ready)]
+        m.d.comb += lr.lock.eq(self.lock)
+        if isinstance(p, ICE40PLL):
+            m.d.comb += cd_sync.rst.eq(~lr.ready)
+        else:
+            # The reset reaches every flip-flop of the design: on the ECP5 it takes a global
+            # network (a DCCA, as a clock does) instead of the fabric, where nextpnr routes a net
+            # of tens of thousands of loads across the chip (timing: in the parallel core that
+            # route, 13.7 ns from one LUT, was the longest path once the accumulators were fixed).
+            reset = Signal()
+            m.d.comb += reset.eq(~lr.ready)
+            m.submodules.reset_buf = Instance("DCCA", i_CLKI=reset, i_CE=Const(1),
+                                              o_CLKO=cd_sync.rst)
         return m

@@ -265,7 +265,19 @@ class SynapseUnit(wiring.Component):
         fw = U * g.syn_w
         flat = rp.data.as_value()
         group_word = Signal(fw)
-        if Q > 1:
+        # One-word accumulators (the parallel core: Q = P / U groups, e.g. 25, of hundreds of
+        # bits each): the groups of a word are drained in order, so the word's later groups
+        # are shifted down one group per record instead of selected by o_q (timing: a Q-way
+        # multiplexer over the whole word, its select fanned out to every bit, was the core's
+        # longest path). The first group of a word comes from the read port itself.
+        shift_groups = g.acc_in_flip_flops and Q > 1
+        o_first = Signal()          # o_q == 0: the record is the first group of its word
+        if shift_groups:
+            rest = Signal(fw * (Q - 1))     # groups o_q + 1 .. of the word, the next one lowest
+            m.d.comb += group_word.eq(Mux(o_first, flat[:fw], rest[:fw]))
+            with m.If(self.o_input.valid & self.o_input.ready):
+                m.d.sync += rest.eq(Mux(o_first, flat[fw:], rest[fw:]))
+        elif Q > 1:
             with m.Switch(o_q):
                 for q in range(Q):
                     with m.Case(q):
@@ -332,7 +344,8 @@ class SynapseUnit(wiring.Component):
                 word_last = (d_q == Q - 1) | (d_pg == n_pgroups - 1)
                 with m.If(advance):
                     m.d.sync += [o_valid.eq(d_more), o_g.eq(d_g), o_pg.eq(d_pg), o_addr.eq(d_addr),
-                                 o_q.eq(d_q), o_zero.eq(word_last), o_last.eq(d_at_last)]
+                                 o_q.eq(d_q), o_first.eq(d_q == 0), o_zero.eq(word_last),
+                                 o_last.eq(d_at_last)]
                     with m.If(d_more):
                         m.d.sync += [d_g.eq(d_g + 1), d_at_last.eq(d_g + 2 == n_groups)]
                         with m.If(d_at_last):

@@ -60,12 +60,13 @@ def test_lock_reset_refuses_negative_delay():
 @pytest.mark.parametrize("board,expect,constraint", [
     ("icebreaker", ["SB_PLL40_PAD", "DIVF 7'1010111", "DIVQ 3'101"],        # 33 MHz
      ("t.pcf", "set_frequency clk12_0__io 15.27")),            # 42 MHz * 12 / 33
-    ("ulx3s-85f", ["EHXPLLL", "CLKI_DIV 5", "CLKFB_DIV 18", "CLKOP_DIV 8"],
+    ("ulx3s-85f", ["EHXPLLL", "CLKI_DIV 5", "CLKFB_DIV 18", "CLKOP_DIV 8", "DCCA"],
      ("t.lpf", 'FREQUENCY PORT "clk25_0__io" 30555555.5')),     # 110 MHz * 25 / 90
 ])
 def test_platform_top_runs_the_core_from_the_pll(board, expect, constraint):
-    """The board top instantiates the PLL with the searched settings, and the oscillator's
-    constraint is scaled so that nextpnr times the PLL's output against the target."""
+    """The board top instantiates the PLL with the searched settings (and on the ECP5 puts the
+    reset on a global network), and the oscillator's constraint is scaled so that nextpnr times
+    the PLL's output against the target."""
     import numpy as np
     from bsnn.firmware_export.bundle import random_bundle
     from bsnn.hdl.board import BOARDS, platform_top

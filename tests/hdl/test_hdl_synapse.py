@@ -29,7 +29,11 @@ class Harness(wiring.Component):
 
 
 @pytest.mark.parametrize("lanes,sizes,U", [(4, [7, 9, 5], 1), (1, [5, 3, 2], 1), (8, [6, 8, 17], 1),
-                                           (4, [7, 9, 5], 2), (8, [6, 8, 17], 4), (8, [5, 3, 2], 8)])
+                                           (4, [7, 9, 5], 2), (8, [6, 8, 17], 4), (8, [5, 3, 2], 8),
+                                           # one word per layer (flip-flop accumulators, the
+                                           # groups shifted out): 8 groups per word, partial
+                                           # last groups
+                                           (32, [7, 30, 21], 4), (16, [9, 16, 5], 2)])
 def test_synapse_sums(lanes, sizes, U):
     rng = np.random.default_rng(lanes + 10 * U)
     bundle = random_bundle(rng, sizes=sizes, max_input_events=3 * sizes[0])
