@@ -104,9 +104,9 @@ _SHAPES = {"ice40": [(256, 16), (512, 8), (1024, 4), (2048, 2)],
 
 
 # Memories at most this deep become distributed RAM instead (ECP5 TRELLIS_DPR16X4, 16 x 4 bits
-# in the LUTs: Yosys's choice for the output counters of the parallel core, docs/fpga.md,
-# "Throughput"); the iCE40 has none. (A one-word accumulator memory is flip-flops on both:
-# hdl/register_memory.py.)
+# in the LUTs: Yosys's choice for small memories such as the output statistics of a core with
+# a few neuron lanes); the iCE40 has none. (One-word accumulators and output statistics are
+# flip-flops on both: hdl/register_memory.py.)
 _LUTRAM_DEPTH = {"ice40": 0, "ecp5": 16}
 
 
@@ -129,7 +129,8 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
         "neuron_state": U * _blocks(f, geom.bank_depth, state.size),
         "bias": U * _blocks(f, geom.param_depth, geom.stored_bias_width),
         "threshold": U * _blocks(f, geom.param_depth, geom.stored_threshold_width),
-        "output_stats": U * _blocks(f, geom.groups[-1], OutputStatsLayout().size),
+        "output_stats": 0 if geom.stats_in_flip_flops else U * _blocks(
+            f, geom.groups[-1], OutputStatsLayout().size),
         "accumulators": 0 if geom.acc_in_flip_flops else _blocks(
             f, geom.acc_depth, AccumulatorLayout(geom.syn_w, geom.lanes).size),
         "host_rx_fifo": _blocks(f, rx_depth, 8),

@@ -286,6 +286,12 @@ class CoreGeometry:
         return self.acc_depth == 1
 
     @property
+    def stats_in_flip_flops(self) -> bool:
+        """Each neuron bank's output statistics are flip-flops (``RegisterMemory``), not a RAM:
+        one word, as when the output layer is one group of ``U`` neurons (the parallel core)."""
+        return self.groups[-1] == 1
+
+    @property
     def param_sizes(self) -> tuple:
         """Bias / threshold values of each layer: one per neuron (dense), per output channel
         (conv2d), none (pool2d)."""

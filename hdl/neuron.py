@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .config import COUNT_WIDTH, LAYER_WIDTH, STEP_WIDTH, CoreGeometry, span
 from .layouts import (ConfigTarget, ConfigWriteLayout, LayerModeLayout, NeuronCommandLayout,
                       NeuronResultLayout, NeuronStateLayout, OutputStatsLayout, ResetMode)
+from .register_memory import RegisterMemory
 
 __all__ = ["NeuronUnit", "saturate", "leak", "leak_amount"]
 
@@ -103,7 +104,12 @@ class NeuronUnit(wiring.Component):
         state_layout = NeuronStateLayout(vw, cw, current=g.state_current, fired=g.state_fired)
         stat_layout = OutputStatsLayout()
         m.submodules.state = state = Memory(shape=state_layout, depth=len(span(S)), init=[])
-        m.submodules.stat = stat = Memory(shape=stat_layout, depth=len(span(NL)), init=[])
+        if g.stats_in_flip_flops:
+            # One word: flip-flops, not LUT RAM behind a transparency bypass (timing, as the
+            # synapse unit's one-word accumulators).
+            m.submodules.stat = stat = RegisterMemory(stat_layout, 1, 1)
+        else:
+            m.submodules.stat = stat = Memory(shape=stat_layout, depth=len(span(NL)), init=[])
         # Bias and threshold are stored as raw bits in whole hex digits (widths rounded up to
         # a multiple of 4; the extra bits are ignored): a bitstream template then has no
         # constant bit column that icebram / ecpbram could match in several places.
@@ -117,8 +123,11 @@ class NeuronUnit(wiring.Component):
                                                     for x in self.threshold_init])
         st_w = state.write_port()
         st_r = state.read_port(transparent_for=(st_w,))
-        ss_w = stat.write_port()
-        ss_r = stat.read_port(transparent_for=(ss_w,))
+        if g.stats_in_flip_flops:
+            ss_w, ss_r = stat.write, stat.read
+        else:
+            ss_w = stat.write_port()
+            ss_r = stat.read_port(transparent_for=(ss_w,))
         b_w = bias.write_port()
         # Bias and threshold change only through config writes while no command is in flight:
         # their reads need no bypass of a same-cycle write (timing: no soft mux after the RAM).

@@ -456,7 +456,7 @@ def test_block_ram_estimate_never_undercounts_a_committed_build(report):
     assert used <= planned <= used + max(5, 0.15 * used)
 
 
-def test_one_word_accumulators_take_no_block_ram():
+def test_one_word_accumulators_and_output_stats_take_no_block_ram():
     """Every layer within one weight word (the parallel core): the accumulators are flip-flops
     (hdl/register_memory.py), so the fit check counts no block RAM for them on either family;
     two words are a RAM again (block RAM on the iCE40, distributed RAM on the ECP5)."""
@@ -468,6 +468,12 @@ def test_one_word_accumulators_take_no_block_ram():
         ice40, ecp5 = (memory_plan(geom, hw, BOARDS[board])["bram_by_memory"]["accumulators"]
                        for board in ("icebreaker", "ulx3s-85f"))
         assert (ice40 == 0) == one_word and ecp5 == 0
+    # the output statistics: one word per bank when the output layer is one group of U neurons
+    for U, one_word in ((16, True), (4, False)):
+        geom = CoreGeometry.from_bundle(b, HardwareConfig(lanes=32, neuron_lanes=U))
+        assert geom.stats_in_flip_flops == one_word
+        plan = memory_plan(geom, HardwareConfig(lanes=32, neuron_lanes=U), BOARDS["icebreaker"])
+        assert (plan["bram_by_memory"]["output_stats"] == 0) == one_word
 
 
 def test_a_board_variant_toml_names_its_builds_and_reports():
