@@ -1,5 +1,8 @@
 """XNOR-popcount synapse lanes: per-neuron synaptic input sums of one layer and one time step."""
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
+import operator
+from functools import reduce
+
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -266,17 +269,17 @@ class SynapseUnit(wiring.Component):
         flat = rp.data.as_value()
         group_word = Signal(fw)
         # One-word accumulators (the parallel core: Q = P / U groups, e.g. 25, of hundreds of
-        # bits each): the groups of a word are drained in order, so the word's later groups
-        # are shifted down one group per record instead of selected by o_q (timing: a Q-way
-        # multiplexer over the whole word, its select fanned out to every bit, was the core's
-        # longest path). The first group of a word comes from the read port itself.
-        shift_groups = g.acc_in_flip_flops and Q > 1
-        o_first = Signal()          # o_q == 0: the record is the first group of its word
-        if shift_groups:
-            rest = Signal(fw * (Q - 1))     # groups o_q + 1 .. of the word, the next one lowest
-            m.d.comb += group_word.eq(Mux(o_first, flat[:fw], rest[:fw]))
-            with m.If(self.o_input.valid & self.o_input.ready):
-                m.d.sync += rest.eq(Mux(o_first, flat[fw:], rest[fw:]))
+        # bits each): the read port shows the one word all through the drain (it is read every
+        # cycle, and nothing writes it until the drain's zeroing write), and group o_q is
+        # selected by a one-hot register, an AND-OR per bit (timing: a binary 25-way select
+        # fanned out to every bit, then a shift register whose enable, the drain's handshake,
+        # reached 4,224 flip-flops, were the core's longest paths).
+        one_hot = g.acc_in_flip_flops and Q > 1
+        o_sel = Signal(max(Q, 1))   # one-hot o_q
+        if one_hot:
+            m.d.comb += group_word.eq(
+                reduce(operator.or_, [flat[q * fw:(q + 1) * fw] & o_sel[q].replicate(fw)
+                                      for q in range(Q)]))
         elif Q > 1:
             with m.Switch(o_q):
                 for q in range(Q):
@@ -339,12 +342,14 @@ class SynapseUnit(wiring.Component):
 
             with m.State("DRAIN"):
                 advance = ~o_valid | self.o_input.ready
-                m.d.comb += [rp.en.eq(advance), rp.addr.eq(d_addr)]
+                # (a one-word memory in flip-flops is read every cycle: no enable fanned out
+                # from the handshake to its read register)
+                m.d.comb += [rp.en.eq(1 if g.acc_in_flip_flops else advance), rp.addr.eq(d_addr)]
                 pos_last = d_pos == n_pos - 1
                 word_last = (d_q == Q - 1) | (d_pg == n_pgroups - 1)
                 with m.If(advance):
                     m.d.sync += [o_valid.eq(d_more), o_g.eq(d_g), o_pg.eq(d_pg), o_addr.eq(d_addr),
-                                 o_q.eq(d_q), o_first.eq(d_q == 0), o_zero.eq(word_last),
+                                 o_q.eq(d_q), o_sel.eq(Cat(d_q == q for q in range(max(Q, 1)))), o_zero.eq(word_last),
                                  o_last.eq(d_at_last)]
                     with m.If(d_more):
                         m.d.sync += [d_g.eq(d_g + 1), d_at_last.eq(d_g + 2 == n_groups)]
