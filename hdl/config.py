@@ -76,6 +76,13 @@ class HardwareConfig:
         ``0``: the weights are one memory. Otherwise they are split into banks of this many
         consecutive words, each with a registered output (``bsnn.hdl.weights.WeightMemory``): large
         networks on the ECP5, whose weight memory spans dozens of block RAMs.
+    result_queue : bool
+        ``False``: the neuron banks' pipeline stalls while the result emitter is not ready (one
+        enable for every pipeline register). ``True``: the pipeline never stalls; its results
+        enter a queue of :attr:`CoreGeometry.result_queue_depth` groups (LUT RAM on the ECP5,
+        flip-flops on the iCE40), and a group is issued to the banks only while the queue has
+        room for every group in flight (timing of wide neuron arrays: no enable fanned out from
+        the emitter's handshake to thousands of flip-flops). The same cycles either way.
     """
     lanes: int = 8
     trace: bool = True
@@ -85,6 +92,7 @@ class HardwareConfig:
     neuron_pipeline: str = "short"
     neuron_state: str = "full"
     weight_bank_words: int = 0
+    result_queue: bool = False
 
     def __post_init__(self):
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= MAX_LANES:
@@ -113,6 +121,9 @@ class HardwareConfig:
                              f"words are 16 bits), got {self.lanes}")
         if not isinstance(self.trace, bool):
             raise ValueError(f"hardware config: trace: must be true or false, got {self.trace!r}")
+        if not isinstance(self.result_queue, bool):
+            raise ValueError("hardware config: result_queue: must be true or false, "
+                             f"got {self.result_queue!r}")
         if self.max_input_events is not None and (
                 isinstance(self.max_input_events, bool) or not isinstance(self.max_input_events, int)
                 or not 1 <= self.max_input_events <= MAX_INPUT_EVENTS):
@@ -207,6 +218,7 @@ class CoreGeometry:
     # section 10): (kind, (C_in, H, W), (C_out, H_out, W_out), kernel, stride, padding).
     spatial: tuple = ()
     input_channels: bool = False  # input_polarity "channels": unit p * N_0 + i, polarity 1
+    result_queue: bool = False    # HardwareConfig.result_queue (no effect on cycles or loading)
 
     def __post_init__(self):
         if len(self.sizes) < 2:
@@ -385,6 +397,14 @@ class CoreGeometry:
         return 10 if self.neuron_pipeline == "long" else 3
 
     @property
+    def result_queue_depth(self) -> int:
+        """Groups the result queue holds (:attr:`HardwareConfig.result_queue`): a power of two
+        above every group a bank pipeline can hold, the group of its last stage and the cycle the
+        registered room flag lags, so that a queue the emitter drains every cycle never stops
+        the banks."""
+        return 1 << bits_for(self.neuron_latency + 2)
+
+    @property
     def tap_latency(self) -> int:
         """Queues an event passes beyond the dense path's three on its way to the accumulate
         FSM: the tap generator's (hdl/taps.py) in a convolutional build, none otherwise."""
@@ -492,7 +512,8 @@ class CoreGeometry:
                 # (convolutional builds only: a dense build's key is what it always was)
                 **({"spatial": [None if s is None else [s[0], *[list(x) for x in s[1:]]]
                                 for s in self.spatial],
-                    "input_channels": self.input_channels} if self.is_spatial else {})}
+                    "input_channels": self.input_channels} if self.is_spatial else {}),
+                **({"result_queue": True} if self.result_queue else {})}
 
     @classmethod
     def from_key(cls, key: dict) -> "CoreGeometry":
@@ -506,7 +527,8 @@ class CoreGeometry:
                    state_fired=bool(key.get("state_fired", True)),
                    spatial=tuple(None if s is None else (str(s[0]), *[tuple(int(v) for v in x) for x in s[1:]])
                                  for s in key.get("spatial", ())),
-                   input_channels=bool(key.get("input_channels", False)))
+                   input_channels=bool(key.get("input_channels", False)),
+                   result_queue=bool(key.get("result_queue", False)))
 
     @classmethod
     def from_bundle(cls, bundle, hw: HardwareConfig | None = None) -> "CoreGeometry":
@@ -518,7 +540,8 @@ class CoreGeometry:
                    neuron_lanes=hw.neuron_lanes, neuron_pipeline=hw.neuron_pipeline,
                    state_current=hw.neuron_state == "full" or any(l.current for l in bundle.layers),
                    state_fired=hw.neuron_state == "full" or any(l.fire_once for l in bundle.layers),
-                   spatial=spatial_of(bundle), input_channels=bundle.input_polarity == "channels")
+                   spatial=spatial_of(bundle), input_channels=bundle.input_polarity == "channels",
+                   result_queue=hw.result_queue)
         check_fits(bundle, geom)
         return geom
 

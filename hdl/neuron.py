@@ -68,10 +68,15 @@ class NeuronUnit(wiring.Component):
     i_write : In(stream.Signature(ConfigWriteLayout))
         Always ready. BIAS / THRESHOLD (address < neuron_total) and LAYER_MODE (address <
         L) writes are stored, others ignored. Write only while no command is in flight.
+
+    ``result_register=False`` leaves out the result register: ``o_result`` then comes one cycle
+    earlier, combinationally from the write-back stage, for a caller that registers it (the
+    :class:`~bsnn.hdl.neuron_array.NeuronArray`'s result queue, whose banks never stall).
     """
     def __init__(self, geom: CoreGeometry, *, bias=(), threshold=(), modes=(), sizes=None,
-                 param_sizes=None):
+                 param_sizes=None, result_register=True):
         self._geom = geom
+        self._result_register = result_register
         # Layer sizes of this unit's memories: the whole layers, or (one bank of a U-lane
         # neuron array) the groups of each layer, bank u holding neurons j = group * U + u.
         # ``sizes``: the state memory (0 for a pool2d layer); ``param_sizes``: bias and
@@ -317,7 +322,7 @@ class NeuronUnit(wiring.Component):
         with m.Else():
             m.d.comb += [res.spike.eq(spike), res.v.eq(v_new), res.count.eq(count_new),
                          res.first.eq(first_new), res.fired.eq(p["fired"] | spike)]
-        p = stage({"valid": p["valid"], "res": res})
+        p = stage({"valid": p["valid"], "res": res}, self._result_register)
         m.d.comb += [
             self.o_result.valid.eq(p["valid"]),
             r.eq(p["res"]),

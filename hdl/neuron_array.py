@@ -1,6 +1,7 @@
 """Neuron array: the ``U`` neuron banks, updated in lockstep one group of ``U`` neurons per cycle."""
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, ResetInserter, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .config import LAYER_WIDTH, STEP_WIDTH, CoreGeometry, span
@@ -52,7 +53,11 @@ class NeuronArray(wiring.Component):
     cycle, all in lockstep; bank ``u`` holds neurons ``j = group * U + u``.
 
     Commands enter a 2-entry queue (timing: the synapse drain's handshake does not meet the
-    banks' pipeline enable). While ``dump`` is high the queue takes, instead of the synapse
+    banks' pipeline enable). With ``CoreGeometry.result_queue`` the banks never stall: they have
+    no result register, their results enter a queue of ``result_queue_depth`` groups, and the
+    command queue issues a group only while that queue has room for every group in flight
+    (``owed``, a count of groups issued and not yet taken; ``room``, its comparison, registered),
+    so the emitter's ready reaches no pipeline register. The same cycles either way. While ``dump`` is high the queue takes, instead of the synapse
     drain's groups, the output layer's dump commands, generated here in ascending group order
     from ``dump_start`` on: the banks only ever take commands from the queue, so their
     pipeline enable never depends on the sequencer's state. Lanes beyond the layer's size
@@ -109,7 +114,8 @@ class NeuronArray(wiring.Component):
         banks = []
         for u in range(U):
             bank = NeuronUnit(g, bias=self._bias[u], threshold=self._threshold[u],
-                              modes=self._modes, sizes=g.state_groups, param_sizes=g.param_groups)
+                              modes=self._modes, sizes=g.state_groups, param_sizes=g.param_groups,
+                              result_register=not g.result_queue)
             m.submodules[f"neuron{u}" if U > 1 else "neuron"] = bank
             wiring.connect(m, wiring.flipped(self.i_write[u]), bank.i_write)
             m.d.comb += [bank.layer.eq(self.layer), bank.step.eq(self.step),
@@ -148,7 +154,9 @@ class NeuronArray(wiring.Component):
         queued = queue.o.payload
         for u, bank in enumerate(banks):
             cmd = bank.i_cmd.payload
-            m.d.comb += [bank.i_cmd.valid.eq(queue.o.valid), cmd.index.eq(queued.cmd.group),
+            if not g.result_queue:      # (else only with room in the result queue)
+                m.d.comb += bank.i_cmd.valid.eq(queue.o.valid)
+            m.d.comb += [cmd.index.eq(queued.cmd.group),
                          cmd.param.eq(queued.cmd.param),
                          cmd.value.eq(queued.cmd.value[u]), cmd.last.eq(queued.cmd.last)]
             if U > 1:
@@ -156,11 +164,36 @@ class NeuronArray(wiring.Component):
                 m.d.comb += cmd.dump.eq(queued.dump | (queued.cmd.group * U + u >= n_size))
             else:
                 m.d.comb += cmd.dump.eq(queued.dump)
-        m.d.comb += queue.o.ready.eq(banks[0].i_cmd.ready)
-
-        # ---- results: the banks move in lockstep ----
-        m.d.comb += self.o_result.valid.eq(banks[0].o_result.valid)
-        for u, bank in enumerate(banks):
-            m.d.comb += [self.o_result.payload[u].eq(bank.o_result.payload),
-                         bank.o_result.ready.eq(self.o_result.ready)]
+        if g.result_queue:
+            self._result_queue(m, banks, queue)
+        else:
+            m.d.comb += queue.o.ready.eq(banks[0].i_cmd.ready)
+            # ---- results: the banks move in lockstep ----
+            m.d.comb += self.o_result.valid.eq(banks[0].o_result.valid)
+            for u, bank in enumerate(banks):
+                m.d.comb += [self.o_result.payload[u].eq(bank.o_result.payload),
+                             bank.o_result.ready.eq(self.o_result.ready)]
         return m
+
+    def _result_queue(self, m, banks, queue):
+        """The non-stalling banks' result queue and the credit that issues commands."""
+        g = self._geom
+        depth = g.result_queue_depth
+        fifo = SyncFIFO(width=self.o_result.payload.shape().size, depth=depth)
+        m.submodules.results = ResetInserter(self.clear)(fifo)
+        owed = Signal(range(depth + 1))      # groups issued and not yet taken from the queue
+        room = Signal(init=1)                # owed < depth, registered
+        issue, take = Signal(), Signal()
+        owed_next = Signal(range(depth + 2))
+        m.d.comb += [issue.eq(queue.o.valid & room), queue.o.ready.eq(room),
+                     take.eq(fifo.r_rdy & self.o_result.ready),
+                     owed_next.eq(owed + issue - take)]
+        m.d.sync += [owed.eq(owed_next), room.eq(owed_next < depth)]
+        with m.If(self.clear):
+            m.d.sync += [owed.eq(0), room.eq(1)]
+        for bank in banks:
+            m.d.comb += [bank.i_cmd.valid.eq(issue), bank.o_result.ready.eq(1)]
+        m.d.comb += [fifo.w_en.eq(banks[0].o_result.valid),
+                     fifo.w_data.eq(Cat(bank.o_result.payload for bank in banks)),
+                     self.o_result.valid.eq(fifo.r_rdy), self.o_result.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o_result.ready)]

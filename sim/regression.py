@@ -22,12 +22,13 @@ from bsnn.sim.check import compare_sample
 from bsnn.sim.rtl_eval import generated_design
 from bsnn.sim.runner import run_job
 
-# (sizes, v_width, c_width, bias_width, lanes[, neuron_lanes[, neuron_pipeline]]): a single layer,
+# (sizes, v_width, c_width, bias_width, lanes[, neuron_lanes[, neuron_pipeline[, result_queue]]]): a single layer,
 # a deep one, lanes wider than a layer and a layer wider than the lanes, narrow widths that
 # saturate, and U > 1 neuron-update lanes with padding groups; and the widths at their limits
 # (2 bits, where everything saturates, and 32 bits); and the parallel core of the ECP5
 # (hdl/boards/ulx3s-85f-parallel.toml: P = 400, U = 16, every layer one accumulator word, so each
-# event updates the word the one before it updated).
+# event updates the word the one before it updated, and its non-stalling neuron banks behind the
+# result queue); the result queue also on a small build that both simulators run.
 BUILDS = [
     ([12, 10, 6], 8, 6, 4, 4),
     ([20, 16, 11, 5], 10, 9, 6, 8),
@@ -35,13 +36,14 @@ BUILDS = [
     ([20, 13, 11, 5], 10, 9, 6, 8, 4, "long"),
     ([8, 6, 4], 2, 2, 2, 4),
     ([8, 7, 3], 32, 32, 32, 8),
-    ([24, 300, 45, 7], 10, 9, 6, 400, 16, "long"),
+    ([24, 300, 45, 7], 10, 9, 6, 400, 16, "long", True),
+    ([16, 19, 9, 5], 8, 7, 5, 8, 2, "short", True),
 ]
 # Builds that run on Verilator only: Icarus simulates the 400-lane datapath bit by bit (over 15
 # minutes for one bundle; 25 s a sample even at 64 lanes), too slow for the suite.
 VERILATOR_ONLY = {6}
 SAMPLES_PER_BUNDLE = 2
-DEFAULT_CASES = 252   # per simulator: 7 builds x 18 bundles x 2 samples (Verilator; Icarus skips build 6)
+DEFAULT_CASES = 256   # per simulator: 8 builds x 16 bundles x 2 samples (Verilator; Icarus skips build 6)
 SIMULATORS = ("verilator", "icarus")
 
 
@@ -65,7 +67,8 @@ def run_build(simulator: str, build_index: int, n_bundles: int, seed: int = 0) -
                              bias_width=bias_width, max_input_events=2 * sizes[0])
                for _ in range(n_bundles)]
     hw = HardwareConfig(lanes=lanes, neuron_lanes=extra[0] if extra else 1,
-                        neuron_pipeline=extra[1] if len(extra) > 1 else "short")
+                        neuron_pipeline=extra[1] if len(extra) > 1 else "short",
+                        result_queue=extra[2] if len(extra) > 2 else False)
     verilog, manifest = generated_design(bundles[0], hw)
     geom = CoreGeometry.from_key(manifest["build_key"])
     programs, goldens = [], []

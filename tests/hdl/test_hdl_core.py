@@ -44,7 +44,7 @@ def counts_of(bundle, steps):
     return on, off
 
 
-CASES = [  # sizes, lanes[, neuron_lanes]
+CASES = [  # sizes, lanes[, neuron_lanes[, neuron_pipeline[, result_queue]]]
     ([9, 7, 5], 4),
     ([9, 7, 5], 4, 2),
     ([6, 11, 3, 4], 4, 4),
@@ -60,6 +60,7 @@ CASES = [  # sizes, lanes[, neuron_lanes]
     ([1, 1], 1),             # degenerate: one input, one neuron
     ([3, 1, 1, 2], 8),       # one-neuron hidden layers
     ([4, 8, 16], 8),         # exact multiples of P
+    ([10, 37, 21, 6], 8, 2, "short", True),   # the result queue under the runner's stalls
 ]
 
 
@@ -69,7 +70,8 @@ def test_core_matches_golden_with_stalls(case):
     rng = np.random.default_rng(case)
     bundle = random_bundle(rng, sizes=sizes)
     core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=u[0] if u else 1,
-                                           neuron_pipeline=u[1] if len(u) > 1 else "short"))
+                                           neuron_pipeline=u[1] if len(u) > 1 else "short",
+                                           result_queue=u[2] if len(u) > 2 else False))
     on, off = random_counts(bundle, 2, rng)
     gold = run_golden(bundle, on, off)
     jobs = [("infer", events_of(on, off, b, rng)) for b in range(2)]
@@ -109,9 +111,12 @@ def test_many_bundles_loaded_through_config_port(U):
                                            ([9, 7, 5], 4, (4, "long")), ([1, 1], 1, (1, "long")),
                                            ([2, 40, 30], 8, (2, "long")),
                                            # the parallel core: every layer one accumulator word
-                                           ([5, 60, 40, 10], 64, (16, "long"))])
+                                           ([5, 60, 40, 10], 64, (16, "long")),
+                                           # ... with the result queue (the same cycles)
+                                           ([5, 60, 40, 10], 64, (16, "long", True)),
+                                           ([2, 40, 30], 8, (1, "short", True))])
 def test_cycle_formula(sizes, lanes, U):
-    U, pipeline = U if isinstance(U, tuple) else (U, "short")
+    U, pipeline, queue = (*U, False)[:3] if isinstance(U, tuple) else (U, "short", False)
     rng = np.random.default_rng(sum(sizes))
     bundle = random_bundle(rng, sizes=sizes, time_steps=5)
     # Make the hidden layers spike densely (all neurons, back to back, in most steps): all
@@ -122,7 +127,8 @@ def test_cycle_formula(sizes, lanes, U):
         bundle.bias[k][:] = 0
         bundle.threshold[k][:] = 1
     bundle.validate()
-    core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=U, neuron_pipeline=pipeline))
+    core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=U, neuron_pipeline=pipeline,
+                                           result_queue=queue))
     on, _ = random_counts(bundle, 2, rng, density=0.5)
     off = torch.zeros_like(on)
     gold = run_golden(bundle, on, off)

@@ -11,14 +11,21 @@ from bsnn.hdl.neuron_array import NeuronArray, bank_images
 from hdl_testutil import RefLayer, run_sim, stream_exchange
 
 
-@pytest.mark.parametrize("U,pipeline,p", [(1, "short", 1.0), (2, "short", 0.6), (4, "long", 0.6),
-                                           (4, "short", 0.4)])
-def test_neuron_array_groups_and_dump(U, pipeline, p):
-    rng = np.random.default_rng(U + 10 * int(10 * p))
-    sizes = [4, 7, 5]                 # neither layer a multiple of 2 or 4: padding lanes
+SMALL, LARGE = [4, 7, 5], [4, 23, 37]   # no layer a multiple of 2 or 4: padding lanes
+
+
+@pytest.mark.parametrize("U,pipeline,p,queue,sizes", [
+    (1, "short", 1.0, False, SMALL), (2, "short", 0.6, False, SMALL), (4, "long", 0.6, False, SMALL),
+    (4, "short", 0.4, False, SMALL),
+    # the non-stalling banks behind the result queue: more groups than it holds (8 short, 16
+    # long), under stalls that fill it
+    (1, "short", 0.4, True, LARGE), (2, "long", 0.3, True, LARGE), (4, "long", 0.6, True, SMALL)])
+def test_neuron_array_groups_and_dump(U, pipeline, p, queue, sizes):
+    rng = np.random.default_rng(U + 10 * int(10 * p) + 1000 * queue)
     bundle = random_bundle(rng, sizes=sizes, v_width=6, c_width=6, bias_width=3)
     g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=4, neuron_lanes=U,
-                                                        neuron_pipeline=pipeline))
+                                                        neuron_pipeline=pipeline,
+                                                        result_queue=queue))
     bias, threshold = bank_images(bundle, g)
     dut = NeuronArray(g, bias=bias, threshold=threshold,
                       modes=[layer_mode_word(l) for l in bundle.layers])

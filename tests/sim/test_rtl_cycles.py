@@ -1,5 +1,6 @@
 """The cycle model (bsnn.hdl.generate.cycle_estimate) against the generated Verilog, cycle for
-cycle, on a parallel geometry (every layer within one accumulator word, U = 16) with the
+cycle, on a parallel geometry (every layer within one accumulator word, U = 16, the result
+queue of hdl/boards/ulx3s-85f-parallel.toml; tests/hdl/test_hdl_core.py has the others) with the
 run-time trace on and off: the evaluation path the throughput benchmarks use
 (bsnn.sim.rtl_eval.rtl_evaluate: the compiled Verilator harness with its config writes; Icarus
 takes 25 s a sample on this geometry, so the suite leaves it to Verilator)."""
@@ -15,7 +16,7 @@ from bsnn.sim.rtl_eval import generated_design, rtl_evaluate
 from tests.sim.simulators import require_simulator
 
 SIZES = [20, 60, 33, 7]
-HW = HardwareConfig(lanes=64, neuron_lanes=16, neuron_pipeline="long")
+HW = HardwareConfig(lanes=64, neuron_lanes=16, neuron_pipeline="long", result_queue=True)
 
 
 def _dense_bundle():
