@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_flash_image)
 
     p = sub.add_parser("sim", help="cocotb regression: RTL vs golden model on random bundles")
-    p.add_argument("--cases", type=positive_int, help="random cases per simulator (default 216; more for soak runs)")
+    p.add_argument("--cases", type=positive_int, help="random cases per simulator (default: the suite's, "
+                   "bsnn.sim.regression.DEFAULT_CASES; more for soak runs)")
     p.add_argument("--simulator", choices=["verilator", "icarus"], help="only this simulator")
     p.add_argument("--seed", type=non_negative_int, help="seed of the random cases (printed by a failing run)")
     p.add_argument("--build", type=non_negative_int,
