@@ -41,6 +41,9 @@ class QueuedResultsLayout(data.StructLayout):
             "is_last": U,       # ... and is its last neuron (ends the dump)
             "traced": U,        # the lane spiked and the trace is on (a SPIKE record)
             "queued": 1,        # a hidden layer's group with a spike (a spike-queue entry)
+            # of `traced` and of `exists`: some lane set, at most one lane set (the group
+            # handshake's flags while nothing of the group is sent)
+            "traced_any": 1, "traced_single": 1, "exists_any": 1, "exists_single": 1,
         })
 
 
@@ -127,7 +130,12 @@ class ResultEmitter(wiring.Component):
             entry.queued.eq((in_spikes != 0) & self.hidden if L > 1 else 0),
             self.i_results.ready.eq(queue.i.ready),
         ]
-        results = queue.o.payload.results
+        for name in ("traced", "exists"):
+            flags = LaneSelect(m, getattr(entry, name), f"in_{name}")
+            m.d.comb += [getattr(entry, f"{name}_any").eq(flags.any),
+                         getattr(entry, f"{name}_single").eq(flags.last)]
+        head = queue.o.payload
+        results = head.results
         res_valid = queue.o.valid
         grp_ready = Signal()
         m.d.comb += queue.o.ready.eq(grp_ready)
@@ -136,19 +144,37 @@ class ResultEmitter(wiring.Component):
             m.d.comb += spike_mask[u].eq(results[u].spike)
 
         # ---- lane selection: the group's lanes still to be emitted, lowest first ----
+        # The lane and its record come from the mask (`LaneSelect`); the group handshake (a
+        # lane is left, this one is the last) from flip-flops: the entry's flags while nothing
+        # of the group is sent, else `rest_single`, set a cycle ahead (timing: no lane
+        # selection in front of the queue's enables and the spike queue's write).
         emit = Signal(U)
         sent = Signal(U)
+        partial = Signal()          # sent != 0
+        rest_single = Signal()      # with `partial`: one lane of the group is left
+        fresh_any, fresh_single = Signal(), Signal()
         pick = LaneSelect(m, emit & ~sent, "emit")
-        onehot, any_rem, last_one = pick.onehot, pick.any, pick.last
+        onehot = pick.onehot
+        any_rem, last_one = Signal(), Signal()
+        m.d.comb += [any_rem.eq(partial | fresh_any),
+                     last_one.eq(Mux(partial, rest_single, fresh_single))]
+        rest = LaneSelect(m, emit & ~(sent | onehot), "rest")    # the lanes left after this one
         lane = Signal(NeuronResultLayout(g.idx_w, g.v_width))
         m.d.comb += lane.as_value().eq(one_hot_mux(onehot, [results[u].as_value() for u in range(U)]))
         lane_j = Signal(g.idx_w + log_u + 1)
         m.d.comb += lane_j.eq(Cat(pick.index[:log_u], results[0].index))   # group * U + lane
 
+        def lane_sent():
+            m.d.sync += [sent.eq(sent | onehot), partial.eq(1), rest_single.eq(rest.last)]
+
+        def group_done():
+            m.d.sync += [sent.eq(0), partial.eq(0)]
+
         res = self.o_results.payload
         with m.Switch(self.mode.as_value()):
             with m.Case(mode_case(EmitMode.SPIKES)):
-                m.d.comb += emit.eq(queue.o.payload.traced)
+                m.d.comb += [emit.eq(head.traced), fresh_any.eq(head.traced_any),
+                             fresh_single.eq(head.traced_single)]
                 # A group is finished when its last traced spike record is accepted (at once
                 # when it has none) together with its spike-queue entry (hidden layers).
                 finishing = Signal()
@@ -165,9 +191,9 @@ class ResultEmitter(wiring.Component):
                                  self.o_groups.payload.group.eq(results[0].index[:g.group_w]),
                                  self.o_groups.payload.mask.eq(spike_mask)]
                 with m.If(self.o_results.valid & self.o_results.ready & ~last_one):
-                    m.d.sync += sent.eq(sent | onehot)
+                    lane_sent()
                 with m.If(res_valid & grp_ready):
-                    m.d.sync += sent.eq(0)
+                    group_done()
                     m.d.comb += self.layer_done.eq(results[0].last)
 
             with m.Case(mode_case(EmitMode.POTENTIALS)):
@@ -175,7 +201,8 @@ class ResultEmitter(wiring.Component):
                 cand_last = Signal()
                 cand = self.o_cand
                 m.d.comb += [
-                    emit.eq(queue.o.payload.exists),
+                    emit.eq(head.exists), fresh_any.eq(head.exists_any),
+                    fresh_single.eq(head.exists_single),
                     cand_last.eq((queue.o.payload.is_last & onehot) != 0),
                     # The readout is always ready during the dump; it observes the transfers.
                     self.o_results.valid.eq(res_valid & any_rem & cand.ready),
@@ -189,7 +216,10 @@ class ResultEmitter(wiring.Component):
                     grp_ready.eq(xfer & last_one),
                 ]
                 with m.If(xfer):
-                    m.d.sync += sent.eq(Mux(last_one, 0, sent | onehot))
+                    with m.If(last_one):
+                        group_done()
+                    with m.Else():
+                        lane_sent()
                     m.d.comb += self.dump_done.eq(cand_last)
 
             with m.Case(mode_case(EmitMode.CLASS)):
@@ -203,5 +233,5 @@ class ResultEmitter(wiring.Component):
                 ]
 
         with m.If(self.clear):
-            m.d.sync += sent.eq(0)
+            group_done()
         return m
