@@ -411,12 +411,28 @@ class CoreGeometry:
         return 4 if self.is_spatial else 0
 
     @property
+    def address_queues(self) -> int:
+        """Queues an event passes in the synapse unit before the accumulate FSM: the input
+        queue, then (a dense build) the weight-row product ``index * chunks`` and its sum with
+        the layer's base, each registered, or the sum alone when every layer is one weight word
+        (``chunks == 1``: no product). A convolutional build counts 3 here, its tap generator's
+        extra queues in :attr:`tap_latency`."""
+        return 2 if not self.is_spatial and self.max_chunks == 1 else 3
+
+    @property
+    def extra_queues(self) -> int:
+        """``t`` of the cycle formula: the queues an event passes beyond a dense build's three
+        (:attr:`address_queues` - 3 + :attr:`tap_latency`): 0, -1 when every layer of a dense
+        build is one weight word, 4 in a convolutional build."""
+        return self.address_queues - 3 + self.tap_latency
+
+    @property
     def layer_latency(self) -> int:
         """``D`` of the cycle formula (docs/architecture.md, "Cycle cost"): cycles one layer
-        update adds beyond its neuron groups: the synapse unit's three input queues (and the
-        tap generator's, :attr:`tap_latency`), the flush, the settle cycle, the 2-cycle drain
-        start, the command queue, the neuron pipeline and the result queue."""
-        return self.neuron_latency + 8 + self.tap_latency
+        update adds beyond its neuron groups: the synapse unit's three input queues (and
+        :attr:`extra_queues`), the flush, the settle cycle, the 2-cycle drain start, the
+        command queue, the neuron pipeline and the result queue."""
+        return self.neuron_latency + 8 + self.extra_queues
 
     @property
     def bank_depth(self) -> int:

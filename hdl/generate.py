@@ -96,7 +96,8 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
 
     ``W_l`` is the synaptic work of the events into layer ``l`` (:func:`layer_work`: for a
     dense layer ``ceil(N_l / P) * E_l``), ``C`` the accumulator words (``acc_depth``, the
-    accumulator clear), ``Q`` the tap generator's latency (``tap_latency``; 0 without one). A
+    accumulator clear), ``Q`` the queues beyond a dense build's three (``extra_queues``: 0, -1
+    when every layer is one weight word, the tap generator's 4 in a convolutional build). A
     convolutional build needs ``counts`` (per layer, the events per source unit and step,
     ``[T, units]``: :func:`unit_counts`); a dense one takes ``events_per_layer``.
 
@@ -126,7 +127,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
             k = pad.reshape(time_steps, geom.groups[l], U).sum(axis=2)
             extra += int(np.maximum(k - 1, 0).sum())
     # (the events of step 0 advance through the tap generator's queues while the accumulators clear)
-    clear = C + 1 - geom.tap_latency
+    clear = C + 1 - geom.extra_queues
     return clear + geom.layer_sizes[-1] + lat - 2 + time_steps * per_step + events + extra
 
 

@@ -1,6 +1,6 @@
 """Result emitter: the neuron groups' results as result records, spike-queue entries and readout
 candidates."""
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,13 +37,13 @@ class QueuedResultsLayout(data.StructLayout):
     def __init__(self, idx_w, v_width, U):
         super().__init__({
             "results": GroupResultLayout(idx_w, v_width, U),
-            "exists": U,        # the lane's neuron exists in the output layer
-            "is_last": U,       # ... and is its last neuron (ends the dump)
-            "traced": U,        # the lane spiked and the trace is on (a SPIKE record)
+            "emit": U,          # the lanes to emit: POTENTIALS, the output layer's neurons that
+                                # exist; SPIKES, the spikes when the trace is on
+            "is_last": U,       # the lane is the output layer's last neuron (ends the dump)
             "queued": 1,        # a hidden layer's group with a spike (a spike-queue entry)
-            # of `traced` and of `exists`: some lane set, at most one lane set (the group
-            # handshake's flags while nothing of the group is sent)
-            "traced_any": 1, "traced_single": 1, "exists_any": 1, "exists_single": 1,
+            # of `emit`: some lane set, at most one lane set (the group handshake's flags
+            # while nothing of the group is sent)
+            "emit_any": 1, "emit_single": 1,
         })
 
 
@@ -66,6 +66,8 @@ class ResultEmitter(wiring.Component):
     i_results : In(stream.Signature(GroupResultLayout))
         From the neuron array; ready from the queue's fill level.
     mode : In(EmitMode)
+        Decides, as a group enters the queue, which of its lanes are emitted; set before the
+        first group of a layer update or dump arrives, held until its last has left.
     trace : In(1)
         Run-time trace enable (GLOBAL); ignored by a build without trace.
     hidden : In(1)
@@ -124,16 +126,20 @@ class ResultEmitter(wiring.Component):
         m.d.comb += [
             queue.i.valid.eq(self.i_results.valid),
             entry.results.eq(incoming),
-            entry.exists.eq(Cat(*[in_j0 + u < g.layer_sizes[-1] for u in range(U)])),
             entry.is_last.eq(Cat(*[in_j0 + u == g.layer_sizes[-1] - 1 for u in range(U)])),
-            entry.traced.eq(Mux(self.trace, in_spikes, 0) if g.trace else 0),
             entry.queued.eq((in_spikes != 0) & self.hidden if L > 1 else 0),
             self.i_results.ready.eq(queue.i.ready),
         ]
-        for name in ("traced", "exists"):
-            flags = LaneSelect(m, getattr(entry, name), f"in_{name}")
-            m.d.comb += [getattr(entry, f"{name}_any").eq(flags.any),
-                         getattr(entry, f"{name}_single").eq(flags.last)]
+        # What to emit is decided as the group enters the queue, by the mode then (timing: the
+        # sequencer's state is not in front of the lane selection; it is in UPDATE or DUMP
+        # before the layer's or the dump's first result can arrive, and leaves only when the
+        # last group has left).
+        exists = Cat(*[in_j0 + u < g.layer_sizes[-1] for u in range(U)])
+        traced = Mux(self.trace, in_spikes, 0) if g.trace else Const(0, U)
+        dumping = self.mode.as_value().matches(mode_case(EmitMode.POTENTIALS))
+        m.d.comb += entry.emit.eq(Mux(dumping, exists, traced))
+        flags = LaneSelect(m, entry.emit, "in_emit")
+        m.d.comb += [entry.emit_any.eq(flags.any), entry.emit_single.eq(flags.last)]
         head = queue.o.payload
         results = head.results
         res_valid = queue.o.valid
@@ -148,11 +154,11 @@ class ResultEmitter(wiring.Component):
         # lane is left, this one is the last) from flip-flops: the entry's flags while nothing
         # of the group is sent, else `rest_single`, set a cycle ahead (timing: no lane
         # selection in front of the queue's enables and the spike queue's write).
-        emit = Signal(U)
         sent = Signal(U)
         partial = Signal()          # sent != 0
         rest_single = Signal()      # with `partial`: one lane of the group is left
-        fresh_any, fresh_single = Signal(), Signal()
+        fresh_any, fresh_single = head.emit_any, head.emit_single
+        emit = head.emit
         pick = LaneSelect(m, emit & ~sent, "emit")
         onehot = pick.onehot
         any_rem, last_one = Signal(), Signal()
@@ -173,8 +179,6 @@ class ResultEmitter(wiring.Component):
         res = self.o_results.payload
         with m.Switch(self.mode.as_value()):
             with m.Case(mode_case(EmitMode.SPIKES)):
-                m.d.comb += [emit.eq(head.traced), fresh_any.eq(head.traced_any),
-                             fresh_single.eq(head.traced_single)]
                 # A group is finished when its last traced spike record is accepted (at once
                 # when it has none) together with its spike-queue entry (hidden layers).
                 finishing = Signal()
@@ -201,8 +205,6 @@ class ResultEmitter(wiring.Component):
                 cand_last = Signal()
                 cand = self.o_cand
                 m.d.comb += [
-                    emit.eq(head.exists), fresh_any.eq(head.exists_any),
-                    fresh_single.eq(head.exists_single),
                     cand_last.eq((queue.o.payload.is_last & onehot) != 0),
                     # The readout is always ready during the dump; it observes the transfers.
                     self.o_results.valid.eq(res_valid & any_rem & cand.ready),

@@ -132,6 +132,21 @@ class SynapseUnit(wiring.Component):
             m.d.comb += taps.layer.eq(self.layer)
             wiring.connect(m, inq.o, taps.i_event)
             wiring.connect(m, taps.o_op, evq.i)
+        elif g.address_queues == 2:
+            # A dense build whose every layer is one weight word: the row is index + base,
+            # between the two queues.
+            queued = inq.o.payload
+            row_in = Signal(g.weight_addr_w)
+            with m.Switch(self.layer):
+                for l in range(g.n_layers):
+                    with m.Case(l):
+                        m.d.comb += row_in.eq(g.weight_base[l] + queued.index)
+            m.d.comb += [
+                evq.i.valid.eq(inq.o.valid),
+                evq.i.payload.flush.eq(queued.flush), evq.i.payload.polarity.eq(queued.polarity),
+                evq.i.payload.row.eq(row_in),
+                inq.o.ready.eq(evq.i.ready),
+            ]
         else:
             # A dense build: index * chunks, then + base, each between two queues (a constant
             # multiplier can map to a slow DSP block).

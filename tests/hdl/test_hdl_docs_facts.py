@@ -131,6 +131,12 @@ def test_pipeline_latencies():
     assert (int(stages[1]), int(stages[2])) == (short.neuron_latency, long.neuron_latency)
     d = re.search(r"`D = (\d+)` \(short neuron pipeline\) or `(\d+)` \(long\)", ARCH)
     assert (int(d[1]), int(d[2])) == (short.layer_latency, long.layer_latency)
+    # t: one address queue fewer when every layer is one weight word (P >= N_l)
+    one_word = CoreGeometry(sizes=(2, 2), v_width=8, c_width=8, bias_width=4, lanes=2, trace=True,
+                            max_input_events=2, neuron_pipeline="long")
+    t = re.search(r"`t` \(`extra_queues`\).*?`(-?\d+)`; `(-?\d+)` in a\s+dense build", ARCH, re.S)
+    assert (int(t[1]), int(t[2])) == (long.extra_queues, one_word.extra_queues)
+    assert one_word.layer_latency == long.layer_latency + one_word.extra_queues
 
 
 def test_uart_protocol_numbers():
