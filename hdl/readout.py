@@ -50,35 +50,33 @@ class ReadoutUnit(wiring.Component):
         b_index = Signal(g.idx_w)
         b_v = Signal(signed(g.v_width))
 
-        # Each rule is a lexicographic order; the registered candidate's sort key makes deciding
-        # one unsigned comparison (timing: formed after the register, so that nothing but the
-        # candidate's bits crosses from the result emitter): the rule's primary
+        # Each rule is a lexicographic order; the candidate's sort key is formed while it is
+        # registered, so that deciding is one unsigned comparison (timing): the rule's primary
         # key (spike count; the first spike step inverted, never fired = 2^16 ranking last;
         # nothing for the potential rule) above the potential with its sign bit flipped.
         key_w = max(COUNT_WIDTH, STEP_WIDTH + 1) + g.v_width
-        layout = NeuronResultLayout(g.idx_w, g.v_width)
         cand = self.i_cand.payload
-        c = Signal(layout)          # the registered candidate
         primary = Signal(key_w - g.v_width)
         with m.Switch(self.rule):
             with m.Case(ReadoutRule.POTENTIAL):
                 m.d.comb += primary.eq(0)
             with m.Case(ReadoutRule.FIRST_SPIKE):
-                m.d.comb += primary.eq(~Mux(c.fired, c.first, 1 << STEP_WIDTH)
+                m.d.comb += primary.eq(~Mux(cand.fired, cand.first, 1 << STEP_WIDTH)
                                        & ((1 << (STEP_WIDTH + 1)) - 1))
             with m.Default():
-                m.d.comb += primary.eq(c.count)
-        c_key = Signal(key_w)
-        m.d.comb += c_key.eq(Cat(c.v.as_unsigned() ^ (1 << (g.v_width - 1)), primary))
+                m.d.comb += primary.eq(cand.count)
+        cand_key = Signal(key_w)
+        m.d.comb += cand_key.eq(Cat(cand.v.as_unsigned() ^ (1 << (g.v_width - 1)), primary))
 
-        # Two stages: `c` registers the candidate (its key formed after it); `d` registers it again with its
+        # Two stages: `c` registers the candidate and its key; `d` registers it again with its
         # key compared against both keys the best can have by the time it is decided (the
         # candidate ahead of it, if that one is taken in the same cycle, and the best before
         # that). Deciding is then a selection among registered bits (timing: neither the
         # candidate's path nor a carry chain is in front of the best's enables).
+        layout = NeuronResultLayout(g.idx_w, g.v_width)
         c_valid, d_valid = Signal(), Signal()
-        d = Signal(layout)
-        d_key, b_key = Signal(key_w), Signal(key_w)
+        c, d = Signal(layout), Signal(layout)
+        c_key, d_key, b_key = Signal(key_w), Signal(key_w), Signal(key_w)
         take = Signal()
         gt_prev = Signal()      # d's key > the key of the candidate ahead of it
         gt_best = Signal()      # d's key > the best before that candidate was decided
@@ -91,7 +89,7 @@ class ReadoutUnit(wiring.Component):
             m.d.sync += cand_ok.eq(0)
         m.d.sync += [c_valid.eq(self.i_cand.valid & self.i_cand.ready), d_valid.eq(c_valid)]
         with m.If(self.i_cand.valid & self.i_cand.ready):
-            m.d.sync += c.eq(cand)
+            m.d.sync += [c.eq(cand), c_key.eq(cand_key)]
         with m.If(c_valid):
             m.d.sync += [d.eq(c), d_key.eq(c_key), gt_prev.eq(c_key > d_key),
                          gt_best.eq(c_key > b_key), took_prev.eq(d_valid & take)]
