@@ -22,9 +22,16 @@ class RegisterSlice(wiring.Component):
 
     Latency 1 cycle (an item accepted in one cycle is offered from the next); throughput one
     item per cycle while ``o.ready`` is high; order preserved.
+
+    ``skid_follows_input``: how the skid register is enabled, the same cycles either way.
+    ``True``: it follows the input while it is empty (its wide enable a flip-flop, not the
+    downstream ``ready``: the ECP5 parallel core's timing). ``False``: it loads only the item it
+    catches (the iCE40, where the first form costs about 230 logic cells of the UP5K MNIST build,
+    which then no longer fits). ``None`` (default): ``True`` on an ECP5 platform, else ``False``.
     """
-    def __init__(self, shape):
+    def __init__(self, shape, *, skid_follows_input=None):
         self._shape = shape
+        self._follow = skid_follows_input
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
@@ -32,11 +39,15 @@ class RegisterSlice(wiring.Component):
         skid_valid = Signal()
         skid = Signal(self._shape)
         m.d.comb += self.i.ready.eq(~skid_valid)
-        # The skid register follows the input while it is empty, so its (wide) enable is a
-        # flip-flop, not the downstream `ready` (timing); only its flag decides whether the
-        # item it holds counts.
-        with m.If(~skid_valid):
-            m.d.sync += skid.eq(self.i.payload)
+        follow = self._follow
+        if follow is None:
+            follow = getattr(platform, "family", None) == "ecp5"
+        if follow:
+            # The skid register follows the input while it is empty, so its (wide) enable is a
+            # flip-flop, not the downstream `ready` (timing); only its flag decides whether the
+            # item it holds counts.
+            with m.If(~skid_valid):
+                m.d.sync += skid.eq(self.i.payload)
         with m.If(self.o.ready | ~self.o.valid):
             # The output register is free: it takes the skid item first, else the input's.
             m.d.sync += [self.o.valid.eq(skid_valid | self.i.valid),
@@ -44,4 +55,6 @@ class RegisterSlice(wiring.Component):
                          skid_valid.eq(0)]
         with m.Elif(self.i.valid & ~skid_valid):
             m.d.sync += skid_valid.eq(1)
+            if not follow:
+                m.d.sync += skid.eq(self.i.payload)
         return m

@@ -7,10 +7,11 @@ from bsnn.hdl.slice import RegisterSlice
 from hdl_testutil import run_sim, stream_exchange
 
 
+@pytest.mark.parametrize("follow", [False, True])    # the iCE40's skid enable, the ECP5's
 @pytest.mark.parametrize("p_valid,p_ready", [(1.0, 1.0), (0.6, 0.5), (0.9, 0.3), (0.3, 0.9)])
-def test_slice_passes_every_item_in_order_under_random_stalls(p_valid, p_ready):
+def test_slice_passes_every_item_in_order_under_random_stalls(p_valid, p_ready, follow):
     rng = np.random.default_rng(int(p_valid * 10 + p_ready * 100))
-    dut = RegisterSlice(12)
+    dut = RegisterSlice(12, skid_follows_input=follow)
     items = [int(x) for x in rng.integers(0, 1 << 12, 300)]
     out = []
 
@@ -22,8 +23,9 @@ def test_slice_passes_every_item_in_order_under_random_stalls(p_valid, p_ready):
     assert out == items
 
 
-def test_slice_sustains_one_item_per_cycle():
-    dut = RegisterSlice(8)
+@pytest.mark.parametrize("follow", [False, True])
+def test_slice_sustains_one_item_per_cycle(follow):
+    dut = RegisterSlice(8, skid_follows_input=follow)
     cycles = []
 
     async def bench(ctx):
@@ -41,9 +43,10 @@ def test_slice_sustains_one_item_per_cycle():
     assert [ov for _, ov in cycles][1:] == [1] * 59     # output valid from the 2nd cycle on
 
 
-def test_slice_handshakes_are_registered():
+@pytest.mark.parametrize("follow", [False, True])
+def test_slice_handshakes_are_registered(follow):
     """i.ready does not follow o.ready, and o.valid / o.payload do not follow i, within a cycle."""
-    dut = RegisterSlice(8)
+    dut = RegisterSlice(8, skid_follows_input=follow)
 
     async def bench(ctx):
         # Fill both registers: the output is not taken.
