@@ -132,51 +132,48 @@ class SynapseUnit(wiring.Component):
             m.d.comb += taps.layer.eq(self.layer)
             wiring.connect(m, inq.o, taps.i_event)
             wiring.connect(m, taps.o_op, evq.i)
-        elif g.address_queues == 2:
-            # A dense build whose every layer is one weight word: the row is index + base,
-            # between the two queues.
-            queued = inq.o.payload
-            row_in = Signal(g.weight_addr_w)
-            with m.Switch(self.layer):
-                for l in range(g.n_layers):
-                    with m.Case(l):
-                        m.d.comb += row_in.eq(g.weight_base[l] + queued.index)
-            m.d.comb += [
-                evq.i.valid.eq(inq.o.valid),
-                evq.i.payload.flush.eq(queued.flush), evq.i.payload.polarity.eq(queued.polarity),
-                evq.i.payload.row.eq(row_in),
-                inq.o.ready.eq(evq.i.ready),
-            ]
         else:
-            # A dense build: index * chunks, then + base, each between two queues (a constant
-            # multiplier can map to a slow DSP block).
             queued = inq.o.payload
-            ev_layout = AddressedEventLayout(g.weight_addr_w)
-            product = Signal(g.weight_addr_w)
-            with m.Switch(self.layer):
-                for l in range(g.n_layers):
-                    with m.Case(l):
-                        m.d.comb += product.eq(queued.index * g.chunks[l])
-            midq = RegisterSlice(ev_layout)
-            m.submodules.midq = ResetInserter(self.clear)(midq)
-            m.d.comb += [
-                midq.i.valid.eq(inq.o.valid),
-                midq.i.payload.flush.eq(queued.flush), midq.i.payload.polarity.eq(queued.polarity),
-                midq.i.payload.row.eq(product),
-                inq.o.ready.eq(midq.i.ready),
-            ]
-            mid = midq.o.payload
-            row_in = Signal(g.weight_addr_w)
-            with m.Switch(self.layer):
-                for l in range(g.n_layers):
-                    with m.Case(l):
-                        m.d.comb += row_in.eq(g.weight_base[l] + mid.row)
-            m.d.comb += [
-                evq.i.valid.eq(midq.o.valid),
-                evq.i.payload.flush.eq(mid.flush), evq.i.payload.polarity.eq(mid.polarity),
-                evq.i.payload.row.eq(row_in),
-                midq.o.ready.eq(evq.i.ready),
-            ]
+
+            def into_evq(source, payload, row):
+                """``source`` (a queue's output, ``payload`` its event) into the operation
+                queue, with the weight row ``row + weight_base[layer]``."""
+                row_in = Signal(g.weight_addr_w)
+                with m.Switch(self.layer):
+                    for l in range(g.n_layers):
+                        with m.Case(l):
+                            m.d.comb += row_in.eq(g.weight_base[l] + row)
+                m.d.comb += [
+                    evq.i.valid.eq(source.valid),
+                    evq.i.payload.flush.eq(payload.flush),
+                    evq.i.payload.polarity.eq(payload.polarity),
+                    evq.i.payload.row.eq(row_in),
+                    source.ready.eq(evq.i.ready),
+                ]
+
+            if g.address_queues == 2:
+                # A dense build whose every layer is one weight word: the row is index + base,
+                # between the two queues.
+                into_evq(inq.o, queued, queued.index)
+            else:
+                # A dense build: index * chunks, then + base, each between two queues (a
+                # constant multiplier can map to a slow DSP block).
+                ev_layout = AddressedEventLayout(g.weight_addr_w)
+                product = Signal(g.weight_addr_w)
+                with m.Switch(self.layer):
+                    for l in range(g.n_layers):
+                        with m.Case(l):
+                            m.d.comb += product.eq(queued.index * g.chunks[l])
+                midq = RegisterSlice(ev_layout)
+                m.submodules.midq = ResetInserter(self.clear)(midq)
+                m.d.comb += [
+                    midq.i.valid.eq(inq.o.valid),
+                    midq.i.payload.flush.eq(queued.flush),
+                    midq.i.payload.polarity.eq(queued.polarity),
+                    midq.i.payload.row.eq(product),
+                    inq.o.ready.eq(midq.i.ready),
+                ]
+                into_evq(midq.o, midq.o.payload, midq.o.payload.row)
         ev = evq.o.payload
         ev_valid = evq.o.valid
         ev_take = Signal()
