@@ -149,6 +149,9 @@ def _check_on_board(args) -> int:
     build = load_build(args.build)
     bundle = load_bundle(args.model)
     check_fits(bundle, build)      # before the dataset and the port: BuildMismatch lists every difference
+    if not build.get("flash_loader", True) and build.get("weights_in") == "spram" and not args.load:
+        raise InputError(f"{args.build}: this bitstream has no flash loader and its weights live in "
+                         "SPRAM, which starts empty: add --load to send the model over the UART")
     if args.batch and not build.get("batch_event_words"):
         raise InputError(f"--batch: the build {args.build} has no batch memory ([board] "
                          f"batch_event_words = 0 or a build from before batch mode)")

@@ -53,12 +53,18 @@ def board_image(board_name: str, bundle, hw_path=None, weights=None, build=None,
     if build is not None:
         if build.get("board", board_name) != board_name:
             raise InputError(f"the build is for {build.get('board')}, not {board_name}")
+        if not build.get("flash_loader", True):
+            raise InputError("the build has no flash loader ([board] flash_loader = false): its "
+                             "model comes over the UART (bsnn board --load), not from a flash image")
         geom = CoreGeometry.from_key(build["build_key"])
         check_fits(bundle, geom)
     else:
         path = Path(hw_path) if hw_path else board_config_path(board_name)
         hw = HardwareConfig.from_toml(path) if path.exists() else HardwareConfig()
         toml = tomllib.loads(path.read_text()) if path.exists() else {}
+        if not toml.get("board", {}).get("flash_loader", True):
+            raise InputError(f"{path}: board.flash_loader is false: that bitstream loads no flash "
+                             "image; its model comes over the UART (bsnn board --load)")
         weights = weights or toml.get("board", {}).get("weights", "auto")
         _, geom, _ = plan_build(bundle, hw, board, weights)
     image = flash_image(bundle, geom, self_test)
@@ -167,6 +173,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{hw_path}: board.{exc}") from None
     clock_mhz = float(clock_mhz or board_opts.get("clock_mhz", board.clock_mhz))
+    flash_loader = board_opts.get("flash_loader", True)
     model = Path(model)
     bundle = load_bundle(model)
     out = Path(out_dir) if out_dir else build_root() / "bitstream" / (
@@ -191,7 +198,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
                 "family": board.family, "uart_baud": baud, "batch_event_words": batch_words,
                 "uart": uart_budget(BRIDGES[board.uart_bridge], baud, pll.f_out, divisor),
                 "memory_plan": plan,
-                "core_clock_hz": pll.f_out, "flash_offset": board.flash_offset,
+                "core_clock_hz": pll.f_out, "flash_loader": flash_loader,
+                "flash_offset": board.flash_offset if flash_loader else None,
                 "weights_in": hw.weight_memory,
                 "register_init": {"layer_modes": layer_mode_words(bundle),
                                   "globals": {str(k): v for k, v in
@@ -203,7 +211,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         # same batch memory) may reuse it.
         before = json.loads(old_manifest.read_text())
         before.setdefault("batch_event_words", 0)    # (placements from before batch mode)
-        for field in ("build_key", "register_init", "batch_event_words"):
+        before.setdefault("flash_loader", True)      # (and before the loader was optional)
+        for field in ("build_key", "register_init", "batch_event_words", "flash_loader"):
             if before.get(field) != json.loads(json.dumps(manifest.get(field))):
                 raise BuildError(f"--reuse: {out} was placed for a build whose "
                                  f"{field} differs from {model}'s; build without --reuse")
@@ -221,7 +230,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         # The board top is made only here, where it is built (a reused placement needs none).
         platform, top, *_ = platform_top(bundle, hw, board, baud, weights, target_mhz,
                                          memory_init=templates, clock_mhz=clock_mhz,
-                                         batch_words=batch_words)
+                                         batch_words=batch_words, flash_loader=flash_loader)
         run_toolchain(platform, top, out, name, board.family, board.device, seed, verbose, router)
     seconds = time.perf_counter() - t0
     parsed = parse_nextpnr_report(out / "report.json")
@@ -238,6 +247,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         "sizes": list(bundle.sizes), "time_steps": bundle.time_steps,
         "hardware": hw.to_dict(), "build_key": geom.key(),
         "weights_in": hw.weight_memory, "batch_event_words": batch_words,
+        "flash_loader": flash_loader,
         "memory_plan_estimate": plan,
         "clock": {"board_oscillator_mhz": board.osc_hz / 1e6,
                   "core_clock_mhz": pll.f_out / 1e6, "pll": pll_settings(pll),
@@ -439,10 +449,15 @@ def write_report(report: dict, json_path, md_path) -> None:
         plan = report.get("memory_plan_estimate") or {}
         lines += ["", f"The weights ({plan.get('weight_bits', 0):,} bits) live in SPRAM, packed "
                   f"{spram_packing(report['hardware']['lanes'])[1]} words per 16-bit SPRAM "
-                  f"word; SPRAM has no initial contents, so the model comes from its flash image at "
-                  f"power-up (`make flash-image BOARD={report['board']} MODEL={report['model']}`, "
-                  f"docs/board.md) or from the host over the UART (`bsnn board --load`); "
-                  f"`make weights` does not apply."]
+                  f"word; SPRAM has no initial contents, so "
+                  + (f"the model comes from its flash image at "
+                     f"power-up (`make flash-image BOARD={report['board']} MODEL={report['model']}`, "
+                     f"docs/board.md) or from the host over the UART (`bsnn board --load`); "
+                     if report.get("flash_loader", True) else
+                     "the host loads the model over the UART before the first inference (`bsnn "
+                     "board --load`): this build has no flash loader (`[board] flash_loader = "
+                     "false`); ")
+                  + "`make weights` does not apply."]
     key = report.get("build_key", {})
     if report["hardware"].get("neuron_state") == "minimal":
         kept = ["v"] + (["c"] if key.get("state_current", True) else []) + \

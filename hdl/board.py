@@ -437,9 +437,11 @@ def board_pll(board: Board, clock_mhz: float | None = None):
 
 def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
                  weights: str = "auto", target_mhz: float | None = None, memory_init=None,
-                 clock_mhz: float | None = None, batch_words: int = 0):
+                 clock_mhz: float | None = None, batch_words: int = 0, flash_loader: bool = True):
     """``(platform, elaboratable, hw, geom, plan)`` for building the board top of ``bundle``
-    (``batch_words``: its batch memory, ``[board] batch_event_words``).
+    (``batch_words``: its batch memory, ``[board] batch_event_words``; ``flash_loader``:
+    ``[board] flash_loader``, without it the flash pins stay unused and a model in SPRAM is
+    loaded over the UART).
 
     The core runs from a PLL at ``clock_mhz`` (default ``board.clock_mhz``; the UART divisor
     follows it); place-and-route is timed against ``target_mhz`` (default
@@ -461,6 +463,6 @@ def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
         resources.append(r)
     platform = type(f"{base.__name__}_Timed", (base,), {"resources": resources})()
     top = BoardTop(bundle, hw, board_uart_divisor(board, pll.f_out, baud), memory_init=memory_init,
-                   flash=FlashBoot.for_clock(board.flash_offset, pll.f_out),
+                   flash=FlashBoot.for_clock(board.flash_offset, pll.f_out) if flash_loader else None,
                    batch_words=batch_words)
     return platform, _PlatformTop(top, pll, target), hw, geom, plan

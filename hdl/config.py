@@ -10,7 +10,7 @@ from amaranth.utils import bits_for, ceil_log2
 
 from bsnn.firmware_export.bundle import MAX_INPUT_EVENTS, MAX_WIDTH, MIN_WIDTH
 from bsnn.firmware_export.errors import BuildError, ConfigError
-from bsnn.firmware_export.validate import (check_table, choice, integer, number, optional,
+from bsnn.firmware_export.validate import (check_table, choice, flag, integer, number, optional,
                                            read_toml, text)
 
 __all__ = ["HardwareConfig", "CoreGeometry", "BuildMismatch", "build_key", "check_fits",
@@ -191,7 +191,9 @@ _BOARD_KEYS = {"board.name": text(), "board.device": text(), "board.uart_baud": 
                "board.weights": choice("auto", "bram", "spram"), "board.nextpnr_seed": integer(0),
                "board.nextpnr_router": choice(*NEXTPNR_ROUTERS),
                # (a power of two or 0: bsnn.hdl.batch.batch_words_check, at build time)
-               "board.batch_event_words": integer(0)}
+               "board.batch_event_words": integer(0),
+               # false: no flash loader; SPRAM weights then come over the UART (bsnn board --load)
+               "board.flash_loader": flag()}
 
 
 @dataclass(frozen=True)

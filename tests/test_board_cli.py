@@ -126,6 +126,32 @@ def test_board_cli_batch_refused_for_a_build_without_batch_memory(tmp_path, caps
     assert rc == 2 and err.count("\n") == 0 and "has no batch memory" in err, err
 
 
+def test_board_cli_needs_load_for_spram_weights_without_a_flash_loader(tmp_path, capsys):
+    """A bitstream without the flash loader ([board] flash_loader = false) starts with empty
+    SPRAM weights: `bsnn board` refuses to run it without --load, before the port is opened."""
+    import json
+    from pathlib import Path
+
+    from bsnn.board import main
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.hdl.config import CoreGeometry, HardwareConfig
+    repo = Path(__file__).resolve().parents[1]
+    bundle = load_bundle(repo / "models" / "default")
+    geom = CoreGeometry.from_bundle(bundle, HardwareConfig(weight_memory="spram"))
+    manifest = {"build_key": geom.key(), "batch_event_words": 0, "weights_in": "spram",
+                "flash_loader": False}
+    (tmp_path / "hardware.json").write_text(json.dumps(manifest))
+    argv = ["--port", "/dev/null-nonexistent", "--build", str(tmp_path), "--model",
+            str(repo / "models" / "default")]
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "add --load" in err, err
+    # With --load the refusal is gone: it gets as far as the (missing) port.
+    rc = main(argv + ["--load"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "add --load" not in err, err
+
+
 def test_board_host_refuses_batch_commands_to_a_build_without_batch_memory():
     """BoardHost sends no batch command to a build whose INFO says it has no batch memory (its
     decoder would take the words' bytes for commands); a batch over the memory is refused before

@@ -9,11 +9,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mnist", "mnist_h2"])
-def test_export_of_shipped_checkpoint_reproduces_committed_bundle(tmp_path, monkeypatch, name):
+@pytest.mark.parametrize("checkpoint, name", [("mnist", "mnist"), ("mnist_h2", "mnist_h2"),
+                                              ("mnist_lat_h1_ft", "mnist_lat_h1")])
+def test_export_of_shipped_checkpoint_reproduces_committed_bundle(tmp_path, monkeypatch,
+                                                                   checkpoint, name):
     from bsnn.training.export import export_checkpoint
     monkeypatch.chdir(ROOT)
-    export_checkpoint(f"models/checkpoints/{name}.pt", tmp_path / name)
+    export_checkpoint(f"models/checkpoints/{checkpoint}.pt", tmp_path / name)
     names = sorted(p.name for p in (ROOT / "models" / name).iterdir())
     assert names == sorted(p.name for p in (tmp_path / name).iterdir())
     match, mismatch, errors = filecmp.cmpfiles(ROOT / "models" / name, tmp_path / name, names, shallow=False)

@@ -54,6 +54,16 @@ def test_flash_image_refusals_are_one_line(tmp_path):
     res = run("flash-image", "--board", "ulx3s-85f", "--model", str(model), "--build", str(build),
               "--out", str(tmp_path / "z.bin"))
     assert res.returncode == 2 and "build is for icebreaker" in res.stderr
+    # A bitstream without the flash loader reads no image: refused for its TOML and its build.
+    res = run("flash-image", "--board", "icebreaker", "--model", str(model), "--hw-config",
+              str(REPO / "hdl" / "boards" / "icebreaker-throughput.toml"), "--out", str(tmp_path / "t.bin"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "flash_loader is false" in res.stderr
+    (build / "hardware.json").write_text(json.dumps({"build_key": key, "board": "icebreaker",
+                                                     "flash_loader": False}))
+    res = run("flash-image", "--board", "icebreaker", "--model", str(model), "--build", str(build),
+              "--out", str(tmp_path / "u.bin"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "no flash loader" in res.stderr
+    assert not (tmp_path / "t.bin").exists() and not (tmp_path / "u.bin").exists()
 
 
 def test_loader_length_counter_holds_exactly_the_longest_image():
