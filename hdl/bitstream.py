@@ -174,6 +174,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         raise ConfigError(f"{hw_path}: board.{exc}") from None
     clock_mhz = float(clock_mhz or board_opts.get("clock_mhz", board.clock_mhz))
     flash_loader = board_opts.get("flash_loader", True)
+    self_test = board_opts.get("self_test", True)
     model = Path(model)
     bundle = load_bundle(model)
     out = Path(out_dir) if out_dir else build_root() / "bitstream" / (
@@ -198,7 +199,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
                 "family": board.family, "uart_baud": baud, "batch_event_words": batch_words,
                 "uart": uart_budget(BRIDGES[board.uart_bridge], baud, pll.f_out, divisor),
                 "memory_plan": plan,
-                "core_clock_hz": pll.f_out, "flash_loader": flash_loader,
+                "core_clock_hz": pll.f_out, "flash_loader": flash_loader, "self_test": self_test,
                 "flash_offset": board.flash_offset if flash_loader else None,
                 "weights_in": hw.weight_memory,
                 "register_init": {"layer_modes": layer_mode_words(bundle),
@@ -211,8 +212,10 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         # same batch memory) may reuse it.
         before = json.loads(old_manifest.read_text())
         before.setdefault("batch_event_words", 0)    # (placements from before batch mode)
-        before.setdefault("flash_loader", True)      # (and before the loader was optional)
-        for field in ("build_key", "register_init", "batch_event_words", "flash_loader"):
+        before.setdefault("flash_loader", True)      # (and before the loader and the self-test
+        before.setdefault("self_test", True)         # were optional)
+        for field in ("build_key", "register_init", "batch_event_words", "flash_loader",
+                      "self_test"):
             if before.get(field) != json.loads(json.dumps(manifest.get(field))):
                 raise BuildError(f"--reuse: {out} was placed for a build whose "
                                  f"{field} differs from {model}'s; build without --reuse")
@@ -230,7 +233,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         # The board top is made only here, where it is built (a reused placement needs none).
         platform, top, *_ = platform_top(bundle, hw, board, baud, weights, target_mhz,
                                          memory_init=templates, clock_mhz=clock_mhz,
-                                         batch_words=batch_words, flash_loader=flash_loader)
+                                         batch_words=batch_words, flash_loader=flash_loader,
+                                         self_test=self_test)
         run_toolchain(platform, top, out, name, board.family, board.device, seed, verbose, router)
     seconds = time.perf_counter() - t0
     parsed = parse_nextpnr_report(out / "report.json")
@@ -247,7 +251,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         "sizes": list(bundle.sizes), "time_steps": bundle.time_steps,
         "hardware": hw.to_dict(), "build_key": geom.key(),
         "weights_in": hw.weight_memory, "batch_event_words": batch_words,
-        "flash_loader": flash_loader,
+        "flash_loader": flash_loader, "self_test": self_test,
         "memory_plan_estimate": plan,
         "clock": {"board_oscillator_mhz": board.osc_hz / 1e6,
                   "core_clock_mhz": pll.f_out / 1e6, "pll": pll_settings(pll),
@@ -458,6 +462,10 @@ def write_report(report: dict, json_path, md_path) -> None:
                      "board --load`): this build has no flash loader (`[board] flash_loader = "
                      "false`); ")
                   + "`make weights` does not apply."]
+    if not report.get("self_test", True):
+        lines += ["", "No self-test unit (`[board] self_test = false`): the host link takes "
+                  "EXPECT and drops it, BOOT reports the self-test as NONE; `bsnn board` checks "
+                  "every record against the golden model itself."]
     key = report.get("build_key", {})
     if report["hardware"].get("neuron_state") == "minimal":
         kept = ["v"] + (["c"] if key.get("state_current", True) else []) + \

@@ -218,14 +218,18 @@ class BoardTop(wiring.Component):
 
     ``batch_words`` (``[board] batch_event_words``; 0: none) adds the batch unit
     (hdl/batch.py): while it runs a batch it owns the core's start, event and result streams.
+    ``self_test`` (``[board] self_test``) False leaves the self-test unit out (86 logic cells on
+    the iCE40): the host link still takes EXPECT, and BOOT reports the self-test as NONE.
     """
     def __init__(self, bundle, hw: HardwareConfig, divisor: int, rx_depth: int = RX_FIFO_DEPTH,
-                 memory_init=None, flash: FlashBoot | None = None, batch_words: int = 0):
+                 memory_init=None, flash: FlashBoot | None = None, batch_words: int = 0,
+                 self_test: bool = True):
         self.core = BSNNCore(bundle, hw, memory_init=memory_init)
         self.geom = self.core.geom
         self.divisor = divisor
         self.rx_depth = rx_depth
         self.flash = flash
+        self.self_test = self_test
         self.batch_words = batch_words_check(batch_words)
         ports = {"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(2),
                  "boot_ok": Out(1), "boot_fail": Out(1)}
@@ -243,16 +247,21 @@ class BoardTop(wiring.Component):
         wiring.connect(m, link.o_tx, utx.i_data)
         if not self.batch_words:
             wiring.connect(m, link.o_config, core.i_config)
-        # The self-test watches the result records on their way to the host link.
-        m.submodules.self_test = check = SelfTest(self.geom.idx_w, self.geom.v_width)
-        wiring.connect(m, link.o_expect, check.i_expect)
-        m.d.comb += [check.result.eq(core.o_results.payload),
-                     check.result_taken.eq(core.o_results.valid & core.o_results.ready),
-                     check.done.eq(core.done), check.error.eq(core.error),
-                     link.boot_pending.eq(check.status == SelfTestStatus.RUNNING)]
-        failed = check.status == SelfTestStatus.FAILED
+        if self.self_test:
+            # The self-test watches the result records on their way to the host link.
+            m.submodules.self_test = check = SelfTest(self.geom.idx_w, self.geom.v_width)
+            wiring.connect(m, link.o_expect, check.i_expect)
+            m.d.comb += [check.result.eq(core.o_results.payload),
+                         check.result_taken.eq(core.o_results.valid & core.o_results.ready),
+                         check.done.eq(core.done), check.error.eq(core.error),
+                         link.boot_pending.eq(check.status == SelfTestStatus.RUNNING)]
+            test_status = check.status
+        else:
+            m.d.comb += link.o_expect.ready.eq(1)       # (EXPECT taken and dropped)
+            test_status = Const(SelfTestStatus.NONE.value, 2)
+        failed = test_status == SelfTestStatus.FAILED
         if self.flash is None:
-            m.d.comb += [link.boot_status.eq(Cat(Const(BootStatus.NO_LOADER, 4), check.status)),
+            m.d.comb += [link.boot_status.eq(Cat(Const(BootStatus.NO_LOADER, 4), test_status)),
                          self.boot_fail.eq(failed)]
         else:
             # The loader's bytes go through the host link's command decoder (CONFIG commands);
@@ -264,7 +273,7 @@ class BoardTop(wiring.Component):
             m.d.comb += [self.flash_sck.eq(loader.sck), self.flash_cs.eq(loader.cs),
                          self.flash_copi.eq(loader.copi), loader.cipo.eq(self.flash_cipo),
                          link.hold.eq(loader.loading),
-                         link.boot_status.eq(Cat(loader.status, check.status)),
+                         link.boot_status.eq(Cat(loader.status, test_status)),
                          self.boot_ok.eq(loader.status == BootStatus.OK),
                          self.boot_fail.eq(failed | loader.status.matches(
                              BootStatus.BAD_FORMAT, BootStatus.BAD_KEY, BootStatus.BAD_CHECKSUM))]
@@ -437,11 +446,12 @@ def board_pll(board: Board, clock_mhz: float | None = None):
 
 def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
                  weights: str = "auto", target_mhz: float | None = None, memory_init=None,
-                 clock_mhz: float | None = None, batch_words: int = 0, flash_loader: bool = True):
+                 clock_mhz: float | None = None, batch_words: int = 0, flash_loader: bool = True,
+                 self_test: bool = True):
     """``(platform, elaboratable, hw, geom, plan)`` for building the board top of ``bundle``
     (``batch_words``: its batch memory, ``[board] batch_event_words``; ``flash_loader``:
     ``[board] flash_loader``, without it the flash pins stay unused and a model in SPRAM is
-    loaded over the UART).
+    loaded over the UART; ``self_test``: ``[board] self_test``).
 
     The core runs from a PLL at ``clock_mhz`` (default ``board.clock_mhz``; the UART divisor
     follows it); place-and-route is timed against ``target_mhz`` (default
@@ -464,5 +474,5 @@ def platform_top(bundle, hw: HardwareConfig, board: Board, baud: int = 115200,
     platform = type(f"{base.__name__}_Timed", (base,), {"resources": resources})()
     top = BoardTop(bundle, hw, board_uart_divisor(board, pll.f_out, baud), memory_init=memory_init,
                    flash=FlashBoot.for_clock(board.flash_offset, pll.f_out) if flash_loader else None,
-                   batch_words=batch_words)
+                   batch_words=batch_words, self_test=self_test)
     return platform, _PlatformTop(top, pll, target), hw, geom, plan

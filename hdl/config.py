@@ -193,7 +193,9 @@ _BOARD_KEYS = {"board.name": text(), "board.device": text(), "board.uart_baud": 
                # (a power of two or 0: bsnn.hdl.batch.batch_words_check, at build time)
                "board.batch_event_words": integer(0),
                # false: no flash loader; SPRAM weights then come over the UART (bsnn board --load)
-               "board.flash_loader": flag()}
+               "board.flash_loader": flag(),
+               # false: no self-test unit (hdl/selftest.py); EXPECT is taken and ignored
+               "board.self_test": flag()}
 
 
 @dataclass(frozen=True)

@@ -578,15 +578,17 @@ def test_bitstream_refuses_an_unknown_router_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("toml_name, model", [("icebreaker", "mnist"),
-                                              ("icebreaker-throughput", "mnist_lat_h1")])
-def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, model):
+@pytest.mark.parametrize("toml_name, model, most_cells", [
+    ("icebreaker", "mnist", 5280),
+    # (5,140 cells packed but found no legal placement; 5,054 placed and routed)
+    ("icebreaker-throughput", "mnist_lat_h1", 5100)])
+def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, model, most_cells):
     """The shipped iCEBreaker MNIST board tops (97 % of the UP5K's logic cells in their reports)
     still pack into the device: Yosys' synthesis and nextpnr's packer alone, as `bsnn bitstream`
     builds them but without placement. From 0032367 to b950848 the first needed 5,361 to 5,397 of
     the 5,280 cells (a register slice's skid form) and only a full build showed it. The
-    throughput build (16 lanes) fits only without the flash loader (5,140 cells; 5,386
-    with it)."""
+    throughput build (16 lanes) needs 5,054 cells without the flash loader and the self-test
+    (5,386 with both; 5,140 without the loader alone, which packs but finds no legal placement)."""
     import re
     import subprocess
     import sys
@@ -606,7 +608,8 @@ def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, mod
                                      opts.get("weights", "auto"),
                                      memory_init=memory_templates(geom, 1, board.family),
                                      clock_mhz=float(opts["clock_mhz"]),
-                                     flash_loader=opts.get("flash_loader", True))
+                                     flash_loader=opts.get("flash_loader", True),
+                                     self_test=opts.get("self_test", True))
     assert (top.top.flash is None) == (not opts.get("flash_loader", True))
     plan = platform.build(top, name="top", do_build=False, script_after_read=ONE_HOT_FSMS)
     build_dir = Path(plan.extract(tmp_path / "build"))
@@ -619,4 +622,4 @@ def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, mod
                             cwd=build_dir, env=env, capture_output=True, text=True)
     used = re.search(r"ICESTORM_LC:\s+(\d+)/\s*(\d+)", packed.stdout + packed.stderr)
     assert used, (packed.stdout + packed.stderr)[-2000:]
-    assert int(used[2]) == 5280 and int(used[1]) <= 5280, used[0]
+    assert int(used[2]) == 5280 and int(used[1]) <= most_cells, used[0]
