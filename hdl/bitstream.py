@@ -451,9 +451,11 @@ def write_report(report: dict, json_path, md_path) -> None:
     if report["weights_in"] == "spram":
         from bsnn.hdl.weights import spram_packing
         plan = report.get("memory_plan_estimate") or {}
-        lines += ["", f"The weights ({plan.get('weight_bits', 0):,} bits) live in SPRAM, packed "
-                  f"{spram_packing(report['hardware']['lanes'])[1]} words per 16-bit SPRAM "
-                  f"word; SPRAM has no initial contents, so "
+        per_word = spram_packing(report['hardware']['lanes'])[1]
+        lines += ["", f"The weights ({plan.get('weight_bits', 0):,} bits) live in SPRAM, "
+                  + (f"packed {per_word} weight words per 16-bit SPRAM word" if per_word > 1 else
+                     "one weight word per 16-bit SPRAM word")
+                  + "; SPRAM has no initial contents, so "
                   + (f"the model comes from its flash image at "
                      f"power-up (`make flash-image BOARD={report['board']} MODEL={report['model']}`, "
                      f"docs/board.md) or from the host over the UART (`bsnn board --load`); "
