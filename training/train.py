@@ -205,11 +205,15 @@ def init_from_state(model, state: dict, where: str, layers: str) -> set:
 
     ``layers="all"`` needs every tensor to match (a different network is a one-line error);
     ``"matching"`` loads only the layers whose every tensor has the same name and shape, so a
-    network that adds or widens layers can start from a trained one (the rest stay fresh)."""
+    network that adds or widens layers can start from a trained one (the rest stay fresh). A
+    layer's AGMM gate (``gates.<l>.alpha``, one entry per time step) does not decide whether it
+    loads: across time steps the layer loads and its gate starts fresh."""
     own = model.state_dict()
     def layer_of(name):
         parts = name.split(".")
         return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    def per_step(name):      # state shaped by the time steps, not by the network
+        return name.startswith("gates.")
     fits = {k for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
     if layers == "all":
         if fits != set(own) or set(state) != set(own):
@@ -220,10 +224,16 @@ def init_from_state(model, state: dict, where: str, layers: str) -> set:
         return {layer_of(k) for k in own} - {None}
     own_layers = {layer_of(k) for k in own} - {None}
     loaded = {i for i in own_layers
-              if all(k in fits for k in own if layer_of(k) == i)}
+              if all(k in fits for k in own if layer_of(k) == i and not per_step(k))
+              and any(k in fits for k in own if layer_of(k) == i)}
     model.load_state_dict({k: v for k, v in state.items()
                            if k in fits and layer_of(k) in loaded | {None}}, strict=False)
     return loaded
+
+
+def layer_of_gate(name: str) -> int:
+    """The layer of an AGMM gate tensor ``gates.<l>.alpha``."""
+    return int(name.split(".")[1])
 
 
 def _make_optimizer(model: BSNN, tc: dict):
@@ -277,7 +287,11 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
         loaded = init_from_state(model, src["model"], tc["init_from"], tc["init_layers"])
         if tc["init_layers"] == "matching":
             if rank == 0:
-                print(f"init_from {tc['init_from']}: layers {sorted(loaded)} loaded, the others fresh",
+                own = model.state_dict()
+                gates = sorted(k for k in own if k.startswith("gates.") and layer_of_gate(k) in loaded
+                               and tuple(src["model"].get(k, own[k]).shape) != tuple(own[k].shape))
+                print(f"init_from {tc['init_from']}: layers {sorted(loaded)} loaded, the others fresh"
+                      + (f"; their AGMM gates fresh ({len(gates)}: other time steps)" if gates else ""),
                       flush=True)
             # thresholds of fresh layers from the spikes of the loaded ones they now follow
             model.init_thresholds(on, off, cfg["model"]["theta_init_factor"], keep=loaded)

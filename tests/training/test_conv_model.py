@@ -150,3 +150,27 @@ def test_init_from_matching_layers_loads_the_trained_convolutions_only():
                                True)[0].float())
     expect = max(1.0, round(float(net.synaptic(2, x, net.signed_weights(2, True, torch.float32)).std())))
     assert float(net.theta[2][0].detach()) == min(expect, net.theta_max)
+
+
+def test_init_from_matching_loads_every_layer_across_time_steps():
+    """``"matching"`` from a network trained with other time steps: every layer loads (weights,
+    biases, thresholds exactly) and only the AGMM gates, one entry per time step, stay fresh.
+    Before, a gate's other shape kept its whole layer from loading, so nothing loaded."""
+    from bsnn.training.train import init_from_state
+    def net(T):
+        return build_model(load_config(None, {"model": {"hidden": [12]}, "agmm": {"enabled": True},
+                                              "encoding": {"kind": "rate", "time_steps": T}}),
+                           784, 784)
+    src, dst = net(4), net(3)
+    with torch.no_grad():
+        for p in list(src.weights) + list(src.bias) + list(src.theta):
+            p.add_(torch.randn_like(p))
+    gates = [g.alpha.detach().clone() for g in dst.gates]
+    assert [tuple(g.alpha.shape) for g in src.gates] != [tuple(g.shape) for g in gates]
+    loaded = init_from_state(dst, src.state_dict(), "src.pt", "matching")
+    assert loaded == {0, 1}
+    for a, b in ((dst.weights, src.weights), (dst.bias, src.bias), (dst.theta, src.theta)):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(g.alpha, h) for g, h in zip(dst.gates, gates))
+    with pytest.raises(ConfigError):                 # "all" still wants the same network
+        init_from_state(net(3), src.state_dict(), "src.pt", "all")
