@@ -209,11 +209,7 @@ def init_from_state(model, state: dict, where: str, layers: str) -> set:
     layer's AGMM gate (``gates.<l>.alpha``, one entry per time step) does not decide whether it
     loads: across time steps the layer loads and its gate starts fresh."""
     own = model.state_dict()
-    def layer_of(name):
-        parts = name.split(".")
-        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-    def per_step(name):      # state shaped by the time steps, not by the network
-        return name.startswith("gates.")
+    layer_of = _layer_of
     fits = {k for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
     if layers == "all":
         if fits != set(own) or set(state) != set(own):
@@ -224,16 +220,29 @@ def init_from_state(model, state: dict, where: str, layers: str) -> set:
         return {layer_of(k) for k in own} - {None}
     own_layers = {layer_of(k) for k in own} - {None}
     loaded = {i for i in own_layers
-              if all(k in fits for k in own if layer_of(k) == i and not per_step(k))
+              if all(k in fits for k in own if layer_of(k) == i and not _per_step(k))
               and any(k in fits for k in own if layer_of(k) == i)}
     model.load_state_dict({k: v for k, v in state.items()
                            if k in fits and layer_of(k) in loaded | {None}}, strict=False)
     return loaded
 
 
-def layer_of_gate(name: str) -> int:
-    """The layer of an AGMM gate tensor ``gates.<l>.alpha``."""
-    return int(name.split(".")[1])
+def _layer_of(name: str) -> int | None:
+    """The layer of a state-dict entry (``weights.<l>``, ``gates.<l>.alpha``, ...), or None."""
+    parts = name.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def _per_step(name: str) -> bool:
+    """An AGMM gate: shaped by the time steps (one entry each), not by the network."""
+    return name.startswith("gates.")
+
+
+def fresh_gates(model, state: dict, loaded: set) -> list:
+    """The gates of the ``loaded`` layers that did not load (another number of time steps)."""
+    own = model.state_dict()
+    return sorted(k for k in own if _per_step(k) and _layer_of(k) in loaded
+                  and tuple(state.get(k, own[k]).shape) != tuple(own[k].shape))
 
 
 def _make_optimizer(model: BSNN, tc: dict):
@@ -287,9 +296,7 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
         loaded = init_from_state(model, src["model"], tc["init_from"], tc["init_layers"])
         if tc["init_layers"] == "matching":
             if rank == 0:
-                own = model.state_dict()
-                gates = sorted(k for k in own if k.startswith("gates.") and layer_of_gate(k) in loaded
-                               and tuple(src["model"].get(k, own[k]).shape) != tuple(own[k].shape))
+                gates = fresh_gates(model, src["model"], loaded)
                 print(f"init_from {tc['init_from']}: layers {sorted(loaded)} loaded, the others fresh"
                       + (f"; their AGMM gates fresh ({len(gates)}: other time steps)" if gates else ""),
                       flush=True)

@@ -156,7 +156,7 @@ def test_init_from_matching_loads_every_layer_across_time_steps():
     """``"matching"`` from a network trained with other time steps: every layer loads (weights,
     biases, thresholds exactly) and only the AGMM gates, one entry per time step, stay fresh.
     Before, a gate's other shape kept its whole layer from loading, so nothing loaded."""
-    from bsnn.training.train import init_from_state
+    from bsnn.training.train import fresh_gates, init_from_state
     def net(T):
         return build_model(load_config(None, {"model": {"hidden": [12]}, "agmm": {"enabled": True},
                                               "encoding": {"kind": "rate", "time_steps": T}}),
@@ -172,5 +172,7 @@ def test_init_from_matching_loads_every_layer_across_time_steps():
     for a, b in ((dst.weights, src.weights), (dst.bias, src.bias), (dst.theta, src.theta)):
         assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert all(torch.equal(g.alpha, h) for g, h in zip(dst.gates, gates))
+    assert fresh_gates(dst, src.state_dict(), loaded) == ["gates.0.alpha", "gates.1.alpha"]
+    assert fresh_gates(src, src.state_dict(), {0, 1}) == []
     with pytest.raises(ConfigError):                 # "all" still wants the same network
         init_from_state(net(3), src.state_dict(), "src.pt", "all")
