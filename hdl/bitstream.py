@@ -353,6 +353,10 @@ def run_toolchain(platform, top, out: Path, name: str, family: str, device: str,
                 os.environ[k] = v
 
 
+class PlacementError(BuildError):
+    """nextpnr found no placement or routing for this seed (another seed may)."""
+
+
 def toolchain_failure(out: Path, name: str, family: str, device: str) -> BuildError:
     """The one-line error of a failed build in ``out``: the stage whose log holds an ``ERROR``
     line (nextpnr's, else Yosys'; else the packer), its first error, and for nextpnr the logic
@@ -370,8 +374,9 @@ def toolchain_failure(out: Path, name: str, family: str, device: str) -> BuildEr
             used = re.findall(rf"^Info:\s+{cell}:\s+(\d+)/\s*(\d+)", text, re.M)
             if used:
                 detail = f" (logic cells used {int(used[-1][0])} of {int(used[-1][1])})"
-        return BuildError(f"{stage.split()[0]} could not {verb} the design on the {device}"
-                          f"{detail}: {errors[0].strip()} (log: {path})")
+        error = PlacementError if stage.startswith("nextpnr") else BuildError
+        return error(f"{stage.split()[0]} could not {verb} the design on the {device}"
+                     f"{detail}: {errors[0].strip()} (log: {path})")
     return BuildError(f"the bitstream of the {device} could not be built: the toolchain failed "
                       f"after place-and-route (packing; logs in {out})")
 
@@ -428,7 +433,8 @@ def write_report(report: dict, json_path, md_path) -> None:
               f"{verdict})."]
     if report.get("seed_sweep_fmax_mhz"):
         lines += ["", "Placement seeds tried (Fmax, MHz): " + ", ".join(
-            f"{s}: {f:.1f}" for s, f in report["seed_sweep_fmax_mhz"].items())
+            f"{s}: " + ("no placement" if f is None else f"{f:.1f}")
+            for s, f in report["seed_sweep_fmax_mhz"].items())
             + f"; the report is seed {report.get('nextpnr_seed')}'s build."]
     if "core_clock_mhz" in c:
         met = c["timing_met_at_core_clock"]
@@ -591,18 +597,27 @@ def _main(args, measure) -> int:
     common = dict(weights=args.weights, target_mhz=args.target_mhz, verbose=args.verbose,
                   clock_mhz=args.clock_mhz)
     if args.seeds:
-        sweep = {}
+        sweep, failed = {}, None
         for s in args.seeds:
-            r = build(args.board, args.model, args.hw_config, out / "seeds" / str(s), seed=s,
-                      throughput_images=0, measure=measure, **common)
+            try:
+                r = build(args.board, args.model, args.hw_config, out / "seeds" / str(s), seed=s,
+                          throughput_images=0, measure=measure, **common)
+            except PlacementError as exc:    # near a device's size some seeds find no placement
+                sweep[s], failed = None, exc
+                print(f"  seed {s}: no placement ({exc})", flush=True)
+                continue
             sweep[s] = r["clock"]["fmax_mhz"]
             print(f"  seed {s}: Fmax {sweep[s]:.1f} MHz", flush=True)
-        best = max(sweep, key=lambda s: (sweep[s], -s))
+        placed = [s for s in sweep if sweep[s] is not None]
+        if not placed:
+            raise failed
+        best = max(placed, key=lambda s: (sweep[s], -s))
         # The best placement becomes the build; patch, measure and report it.
         shutil.copytree(out / "seeds" / str(best), out, dirs_exist_ok=True)
         report = build(args.board, args.model, args.hw_config, out, seed=best, reuse=True,
                        throughput_images=args.throughput_images, measure=measure, **common)
-        report["seed_sweep_fmax_mhz"] = {str(s): round(f, 2) for s, f in sweep.items()}
+        report["seed_sweep_fmax_mhz"] = {str(s): f if f is None else round(f, 2)
+                                         for s, f in sweep.items()}
         report["command"] += f" SEEDS={','.join(map(str, args.seeds))}"
     else:
         report = build(args.board, args.model, args.hw_config, out, seed=args.seed,

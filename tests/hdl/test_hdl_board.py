@@ -382,6 +382,52 @@ def test_no_legal_placement_of_the_up5k_is_one_line(tmp_path):
     assert "\n" not in text
 
 
+def test_a_seed_sweep_goes_on_past_a_seed_that_does_not_place(tmp_path, monkeypatch, capsys):
+    """`bsnn bitstream --seeds`: a seed whose placement fails (the UP5K throughput build at
+    33 MHz, seed 3: no legal placement at 5,057 cells) is reported and skipped, the best placed
+    seed is the build; only when no seed places is the build refused, in one line."""
+    import copy
+    import json
+    from pathlib import Path
+
+    import bsnn.hdl.bitstream as bs
+    from bsnn.hdl.bitstream import PlacementError, toolchain_failure
+    log = Path(__file__).resolve().parents[1] / "data" / "nextpnr_up5k_no_legal_placement.log"
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "bsnn_top.tim").write_text(log.read_text())
+    failure = toolchain_failure(tmp_path / "log", "bsnn_top", "ice40", "iCE40UP5K")
+    assert isinstance(failure, PlacementError)
+    shipped = json.loads((REPO / "docs" / "fpga" / "icebreaker-default.json").read_text())
+    fmax = {1: 35.0, 2: None, 3: 37.5}
+    calls = []
+
+    def fake_build(board, model, hw, out, seed=None, reuse=False, **kw):
+        calls.append((seed, reuse))
+        if fmax.get(seed, 0) is None:
+            raise failure
+        Path(out).mkdir(parents=True, exist_ok=True)
+        report = copy.deepcopy(shipped)
+        report["clock"]["fmax_mhz"] = fmax[seed] if not reuse else fmax[3]
+        report["nextpnr_seed"] = seed
+        return report
+
+    monkeypatch.setattr(bs, "build", fake_build)
+    model = REPO / "models" / "default"
+    rc = bs.main(["--board", "icebreaker", "--model", str(model), "--seeds", "1-3",
+                  "--out", str(tmp_path / "b"), "--report-dir", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "seed 2: no placement (nextpnr could not place" in out
+    assert calls == [(1, False), (2, False), (3, False), (3, True)]   # seed 3 is the build
+    report = json.loads((tmp_path / "r" / "icebreaker-default.json").read_text())
+    assert report["seed_sweep_fmax_mhz"] == {"1": 35.0, "2": None, "3": 37.5}
+    assert "2: no placement, 3: 37.5" in (tmp_path / "r" / "icebreaker-default.md").read_text()
+    fmax.update({1: None, 3: None})
+    rc = bs.main(["--board", "icebreaker", "--model", str(model), "--seeds", "1-3",
+                  "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "Unable to find legal placement" in err
+
+
 @pytest.mark.parametrize("board", sorted(b for b in BOARDS if board_config_path(b).exists()))
 def test_board_uart_rate_is_within_its_bridge_budget(board):
     """Every board's TOML rate is one its USB bridge makes exactly and its core clock divides
