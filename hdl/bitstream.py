@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 __all__ = ["main", "build", "board_image", "yowasp_environment", "parse_nextpnr_report", "write_report",
-           "run_toolchain", "toolchain_failure"]
+           "run_toolchain", "toolchain_failure", "DSP_DEFAULT", "dsp_synth_option"]
 
 from bsnn.firmware_export.errors import BSNNError, BuildError, ConfigError, report_error
 from bsnn.firmware_export.paths import build_root, package_file, source_commit
@@ -166,6 +166,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     weights = weights or board_opts.get("weights", "auto")
     seed = int(board_opts.get("nextpnr_seed", 1)) if seed is None else int(seed)
     router = board_opts.get("nextpnr_router", "router1")     # (validated with the TOML)
+    dsp = bool(board_opts.get("dsp", DSP_DEFAULT[board.family]))
     baud = int(board_opts.get("uart_baud", baud))
     from bsnn.hdl.batch import batch_words_check
     try:
@@ -200,6 +201,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
                 "uart": uart_budget(BRIDGES[board.uart_bridge], baud, pll.f_out, divisor),
                 "memory_plan": plan,
                 "core_clock_hz": pll.f_out, "flash_loader": flash_loader, "self_test": self_test,
+                "dsp": dsp,
                 "flash_offset": board.flash_offset if flash_loader else None,
                 "weights_in": hw.weight_memory,
                 "register_init": {"layer_modes": layer_mode_words(bundle),
@@ -214,8 +216,9 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         before.setdefault("batch_event_words", 0)    # (placements from before batch mode)
         before.setdefault("flash_loader", True)      # (and before the loader and the self-test
         before.setdefault("self_test", True)         # were optional)
+        before.setdefault("dsp", DSP_DEFAULT[board.family])
         for field in ("build_key", "register_init", "batch_event_words", "flash_loader",
-                      "self_test"):
+                      "self_test", "dsp"):
             if before.get(field) != json.loads(json.dumps(manifest.get(field))):
                 raise BuildError(f"--reuse: {out} was placed for a build whose "
                                  f"{field} differs from {model}'s; build without --reuse")
@@ -235,7 +238,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
                                          memory_init=templates, clock_mhz=clock_mhz,
                                          batch_words=batch_words, flash_loader=flash_loader,
                                          self_test=self_test)
-        run_toolchain(platform, top, out, name, board.family, board.device, seed, verbose, router)
+        run_toolchain(platform, top, out, name, board.family, board.device, seed, verbose, router,
+                      dsp)
     seconds = time.perf_counter() - t0
     parsed = parse_nextpnr_report(out / "report.json")
     summary = summarise(parsed, board.family)
@@ -251,7 +255,7 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         "sizes": list(bundle.sizes), "time_steps": bundle.time_steps,
         "hardware": hw.to_dict(), "build_key": geom.key(),
         "weights_in": hw.weight_memory, "batch_event_words": batch_words,
-        "flash_loader": flash_loader, "self_test": self_test,
+        "flash_loader": flash_loader, "self_test": self_test, "dsp": dsp,
         "memory_plan_estimate": plan,
         "clock": {"board_oscillator_mhz": board.osc_hz / 1e6,
                   "core_clock_mhz": pll.f_out / 1e6, "pll": pll_settings(pll),
@@ -318,9 +322,10 @@ _LOGS = {"Yosys synthesis": "{name}.rpt", "nextpnr place-and-route": "{name}.tim
 
 
 def run_toolchain(platform, top, out: Path, name: str, family: str, device: str, seed: int = 1,
-                  verbose: bool = False, router: str = "router1") -> None:
+                  verbose: bool = False, router: str = "router1", dsp: bool | None = None) -> None:
     """Yosys, nextpnr and the packer on ``top`` (Amaranth's build of ``platform``) in ``out``;
-    a tool that fails is a :class:`BuildError` of one line (:func:`toolchain_failure`)."""
+    a tool that fails is a :class:`BuildError` of one line (:func:`toolchain_failure`).
+    ``dsp``: map multipliers to the DSP blocks (None: the family's default, :data:`DSP_DEFAULT`)."""
     import subprocess
     env = yowasp_environment()
     old = {k: os.environ.get(k) for k in env}
@@ -335,6 +340,7 @@ def run_toolchain(platform, top, out: Path, name: str, family: str, device: str,
                               # so the value is dropped: the PLL domain's reset (hdl/pll.py)
                               # puts every state machine in its initial state before first use.
                               script_after_read=ONE_HOT_FSMS,
+                              synth_opts=dsp_synth_option(family, dsp),
                               nextpnr_opts=f"--report report.json --seed {int(seed)} "
                                            f"--router {router} --timing-allow-fail")
         build_dir = plan.extract(os.path.relpath(out, Path.cwd()))
@@ -351,6 +357,19 @@ def run_toolchain(platform, top, out: Path, name: str, family: str, device: str,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+#: Whether Yosys maps multipliers to DSP blocks unless ``[board] dsp`` says otherwise: its own
+#: defaults (``synth_ice40`` only with ``-dsp``, ``synth_ecp5`` unless ``-nodsp``), so that a
+#: TOML without the key builds the netlist it always built.
+DSP_DEFAULT = {"ice40": False, "ecp5": True}
+
+
+def dsp_synth_option(family: str, dsp: bool | None) -> str:
+    """The ``synth_<family>`` option for ``[board] dsp`` (empty for the family's default)."""
+    if dsp is None or dsp == DSP_DEFAULT[family]:
+        return ""
+    return {"ice40": "-dsp", "ecp5": "-nodsp"}[family]
 
 
 class PlacementError(BuildError):
@@ -474,6 +493,11 @@ def write_report(report: dict, json_path, md_path) -> None:
         lines += ["", "No self-test unit (`[board] self_test = false`): the host link takes "
                   "EXPECT and drops it, BOOT reports the self-test as NONE; `bsnn board` checks "
                   "every record against the golden model itself."]
+    fam = "ice40" if report["device"].startswith("iCE40") else "ecp5"
+    if report.get("dsp", DSP_DEFAULT[fam]) != DSP_DEFAULT[fam]:
+        lines += ["", f"`[board] dsp = {str(report['dsp']).lower()}`: Yosys maps the multipliers "
+                  f"{'to' if report['dsp'] else 'away from'} the DSP blocks "
+                  f"(`{dsp_synth_option(fam, report['dsp'])}`)."]
     key = report.get("build_key", {})
     if report["hardware"].get("neuron_state") == "minimal":
         kept = ["v"] + (["c"] if key.get("state_current", True) else []) + \

@@ -195,7 +195,10 @@ _BOARD_KEYS = {"board.name": text(), "board.device": text(), "board.uart_baud": 
                # false: no flash loader; SPRAM weights then come over the UART (bsnn board --load)
                "board.flash_loader": flag(),
                # false: no self-test unit (hdl/selftest.py); EXPECT is taken and ignored
-               "board.self_test": flag()}
+               "board.self_test": flag(),
+               # true: multipliers in DSP blocks (iCE40: synth_ice40 -dsp; the conv tap
+               # generator's address products); default: Yosys' own per family
+               "board.dsp": flag()}
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def ws(tmp_path_factory):
     toml = {"hw_type": '[hardware]\nlanes = "8"\n', "hw_table": "hardware = 3\n",
             "hw_unknown": "[hardware]\nlanse = 8\n", "hw_rule": "[hardware]\nlanes = 8\nneuron_lanes = 3\n",
             "hw_malformed": "[hardware\nlanes = 8\n", "hw_board": "[board]\nclock_mhz = -33\n",
-            "hw_flash_loader": "[board]\nflash_loader = 0\n"}
+            "hw_flash_loader": "[board]\nflash_loader = 0\n", "hw_dsp": '[board]\ndsp = "yes"\n'}
     # training configs: the 13 kinds of bad value of the issue, and more
     base = ('name = "bad"\n[data]\ndataset = "mnist"\n[encoding]\nkind = "rate"\ntime_steps = 2\n'
             '[model]\nhidden = [8]\n[train]\n')
@@ -233,6 +233,8 @@ CASES = [
      "board.clock_mhz"),
     ("eval --model {ws}/model --dataset mnist --data-root {ws}/ds_ok --hw-config {ws}/hw_flash_loader.toml",
      "board.flash_loader: must be true or false"),
+    ("eval --model {ws}/model --dataset mnist --data-root {ws}/ds_ok --hw-config {ws}/hw_dsp.toml",
+     "board.dsp: must be true or false"),
     ("eval --model {ws}/model --dataset mnist --data-root {ws}/ds_truncated", "corrupt or truncated gzip"),
     ("eval --model {ws}/model --dataset mnist --data-root {ws}/ds_corrupt", "corrupt or truncated gzip"),
     ("eval --model {ws}/model --dataset mnist --data-root {ws}/ds_not_gzip", TEST_LABELS),

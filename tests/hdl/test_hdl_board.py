@@ -623,6 +623,23 @@ def test_bitstream_refuses_an_unknown_router_in_one_line(tmp_path, capsys):
     assert "board.nextpnr_router" in err and "router2" in err, err
 
 
+def test_board_dsp_key_picks_the_synthesis_option_per_family():
+    """``[board] dsp`` is passed to Yosys only where it changes its default: ``-dsp`` for the
+    iCE40 (whose synth_ice40 leaves multipliers in logic cells), ``-nodsp`` for the ECP5 (whose
+    synth_ecp5 uses the DSP blocks); without the key every earlier build's netlist is kept."""
+    import tomllib
+
+    from bsnn.hdl.bitstream import DSP_DEFAULT, dsp_synth_option
+    assert DSP_DEFAULT == {"ice40": False, "ecp5": True}
+    assert dsp_synth_option("ice40", True) == "-dsp"
+    assert dsp_synth_option("ecp5", False) == "-nodsp"
+    assert dsp_synth_option("ice40", None) == dsp_synth_option("ice40", False) == ""
+    assert dsp_synth_option("ecp5", None) == dsp_synth_option("ecp5", True) == ""
+    shipped = {p.stem: tomllib.loads(p.read_text()).get("board", {})
+               for p in (REPO / "hdl" / "boards").glob("*.toml")}
+    assert [name for name, opts in shipped.items() if "dsp" in opts] == ["icebreaker-conv"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("toml_name, model, most_cells", [
     ("icebreaker", "mnist", 5280),
@@ -641,7 +658,8 @@ def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, mod
     import tomllib
 
     from bsnn.firmware_export.bundle import load_bundle
-    from bsnn.hdl.bitstream import ONE_HOT_FSMS, board_config_path, yowasp_environment
+    from bsnn.hdl.bitstream import (ONE_HOT_FSMS, board_config_path, dsp_synth_option,
+                                    yowasp_environment)
     from bsnn.hdl.board import memory_templates, platform_top
 
     board = BOARDS["icebreaker"]
@@ -657,7 +675,8 @@ def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, mod
                                      flash_loader=opts.get("flash_loader", True),
                                      self_test=opts.get("self_test", True))
     assert (top.top.flash is None) == (not opts.get("flash_loader", True))
-    plan = platform.build(top, name="top", do_build=False, script_after_read=ONE_HOT_FSMS)
+    plan = platform.build(top, name="top", do_build=False, script_after_read=ONE_HOT_FSMS,
+                          synth_opts=dsp_synth_option("ice40", opts.get("dsp")))
     build_dir = Path(plan.extract(tmp_path / "build"))
     env = {**os.environ, **yowasp_environment()}
     bindir = Path(sys.executable).parent
