@@ -24,10 +24,11 @@ def test_export_of_shipped_checkpoint_reproduces_committed_bundle(tmp_path, monk
 
 @pytest.mark.parametrize("checkpoint, bundle", [("conv_mnist_long", "conv_mnist"),
                                                 ("conv_nmnist2", "conv_nmnist"),
-                                                ("conv_fashion_ft", "conv_fashion")])
+                                                ("conv_fashion_ft", "conv_fashion"),
+                                                ("conv_mnist_up5k", "conv_mnist_up5k")])
 def test_convolutional_bundles_come_from_their_committed_checkpoints(tmp_path, monkeypatch,
                                                                       checkpoint, bundle):
-    """The shipped convolutional bundles (trained on a GPU) are the export of the committed
+    """The shipped convolutional bundles (trained on a GPU, conv_mnist_up5k on the CPU) are the export of the committed
     checkpoints on the CPU: every memory image bit for bit and the manifest but for the golden
     evaluation (10,000 conv images are minutes; the accuracy itself is in the metadata)."""
     import json

@@ -644,14 +644,18 @@ def test_board_dsp_key_picks_the_synthesis_option_per_family():
 @pytest.mark.parametrize("toml_name, model, most_cells", [
     ("icebreaker", "mnist", 5280),
     # (5,140 cells packed but found no legal placement; 5,054 placed and routed)
-    ("icebreaker-throughput", "mnist_lat_h1", 5100)])
+    ("icebreaker-throughput", "mnist_lat_h1", 5100),
+    # (the conv build: 4,759 cells placed; without `[board] dsp` the tap generator's constant
+    # multipliers take about 280 more)
+    ("icebreaker-conv", "conv_mnist_up5k", 4900)])
 def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, model, most_cells):
     """The shipped iCEBreaker MNIST board tops (97 % of the UP5K's logic cells in their reports)
     still pack into the device: Yosys' synthesis and nextpnr's packer alone, as `bsnn bitstream`
     builds them but without placement. From 0032367 to b950848 the first needed 5,361 to 5,397 of
     the 5,280 cells (a register slice's skid form) and only a full build showed it. The
     throughput build (16 lanes) needs 5,054 cells without the flash loader and the self-test
-    (5,386 with both; 5,140 without the loader alone, which packs but finds no legal placement)."""
+    (5,386 with both; 5,140 without the loader alone, which packs but finds no legal placement).
+    The convolutional build packs only with its multipliers in DSP blocks (``[board] dsp``)."""
     import re
     import subprocess
     import sys
