@@ -33,7 +33,7 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
     from bsnn.firmware_export.bundle import load_bundle
     from bsnn.firmware_export.golden import run_golden
     from bsnn.hdl.config import CoreGeometry
-    from bsnn.hdl.generate import cycles_bound
+    from bsnn.hdl.generate import cycles_bound, layer_work, unit_counts
     from bsnn.sim.rtl_eval import rtl_evaluate
 
     bundle = load_bundle(model)
@@ -51,12 +51,22 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
     for b, cyc in enumerate(rtl["cycles"].tolist()):
         events = gold.events_per_layer[:, b].tolist()
         sops = int(gold.sops[b])
-        bound = cycles_bound(geom, bundle.time_steps, events)
-        syn_cycles = sum(int(c) * int(e) for c, e in zip(geom.chunks, events))
+        if geom.is_spatial:
+            # (per source unit: a conv2d layer's work is each event's taps, a pool2d layer's
+            # its windows; docs/semantics.md 10.7, as bsnn.sim.rtl_eval counts them)
+            counts = unit_counts(bundle, data.on, data.off, gold.spikes, b)
+            bound = cycles_bound(geom, bundle.time_steps, events, counts)
+            work = [layer_work(geom, l, c) for l, c in enumerate(counts)]
+            syn_cycles = sum(cyc for cyc, _ in work)
+            weight_words = sum(cyc for (cyc, _), k in zip(work, geom.kinds) if k != "pool2d")
+        else:
+            bound = cycles_bound(geom, bundle.time_steps, events)
+            syn_cycles = weight_words = sum(int(c) * int(e) for c, e in zip(geom.chunks, events))
         per.append({"cycles": int(cyc), "sops": sops, "sops_per_cycle": sops / cyc,
                     "cycles_bound": bound, "bound_ratio": cyc / bound,
                     "synaptic_cycles": syn_cycles, "events_per_layer": [int(e) for e in events],
-                    "spike_records": int(records[b]), "memory_reads": reads(syn_cycles)})
+                    "spike_records": int(records[b]),
+                    "memory_reads": reads(syn_cycles, weight_words)})
     cycles = np.array([p["cycles"] for p in per], dtype=float)
     ratios = np.array([p["bound_ratio"] for p in per])
     sops = np.array([p["sops"] for p in per], dtype=float)
@@ -90,14 +100,17 @@ def measure(model, hw, dataset="mnist", split="test", limit=100, simulator="veri
 
 def memory_reads(geom, time_steps: int):
     """Per inference, the reads of each memory (the inputs of an energy estimate) as a function
-    of the synaptic cycles (``sum_l ceil(N_l / P) * E_l`` of a dense build): one weight word
-    (``P`` bits) and one accumulator word per synaptic cycle; per step and layer the drain
+    of the synaptic cycles (``sum_l ceil(N_l / P) * E_l`` of a dense build; in a convolutional
+    build each event's taps times ``ceil(C_out / P)``, and one cycle per pool2d window, which
+    reads no weight word: ``weight_words``): one weight word (``P`` bits) and one accumulator
+    word per synaptic cycle; per step and layer the drain
     reads the accumulator word of each group of ``U`` neurons, and every group's state and
     parameters are read once in each of the ``U`` banks (docs/architecture.md, dataflow)."""
     groups = sum(geom.groups) * time_steps
 
-    def reads(synaptic_cycles: int) -> dict:
-        return {"weight_words": synaptic_cycles, "weight_bits": synaptic_cycles * geom.lanes,
+    def reads(synaptic_cycles: int, weight_words: int | None = None) -> dict:
+        weight_words = synaptic_cycles if weight_words is None else weight_words
+        return {"weight_words": weight_words, "weight_bits": weight_words * geom.lanes,
                 "accumulator_words": synaptic_cycles + groups,
                 "accumulator_bits": (synaptic_cycles + groups) * geom.lanes * geom.syn_w,
                 "neuron_state_words": groups * geom.neuron_lanes,

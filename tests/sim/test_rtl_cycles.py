@@ -51,3 +51,34 @@ def test_cycles_equal_the_cycle_model_with_trace_on_and_off(simulator):
         assert rtl["cycles"].tolist() == expected
         serialised += sum(expected) * (1 if trace else -1)
     assert serialised > 0, "the trace must cost the serialisation of SPIKE records"
+
+
+@pytest.mark.rtl
+def test_core_speed_bound_of_a_conv_model_counts_each_events_taps():
+    """The throughput benchmark behind `bsnn bitstream`'s reports (bench/core_speed.py) gives a
+    convolutional model the event bound of docs/performance.md, as `bsnn eval --engine rtl`
+    does: a conv2d event costs its taps times ``ceil(C_out / P)``. Until 2bd161f it counted one
+    ``ceil(C_out / P)`` per event, and the UP5K conv report read 1.487 x a bound that was too
+    low (the full test set through the RTL: 1.014 x)."""
+    from pathlib import Path
+
+    from bsnn.bench.core_speed import measure
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.training.data import load_encoded
+
+    require_simulator("verilator")
+    root = Path(__file__).resolve().parents[2]
+    model = root / "models" / "conv_mnist_up5k"
+    hw = HardwareConfig.from_toml(root / "hdl" / "boards" / "icebreaker-conv.toml")
+    hw = hw.replace(weight_memory="bram")
+    result = measure(model, hw, limit=3)
+    bundle = load_bundle(model)
+    data = load_encoded(bundle, "mnist", "test", 3)
+    rtl = rtl_evaluate(bundle, data.on, data.off, progress=False, hw=hw)
+    assert [p["cycles"] for p in result["per_inference"]] == rtl["cycles"].tolist()
+    assert [p["cycles_bound"] for p in result["per_inference"]] == rtl["cycles_bound"].tolist()
+    summary = result["summary"]
+    assert 1.0 <= summary["bound_ratio_mean"] <= 1.1, summary["bound_ratio_mean"]
+    # every conv2d tap reads a weight word; the pool-free network reads one per synaptic cycle
+    reads = result["per_inference"][0]["memory_reads"]
+    assert reads["weight_words"] * hw.lanes == reads["weight_bits"] > 0
