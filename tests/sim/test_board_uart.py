@@ -311,6 +311,46 @@ def test_board_top_conv_bundle_loaded_over_uart():
 
 
 @pytest.mark.rtl
+def test_board_top_strided_conv_with_spram_weights_loaded_over_uart():
+    """The convolutional board top as hdl/boards/icebreaker-conv.toml builds it (the UP5K conv
+    model's build): strided conv2d layers, a dense hidden layer, P = 4 (four weight words per
+    SPRAM word), the short neuron pipeline, weights in SPRAM (no initial contents), no flash
+    loader and no self-test unit. The whole bundle goes over the UART, then samples through the
+    pins are compared record for record with the golden model (the bitstream report's RTL
+    measurement runs the block-RAM build of the same geometry; this is the SPRAM one)."""
+    import tomllib
+
+    from bsnn.firmware_export.bundle import LayerSpec
+    require_simulator("icarus")
+    toml = tomllib.loads((REPO / "hdl" / "boards" / "icebreaker-conv.toml").read_text())
+    assert toml["board"]["weights"] == "spram" and not toml["board"]["self_test"]
+    rng = np.random.default_rng(53)
+    shape = (1, 8, 8)
+    conv1 = LayerSpec.conv2d(shape, 3, 5, stride=2, padding=2)              # 3 x 4 x 4
+    conv2 = LayerSpec.conv2d((3, 4, 4), 6, 3, stride=2, padding=1)          # 6 x 2 x 2
+    layers = [conv1, conv2, LayerSpec(size=7), LayerSpec(size=4)]
+    bundle = random_bundle(rng, input_shape=shape, layers=layers, v_width=9, c_width=8,
+                           bias_width=5, max_input_events=24, time_steps=3)
+    hw = HardwareConfig.from_toml(REPO / "hdl" / "boards" / "icebreaker-conv.toml")
+    hw = hw.replace(weight_memory=toml["board"]["weights"])     # (as plan_build places them)
+    assert (hw.lanes, hw.weight_memory, hw.neuron_pipeline) == (4, "spram", "short")
+    runner, bdir, geom = _build(bundle, hw.for_bundle(bundle), "icarus", self_test=False)
+    assert geom.is_spatial and geom.lanes == 4
+    on, off = random_counts(bundle, 2, rng)
+    gold = run_golden(bundle, on, off)
+    assert all(int(sp.sum()) > 0 for sp in gold.spikes[:-1]), "every hidden layer should fire"
+    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
+               for k in range(2)]
+    job = {"build_key": geom.key(), "divisor": DIVISOR,
+           "config_writes": [list(w) for w in config_writes(bundle, build=geom)], "samples": samples}
+    out = _run(runner, bdir, job)
+    assert out["uart_frame_errors"] == 0
+    for k in range(2):
+        assert compare_sample(bundle, gold, k, out["samples"][k], trace=True) is None, \
+            compare_sample(bundle, gold, k, out["samples"][k])
+
+
+@pytest.mark.rtl
 def test_board_top_batch_mode_over_uart():
     """Batch mode (hdl/batch.py) through the UART pins: a few images loaded into the batch
     memory and run back to back; every class equals the golden model's, the on-chip cycle count
