@@ -493,7 +493,8 @@ def write_report(report: dict, json_path, md_path) -> None:
         lines += ["", "No self-test unit (`[board] self_test = false`): the host link takes "
                   "EXPECT and drops it, BOOT reports the self-test as NONE; `bsnn board` checks "
                   "every record against the golden model itself."]
-    fam = "ice40" if report["device"].startswith("iCE40") else "ecp5"
+    from bsnn.hdl.board import BOARDS
+    fam = BOARDS[report["board"]].family
     if report.get("dsp", DSP_DEFAULT[fam]) != DSP_DEFAULT[fam]:
         lines += ["", f"`[board] dsp = {str(report['dsp']).lower()}`: Yosys maps the multipliers "
                   f"{'to' if report['dsp'] else 'away from'} the DSP blocks "

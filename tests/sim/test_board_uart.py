@@ -280,6 +280,23 @@ def test_board_top_spram_weights_loaded_over_uart():
 # boots, is loaded over the UART and answers samples in tests/sim/test_board_flash.py.
 
 
+def _load_and_compare(runner, bdir, geom, bundle, rng, n: int = 2):
+    """Load ``bundle`` over the UART into the built board top, run ``n`` random samples through
+    its pins and compare every record with the golden model; returns the golden result."""
+    on, off = random_counts(bundle, n, rng)
+    gold = run_golden(bundle, on, off)
+    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
+               for k in range(n)]
+    job = {"build_key": geom.key(), "divisor": DIVISOR,
+           "config_writes": [list(w) for w in config_writes(bundle, build=geom)], "samples": samples}
+    out = _run(runner, bdir, job)
+    assert out["uart_frame_errors"] == 0
+    for k in range(n):
+        assert compare_sample(bundle, gold, k, out["samples"][k], trace=True) is None, \
+            compare_sample(bundle, gold, k, out["samples"][k])
+    return gold
+
+
 @pytest.mark.rtl
 def test_board_top_conv_bundle_loaded_over_uart():
     """A convolutional board top (conv2d, OR pooling, dense; U = 1 as bsnn bitstream builds it
@@ -297,17 +314,7 @@ def test_board_top_conv_bundle_loaded_over_uart():
     hw = HardwareConfig(lanes=4, neuron_lanes=2, neuron_pipeline="long").for_bundle(a)
     runner, bdir, geom = _build(a, hw, "icarus")
     assert geom.is_spatial and geom.neuron_lanes == 1
-    on, off = random_counts(b, 2, rng)
-    gold = run_golden(b, on, off)
-    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
-               for k in range(2)]
-    job = {"build_key": geom.key(), "divisor": DIVISOR,
-           "config_writes": [list(w) for w in config_writes(b, build=geom)], "samples": samples}
-    out = _run(runner, bdir, job)
-    assert out["uart_frame_errors"] == 0
-    for k in range(2):
-        assert compare_sample(b, gold, k, out["samples"][k], trace=True) is None, \
-            compare_sample(b, gold, k, out["samples"][k])
+    _load_and_compare(runner, bdir, geom, b, rng)
 
 
 @pytest.mark.rtl
@@ -336,18 +343,8 @@ def test_board_top_strided_conv_with_spram_weights_loaded_over_uart():
     assert (hw.lanes, hw.weight_memory, hw.neuron_pipeline) == (4, "spram", "short")
     runner, bdir, geom = _build(bundle, hw.for_bundle(bundle), "icarus", self_test=False)
     assert geom.is_spatial and geom.lanes == 4
-    on, off = random_counts(bundle, 2, rng)
-    gold = run_golden(bundle, on, off)
+    gold = _load_and_compare(runner, bdir, geom, bundle, rng)
     assert all(int(sp.sum()) > 0 for sp in gold.spikes[:-1]), "every hidden layer should fire"
-    samples = [[[list(e) for e in step] for step in events_from_counts(on, off, k, rng)]
-               for k in range(2)]
-    job = {"build_key": geom.key(), "divisor": DIVISOR,
-           "config_writes": [list(w) for w in config_writes(bundle, build=geom)], "samples": samples}
-    out = _run(runner, bdir, job)
-    assert out["uart_frame_errors"] == 0
-    for k in range(2):
-        assert compare_sample(bundle, gold, k, out["samples"][k], trace=True) is None, \
-            compare_sample(bundle, gold, k, out["samples"][k])
 
 
 @pytest.mark.rtl
