@@ -21,6 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from . import data as data_mod
+from .averaging import WeightAverage
 from .checkpoint import load_checkpoint
 from .diagnostics import FlipCounter, flip_rates, plot_history, weight_signs, write_history
 from ..firmware_export.bundle import (MAX_INPUT_EVENTS, MAX_NEURONS, MAX_TIME_STEPS, MAX_WIDTH,
@@ -69,6 +70,7 @@ DEFAULTS = {
         "weight_clip": 1.0, "seed": 0, "threads": 1, "device": "auto",
         "out_dir": None, "eval_batch_size": 1000, "init_batch": 512, "stop_after": None,
         "init_from": None, "init_layers": "all",
+        "average_from": None,    # stochastic weight averaging after this many epochs (averaging.py)
     },
     "export": {"dir": None, "golden_eval": True},
 }
@@ -128,6 +130,7 @@ RULES = {
     "train.stop_after": optional(integer(1)),
     "train.init_from": optional(text()),
     "train.init_layers": choice("all", "matching"),
+    "train.average_from": optional(integer(0)),
     "export.dir": optional(text()),
 }
 
@@ -308,6 +311,7 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
     sched = _schedule(opt, tc, steps_per_epoch * tc["epochs"])
     history, start_epoch = [], 0
     prev_signs = weight_signs(model)
+    averager = None   # WeightAverage from epoch tc["average_from"] on
 
     ckpt_path = out_dir / "last.pt"
     if resume:
@@ -315,7 +319,11 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
         if rp.exists():
             ck = load_checkpoint(rp, map_location=device, required=("model", "optimizer", "scheduler",
                                                                   "epoch", "history", "signs", "rng"))
-            model.load_state_dict(ck["model"])
+            # an averaging run's "model" is the average; training goes on from the trained state
+            model.load_state_dict(ck.get("trained_model", ck["model"]))
+            if "average" in ck:
+                averager = WeightAverage(model)
+                averager.load_state_dict(ck["average"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
             history, start_epoch = ck["history"], ck["epoch"]
@@ -365,6 +373,9 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
             sched.step()
             model.clip_latent(tc["weight_clip"])
             flips.update()
+            if tc["average_from"] is not None and epoch >= tc["average_from"]:
+                averager = averager or WeightAverage(model)
+                averager.update(model)
             loss_sum += float(loss.detach()) * len(y)
             correct += int((res.prediction.to(device) == y).sum())
             seen += len(y)
@@ -378,7 +389,8 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
             fl_layers, fl = flip_rates(prev_signs, cur)
             prev_signs = cur
             it_layers, it = flips.rates()
-            ev = evaluate(model, test_data, tc["eval_batch_size"], device)
+            judged = averager.averaged(model) if averager else model   # what is evaluated and exported
+            ev = evaluate(judged, test_data, tc["eval_batch_size"], device)
             rec = {
                 "epoch": epoch + 1, "loss": float(stats[0] / stats[2]),
                 "train_acc": float(stats[1] / stats[2]), "test_acc": ev["acc"], "test_loss": ev["loss"],
@@ -389,16 +401,19 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
                 "ssr_penalty": reg_sum / max(1, seen) if ssr.active else None,
                 "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0,
                 "alpha": [g_.alpha.detach().cpu().tolist() for g_ in model.gates],
+                "averaged_steps": averager.steps if averager else 0,
             }
             history.append(rec)
             print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in rec.items()
                               if k not in ("alpha", "iter_flip_rate_layers")}), flush=True)
             write_history(history, out_dir / "diagnostics.json")
             plot_history(history, out_dir / "diagnostics.png", cfg["name"])
-            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            ck = {"model": judged.state_dict(), "optimizer": opt.state_dict(),
                   "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
                   "signs": [s.cpu() for s in cur], "rng": torch.get_rng_state(), "config": cfg,
                   "input_size": model.input_size, "max_input_events": model.max_input_events}
+            if averager:
+                ck.update(trained_model=model.state_dict(), average=averager.state_dict())
             torch.save(ck, out_dir / "last.tmp")
             os.replace(out_dir / "last.tmp", ckpt_path)
             if ev["acc"] > best_acc:

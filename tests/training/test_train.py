@@ -9,6 +9,7 @@ import torch
 
 from bsnn.firmware_export.bundle import load_bundle
 from bsnn.firmware_export.golden import run_golden
+from bsnn.training.averaging import WeightAverage
 from bsnn.training.export import export_checkpoint, load_checkpoint_model
 from bsnn.training.train import build_data, load_config, main, train
 from .conftest import need
@@ -71,6 +72,42 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     drop = lambda h: {k: v for k, v in h.items() if k != "seconds"}
     assert [drop(h) for h in a["history"]] == [drop(h) for h in b["history"]]
+
+
+def test_weight_average_is_the_uniform_mean_of_the_updates():
+    net = torch.nn.Linear(3, 2)
+    avg = WeightAverage(net)
+    assert avg.averaged(net) is net          # nothing averaged yet: the model itself
+    seen = []
+    for k in range(4):
+        with torch.no_grad():
+            net.weight.fill_(float(k * k))
+        avg.update(net)
+        seen.append(net.weight.detach().clone())
+    twin = avg.averaged(net)
+    assert twin is not net and torch.equal(net.weight, seen[-1])   # the trained model is untouched
+    assert torch.allclose(twin.weight, torch.stack(seen).mean(0))  # (0 + 1 + 4 + 9) / 4
+
+
+@need("mnist")
+def test_averaging_run_exports_the_average_and_resumes_exactly(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    extra = "average_from = 1"
+    main(["--config", str(_write_toml(tmp_path, full, 3, extra)), "--no-progress"])
+    a = torch.load(full / "last.pt", weights_only=False)
+    steps_per_epoch = 384 // 64
+    assert [h["averaged_steps"] for h in a["history"]] == [0, steps_per_epoch, 2 * steps_per_epoch]
+    assert a["average"]["steps"] == 2 * steps_per_epoch
+    # the checkpoint's model is the average, not the trained state it came from
+    assert any(not torch.equal(a["model"][k], a["trained_model"][k]) for k in a["model"])
+    meta = export_checkpoint(full / "last.pt", tmp_path / "bundle")
+    assert meta["test_acc_hardware_exact"] == a["history"][-1]["test_acc"]
+    main(["--config", str(_write_toml(tmp_path, part, 3, extra)), "--stop-after", "2", "--no-progress"])
+    main(["--config", str(_write_toml(tmp_path, part, 3, extra)), "--resume", "--no-progress"])
+    b = torch.load(part / "last.pt", weights_only=False)
+    for key in ("model", "trained_model"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), (key, k)
 
 
 def _write_toml(tmp_path, out_dir, epochs, extra=""):
