@@ -162,8 +162,14 @@ class ResultEmitter(wiring.Component):
         pick = LaneSelect(m, emit & ~sent, "emit")
         onehot = pick.onehot
         any_rem, last_one = Signal(), Signal()
-        m.d.comb += [any_rem.eq(partial | fresh_any),
-                     last_one.eq(Mux(partial, rest_single, fresh_single))]
+        if U == 1:
+            # One lane is the group's last whenever it is set: nothing to register. (The
+            # registered form makes Yosys 0.70's abc9 fail an assertion in ABC_OPS_REINTEGRATE
+            # on the ULX3S models/conv_mnist board top, bisected to fd6bd21.)
+            m.d.comb += [any_rem.eq(pick.any), last_one.eq(1)]
+        else:
+            m.d.comb += [any_rem.eq(partial | fresh_any),
+                         last_one.eq(Mux(partial, rest_single, fresh_single))]
         rest = LaneSelect(m, emit & ~(sent | onehot), "rest")    # the lanes left after this one
         lane = Signal(NeuronResultLayout(g.idx_w, g.v_width))
         m.d.comb += lane.as_value().eq(one_hot_mux(onehot, [results[u].as_value() for u in range(U)]))
