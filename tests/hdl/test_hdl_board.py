@@ -695,12 +695,14 @@ def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, mod
 
 
 @pytest.mark.slow
-def test_ulx3s_conv_board_top_synthesises_for_the_ecp5(tmp_path):
-    """The ULX3S board top of the shipped convolutional model, as `make bitstream BOARD=ulx3s-85f
+@pytest.mark.parametrize("model, clock_mhz, lanes", [("conv_mnist", 42.0, 1), ("default", None, 4)])
+def test_ulx3s_board_tops_synthesise_for_the_ecp5(tmp_path, model, clock_mhz, lanes):
+    """The ULX3S board tops of the shipped convolutional model, as `make bitstream BOARD=ulx3s-85f
     MODEL=models/conv_mnist CLOCK_MHZ=42` builds it, through Yosys' `synth_ecp5` (no
     place-and-route; several minutes). From fd6bd21 to 181d2a3 the result emitter's registered
     group handshake made Yosys 0.70's abc9 fail an assertion on it (ABC_OPS_REINTEGRATE), and
-    no test noticed: the ECP5 tops were only built by hand."""
+    no test noticed: the ECP5 tops were only built by hand. The shipped default model's top
+    (U = 4, the registered handshake) is checked the same way."""
     import tomllib
 
     from bsnn.firmware_export.bundle import load_bundle
@@ -710,14 +712,14 @@ def test_ulx3s_conv_board_top_synthesises_for_the_ecp5(tmp_path):
     board = BOARDS["ulx3s-85f"]
     toml_path = board_config_path("ulx3s-85f")
     opts = tomllib.loads(toml_path.read_text())["board"]
-    bundle = load_bundle(REPO / "models" / "conv_mnist")
+    bundle = load_bundle(REPO / "models" / model)
     hw = HardwareConfig.from_toml(toml_path)
     geom = CoreGeometry.from_bundle(bundle, hw.for_bundle(bundle))
-    assert geom.neuron_lanes == 1          # the geometry that failed
+    assert geom.neuron_lanes == lanes      # 1: the geometry that failed
     platform, top, *_ = platform_top(bundle, hw, board, int(opts["uart_baud"]),
                                      opts.get("weights", "auto"),
                                      memory_init=memory_templates(geom, 1, board.family),
-                                     clock_mhz=42.0,
+                                     clock_mhz=clock_mhz,
                                      batch_words=int(opts.get("batch_event_words", 0)))
     plan = platform.build(top, name="top", do_build=False, script_after_read=ONE_HOT_FSMS,
                           synth_opts=dsp_synth_option("ecp5", opts.get("dsp")))
