@@ -697,12 +697,12 @@ def test_icebreaker_mnist_board_top_packs_into_the_up5k(tmp_path, toml_name, mod
 @pytest.mark.slow
 @pytest.mark.parametrize("model, clock_mhz, lanes", [("conv_mnist", 42.0, 1), ("default", None, 4)])
 def test_ulx3s_board_tops_synthesise_for_the_ecp5(tmp_path, model, clock_mhz, lanes):
-    """The ULX3S board tops of the shipped convolutional model, as `make bitstream BOARD=ulx3s-85f
-    MODEL=models/conv_mnist CLOCK_MHZ=42` builds it, through Yosys' `synth_ecp5` (no
-    place-and-route; several minutes). From fd6bd21 to 181d2a3 the result emitter's registered
-    group handshake made Yosys 0.70's abc9 fail an assertion on it (ABC_OPS_REINTEGRATE), and
-    no test noticed: the ECP5 tops were only built by hand. The shipped default model's top
-    (U = 4, the registered handshake) is checked the same way."""
+    """ULX3S board tops as `make bitstream BOARD=ulx3s-85f` builds them, through Yosys'
+    `synth_ecp5` (no place-and-route; about half a minute each): the shipped convolutional model
+    (`CLOCK_MHZ=42`, U = 1) and the default model (U = 4, the registered group handshake). From
+    fd6bd21 to 181d2a3 the result emitter's registered handshake made Yosys 0.70's abc9 fail an
+    assertion (ABC_OPS_REINTEGRATE) on the first, and no test noticed: the ECP5 tops were only
+    built by hand."""
     import tomllib
 
     from bsnn.firmware_export.bundle import load_bundle
