@@ -35,6 +35,7 @@ from ..firmware_export.validate import (OneLineParser, check_checkpoint, check_t
                                         positive_int, read_toml, text, text_list)
 from .builders import build_data, build_model, encoding_spec, evaluate, run_eval_dataset
 from .model import BSNN
+from .widening import WidenError, widen_state
 from .ssr import METHODS as SSR_METHODS, SSRConfig, ssr_penalty
 
 __all__ = ["main", "add_train_arguments", "run_train", "load_config", "check_runnable", "build_model",
@@ -129,7 +130,7 @@ RULES = {
     "train.init_batch": integer(1),
     "train.stop_after": optional(integer(1)),
     "train.init_from": optional(text()),
-    "train.init_layers": choice("all", "matching"),
+    "train.init_layers": choice("all", "matching", "widen"),
     "train.average_from": optional(integer(0)),
     "export.dir": optional(text()),
 }
@@ -230,6 +231,26 @@ def init_from_state(model, state: dict, where: str, layers: str) -> set:
     return loaded
 
 
+def widen_from(model, src: dict, where: str, on, off, generator) -> int:
+    """``init_layers = "widen"``: ``model`` becomes the checkpoint ``src``'s network widened by
+    duplication (``training/widening.py``); returns how many predictions of the batch ``on``,
+    ``off`` differ between the two (0 unless a leak or a saturation breaks the scaling)."""
+    if not isinstance(src.get("config"), dict):
+        raise ConfigError(f"train.init_from: {where} has no config, so its network is unknown")
+    try:
+        narrow = build_model(_merge(DEFAULTS, src["config"]), model.input_size, model.max_input_events)
+        narrow.load_state_dict(src["model"])
+        widen_state(model, src["model"], generator)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"train.init_from: {where} cannot be widened into this network "
+                          f"({str(exc).splitlines()[0]})") from None
+    except WidenError as exc:
+        raise ConfigError(f"train.init_from: {where} cannot be widened into this network ({exc})") from None
+    before = narrow(on, off, hardware=True).prediction
+    after = model(on, off, hardware=True).prediction
+    return int((before != after).sum())
+
+
 def _layer_of(name: str) -> int | None:
     """The layer of a state-dict entry (``weights.<l>``, ``gates.<l>.alpha``, ...), or None."""
     parts = name.split(".")
@@ -296,7 +317,14 @@ def train(cfg: dict, resume: str | bool | None = None, progress: bool = True) ->
     model.init_thresholds(on, off, cfg["model"]["theta_init_factor"])
     if tc.get("init_from"):  # fine-tuning: start from the model of another run's checkpoint
         src = load_checkpoint(tc["init_from"], required=("model",))   # weights_only: no code runs
-        loaded = init_from_state(model, src["model"], tc["init_from"], tc["init_layers"])
+        if tc["init_layers"] == "widen":
+            changed = widen_from(model, src, tc["init_from"], on, off,
+                                 torch.Generator().manual_seed(int(tc["seed"])))
+            if rank == 0:
+                print(f"init_from {tc['init_from']}: widened by duplication; {changed} of {len(init_idx)} "
+                      "predictions of the init batch differ from the checkpoint's network", flush=True)
+        else:
+            loaded = init_from_state(model, src["model"], tc["init_from"], tc["init_layers"])
         if tc["init_layers"] == "matching":
             if rank == 0:
                 gates = fresh_gates(model, src["model"], loaded)

@@ -196,10 +196,12 @@ def test_later_model_keys_are_config_keys_that_old_checkpoints_lack():
 
 def test_every_committed_config_loads_and_its_starting_checkpoint_fits():
     """Each TOML in configs/ passes the schema, and a staged config's ``init_from`` checkpoint
-    (committed under models/checkpoints/) loads into the network the config builds."""
+    (committed under models/checkpoints/) loads into the network the config builds (or widens
+    into it, ``init_layers = "widen"``)."""
     from bsnn.training.builders import build_model
     from bsnn.training.checkpoint import load_checkpoint
     from bsnn.training.train import check_runnable, init_from_state, load_config
+    from bsnn.training.widening import widen_state
     configs = sorted((REPO / "configs").glob("*.toml"))
     staged = 0
     for path in configs:
@@ -210,7 +212,11 @@ def test_every_committed_config_loads_and_its_starting_checkpoint_fits():
         check_runnable(dict(cfg, train=dict(cfg["train"], init_from=str(REPO / start))), path.name)
         ck = load_checkpoint(REPO / start)
         model = build_model(cfg, ck["input_size"], ck["max_input_events"])
-        loaded = init_from_state(model, ck["model"], start, cfg["train"]["init_layers"])
-        assert loaded, path.name
+        if cfg["train"]["init_layers"] == "widen":
+            factors = widen_state(model, ck["model"])
+            assert max(m for pair in factors for m in pair) > 1, path.name
+        else:
+            loaded = init_from_state(model, ck["model"], start, cfg["train"]["init_layers"])
+            assert loaded, path.name
         staged += 1
     assert len(configs) >= 25 and staged >= 6
