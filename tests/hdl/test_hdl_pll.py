@@ -105,7 +105,7 @@ def test_seed_sweep_keeps_the_fastest_placement(tmp_path, monkeypatch):
         calls.append((seed, reuse, out_dir.name))
         return {"board": board, "device": "iCE40UP5K", "model": str(model), "sizes": [4, 2],
                 "time_steps": 1, "command": f"make bitstream BOARD={board} MODEL={model}",
-                "build_seconds": 1.0, "source_commit": None, "nextpnr_seed": seed,
+                "build_seconds": 0.0 if reuse else 100.0, "source_commit": None, "nextpnr_seed": seed,
                 "hardware": {"lanes": 8, "neuron_lanes": 1, "trace": True}, "weights_in": "bram",
                 "utilization": {"logic_cells": {"used": 1, "available": 2}},
                 "bitstream": "x.bin",
@@ -122,3 +122,6 @@ def test_seed_sweep_keeps_the_fastest_placement(tmp_path, monkeypatch):
     report = json.loads((out / "report-summary.json").read_text())
     assert report["seed_sweep_fmax_mhz"] == {"1": 38.0, "2": 41.5, "3": 40.2}
     assert report["command"].endswith("SEEDS=1,2,3")
+    # the build time is the three placements', not the reuse's (which the report called "reused")
+    assert report["build_seconds"] == 300.0
+    assert "300 s here" in (out / "report.md").read_text()
