@@ -3,6 +3,8 @@ training/widening.py): the wider network fires the old spikes, tiled, and predic
 import pytest
 import torch
 
+from bsnn.firmware_export.errors import ConfigError
+
 from bsnn.firmware_export.spatial import output_shape
 from bsnn.training.builders import build_model
 from bsnn.training.train import load_config, train
@@ -104,6 +106,12 @@ def test_widen_run_starts_from_the_checkpoints_predictions(tmp_path, capsys):
                                         "lr": 1e-9, "lr_param": 0.0, "lr_gate": 0.0,
                                         "init_from": str(tmp_path / "small" / "last.pt"),
                                         "init_layers": "widen"}})
+    uneven = load_config(None, {**base, "model": {"features": ["8c5s2"], "hidden": [18]},
+                                "train": {**wide["train"], "out_dir": str(tmp_path / "uneven")}})
+    with pytest.raises(ConfigError) as err:     # (the CLI prints it as one line, exit 2)
+        train(uneven, progress=False)
+    assert "cannot be widened into this network (layer 1 neurons: 18 is not a multiple of the " \
+           "checkpoint's 12)" in str(err.value) and "\n" not in str(err.value)
     second = train(wide, progress=False)
     assert "widened by duplication; 0 of 128 predictions of the init batch differ" in capsys.readouterr().out
     # with (almost) no learning, the widened network scores what the checkpoint scored
