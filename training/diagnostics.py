@@ -81,7 +81,8 @@ def plot_history(history: list[dict], path: str | Path, title: str = "") -> None
     for k in range(nl):
         ax[1, 0].plot(ep, [h["flip_rate_layers"][k] for h in history], "o-", label=f"layer {k + 1}")
     ax[1, 0].plot(ep, [h["flip_rate"] for h in history], "k--", label="all")
-    ax[1, 0].set_yscale("log")
+    if any(h["flip_rate"] > 0 for h in history):   # (a run without flips has nothing to log-scale)
+        ax[1, 0].set_yscale("log")
     ax[1, 0].set_title("weight sign-flip rate per epoch")
     ax[1, 0].legend(fontsize=7)
     for k in range(len(history[0]["firing_rate_layers"])):
