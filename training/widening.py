@@ -9,8 +9,9 @@ flat vector tiled, because maps flatten channel first). Its synaptic input is th
 the old one, and with its bias and threshold scaled by ``m_in`` its potential is ``m_in`` times the
 old potential at every step: the same spikes, and at the output the same argmax. This is exact in
 the integer semantics for neurons without leak (a leak floors ``v >> leak``, which does not scale)
-and as long as the scaled potentials stay inside ``v_width`` (saturation); ``widen_state``
-reports the images of a batch whose prediction changed, so a user sees when it is not.
+and as long as the scaled potentials stay inside ``v_width`` (saturation); the training run
+(``bsnn.training.train.widen_from``) prints how many predictions of its init batch changed, so a
+user sees when it is not. A fixed threshold (the potential readout's, never reached) is kept.
 
 Copies have equal weights and so receive equal gradients: the copies of a trained network would
 stay copies. The latent weights' magnitudes are therefore multiplied by random factors in
