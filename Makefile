@@ -35,6 +35,7 @@ help:
 	@echo "make flash-image BOARD=... MODEL=... the model's SPI flash image (booted at power-up; docs/board.md)"
 	@echo "make core-speed BOARD=... MODEL=... core cycles vs the event bound on 100 MNIST test images"
 	@echo "make host-link BOARD=... MODEL=...  UART bytes per MNIST inference and the link's inferences/s"
+	@echo "make compact CHECKPOINT=... TO=...  a checkpoint as sign bits, small enough to commit (exports the same bundle)"
 	@echo "make formal    bounded formal checks (SymbiYosys + z3): stream rules, spike queue"
 	@echo "make bench     simulated cycles/s: compiled Verilator harness vs cocotb on Verilator and Icarus"
 	@echo "make nir-demo  snnTorch -> NIR -> bundle, accuracy before and after"
@@ -89,6 +90,11 @@ nir-demo: $(STAMP)
 
 clean:
 	rm -rf build sim_build .pytest_cache
+
+# An export-only checkpoint, small enough to commit: make compact CHECKPOINT=runs/x/last.pt TO=models/checkpoints/x.pt
+.PHONY: compact
+compact: $(STAMP)
+	$(BSNN) compact --checkpoint $(CHECKPOINT) --out $(TO)
 
 .PHONY: bitstream weights core-speed host-link flash-image
 bitstream: $(STAMP)

@@ -226,6 +226,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_compact(args) -> int:
+    from bsnn.training.export import write_compact_checkpoint
+
+    info = write_compact_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {args.out}: {info['bytes_in'] / 1e6:.2f} MB -> {info['bytes_out'] / 1e6:.2f} MB, "
+          f"{info['binary_weights']:,} binary weights as sign bits, no optimizer state; "
+          "checked: the same integer parameters, so the same bundle")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from bsnn.sweep import run_sweep
     return int(run_sweep(args) or 0)
@@ -332,6 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=positive_int, help="evaluate on the first N test samples only")
     p.add_argument("--data-root", type=existing_dir, help="datasets folder (default ../shared/datasets)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compact", help="a checkpoint small enough to commit: sign bits, no optimizer state",
+                       description="Write the export-only form of a training checkpoint: each binary "
+                                   "weight tensor as its sign bits and mean magnitude, the rest of the "
+                                   "model state as it is, no optimizer state. It exports to the same "
+                                   "bundle (checked before writing) and can start a fine-tuning run "
+                                   "(init_from), but not resume one.")
+    p.add_argument("--checkpoint", required=True, type=checkpoint_file, help="checkpoint written by bsnn train")
+    p.add_argument("--out", required=True, type=output_file,
+                   help="file to write (atomically; an existing file is replaced only if it is a compact checkpoint)")
+    p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser("sweep", help="sparse-firing regularization sweep: accuracy vs firing and cycles")
     from bsnn.sweep import add_sweep_arguments

@@ -19,7 +19,7 @@ def test_help_lists_subcommands():
     out = run("--help")
     assert out.returncode == 0
     for sub in ("random-model", "verilog", "eval", "train", "export", "sweep", "sim", "lint", "nir",
-                "bitstream", "weights", "flash-image"):
+                "bitstream", "weights", "flash-image", "compact"):
         assert sub in out.stdout
 
 
@@ -74,7 +74,7 @@ def test_random_model_is_a_valid_bundle(model):
     assert all(np.isin(w, (0, 1)).all() for w in b.weights)
 
 
-@pytest.mark.parametrize("sub", ["export", "sweep", "sim", "lint", "bitstream", "weights", "board", "train",
+@pytest.mark.parametrize("sub", ["export", "compact", "sweep", "sim", "lint", "bitstream", "weights", "board", "train",
                                  "flash-image"])
 def test_every_subcommand_has_help(sub):
     out = run(sub, "--help")

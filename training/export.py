@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["load_checkpoint_model", "export_checkpoint", "main"]
+__all__ = ["load_checkpoint_model", "export_checkpoint", "write_compact_checkpoint", "main"]
 
 
 def load_checkpoint_model(ckpt_path: str | Path):
@@ -27,6 +27,57 @@ def load_checkpoint_model(ckpt_path: str | Path):
         raise CheckpointError(f"{ckpt_path}: the model in the checkpoint does not match its config ({first})") from None
     model.eval()
     return model, ck
+
+
+def _is_compact_checkpoint(path: Path) -> bool:
+    """True for a file this command wrote: a checkpoint that loads and is compact."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:   # anything unreadable is not ours to replace
+        return False
+    try:
+        return isinstance(ck, dict) and "compact" in ck and bool(load_checkpoint(path))
+    except CheckpointError:
+        return False
+
+
+def write_compact_checkpoint(ckpt_path: str | Path, out_path: str | Path) -> dict:
+    """Write the compact form of ``ckpt_path`` (``bsnn.training.checkpoint.compact_checkpoint``)
+    to ``out_path`` atomically, after checking that it rebuilds a network with the same integer
+    parameters (so the same bundle). An existing ``out_path`` is replaced only if it is a compact
+    checkpoint itself. Returns the sizes and the number of binary weights."""
+    import io
+    import os
+    import tempfile
+
+    import numpy as np
+
+    from bsnn.firmware_export.outputs import check_file_output, write_file
+
+    from .checkpoint import CheckpointError, compact_checkpoint
+
+    check_file_output(out_path, replaces=_is_compact_checkpoint, inputs=[ckpt_path])
+    model, ck = load_checkpoint_model(ckpt_path)
+    buffer = io.BytesIO()
+    torch.save(compact_checkpoint(ck), buffer)
+    data = buffer.getvalue()
+    with tempfile.TemporaryDirectory() as tmp:   # the check reads the bytes as they will be written
+        probe = Path(tmp) / "compact.pt"
+        probe.write_bytes(data)
+        rebuilt, _ = load_checkpoint_model(probe)
+    for k, (a, b) in enumerate(zip(_integers(model), _integers(rebuilt))):
+        if not all(np.array_equal(x, y) for x, y in zip(a, b)):
+            raise CheckpointError(f"{ckpt_path}: its compact form would change layer {k}'s integer "
+                                  "parameters; nothing written")
+    write_file(out_path, data, replaces=_is_compact_checkpoint, inputs=[ckpt_path])
+    n_binary = sum(int(p.numel()) for p in model.weights)
+    return {"bytes_in": os.path.getsize(ckpt_path), "bytes_out": len(data), "binary_weights": n_binary}
+
+
+def _integers(model) -> list:
+    """Per layer (weights, bias, threshold) as the bundle takes them."""
+    return list(zip(*model.hardware_params()))
 
 
 def _repo_relative(path) -> str:
