@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (the refused RegisterMemory below exists, unelaborated, when its constructor raises)
 """RegisterMemory: cycle for cycle the reads of an Amaranth Memory with a transparent read port."""
 import numpy as np
 import pytest
