@@ -11,8 +11,9 @@ A **compact** checkpoint (:func:`compact_checkpoint`, ``bsnn compact``) is the e
 of one, small enough to commit: each binary weight tensor as its sign bits (the hardware's sign,
 ``w >= 0``) packed eight to a byte with the tensor's mean magnitude, the rest of the model state
 as it is, and no optimizer, scheduler or RNG state. :func:`load_checkpoint` expands it back into
-a model state whose latent weights are ``+-`` that magnitude, so it exports to the same bundle bit
-for bit and starts a fine-tuning run (``init_from``); it cannot resume one.
+a model state whose latent weights are ``+-`` that magnitude (and marks it ``from_compact``), so it
+exports to the same bundle bit for bit and starts a fine-tuning run (``init_from``); it cannot
+resume one.
 """
 from __future__ import annotations
 
@@ -134,6 +135,6 @@ def _expand_compact(ck: dict, path) -> dict:
         unpacked = (bits.view(-1, 1) >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1
         positive = unpacked.flatten()[:n].view(shape).bool()
         model[name] = torch.where(positive, magnitude, -magnitude).float()
-    out = dict(ck, model=model)
+    out = dict(ck, model=model, from_compact=True)
     del out["compact"]
     return out

@@ -64,7 +64,7 @@ def test_compact_checkpoint_rebuilds_the_same_integer_network(tmp_path):
     assert torch.equal(a(on, hardware=True).v[-1], b(on, hardware=True).v[-1])
 
 
-def test_compact_checkpoint_cannot_resume_and_replaces_only_its_own_kind(tmp_path, capsys):
+def test_compact_checkpoint_cannot_resume_and_replaces_only_its_own_kind(tmp_path, capsys, monkeypatch):
     _full_checkpoint(tmp_path / "full.pt")
     small = tmp_path / "small.pt"
     assert bsnn_main(["compact", "--checkpoint", str(tmp_path / "full.pt"), "--out", str(small)]) == 0
@@ -78,6 +78,11 @@ def test_compact_checkpoint_cannot_resume_and_replaces_only_its_own_kind(tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not an earlier output" in err
     assert (tmp_path / "full.pt").read_bytes() == before
+    # a file larger than any compact checkpoint is refused without being read
+    import bsnn.training.export as export_module
+    monkeypatch.setattr(export_module, "_MAX_COMPACT_BYTES", small.stat().st_size - 1)
+    assert bsnn_main(["compact", "--checkpoint", str(tmp_path / "full.pt"), "--out", str(small)]) == 2
+    assert "not an earlier output" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("damage, message", [
