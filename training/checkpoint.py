@@ -24,6 +24,7 @@ import re
 import stat
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bsnn.firmware_export.errors import InputError
@@ -96,9 +97,7 @@ def compact_checkpoint(ck: dict) -> dict:
             continue
         w = value.detach().float().cpu().flatten()
         magnitude = float(w.abs().mean()) if w.numel() else 0.0
-        bits = torch.zeros(-(-w.numel() // 8) * 8, dtype=torch.uint8)
-        bits[:w.numel()] = (w >= 0).to(torch.uint8)
-        packed = (bits.view(-1, 8) << torch.arange(7, -1, -1, dtype=torch.uint8)).sum(1, dtype=torch.uint8)
+        packed = torch.from_numpy(np.packbits((w >= 0).numpy()))   # first weight in the MSB
         signs[name] = {"bits": packed, "shape": list(value.shape),
                        "magnitude": magnitude if magnitude > 0 else 1.0}
     out = {k: ck[k] for k in _COMPACT_KEEPS if k in ck}
@@ -132,8 +131,7 @@ def _expand_compact(ck: dict, path) -> dict:
             raise bad(f"{name}: the sign bits do not hold {n} weights")
         if not (isinstance(magnitude, float) and math.isfinite(magnitude) and magnitude > 0):
             raise bad(f"{name}: magnitude {magnitude!r}")
-        unpacked = (bits.view(-1, 1) >> torch.arange(7, -1, -1, dtype=torch.uint8)) & 1
-        positive = unpacked.flatten()[:n].view(shape).bool()
+        positive = torch.from_numpy(np.unpackbits(bits.numpy(), count=n).astype(bool)).view(shape)
         model[name] = torch.where(positive, magnitude, -magnitude).float()
     out = dict(ck, model=model, from_compact=True)
     del out["compact"]
