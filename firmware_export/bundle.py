@@ -14,7 +14,7 @@ from .encoding import DEFAULT_ENCODING, EncodingError, complete_encoding
 from .errors import BSNNError
 from .outputs import (InputFileError, check_folder_output, only_files, output_folder,
                       read_regular_file, write_file, write_staged)
-from .spatial import output_shape
+from .spatial import output_shape, window_fan_in
 
 SCHEMA_VERSION = 2                # what save_bundle writes
 READABLE_VERSIONS = (1, 2)        # version 1: the encoding lived in metadata.encoding (see below)
@@ -888,7 +888,7 @@ def _random_spatial_bundle(rng, **overrides) -> Bundle:
             continue
         if layer.kind == "conv2d":
             w_shape, n_params = (layer.channels, in_shape[0], *layer.kernel), layer.channels
-            fan_in = in_shape[0] * min(layer.kernel[0], in_shape[1]) * min(layer.kernel[1], in_shape[2])
+            fan_in = window_fan_in("conv2d", in_shape, layer.kernel)
         else:
             w_shape, n_params, fan_in = (n_in, layer.size), layer.size, n_in
         weights.append((rng.random(w_shape) < rng.uniform(0.3, 0.8)).astype(np.uint8))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["synaptic_input", "window_outputs", "output_shape", "layer_input_shapes", "taps_per_position",
+__all__ = ["synaptic_input", "window_outputs", "window_fan_in", "output_shape", "layer_input_shapes", "taps_per_position",
            "input_units", "layer_wiring", "DenseWiring", "Conv2dWiring", "Pool2dWiring"]
 
 
@@ -33,6 +33,14 @@ def window_outputs(extent: int, kernel: int, stride: int, padding: int) -> int:
     """Windows along one dimension (section 10.1): ``(extent + 2 padding - kernel) // stride + 1``;
     windows that would pass the padded end are dropped (PyTorch's floor mode)."""
     return (extent + 2 * padding - kernel) // stride + 1
+
+
+def window_fan_in(kind: str, in_shape, kernel) -> int:
+    """The most distinct sources of one output of a conv2d or pool2d layer reading ``in_shape``
+    (section 10.7): ``C_in * min(K_h, H) * min(K_w, W)`` for conv2d, one channel's
+    ``min(K_h, H) * min(K_w, W)`` for pool2d. Padding adds no source."""
+    c, h, w = in_shape
+    return (c if kind == "conv2d" else 1) * min(kernel[0], h) * min(kernel[1], w)
 
 
 def output_shape(layer, in_shape) -> tuple[int, int, int]:

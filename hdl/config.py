@@ -10,6 +10,7 @@ from amaranth.utils import bits_for, ceil_log2
 
 from bsnn.firmware_export.bundle import MAX_INPUT_EVENTS, MAX_WIDTH, MIN_WIDTH
 from bsnn.firmware_export.errors import BuildError, ConfigError
+from bsnn.firmware_export.spatial import window_fan_in
 from bsnn.firmware_export.validate import (check_table, choice, flag, integer, number, optional,
                                            read_toml, text)
 
@@ -493,14 +494,26 @@ class CoreGeometry:
         return bits_for(max(self.sizes))
 
     @property
-    def max_events_into_layer(self) -> int:
-        """Most events one layer can receive in one step: the input capacity or N_{l-1}."""
-        return max([self.max_input_events] + list(self.sizes[1:-1]))
+    def fan_in(self) -> tuple:
+        """The most events that reach one neuron (or pool window) of each layer in one step, the
+        bound of its ``|I|`` (docs/semantics.md sections 3 and 10.7): layer 1 the input capacity
+        (an input index may occur more than once in a step); a dense layer ``N_{l-1}``; a conv2d
+        layer or pool2d window :func:`~bsnn.firmware_export.spatial.window_fan_in` (each source
+        reaches a neuron through one tap)."""
+        bounds = [self.max_input_events]
+        for l in range(1, self.n_layers):
+            kind = self.kinds[l]
+            if kind == "dense":
+                bounds.append(self.units_in[l])
+                continue
+            _, in_shape, _, kernel, _, _ = self.spatial[l]
+            bounds.append(window_fan_in(kind, in_shape, kernel))
+        return tuple(bounds)
 
     @property
     def acc_w(self) -> int:
         """Bits of the largest event count into a layer's neuron (``|I|`` is at most that)."""
-        return bits_for(self.max_events_into_layer)
+        return bits_for(max(self.fan_in))
 
     @property
     def syn_w(self) -> int:

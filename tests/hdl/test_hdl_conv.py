@@ -1,6 +1,8 @@
 """Convolutional builds (docs/semantics.md section 10): the tap generator on its own, and the
 whole core against the golden model on random conv2d / pool2d bundles, with random stalls, and
 its cycle count against the cycle formula."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -137,6 +139,53 @@ def test_conv_cycle_formula(seed):
             if layer.kind == "conv2d":
                 sops = int(gold.sops_per_layer[l, b])
                 assert layer_work(core.geom, l, counts[l])[1] == sops // layer.channels * core.geom.chunks[l]
+
+
+def test_lane_width_from_the_fan_in_bound():
+    """The accumulator lanes are as wide as the largest fan-in needs (docs/semantics.md 10.7),
+    not the largest map: a conv2d neuron's sources (padding adds none, a kernel larger than its
+    input reaches only the input), a pool2d window's, a dense layer's N_{l-1}, layer 1's
+    capacity."""
+    rng = np.random.default_rng(3)
+    shape = (1, 6, 6)
+    c1 = LayerSpec.conv2d(shape, 8, 3, padding=1)          # 8x6x6 = 288 neurons
+    p1 = LayerSpec.pool2d((8, 6, 6), 2)                     # 8x3x3
+    c2 = LayerSpec.conv2d((8, 3, 3), 4, 5, padding=2)       # 5x5 kernel on a 3x3 map: 8 * 3 * 3
+    out = LayerSpec(size=3)
+    bundle = random_bundle(rng, spatial=True, input_shape=shape, layers=[c1, p1, c2, out],
+                           max_input_events=20)
+    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=4))
+    assert g.fan_in == (20, 4, 72, 36)
+    assert g.syn_w == 8                  # 72 needs 7 bits, signed 8; N_1 = 288 would give 10
+
+
+def test_conv_sum_at_its_fan_in_bound_is_exact():
+    """Every source of a conv2d neuron spikes and every weight is +1, so its synaptic input is
+    exactly its fan-in, 16, the largest bound of the network and a power of two: lanes one bit
+    narrower would wrap it to -16 (checked: the test then fails). Spike-exact with stalls."""
+    rng = np.random.default_rng(5)
+    shape = (1, 4, 4)
+    c1 = LayerSpec.conv2d(shape, 4, 3, padding=1)            # 4x4x4, each spikes every step
+    c2 = LayerSpec.conv2d((4, 4, 4), 1, 2, stride=2)         # fan-in 4 * 2 * 2 = 16
+    out = LayerSpec(size=3)
+    bundle = random_bundle(rng, spatial=True, input_shape=shape, layers=[c1, c2, out],
+                           max_input_events=12, v_width=8, c_width=8, bias_width=4, time_steps=3)
+    c1, c2, out = bundle.layers
+    bundle = dataclasses.replace(
+        bundle, layers=[dataclasses.replace(c1, reset="zero", current=False, leak_v=0),
+                        dataclasses.replace(c2, reset="zero", current=False, leak_v=0), out],
+        weights=[np.ones_like(bundle.weights[0]), np.ones_like(bundle.weights[1]), bundle.weights[2]],
+        bias=[np.ones(4, np.int64), np.zeros(1, np.int64), bundle.bias[2]],
+        threshold=[np.ones(4, np.int64), np.full(1, 16, np.int64), bundle.threshold[2]])
+    core = BSNNCore(bundle, HardwareConfig(lanes=4))
+    assert max(core.geom.fan_in) == 16 and core.geom.syn_w == 6
+    on, off = random_counts(bundle, 2, rng, density=0.5, polarity=False)   # ON events: I >= 0
+    gold = run_golden(bundle, on, off)
+    assert gold.spikes[0].all() and gold.spikes[1].all()          # I = 16 >= theta = 16 in every step
+    results = CoreRunner(core, rng, p_valid=0.6, p_ready=0.6).run(
+        [("infer", events_of(on, off, b, rng)) for b in range(2)])
+    for b, res in enumerate(results):
+        check_against_golden(bundle, res, gold, b)
 
 
 def test_shipped_geometry_elaborates():
