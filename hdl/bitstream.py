@@ -66,7 +66,8 @@ def board_image(board_name: str, bundle, hw_path=None, weights=None, build=None,
             raise InputError(f"{path}: board.flash_loader is false: that bitstream loads no flash "
                              "image; its model comes over the UART (bsnn board --load)")
         weights = weights or toml.get("board", {}).get("weights", "auto")
-        _, geom, _ = plan_build(bundle, hw, board, weights)
+        _, geom, _ = plan_build(bundle, hw, board, weights, 0,
+                                bool(toml.get("board", {}).get("spram_single_port", False)))
     image = flash_image(bundle, geom, self_test)
     if board.flash_offset + len(image) > board.flash_bytes:
         raise BuildError(f"the flash image ({len(image)} bytes) does not fit the "
@@ -185,7 +186,8 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
     from bsnn.hdl.images import global_words, layer_mode_words
     from bsnn.hdl.uart import BRIDGES, uart_budget
     from bsnn.hdl.weights_patch import patch, template_images, write_hex
-    hw, geom, plan = plan_build(bundle, hw, board, weights, batch_words)
+    hw, geom, plan = plan_build(bundle, hw, board, weights, batch_words,
+                                bool(board_opts.get("spram_single_port", False)))
     # Random template contents in the weight, bias and threshold memories, replaced by the
     # bundle's images after place-and-route (so that `make weights` can swap them later).
     templates = memory_templates(geom, seed, board.family)
@@ -277,12 +279,13 @@ def build(board_name: str, model, hw_path=None, out_dir=None, baud=115200, weigh
         "tools": tool_versions(),
     }
     if throughput_images and measure is not None:
-        # Cycle counts do not depend on where the weights live (both memories read in one
-        # cycle), so the RTL simulation uses the block-RAM build of the same geometry.
+        # Cycle counts do not depend on where the memories live (the same ports, the same
+        # cycles), so the RTL simulation uses the inferred-RAM build of the same core
+        # (HardwareConfig.simulated: no iCE40 primitives).
         # Measured with the run-time trace on (as the bitstream starts) and off (TRACE written
         # 0: no SPIKE records, which a group of U neurons serialises).
         for name, run_trace in (("throughput", True), ("throughput_trace_off", False)):
-            speed = measure(model, hw.replace(weight_memory="bram"), limit=throughput_images,
+            speed = measure(model, hw.simulated(), limit=throughput_images,
                             fmax_mhz=summary["fmax_mhz"], run_trace=run_trace)["summary"]
             # ... and at the clock the board top actually runs at (if timing is met there).
             speed["inferences_per_second_at_core_clock"] = pll.f_out / speed["cycles_mean"]
@@ -506,6 +509,23 @@ def write_report(report: dict, json_path, md_path) -> None:
         lines += ["", f"Neuron state: `neuron_state = \"minimal\"`, each neuron stores "
                   f"{{{', '.join(kept)}}} (what this model uses); a bundle that needs more is "
                   f"refused at load time."]
+    hwr = report["hardware"]
+    one_port = [what for what, key in (("the neuron state", "neuron_state_memory"),
+                                       ("the spike queue", "spike_queue_memory"))
+                if hwr.get(key, "bram") == "spram"]
+    if one_port:
+        lines += ["", f"{' and '.join(one_port).capitalize()} in SPRAM as well (`[board] "
+                  "spram_single_port = true`: single-port memories, docs/fpga.md)"
+                  + ("; with the state on one port a neuron is updated every second cycle (a "
+                     "layer of `G` groups takes `2 G - 1` cycles)" if "the neuron state" in one_port
+                     else "")
+                  + ". The RTL measurement below runs the same core with inferred RAMs in their "
+                  "place (`HardwareConfig.simulated`: the same cycles)."]
+    if hwr.get("accumulator_split"):
+        from .config import CoreGeometry
+        low, high = CoreGeometry.from_key(key).accumulator_split
+        lines += ["", f"Accumulators split by fan-in (`accumulator_split = true`): {low} bits of "
+                  f"every lane in every word, the other bits only in words 0 to {high - 1}."]
     t = report.get("throughput")
     if t:
         lines += ["", f"Throughput on {t['samples']} MNIST test images (cycles measured in RTL "

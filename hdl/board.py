@@ -7,18 +7,20 @@ from dataclasses import dataclass
 from amaranth.hdl import Cat, ClockDomain, Const, Elaboratable, Instance, Module, Mux
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from bsnn.firmware_export.errors import BuildError
 
 from .batch import BatchUnit, batch_words_check
-from .config import CoreGeometry, HardwareConfig
+from .config import CoreGeometry, HardwareConfig, span
 from .core import BSNNCore
 from .flash_loader import T_RES1_S, BootStatus, FlashLoader
 from .hostlink import RX_FIFO_DEPTH, HostLink
-from .layouts import (AccumulatorLayout, InputEventLayout, NeuronStateLayout, OutputStatsLayout,
+from .layouts import (InputEventLayout, NeuronStateLayout, OutputStatsLayout,
                       SpikeGroupLayout)
 from .pll import BoardClock, ICE40PLL, ecp5_pll, ice40_pll
 from .selftest import SelfTest, SelfTestStatus
+from .single_port import spram_blocks
 from .spi_master import spi_half_period
 from .uart import BRIDGES, UARTRx, UARTTx, uart_divisor
 from .weights import SPRAM_COUNT, SPRAM_WORDS, spram_banks, spram_packing
@@ -111,9 +113,17 @@ _LUTRAM_DEPTH = {"ice40": 0, "ecp5": 16}
 
 
 def _blocks(family, depth, width):
+    """Block RAMs of a ``depth`` x ``width`` memory in the shape Yosys' memory mapping picks: the
+    fewest blocks, weighed against the read multiplexer that stacking blocks in depth needs
+    (a block costs as much as 64 multiplexed bits: 1,568 x 44 bits takes 22 blocks of 2048 x 2,
+    not 21 of 256 x 16 stacked 7 deep; 3,274 x 16 takes 13 of 256 x 16)."""
     if depth <= _LUTRAM_DEPTH[family]:
         return 0
-    return min(-(-depth // d) * -(-width // w) for d, w in _SHAPES[family])
+    costs = []
+    for d, w in _SHAPES[family]:
+        stacked, columns = -(-depth // d), -(-width // w)
+        costs.append((64 * stacked * columns + width * (stacked - 1), stacked * columns))
+    return min(costs)[1]
 
 
 def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=RX_FIFO_DEPTH,
@@ -125,24 +135,32 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
     U = geom.neuron_lanes
     state = NeuronStateLayout(geom.v_width, geom.c_width, current=geom.state_current,
                               fired=geom.state_fired)
+    spram = 0
+    if geom.state_memory == "spram":
+        spram += spram_blocks(len(span(geom.bank_depth)), state.size)
+    low, high_depth = geom.accumulator_split
     mems = {
-        "neuron_state": U * _blocks(f, geom.bank_depth, state.size),
+        "neuron_state": 0 if geom.state_memory == "spram" else U * _blocks(f, geom.bank_depth, state.size),
         "bias": U * _blocks(f, geom.param_depth, geom.stored_bias_width),
         "threshold": U * _blocks(f, geom.param_depth, geom.stored_threshold_width),
         "output_stats": 0 if geom.stats_in_flip_flops else U * _blocks(
             f, geom.groups[-1], OutputStatsLayout().size),
-        "accumulators": 0 if geom.acc_in_flip_flops else _blocks(
-            f, geom.acc_depth, AccumulatorLayout(geom.syn_w, geom.lanes).size),
+        "accumulators": 0 if geom.acc_in_flip_flops else (
+            _blocks(f, geom.acc_depth, geom.lanes * low)
+            + (high_depth and _blocks(f, high_depth, geom.lanes * (geom.syn_w - low)))),
         "host_rx_fifo": _blocks(f, rx_depth, 8),
     }
     if batch_words:
         mems["batch"] = _blocks(f, batch_words, InputEventLayout(geom.idx_w).size)
     if geom.spike_queue_depth:
-        mems["spike_queue"] = _blocks(f, geom.spike_queue_depth,
-                                      SpikeGroupLayout(geom.group_w, U).size)
-    spram = 0
+        width = SpikeGroupLayout(geom.group_w, U).size
+        if geom.queue_memory == "spram":    # (SinglePortFIFO: a power-of-two depth)
+            mems["spike_queue"] = 0
+            spram += spram_blocks(1 << ceil_log2(max(2, max(geom.groups[:-1]))), width)
+        else:
+            mems["spike_queue"] = _blocks(f, geom.spike_queue_depth, width)
     if hw.weight_memory == "spram":
-        spram = spram_banks(geom)
+        spram += spram_banks(geom)
     else:
         # (in banks of weight_bank_words words, each rounded up to whole blocks)
         bank = hw.weight_bank_words or geom.weight_depth
@@ -153,14 +171,20 @@ def memory_plan(geom: CoreGeometry, hw: HardwareConfig, board: Board, rx_depth=R
 
 
 def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto",
-               batch_words: int = 0):
+               batch_words: int = 0, single_port_spram: bool = False):
     """Choose the weight memory (``weights``: ``auto``, ``bram`` or ``spram``) and check that the
     build (with a batch memory of ``batch_words`` words) fits ``board``; returns
-    ``(hw, geom, plan)`` or raises :class:`DeviceFitError`."""
+    ``(hw, geom, plan)`` or raises :class:`DeviceFitError`. ``single_port_spram`` (``[board]
+    spram_single_port``): the memories ``hw`` uses through one port (``neuron_state_memory``,
+    ``spike_queue_memory = "single_port"``) become SPRAM."""
     if weights not in ("auto", "bram", "spram"):
         raise ValueError(f"weights: must be auto, bram or spram, got {weights!r}")
-    if weights == "spram" and not board.spram:
-        raise DeviceFitError(f"{board.device} has no SPRAM (weights = \"spram\")")
+    if (weights == "spram" or single_port_spram) and not board.spram:
+        raise DeviceFitError(f"{board.device} has no SPRAM (weights = \"{weights}\", "
+                             f"spram_single_port = {str(single_port_spram).lower()})")
+    if single_port_spram:
+        hw = hw.replace(**{name: "spram" for name in ("neuron_state_memory", "spike_queue_memory")
+                           if getattr(hw, name) == "single_port"})
     tries = ["bram", "spram"] if weights == "auto" and board.spram else \
         [weights if weights != "auto" else "bram"]
     hw = hw.for_bundle(bundle)          # U = 1 for a convolutional network
@@ -178,11 +202,12 @@ def plan_build(bundle, hw: HardwareConfig, board: Board, weights: str = "auto",
         if plan["bram_blocks"] > board.bram_blocks:
             detail = ", ".join(f"{k} {v}" for k, v in plan["bram_by_memory"].items())
             over.append(f"{plan['bram_blocks']} block RAMs > {board.bram_blocks} ({detail})")
-        if kind == "spram" and plan["spram"] > SPRAM_COUNT:
-            over.append(f"{geom.weight_depth} weight words need {plan['spram']} SPRAMs > "
-                        f"{SPRAM_COUNT} (at most "
-                        f"{SPRAM_COUNT * SPRAM_WORDS * spram_packing(geom.lanes)[1]} words of "
-                        f"{geom.lanes} bits)")
+        if plan["spram"] > board.spram:
+            over.append(f"{plan['spram']} SPRAMs > {board.spram} (weights "
+                        + (f"{spram_banks(geom)}: {geom.weight_depth} words of {geom.lanes} bits, at "
+                           f"most {SPRAM_COUNT * SPRAM_WORDS * spram_packing(geom.lanes)[1]}"
+                           if kind == "spram" else "in block RAM")
+                        + f"; neuron state {geom.state_memory}, spike queue {geom.queue_memory})")
         if not over:
             return h, geom, plan
         problems.append(f"weights in {kind}: " + "; ".join(over))

@@ -26,6 +26,9 @@ LAYER_WIDTH = 4
 MAX_LAYERS = (1 << LAYER_WIDTH) - 1
 #: Width of the core's ``cycles`` output (cycles of one inference).
 CYCLES_WIDTH = 32
+#: Where the neuron state and the spike queue can live (HardwareConfig.neuron_state_memory,
+#: spike_queue_memory; hdl/single_port.py for the single-port kinds).
+MEMORY_CHOICES = ("bram", "single_port", "spram")
 #: Most synapse lanes ``P`` of a build (a weight word of 512 bits spans 15 ECP5 block RAMs).
 MAX_LANES = 512
 
@@ -84,6 +87,22 @@ class HardwareConfig:
         flip-flops on the iCE40), and a group is issued to the banks only while the queue has
         room for every group in flight (timing of wide neuron arrays: no enable fanned out from
         the emitter's handshake to thousands of flip-flops). The same cycles either way.
+    neuron_state_memory : str
+        ``"bram"``: each neuron bank's state ``{v, c, fired}`` in a RAM that reads one neuron
+        and writes back another in the same cycle. ``"spram"``: in iCE40UP5K SB_SPRAM256KA
+        (:class:`~bsnn.hdl.single_port.SinglePortRAM`, one access per cycle), so a bank takes a
+        neuron every second cycle: the update of a layer costs ``2 G - 1`` cycles for ``G``
+        groups instead of ``G``. ``"single_port"``: a RAM used like the SPRAM (its cycles on any
+        device, for simulation and measurement). Single-port state needs ``neuron_lanes = 1``.
+    spike_queue_memory : str
+        ``"bram"`` (``SyncFIFOBuffered``), ``"spram"`` (an SB_SPRAM256KA queue,
+        :class:`~bsnn.hdl.single_port.SinglePortFIFO`) or ``"single_port"`` (the same queue on
+        an inferred RAM); the same cycles each way.
+    accumulator_split : bool
+        ``True``: the accumulator lanes are stored in two RAMs, the low bits in every word and
+        the high bits only in the words of the layers whose fan-in needs them
+        (:attr:`CoreGeometry.accumulator_split`): fewer block RAMs where the layers with the
+        most accumulator words have small fan-ins. The same cycles.
     """
     lanes: int = 8
     trace: bool = True
@@ -94,6 +113,9 @@ class HardwareConfig:
     neuron_state: str = "full"
     weight_bank_words: int = 0
     result_queue: bool = False
+    neuron_state_memory: str = "bram"
+    spike_queue_memory: str = "bram"
+    accumulator_split: bool = False
 
     def __post_init__(self):
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= MAX_LANES:
@@ -125,6 +147,17 @@ class HardwareConfig:
         if not isinstance(self.result_queue, bool):
             raise ValueError("hardware config: result_queue: must be true or false, "
                              f"got {self.result_queue!r}")
+        for name in ("neuron_state_memory", "spike_queue_memory"):
+            if getattr(self, name) not in MEMORY_CHOICES:
+                raise ValueError(f"hardware config: {name}: must be one of "
+                                 f"{', '.join(MEMORY_CHOICES)}, got {getattr(self, name)!r}")
+        if self.neuron_state_memory != "bram" and self.neuron_lanes != 1:
+            raise ValueError("hardware config: neuron_state_memory "
+                             f"{self.neuron_state_memory!r} needs neuron_lanes = 1, got "
+                             f"{self.neuron_lanes}")
+        if not isinstance(self.accumulator_split, bool):
+            raise ValueError("hardware config: accumulator_split: must be true or false, "
+                             f"got {self.accumulator_split!r}")
         if self.max_input_events is not None and (
                 isinstance(self.max_input_events, bool) or not isinstance(self.max_input_events, int)
                 or not 1 <= self.max_input_events <= MAX_INPUT_EVENTS):
@@ -136,6 +169,14 @@ class HardwareConfig:
         neuron per cycle (:class:`CoreGeometry`), so a board's ``neuron_lanes`` (chosen for dense
         networks) becomes 1 there; otherwise unchanged."""
         return self if bundle.is_dense else self.replace(neuron_lanes=1)
+
+    def simulated(self) -> "HardwareConfig":
+        """The same core with every SPRAM an inferred RAM used the same way (weights in block
+        RAM, single-port state and queue ``"single_port"``): the same cycles, and Verilog that a
+        simulator runs without the iCE40 primitives."""
+        return self.replace(weight_memory="bram", **{
+            name: "single_port" for name in ("neuron_state_memory", "spike_queue_memory")
+            if getattr(self, name) == "spram"})
 
     def replace(self, **changes) -> "HardwareConfig":
         return dataclasses.replace(self, **changes)
@@ -183,7 +224,9 @@ class HardwareConfig:
 _HARDWARE_RULES = {"lanes": integer(1, MAX_LANES), "neuron_lanes": integer(1, MAX_LANES),
                    "max_input_events": optional(integer(1, (1 << 24) - 1)),
                    "weight_memory": choice("bram", "spram"), "neuron_pipeline": choice("short", "long"),
-                   "neuron_state": choice("full", "minimal"), "weight_bank_words": integer(0)}
+                   "neuron_state": choice("full", "minimal"), "weight_bank_words": integer(0),
+                   "neuron_state_memory": choice(*MEMORY_CHOICES),
+                   "spike_queue_memory": choice(*MEMORY_CHOICES)}
 #: nextpnr's routers (``[board] nextpnr_router``; router1 is nextpnr's default and every
 #: committed report's; router2 finishes congested designs such as the parallel core).
 NEXTPNR_ROUTERS = ("router1", "router2")
@@ -193,6 +236,9 @@ _BOARD_KEYS = {"board.name": text(), "board.device": text(), "board.uart_baud": 
                "board.nextpnr_router": choice(*NEXTPNR_ROUTERS),
                # (a power of two or 0: bsnn.hdl.batch.batch_words_check, at build time)
                "board.batch_event_words": integer(0),
+               # true: the memories the core uses through one port (hardware.neuron_state_memory,
+               # spike_queue_memory = "single_port") in SB_SPRAM256KA (iCE40UP5K)
+               "board.spram_single_port": flag(),
                # false: no flash loader; SPRAM weights then come over the UART (bsnn board --load)
                "board.flash_loader": flag(),
                # false: no self-test unit (hdl/selftest.py); EXPECT is taken and ignored
@@ -227,6 +273,9 @@ class CoreGeometry:
     spatial: tuple = ()
     input_channels: bool = False  # input_polarity "channels": unit p * N_0 + i, polarity 1
     result_queue: bool = False    # HardwareConfig.result_queue (no effect on cycles or loading)
+    state_memory: str = "bram"    # HardwareConfig.neuron_state_memory
+    queue_memory: str = "bram"    # HardwareConfig.spike_queue_memory (no effect on cycles)
+    acc_split: bool = False       # HardwareConfig.accumulator_split (no effect on cycles)
 
     def __post_init__(self):
         if len(self.sizes) < 2:
@@ -298,6 +347,28 @@ class CoreGeometry:
         """Accumulator words: per layer one word of ``P`` channel lanes per chunk and output
         position, at ``position * chunks + chunk``; the most any layer needs."""
         return max(p * c for p, c in zip(self.positions, self.chunks))
+
+    @property
+    def acc_words(self) -> tuple:
+        """Accumulator words each layer uses (addresses ``0 .. positions * chunks - 1``)."""
+        return tuple(p * c for p, c in zip(self.positions, self.chunks))
+
+    @property
+    def accumulator_split(self) -> tuple:
+        """``(low_width, high_depth)`` of the accumulator lanes (``acc_split``): every word keeps
+        the low ``low_width`` bits of each lane, only words ``0 .. high_depth - 1`` the rest, so
+        a layer whose words reach beyond ``high_depth`` must need at most ``low_width`` bits
+        (its fan-in bound, :attr:`fan_in`, signed). Chosen for the fewest stored bits;
+        ``(syn_w, 0)`` (one memory) without ``acc_split`` or where no split saves bits."""
+        best = (self.acc_depth * self.syn_w, self.syn_w, 0)
+        if self.acc_split and not self.acc_in_flip_flops:
+            widths = [bits_for(b) + 1 for b in self.fan_in]
+            for low in sorted(set(widths)):
+                high_depth = max([n for n, w in zip(self.acc_words, widths) if w > low], default=0)
+                bits = self.acc_depth * low + high_depth * (self.syn_w - low)
+                if bits < best[0]:
+                    best = (bits, low, high_depth)
+        return best[1:]
 
     @property
     def acc_in_flip_flops(self) -> bool:
@@ -403,6 +474,11 @@ class CoreGeometry:
     def neuron_latency(self) -> int:
         """Cycles from a neuron command to its result (pipeline depth)."""
         return 10 if self.neuron_pipeline == "long" else 3
+
+    def update_cycles(self, groups: int) -> int:
+        """Cycles the neuron banks take ``groups`` back-to-back groups in: one per cycle, or
+        with single-port state (``state_memory`` not ``"bram"``) one every second cycle."""
+        return groups if self.state_memory == "bram" else 2 * groups - 1
 
     @property
     def result_queue_depth(self) -> int:
@@ -549,7 +625,10 @@ class CoreGeometry:
                 **({"spatial": [None if s is None else [s[0], *[list(x) for x in s[1:]]]
                                 for s in self.spatial],
                     "input_channels": self.input_channels} if self.is_spatial else {}),
-                **({"result_queue": True} if self.result_queue else {})}
+                **({"result_queue": True} if self.result_queue else {}),
+                **({"state_memory": self.state_memory} if self.state_memory != "bram" else {}),
+                **({"queue_memory": self.queue_memory} if self.queue_memory != "bram" else {}),
+                **({"acc_split": True} if self.acc_split else {})}
 
     @classmethod
     def from_key(cls, key: dict) -> "CoreGeometry":
@@ -564,7 +643,10 @@ class CoreGeometry:
                    spatial=tuple(None if s is None else (str(s[0]), *[tuple(int(v) for v in x) for x in s[1:]])
                                  for s in key.get("spatial", ())),
                    input_channels=bool(key.get("input_channels", False)),
-                   result_queue=bool(key.get("result_queue", False)))
+                   result_queue=bool(key.get("result_queue", False)),
+                   state_memory=str(key.get("state_memory", "bram")),
+                   queue_memory=str(key.get("queue_memory", "bram")),
+                   acc_split=bool(key.get("acc_split", False)))
 
     @classmethod
     def from_bundle(cls, bundle, hw: HardwareConfig | None = None) -> "CoreGeometry":
@@ -577,7 +659,8 @@ class CoreGeometry:
                    state_current=hw.neuron_state == "full" or any(l.current for l in bundle.layers),
                    state_fired=hw.neuron_state == "full" or any(l.fire_once for l in bundle.layers),
                    spatial=spatial_of(bundle), input_channels=bundle.input_polarity == "channels",
-                   result_queue=hw.result_queue)
+                   result_queue=hw.result_queue, state_memory=hw.neuron_state_memory,
+                   queue_memory=hw.spike_queue_memory, acc_split=hw.accumulator_split)
         check_fits(bundle, geom)
         return geom
 

@@ -102,14 +102,16 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
     ``[T, units]``: :func:`unit_counts`); a dense one takes ``events_per_layer``.
 
     ``D = CoreGeometry.layer_latency`` (11 with the short neuron pipeline, 18 with the long one),
-    ``G_l = ceil(N_l / U)`` neuron groups. ``X`` (only with ``U > 1`` and
+    ``G_l = ceil(N_l / U)`` neuron groups; with single-port neuron state
+    (``neuron_state_memory``) every ``G`` above (and ``N_L``) is ``2 G - 1``
+    (:meth:`CoreGeometry.update_cycles`). ``X`` (only with ``U > 1`` and
     the trace on) is the serialisation of SPIKE records: a group of ``U`` neurons with ``k > 1``
     spikes in one step takes ``k`` cycles instead of 1. ``spikes`` (per layer, ``[T, N_l]``
     0/1 arrays, as ``GoldenResult.spikes[l][:, b]``) is needed for ``X``.
     """
     U, C, L = geom.neuron_lanes, geom.acc_depth, geom.n_layers
     lat = geom.layer_latency
-    per_step = sum(n + lat for n in geom.groups) + L
+    per_step = sum(geom.update_cycles(n) + lat for n in geom.groups) + L
     if counts is not None:
         import numpy as np
         events = sum(layer_work(geom, l, c)[0] for l, c in enumerate(counts))
@@ -128,7 +130,7 @@ def cycle_estimate(geom: CoreGeometry, time_steps: int, events_per_layer, spikes
             extra += int(np.maximum(k - 1, 0).sum())
     # (the events of step 0 advance through the tap generator's queues while the accumulators clear)
     clear = C + 1 - geom.extra_queues
-    return clear + geom.layer_sizes[-1] + lat - 2 + time_steps * per_step + events + extra
+    return clear + geom.update_cycles(geom.layer_sizes[-1]) + lat - 2 + time_steps * per_step + events + extra
 
 
 def cycles_bound(geom: CoreGeometry, time_steps: int, events_per_layer, counts=None) -> int:

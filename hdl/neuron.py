@@ -1,5 +1,7 @@
 """LIF neuron update unit: the exact neuron arithmetic of docs/semantics.md section 5."""
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -8,6 +10,7 @@ from .config import COUNT_WIDTH, LAYER_WIDTH, STEP_WIDTH, CoreGeometry, span
 from .layouts import (ConfigTarget, ConfigWriteLayout, LayerModeLayout, NeuronCommandLayout,
                       NeuronResultLayout, NeuronStateLayout, OutputStatsLayout, ResetMode)
 from .register_memory import RegisterMemory
+from .single_port import SinglePortRAM
 
 __all__ = ["NeuronUnit", "saturate", "leak", "leak_amount"]
 
@@ -108,7 +111,13 @@ class NeuronUnit(wiring.Component):
         # Only the state the build stores (CoreGeometry.state_current / state_fired).
         state_layout = NeuronStateLayout(vw, cw, current=g.state_current, fired=g.state_fired)
         stat_layout = OutputStatsLayout()
-        m.submodules.state = state = Memory(shape=state_layout, depth=len(span(S)), init=[])
+        single_port = g.state_memory != "bram"
+        # With a single-port state memory a command is taken only in every second cycle
+        # (_slots), and the memory read only in the other ones.
+        accept_slot, read_slot = (Signal(), Signal()) if single_port else (1, 1)
+        self._accept_slot, self._read_slot = accept_slot, read_slot
+        if not single_port:
+            m.submodules.state = state = Memory(shape=state_layout, depth=len(span(S)), init=[])
         if g.stats_in_flip_flops:
             # One word: flip-flops, not LUT RAM behind a transparency bypass (timing, as the
             # synapse unit's one-word accumulators).
@@ -126,8 +135,11 @@ class NeuronUnit(wiring.Component):
                                               depth=max(len(span(PS)), len(self.threshold_init)),
                                               init=[int(x) & ((1 << tw4) - 1)
                                                     for x in self.threshold_init])
-        st_w = state.write_port()
-        st_r = state.read_port(transparent_for=(st_w,))
+        if single_port:
+            st_r, st_w = self._single_port_state(m, state_layout, len(span(S)))
+        else:
+            st_w = state.write_port()
+            st_r = state.read_port(transparent_for=(st_w,))
         if g.stats_in_flip_flops:
             ss_w, ss_r = stat.write, stat.read
         else:
@@ -219,10 +231,11 @@ class NeuronUnit(wiring.Component):
         m.d.comb += cmd_in.eq(self.i_cmd.payload)
         # Stage A (long pipeline only): the command and its memory address registered (timing:
         # the address adder does not sit between the command queue and the block RAMs).
-        p = stage({"valid": self.i_cmd.valid, "cmd": cmd_in, "addr": rd_addr,
+        p = stage({"valid": self.i_cmd.valid & accept_slot if single_port else self.i_cmd.valid,
+                   "cmd": cmd_in, "addr": rd_addr,
                    "paddr": pr_addr}, long)
-        for port in (st_r,):
-            m.d.comb += [port.addr.eq(p["addr"]), port.en.eq(advance)]
+        m.d.comb += [st_r.addr.eq(p["addr"]),
+                     st_r.en.eq(advance & read_slot if single_port else advance)]
         for port in (b_r, t_r):
             m.d.comb += [port.addr.eq(p["paddr"]), port.en.eq(advance)]
         m.d.comb += [ss_r.addr.eq(cmd_layout(p["cmd"]).index), ss_r.en.eq(advance)]
@@ -327,9 +340,52 @@ class NeuronUnit(wiring.Component):
             self.o_result.valid.eq(p["valid"]),
             r.eq(p["res"]),
             advance.eq(~p["valid"] | self.o_result.ready),
-            self.i_cmd.ready.eq(advance),
+            self.i_cmd.ready.eq(advance & accept_slot if single_port else advance),
         ]
         with m.If(self.clear):
             m.d.sync += [v.eq(0) for v in valids]
+        if single_port:
+            self._slots(m, advance, valids, long)
 
         return m
+
+    def _single_port_state(self, m, layout, depth):
+        """The state memory on one port (:class:`~bsnn.hdl.single_port.SinglePortRAM`, SPRAM on
+        the iCE40UP5K): read and write ports as a ``Memory``'s, the write-back registered and done
+        in the next enabled cycle, which :meth:`_slots` keeps apart from every read."""
+        g = self._geom
+        m.submodules.state = ram = SinglePortRAM(layout.size, depth, spram=g.state_memory == "spram")
+        aw = len(ram.addr)
+        st_r = SimpleNamespace(addr=Signal(aw, name="st_r_addr"), en=Signal(name="st_r_en"),
+                               data=Signal(layout, name="st_r_data"))
+        st_w = SimpleNamespace(addr=Signal(aw, name="st_w_addr"), en=Signal(name="st_w_en"),
+                               data=Signal(layout, name="st_w_data"))
+        self._wr_pending = Signal()
+        wr_addr, wr_data = Signal(aw), Signal(layout.size)
+        self._advance_write = Signal()
+        m.d.comb += [ram.w_en.eq(self._advance_write), ram.w_data.eq(wr_data),
+                     ram.addr.eq(Mux(self._advance_write, wr_addr, st_r.addr)),
+                     ram.r_en.eq(st_r.en), st_r.data.eq(ram.r_data)]
+        self._write_regs = (st_w, wr_addr, wr_data)
+        return st_r, st_w
+
+    def _slots(self, m, advance, valids, long):
+        """Every second enabled cycle is a read slot, the others write slots: a command's read
+        and the write-back of one ``d`` stages ahead (``d`` = 2 short, 8 long) done a cycle late
+        (``d + 1`` odd) never meet. Commands are taken in the cycle of their read (short
+        pipeline) or the one before (long: the read comes from the registered command); an
+        empty pipeline takes one at once, so a layer of ``G`` groups takes ``2 G - 1`` cycles."""
+        st_w, wr_addr, wr_data = self._write_regs
+        with m.If(advance):
+            m.d.sync += [self._wr_pending.eq(st_w.en), wr_addr.eq(st_w.addr), wr_data.eq(st_w.data)]
+        m.d.comb += self._advance_write.eq(advance & self._wr_pending)
+        phase = Signal()            # 0: read slot
+        accept_phase = int(long)
+        empty = Signal()
+        m.d.comb += empty.eq(~Cat(*valids).any() & ~self._wr_pending)
+        now = Signal()
+        m.d.comb += [now.eq(Mux(empty, accept_phase, phase)),
+                     self._accept_slot.eq(now == accept_phase),
+                     self._read_slot.eq(now == 0)]
+        with m.If(advance):
+            m.d.sync += phase.eq(~now)

@@ -185,7 +185,9 @@ class NeuronArray(wiring.Component):
         room = Signal(init=1)                # owed < depth, registered
         issue, take = Signal(), Signal()
         owed_next = Signal(range(depth + 2))
-        m.d.comb += [issue.eq(queue.o.valid & room), queue.o.ready.eq(room),
+        # (a bank with single-port state takes a group only in every second cycle)
+        can_issue = room & banks[0].i_cmd.ready if g.state_memory != "bram" else room
+        m.d.comb += [issue.eq(queue.o.valid & can_issue), queue.o.ready.eq(can_issue),
                      take.eq(fifo.r_rdy & self.o_result.ready),
                      owed_next.eq(owed + issue - take)]
         m.d.sync += [owed.eq(owed_next), room.eq(owed_next < depth)]

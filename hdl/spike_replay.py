@@ -5,6 +5,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import CoreGeometry
 from .lane_select import LaneSelect
+from .single_port import SinglePortFIFO
 from .layouts import SpikeGroupLayout, SynapseEventLayout
 
 __all__ = ["SpikeReplay"]
@@ -61,9 +62,13 @@ class SpikeReplay(wiring.Component):
         # Entries: one per group of U neurons with at least one spike (depth derived in
         # CoreGeometry.spike_queue_depth, the one place the manifest and memory plan read too).
         group_layout = SpikeGroupLayout(g.group_w, U)
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(
-            width=group_layout.size,
-            depth=g.spike_queue_depth)
+        if g.queue_memory == "bram":
+            m.submodules.queue = queue = fifo.SyncFIFOBuffered(
+                width=group_layout.size,
+                depth=g.spike_queue_depth)
+        else:       # one port: SPRAM on the iCE40UP5K (the same cycles, see SinglePortFIFO)
+            m.submodules.queue = queue = SinglePortFIFO(
+                group_layout.size, max(g.groups[:-1]), spram=g.queue_memory == "spram")
         m.d.comb += [queue.w_stream.valid.eq(self.i_groups.valid),
                      queue.w_stream.payload.eq(self.i_groups.payload),
                      self.i_groups.ready.eq(queue.w_stream.ready)]

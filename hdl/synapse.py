@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 from .config import LAYER_WIDTH, CoreGeometry, span
 from .layouts import AccumulatorLayout, SynapseEventLayout, SynapticInputLayout
 from .register_memory import RegisterMemory
+from .split_memory import SplitAccumulatorMemory
 from .slice import RegisterSlice
 from .taps import OpLayout, OpMode, TapGenerator
 from .weights import ReadPortSignature
@@ -89,6 +90,11 @@ class SynapseUnit(wiring.Component):
             # One word (every layer in one word of P lanes, as in the parallel core): flip-flops,
             # not a thousand LUT-RAM cells behind an address comparison (timing).
             m.submodules.acc = acc = RegisterMemory(acc_layout, 1, g.acc_addr_w)
+            wp, rp = acc.write, acc.read
+        elif g.accumulator_split[1]:
+            # Low bits in every word, high bits only where a layer's fan-in needs them.
+            m.submodules.acc = acc = SplitAccumulatorMemory(g.syn_w, P, len(span(C)),
+                                                            *g.accumulator_split)
             wp, rp = acc.write, acc.read
         else:
             m.submodules.acc = acc = Memory(shape=acc_layout, depth=len(span(C)), init=[])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 
-from bsnn.firmware_export.bundle import random_bundle
+from bsnn.firmware_export.bundle import LayerSpec, random_bundle
 from bsnn.hdl.board import (BOARDS, BoardTop, DeviceFitError, FlashBoot, memory_plan,
                             memory_templates, plan_build, platform_top, stored_widths, template_depth)
 from bsnn.hdl.config import CoreGeometry, HardwareConfig
@@ -24,9 +24,19 @@ def test_fit_error_names_the_device_and_every_memory():
     big = random_bundle(rng, sizes=[784, 800, 800, 10], time_steps=4, max_input_events=784)
     with pytest.raises(DeviceFitError, match=r"784-800-800-10 .* does not fit the iCE40UP5K "
                                              r"of icebreaker: weights in bram: \d+ block RAMs > 30"
-                                             r".*160000 weight words need 5 SPRAMs > 4 \(at most "
-                                             r"131072 words of 8 bits\)"):
+                                             r".*5 SPRAMs > 4 \(weights 5: 160000 words of 8 "
+                                             r"bits, at most 131072; neuron state bram"):
         plan_build(big, HardwareConfig(lanes=8), BOARDS["icebreaker"], "auto")
+    # Single-port memories in SPRAM count with the weights' SPRAMs; the ECP5 has none.
+    small = random_bundle(rng, sizes=[784, 100, 10], time_steps=4, max_input_events=784, v_width=16,
+                          layers=[LayerSpec(size=100), LayerSpec(size=10)])     # no current
+    one_port = HardwareConfig(lanes=8, neuron_state="minimal", neuron_state_memory="single_port",
+                              spike_queue_memory="single_port")     # v only: one 16-bit word
+    hw, geom, plan = plan_build(small, one_port, BOARDS["icebreaker"], "spram", 0, True)
+    assert (hw.neuron_state_memory, hw.spike_queue_memory) == ("spram", "spram")
+    assert plan["spram"] == 3 and plan["bram_by_memory"]["neuron_state"] == 0    # weights, v, queue
+    with pytest.raises(DeviceFitError, match="LFE5U-85F has no SPRAM"):
+        plan_build(small, one_port, BOARDS["ulx3s-85f"], "auto", 0, True)
     # The same network fits the ECP5-85F.
     hw, geom, plan = plan_build(big, HardwareConfig(lanes=32, neuron_lanes=4), BOARDS["ulx3s-85f"])
     assert hw.weight_memory == "bram" and plan["bram_blocks"] <= 208
@@ -637,7 +647,8 @@ def test_board_dsp_key_picks_the_synthesis_option_per_family():
     assert dsp_synth_option("ecp5", None) == dsp_synth_option("ecp5", True) == ""
     shipped = {p.stem: tomllib.loads(p.read_text()).get("board", {})
                for p in (REPO / "hdl" / "boards").glob("*.toml")}
-    assert [name for name, opts in shipped.items() if "dsp" in opts] == ["icebreaker-conv"]
+    assert sorted(name for name, opts in shipped.items() if "dsp" in opts) == [
+        "icebreaker-conv", "icebreaker-conv-spram"]
 
 
 @pytest.mark.slow

@@ -103,12 +103,18 @@ def test_tap_generator_with_stalls(seed):
                 assert o.polarity == pol
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_conv_core_matches_golden_with_stalls(seed):
+# (seed, memory of the neuron state and the spike queue): "single_port" is the iCE40UP5K SPRAM
+# build's logic on an inferred RAM (hdl/single_port.py), with the accumulators split by fan-in
+SINGLE_PORT = [(s, "bram") for s in range(6)] + [(s, "single_port") for s in range(6, 10)]
+
+
+@pytest.mark.parametrize("seed,memory", SINGLE_PORT)
+def test_conv_core_matches_golden_with_stalls(seed, memory):
     rng = np.random.default_rng(100 + seed)
     bundle = random_bundle(rng, spatial=True)
     core = BSNNCore(bundle, HardwareConfig(lanes=int(rng.choice([1, 2, 4, 8])),
-                                           neuron_pipeline=str(rng.choice(["short", "long"]))))
+                                           neuron_pipeline=str(rng.choice(["short", "long"])),
+                                           **_memories(memory)))
     on, off = random_counts(bundle, 2, rng)
     gold = run_golden(bundle, on, off)
     results = CoreRunner(core, rng, p_valid=0.6, p_ready=0.6).run(
@@ -118,13 +124,20 @@ def test_conv_core_matches_golden_with_stalls(seed):
         assert res["error"] == 0
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_conv_cycle_formula(seed):
+def _memories(memory: str) -> dict:
+    return ({} if memory == "bram" else
+            {"neuron_state_memory": memory, "spike_queue_memory": memory, "accumulator_split": True})
+
+
+@pytest.mark.parametrize("seed,memory", [(s, "bram") for s in range(5)]
+                         + [(s, "single_port") for s in range(5, 8)])
+def test_conv_cycle_formula(seed, memory):
     """No stalls: the cycles equal cycle_estimate exactly, and are at least the event bound."""
     rng = np.random.default_rng(200 + seed)
     bundle = random_bundle(rng, spatial=True)
     core = BSNNCore(bundle, HardwareConfig(lanes=int(rng.choice([1, 2, 4, 8])),
-                                           neuron_pipeline=str(rng.choice(["short", "long"]))))
+                                           neuron_pipeline=str(rng.choice(["short", "long"])),
+                                           **_memories(memory)))
     on, off = random_counts(bundle, 2, rng, density=0.5)
     gold = run_golden(bundle, on, off)
     results = CoreRunner(core, rng).run([("infer", events_of(on, off, b, rng)) for b in range(2)])
@@ -182,6 +195,47 @@ def test_conv_sum_at_its_fan_in_bound_is_exact():
     on, off = random_counts(bundle, 2, rng, density=0.5, polarity=False)   # ON events: I >= 0
     gold = run_golden(bundle, on, off)
     assert gold.spikes[0].all() and gold.spikes[1].all()          # I = 16 >= theta = 16 in every step
+    results = CoreRunner(core, rng, p_valid=0.6, p_ready=0.6).run(
+        [("infer", events_of(on, off, b, rng)) for b in range(2)])
+    for b, res in enumerate(results):
+        check_against_golden(bundle, res, gold, b)
+
+
+def _split_bundle(rng, all_spiking: bool):
+    """1x6x6 -> conv 8@3x3 p1 (72 accumulator words at P = 4, fan-in: the capacity 3) -> conv
+    2@2x2 s2 (9 words, fan-in 32) -> dense 3: the split keeps 3 bits in every word, 4 more
+    only in words 0 .. 8."""
+    shape = (1, 6, 6)
+    c1 = LayerSpec.conv2d(shape, 8, 3, padding=1)
+    c2 = LayerSpec.conv2d((8, 6, 6), 2, 2, stride=2)
+    bundle = random_bundle(rng, spatial=True, input_shape=shape, layers=[c1, c2, LayerSpec(size=3)],
+                           max_input_events=3, v_width=8, c_width=8, bias_width=4, time_steps=4)
+    if all_spiking:     # every conv1 neuron spikes each step, so conv2's sum is its fan-in, 32
+        bundle = dataclasses.replace(
+            bundle, layers=[dataclasses.replace(l, reset="zero", current=False, leak_v=0)
+                            for l in bundle.layers[:2]] + [bundle.layers[2]],
+            weights=[np.ones_like(bundle.weights[0]), np.ones_like(bundle.weights[1]), bundle.weights[2]],
+            bias=[np.ones(8, np.int64), np.zeros(2, np.int64), bundle.bias[2]],
+            threshold=[np.ones(8, np.int64), np.full(2, 32, np.int64), bundle.threshold[2]])
+    return bundle
+
+
+@pytest.mark.parametrize("all_spiking", [True, False])
+def test_split_accumulators_are_exact(all_spiking):
+    """``accumulator_split``: the conv2 sums (in the words with high bits) reach their bound,
+    32, which 3 low bits would wrap; conv1's (3-bit words, sign-extended) take both signs.
+    Spike-exact with stalls, the single-port state and queue of the UP5K build included."""
+    rng = np.random.default_rng(8 + all_spiking)
+    bundle = _split_bundle(rng, all_spiking)
+    core = BSNNCore(bundle, HardwareConfig(lanes=4, accumulator_split=True,
+                                           neuron_state_memory="single_port",
+                                           spike_queue_memory="single_port"))
+    g = core.geom
+    assert g.acc_words == (72, 9, 1) and g.syn_w == 7 and g.accumulator_split == (3, 9)
+    on, off = random_counts(bundle, 2, rng, density=0.5, polarity=not all_spiking)
+    gold = run_golden(bundle, on, off)
+    if all_spiking:
+        assert gold.spikes[1].all()
     results = CoreRunner(core, rng, p_valid=0.6, p_ready=0.6).run(
         [("infer", events_of(on, off, b, rng)) for b in range(2)])
     for b, res in enumerate(results):

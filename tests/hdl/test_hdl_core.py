@@ -114,9 +114,15 @@ def test_many_bundles_loaded_through_config_port(U):
                                            ([5, 60, 40, 10], 64, (16, "long")),
                                            # ... with the result queue (the same cycles)
                                            ([5, 60, 40, 10], 64, (16, "long", True)),
-                                           ([2, 40, 30], 8, (1, "short", True))])
+                                           ([2, 40, 30], 8, (1, "short", True)),
+                                           # single-port neuron state (SPRAM): 2 G - 1 a layer
+                                           ([9, 7, 5], 4, (1, "short", False, "single_port")),
+                                           ([2, 40, 30], 8, (1, "long", False, "single_port")),
+                                           ([2, 40, 30], 8, (1, "short", True, "single_port")),
+                                           ([6, 3, 1, 2], 2, (1, "long", True, "single_port"))])
 def test_cycle_formula(sizes, lanes, U):
-    U, pipeline, queue = (*U, False)[:3] if isinstance(U, tuple) else (U, "short", False)
+    defaults = (1, "short", False, "bram")
+    U, pipeline, queue, state = (*U, *defaults[len(U):]) if isinstance(U, tuple) else (U, *defaults[1:])
     rng = np.random.default_rng(sum(sizes))
     bundle = random_bundle(rng, sizes=sizes, time_steps=5)
     # Make the hidden layers spike densely (all neurons, back to back, in most steps): all
@@ -128,7 +134,7 @@ def test_cycle_formula(sizes, lanes, U):
         bundle.threshold[k][:] = 1
     bundle.validate()
     core = BSNNCore(bundle, HardwareConfig(lanes=lanes, neuron_lanes=U, neuron_pipeline=pipeline,
-                                           result_queue=queue))
+                                           result_queue=queue, neuron_state_memory=state))
     on, _ = random_counts(bundle, 2, rng, density=0.5)
     off = torch.zeros_like(on)
     gold = run_golden(bundle, on, off)

@@ -23,9 +23,12 @@ MODES = [
 WIDTHS = [(6, 5), (8, 12), (5, 6), (10, 4), (16, 16), (16, 10)]
 
 
-@pytest.mark.parametrize("case,pipeline", [(c, "short") for c in range(len(MODES))]
-                         + [(c, "long") for c in (1, 4, 5)])
-def test_neuron_unit_matches_reference(case, pipeline):
+@pytest.mark.parametrize("case,pipeline,state", [(c, "short", "bram") for c in range(len(MODES))]
+                         + [(c, "long", "bram") for c in (1, 4, 5)]
+                         # the state on one port (SPRAM): a command every second cycle
+                         + [(c, "short", "single_port") for c in (0, 1, 4)]
+                         + [(c, "long", "single_port") for c in (2, 5)])
+def test_neuron_unit_matches_reference(case, pipeline, state):
     rng = np.random.default_rng(100 + case)
     sizes = [5, 6, 4]
     vw, cw = WIDTHS[case]
@@ -33,7 +36,8 @@ def test_neuron_unit_matches_reference(case, pipeline):
               LayerSpec(**{**MODES[(case + 1) % 4].__dict__, "size": sizes[2]})]
     bundle = random_bundle(rng, sizes=sizes, v_width=vw, c_width=cw, bias_width=min(vw, 4),
                            layers=layers)
-    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=4, neuron_pipeline=pipeline))
+    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=4, neuron_pipeline=pipeline,
+                                                        neuron_state_memory=state))
     dut = NeuronUnit(g, bias=bias_image(bundle), threshold=threshold_image(bundle),
                      modes=[layer_mode_word(l) for l in bundle.layers])
     refs = [RefLayer(l, b, t, vw, cw) for l, b, t in zip(bundle.layers, bundle.bias, bundle.threshold)]

@@ -11,12 +11,18 @@ from bsnn.hdl.spike_replay import SpikeReplay
 from hdl_testutil import run_sim
 
 
-@pytest.mark.parametrize("U,p_ready", [(1, 1.0), (1, 0.5), (2, 0.6), (4, 0.4), (4, 1.0)])
-def test_spike_replay_events_in_order(U, p_ready):
+@pytest.mark.parametrize("U,p_ready,queue", [(1, 1.0, "bram"), (1, 0.5, "bram"), (2, 0.6, "bram"),
+                                             (4, 0.4, "bram"), (4, 1.0, "bram"),
+                                             (1, 1.0, "single_port"), (1, 0.5, "single_port"),
+                                             (4, 0.4, "single_port")])
+def test_spike_replay_events_in_order(U, p_ready, queue):
+    """``queue = "single_port"``: the spike queue of an SPRAM build (hdl/single_port.py) on an
+    inferred RAM, the same events in the same cycles."""
     rng = np.random.default_rng(U * 10 + int(10 * p_ready))
     sizes = [6, 13, 9, 5]
     bundle = random_bundle(rng, sizes=sizes)
-    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=4, neuron_lanes=U))
+    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=4, neuron_lanes=U,
+                                                        spike_queue_memory=queue))
     dut = SpikeReplay(g)
     # Layers of spike groups (ascending group index, non-empty masks): random ones, none, and
     # every group of the largest hidden layer with every lane set (the queue's full depth).
@@ -68,11 +74,12 @@ def test_spike_replay_events_in_order(U, p_ready):
     assert got == want
 
 
-def test_spike_replay_never_drops_a_write():
+@pytest.mark.parametrize("queue", ["bram", "single_port"])
+def test_spike_replay_never_drops_a_write(queue):
     """The queue has room for every group of the largest hidden layer: ``i_groups`` is ready
     for each of them (its writer does not look)."""
     bundle = random_bundle(np.random.default_rng(3), sizes=[4, 17, 3])
-    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=2))
+    g = CoreGeometry.from_bundle(bundle, HardwareConfig(lanes=2, spike_queue_memory=queue))
     dut = SpikeReplay(g)
     readies = []
 

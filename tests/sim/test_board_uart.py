@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In
 from bsnn.firmware_export.bundle import random_bundle
 from bsnn.firmware_export.events import events_from_counts, random_counts
 from bsnn.firmware_export.golden import run_golden
-from bsnn.hdl.board import BoardTop
+from bsnn.hdl.board import BOARDS, BoardTop, plan_build
 from bsnn.hdl.config import HardwareConfig
 from bsnn.hdl.generate import config_writes, cycle_estimate
 from bsnn.hdl.layouts import ErrorBit
@@ -318,28 +318,39 @@ def test_board_top_conv_bundle_loaded_over_uart():
 
 
 @pytest.mark.rtl
-def test_board_top_strided_conv_with_spram_weights_loaded_over_uart():
+@pytest.mark.parametrize("board_toml", ["icebreaker-conv.toml", "icebreaker-conv-spram.toml"])
+def test_board_top_strided_conv_with_spram_weights_loaded_over_uart(board_toml):
     """The convolutional board top as hdl/boards/icebreaker-conv.toml builds it (the UP5K conv
     model's build): strided conv2d layers, a dense hidden layer, P = 4 (four weight words per
     SPRAM word), the short neuron pipeline, weights in SPRAM (no initial contents), no flash
-    loader and no self-test unit. The whole bundle goes over the UART, then samples through the
-    pins are compared record for record with the golden model (the bitstream report's RTL
-    measurement runs the block-RAM build of the same geometry; this is the SPRAM one)."""
+    loader and no self-test unit; icebreaker-conv-spram.toml (the 99.30 % model's build) also
+    with the neuron state and the spike queue in SPRAM and the accumulators split. The whole
+    bundle goes over the UART, then samples through the pins are compared record for record with
+    the golden model (the bitstream report's RTL measurement runs the inferred-RAM build of the
+    same core, HardwareConfig.simulated; this is the SPRAM one, with Yosys' SPRAM model)."""
     import tomllib
 
     from bsnn.firmware_export.bundle import LayerSpec
     require_simulator("icarus")
-    toml = tomllib.loads((REPO / "hdl" / "boards" / "icebreaker-conv.toml").read_text())
+    toml = tomllib.loads((REPO / "hdl" / "boards" / board_toml).read_text())
     assert toml["board"]["weights"] == "spram" and not toml["board"]["self_test"]
+    single_port_spram = toml["board"].get("spram_single_port", False)
     rng = np.random.default_rng(53)
     shape = (1, 8, 8)
     conv1 = LayerSpec.conv2d(shape, 3, 5, stride=2, padding=2)              # 3 x 4 x 4
     conv2 = LayerSpec.conv2d((3, 4, 4), 6, 3, stride=2, padding=1)          # 6 x 2 x 2
     layers = [conv1, conv2, LayerSpec(size=7), LayerSpec(size=4)]
+    # (a capacity of 8 events a step: conv1's sums fit 5 bits, conv2's 27 sources need 6)
     bundle = random_bundle(rng, input_shape=shape, layers=layers, v_width=9, c_width=8,
-                           bias_width=5, max_input_events=24, time_steps=3)
-    hw = HardwareConfig.from_toml(REPO / "hdl" / "boards" / "icebreaker-conv.toml")
+                           bias_width=5, max_input_events=8, time_steps=3)
+    hw = HardwareConfig.from_toml(REPO / "hdl" / "boards" / board_toml)
+    _, geom, _ = plan_build(bundle, hw, BOARDS["icebreaker"], toml["board"]["weights"], 0,
+                            single_port_spram)
     hw = hw.replace(weight_memory=toml["board"]["weights"])     # (as plan_build places them)
+    if single_port_spram:
+        hw = hw.replace(neuron_state_memory="spram", spike_queue_memory="spram")
+        assert (geom.state_memory, geom.queue_memory) == ("spram", "spram")
+        assert geom.accumulator_split[1] > 0          # the dense layer's words hold high bits
     assert (hw.lanes, hw.weight_memory, hw.neuron_pipeline) == (4, "spram", "short")
     runner, bdir, geom = _build(bundle, hw.for_bundle(bundle), "icarus", self_test=False)
     assert geom.is_spatial and geom.lanes == 4
