@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (the refused SinglePortRAM below exists, unelaborated, when its constructor raises)
 """Single-port memories (hdl/single_port.py): the SPRAM queue against Amaranth's
 SyncFIFOBuffered cycle for cycle when writes and reads come in separate phases (as the spike
 queue's do), and in order with writes and reads interleaved at random."""
