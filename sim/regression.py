@@ -95,7 +95,8 @@ def run_build(simulator: str, build_index: int, n_bundles: int, seed: int = 0) -
 
 
 # Convolutional builds (docs/semantics.md section 10): (input shape, input polarity, layers as
-# (kind, channels, kernel, stride, padding) or ("dense", size), widths (v, c, bias), lanes).
+# (kind, channels, kernel, stride, padding) or ("dense", size), widths (v, c, bias), lanes[,
+# {"max_input_events": bundles' capacity, "hw": more HardwareConfig fields}]).
 # Odd map sizes, stride 2 and 3, padding, 1 x 1 kernels, overlapping and non-overlapping OR
 # pooling, channel counts that are not multiples of the lanes, uncovered input positions, a
 # conv2d output layer, and both input polarity rules.
@@ -106,6 +107,13 @@ CONV_BUILDS = [
                              ("dense", 3)], (12, 10, 5), 2),
     ((3, 6, 5), "xnor", [("conv2d", 9, (2, 3), (2, 1), (0, 2)), ("pool2d", None, 3, 2, 1),
                          ("conv2d", 2, 2, 1, 1)], (8, 8, 4), 8),
+    # the iCE40UP5K core of the 99.30 % strided network (hdl/boards/icebreaker-conv-spram.toml):
+    # neuron state and spike queue on one port, accumulators split by fan-in (a capacity of 12
+    # input events keeps conv1's sums in 5 bits, conv2's 54 sources need 7)
+    ((1, 8, 8), "xnor", [("conv2d", 6, 5, 2, 2), ("conv2d", 6, 3, 2, 1), ("dense", 9), ("dense", 4)],
+     (10, 9, 6), 4, {"max_input_events": 12, "hw": {"neuron_state_memory": "single_port",
+                                                   "spike_queue_memory": "single_port",
+                                                   "accumulator_split": True}}),
 ]
 
 
@@ -130,10 +138,11 @@ def conv_layers(rng, input_shape, spec, v_width, c_width) -> list:
 
 def conv_bundle(rng, build_index: int):
     """A random bundle of convolutional build ``build_index``."""
-    input_shape, polarity, spec, (v, c, b), _ = CONV_BUILDS[build_index]
+    input_shape, polarity, spec, (v, c, b), _, *extra = CONV_BUILDS[build_index]
+    capacity = {"max_input_events": extra[0]["max_input_events"]} if extra else {}
     return random_bundle(rng, spatial=True, input_shape=input_shape, input_polarity=polarity,
                          layers=conv_layers(rng, input_shape, spec, v, c), v_width=v, c_width=c,
-                         bias_width=b)
+                         bias_width=b, **capacity)
 
 
 def run_conv_build(simulator: str, build_index: int, n_bundles: int, seed: int = 0) -> list[str]:
@@ -141,7 +150,8 @@ def run_conv_build(simulator: str, build_index: int, n_bundles: int, seed: int =
     rng_seed = case_seed(seed, 100 + build_index, simulator)
     rng = np.random.default_rng(rng_seed)
     bundles = [conv_bundle(rng, build_index) for _ in range(n_bundles)]
-    hw = HardwareConfig(lanes=CONV_BUILDS[build_index][-1])
+    _, _, _, _, lanes, *extra = CONV_BUILDS[build_index]
+    hw = HardwareConfig(lanes=lanes, **(extra[0]["hw"] if extra else {}))
     verilog, manifest = generated_design(bundles[0], hw)
     geom = CoreGeometry.from_key(manifest["build_key"])
     programs, goldens = [], []
