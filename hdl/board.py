@@ -114,15 +114,17 @@ _LUTRAM_DEPTH = {"ice40": 0, "ecp5": 16}
 
 def _blocks(family, depth, width):
     """Block RAMs of a ``depth`` x ``width`` memory in the shape Yosys' memory mapping picks: the
-    fewest blocks, weighed against the read multiplexer that stacking blocks in depth needs
-    (a block costs as much as 64 multiplexed bits: 1,568 x 44 bits takes 22 blocks of 2048 x 2,
-    not 21 of 256 x 16 stacked 7 deep; 3,274 x 16 takes 13 of 256 x 16)."""
+    fewest blocks, weighed against the read multiplexer that stacking blocks in depth needs. A
+    block counts as much as 128 multiplexed bits, within the range the placed builds allow
+    (96 to 264): 1,568 x 44 bits takes 22 blocks of 2048 x 2, not 21 of 256 x 16 stacked 7 deep
+    (the strided UP5K build's accumulators), while 3,274 x 16 takes 13 of 256 x 16 stacked 13
+    deep, not 14 of 512 x 8 (the 98.70 % UP5K build's neuron state)."""
     if depth <= _LUTRAM_DEPTH[family]:
         return 0
     costs = []
     for d, w in _SHAPES[family]:
         stacked, columns = -(-depth // d), -(-width // w)
-        costs.append((64 * stacked * columns + width * (stacked - 1), stacked * columns))
+        costs.append((128 * stacked * columns + width * (stacked - 1), stacked * columns))
     return min(costs)[1]
 
 
