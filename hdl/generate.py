@@ -226,7 +226,10 @@ def hardware_manifest(bundle, hw: HardwareConfig) -> dict:
         "neuron_lanes": U,
         "neuron_pipeline": g.neuron_pipeline, "neuron_latency": g.neuron_latency,
         "layer_latency": g.layer_latency,    # D of the cycle formula
-        "cycle_formula": "max(C + 1, S_b - 7 - E_1_step0 * chunks_1) + N_L + D - 2 + T * sum_l (G_l + D + 1) + sum_l chunks_l * E_l + X",
+        # (docs/architecture.md, "Cycle cost"; cycle_estimate implements it)
+        "cycle_formula": "C + 1 - t + N_L + D - 2 + T * sum_l (G_l + D + 1) + sum_l W_l + X"
+                         + (", with G_l -> 2 G_l - 1 and N_L -> 2 N_L - 1 (single-port neuron state)"
+                            if g.state_memory != "bram" else ""),
         "cycles_bound": "sum_l chunks_l * E_l + T * sum_l G_l",
     }
 
