@@ -216,7 +216,9 @@ def cmd_export(args) -> int:
     meta = export_checkpoint(args.checkpoint, args.out, golden_eval=not args.no_eval,
                              eval_limit=args.limit,
                              data_root=str(args.data_root) if args.data_root else None,
-                             fit_widths=args.fit_widths)
+                             fit_widths=args.fit_widths, time_steps=args.time_steps)
+    if "time_steps_trained" in meta:
+        print(f"time steps: trained with {meta['time_steps_trained']}, exported with {args.time_steps}")
     if "widths_fitted" in meta:
         print(f"widths chosen from the training data: {meta['widths_fitted']['from']} -> "
               f"{meta['widths_fitted']['to']}")
@@ -340,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-widths", action="store_true",
                    help="choose state and bias widths from the training data (narrowest that never saturate there)")
     p.add_argument("--limit", type=positive_int, help="evaluate on the first N test samples only")
+    p.add_argument("--time-steps", type=int_in(1, MAX_TIME_STEPS),
+                   help="run the network for T steps instead of the T it was trained with (more "
+                        "steps: more cycles per inference, a finer rate code)")
     p.add_argument("--data-root", type=existing_dir, help="datasets folder (default ../shared/datasets)")
     p.set_defaults(func=cmd_export)
 

@@ -12,21 +12,48 @@ import torch
 __all__ = ["load_checkpoint_model", "export_checkpoint", "write_compact_checkpoint", "main"]
 
 
-def load_checkpoint_model(ckpt_path: str | Path):
-    """``(model, checkpoint dict)`` rebuilt from a checkpoint written by ``bsnn.training.train``."""
+def load_checkpoint_model(ckpt_path: str | Path, time_steps: int | None = None):
+    """``(model, checkpoint dict)`` rebuilt from a checkpoint written by ``bsnn.training.train``;
+    with ``time_steps`` the network runs that many steps instead of the ``T`` it was trained with
+    (:func:`with_time_steps`)."""
     from .checkpoint import CheckpointError, load_checkpoint
     from .builders import build_model, with_later_keys
 
     ck = load_checkpoint(ckpt_path)   # weights_only: nothing in the file can run code
     try:
         # (the config as recorded stays in the checkpoint dict: the bundle's provenance)
-        model = build_model(with_later_keys(ck["config"]), ck["input_size"], ck["max_input_events"])
-        model.load_state_dict(ck["model"])
+        cfg = with_time_steps(with_later_keys(ck["config"]), time_steps)
+        model = build_model(cfg, ck["input_size"], ck["max_input_events"])
+        model.load_state_dict(_state_for(model, ck["model"]) if time_steps is not None else ck["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{ckpt_path}: the model in the checkpoint does not match its config ({first})") from None
     model.eval()
     return model, ck
+
+
+def _state_for(model, state: dict) -> dict:
+    """``state`` with the AGMM gates' per-step ``alpha`` of ``model`` where ``T`` changed their
+    length: the gates act in training only, never in the integer forward pass (nor the export)."""
+    own = model.state_dict()
+    return {name: own[name] if name.startswith("gates.") and name in own and own[name].shape != value.shape
+            else value for name, value in state.items()}
+
+
+def with_time_steps(cfg: dict, time_steps: int | None) -> dict:
+    """``cfg`` with ``encoding.time_steps`` replaced by ``time_steps`` (unchanged for None).
+
+    The parameters do not depend on ``T``: the same network simply runs more or fewer steps (a
+    rate-coded pixel is spread over the new ``T``, an event window binned into it), trading
+    cycles per inference for accuracy. ``T`` must lie in the bundle's range."""
+    if time_steps is None:
+        return cfg
+    from bsnn.firmware_export.bundle import MAX_TIME_STEPS
+
+    from .checkpoint import CheckpointError
+    if isinstance(time_steps, bool) or not isinstance(time_steps, int) or not 1 <= time_steps <= MAX_TIME_STEPS:
+        raise CheckpointError(f"time_steps must be an integer in [1, {MAX_TIME_STEPS}], got {time_steps!r}")
+    return {**cfg, "encoding": {**cfg["encoding"], "time_steps": time_steps}}
 
 
 # A compact checkpoint of a billion binary weights is 125 MB: anything larger at the output path
@@ -108,8 +135,13 @@ def _tool_versions() -> dict:
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: bool = True,
                       eval_limit: int | None = None, data_root: str | None = None,
-                      fit_widths: bool = False) -> dict:
+                      fit_widths: bool = False, time_steps: int | None = None) -> dict:
     """Write the bundle of ``ckpt_path`` to ``out_dir``; returns its metadata.
+
+    With ``time_steps`` the bundle runs that many steps per inference instead of the ``T`` the
+    network was trained with (:func:`with_time_steps`); the metadata then records both
+    (``time_steps_trained``), its ``training_*`` accuracies stay those measured at the trained
+    ``T``, and the test accuracies below are measured at the new one.
 
     With ``fit_widths`` the state and bias widths of the bundle are chosen from the data: the
     narrowest that hold every exact sum seen on the training samples (and every threshold and
@@ -128,16 +160,18 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
 
     # The transaction first: an output path that must not be replaced is refused before any work.
     with bundle_output(out_dir, inputs=[ckpt_path]) as staging:
-        meta = _export_into(staging, ckpt_path, golden_eval, eval_limit, data_root, fit_widths)
+        meta = _export_into(staging, ckpt_path, golden_eval, eval_limit, data_root, fit_widths,
+                            time_steps)
     return meta
 
 
-def _export_into(staging: Path, ckpt_path, golden_eval, eval_limit, data_root, fit_widths) -> dict:
+def _export_into(staging: Path, ckpt_path, golden_eval, eval_limit, data_root, fit_widths,
+                 time_steps=None) -> dict:
     from bsnn.firmware_export.bundle import write_bundle_files
 
     from .builders import encoding_spec
 
-    model, ck = load_checkpoint_model(ckpt_path)
+    model, ck = load_checkpoint_model(ckpt_path, time_steps)
     cfg = ck["config"]
     hist = ck.get("history", [])
     # Provenance that depends only on the checkpoint and the tools, never on the clock or the
@@ -155,6 +189,10 @@ def _export_into(staging: Path, ckpt_path, golden_eval, eval_limit, data_root, f
         "training_train_acc": hist[-1]["train_acc"] if hist else None,
         "history": hist,
     }
+    trained_steps = cfg["encoding"]["time_steps"]
+    if time_steps is not None and time_steps != trained_steps:
+        meta["time_steps_trained"] = trained_steps
+        cfg = with_time_steps(cfg, time_steps)   # what the evaluations below encode with
     bundle = model.to_bundle(meta)
     bundle.encoding = encoding_spec(cfg)   # complete, defaults filled in: the bundle's contract
     if data_root:

@@ -5,11 +5,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from bsnn.firmware_export.bundle import load_bundle
 from bsnn.firmware_export.golden import run_golden
 from bsnn.training.averaging import WeightAverage
+from bsnn.training.checkpoint import CheckpointError
 from bsnn.training.export import export_checkpoint, load_checkpoint_model
 from bsnn.training.train import build_data, load_config, main, train
 from .conftest import need
@@ -55,6 +57,48 @@ def test_tiny_training_improves_loss_and_exports_exactly(tmp_path):
     for a, b in zip(res.spikes, gold.spikes):
         assert torch.equal(a, b)
     assert torch.equal(res.prediction, gold.prediction)
+
+
+@need("mnist")
+def test_export_with_other_time_steps_runs_the_same_parameters_longer(tmp_path, capsys):
+    """``time_steps`` at export: the same integer parameters, the bundle's T replaced, the trained
+    T recorded, and both test accuracies measured at the new T (the model's hardware mode equals
+    the golden model on the bundle); the trained T itself changes nothing, bit for bit."""
+    from bsnn.cli import main as bsnn_main
+    from bsnn.training.export import with_time_steps
+    train(tiny(tmp_path, train={"epochs": 1}), progress=False)
+    ckpt = tmp_path / "run" / "last.pt"
+    export_checkpoint(ckpt, tmp_path / "t3", golden_eval=False)
+    export_checkpoint(ckpt, tmp_path / "t3_again", golden_eval=False, time_steps=3)
+    for f in sorted(p.name for p in (tmp_path / "t3").iterdir()):
+        assert (tmp_path / "t3" / f).read_bytes() == (tmp_path / "t3_again" / f).read_bytes(), f
+    meta = export_checkpoint(ckpt, tmp_path / "t7", time_steps=7)
+    short, long = load_bundle(tmp_path / "t3"), load_bundle(tmp_path / "t7")
+    assert (short.time_steps, long.time_steps, meta["time_steps_trained"]) == (3, 7, 3)
+    assert long.metadata["config"]["encoding"]["time_steps"] == 3     # provenance as trained
+    for a, b in zip(short.weights + short.bias + short.threshold, long.weights + long.bias + long.threshold):
+        assert np.array_equal(a, b)
+    model, ck = load_checkpoint_model(ckpt, time_steps=7)
+    assert model.time_steps == 7
+    _, test = build_data(with_time_steps(ck["config"], 7))
+    on, off, _ = test.batch(torch.arange(32))
+    assert on.shape[0] == 7
+    gold, res = run_golden(long, on, off), model(on, off, hardware=True)
+    assert all(torch.equal(a, b) for a, b in zip(res.spikes, gold.spikes))
+    assert meta["test_acc_hardware_exact"] == meta["test_acc_model_hardware_mode"]
+    # the longer run is a different measurement, not the trained one copied
+    assert not torch.equal(run_golden(short, *build_data(ck["config"])[1].batch(torch.arange(32))[:2]).hidden_spikes,
+                           gold.hidden_spikes)
+    for bad in (0, -1, 1 << 16, 2.5, True):
+        with pytest.raises(CheckpointError, match="time_steps must be an integer"):
+            export_checkpoint(ckpt, tmp_path / "bad", time_steps=bad)
+    assert not (tmp_path / "bad").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        bsnn_main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "bad"), "--time-steps", "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--time-steps" in err and "\n" not in err and not (tmp_path / "bad").exists()
 
 
 @need("mnist")
