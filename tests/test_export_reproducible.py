@@ -25,12 +25,13 @@ def test_export_of_shipped_checkpoint_reproduces_committed_bundle(tmp_path, monk
 @pytest.mark.parametrize("checkpoint, bundle", [("conv_mnist_long", "conv_mnist"),
                                                 ("conv_nmnist2", "conv_nmnist"),
                                                 ("conv_fashion_ft", "conv_fashion"),
+                                                ("conv_fashion_widen_t10", "conv_fashion_wide"),
                                                 ("conv_mnist_up5k", "conv_mnist_up5k"),
                                                 ("conv_mnist_strided_t8", "conv_mnist_strided")])
 def test_convolutional_bundles_come_from_their_committed_checkpoints(tmp_path, monkeypatch,
                                                                       checkpoint, bundle):
-    """The shipped convolutional bundles (trained on a GPU, conv_mnist_up5k and conv_mnist_strided on the CPU; the
-    latter's checkpoint compact, `bsnn compact`) are the export of the committed checkpoints on the CPU: every memory image bit for bit and the manifest but for the golden
+    """The shipped convolutional bundles (trained on a GPU, conv_mnist_up5k, conv_mnist_strided and conv_fashion_wide on the CPU; the
+    last two's checkpoints compact, `bsnn compact`) are the export of the committed checkpoints on the CPU: every memory image bit for bit and the manifest but for the golden
     evaluation (10,000 conv images are minutes; the accuracy itself is in the metadata)."""
     import json
     from bsnn.training.export import export_checkpoint
