@@ -22,7 +22,13 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["AGMM"]
+__all__ = ["AGMM", "is_per_step"]
+
+
+def is_per_step(name: str) -> bool:
+    """A model state entry shaped by the time steps (an AGMM gate's ``alpha``, one entry per
+    step), not by the network: it acts in training only, never in the integer forward pass."""
+    return name.startswith("gates.")
 
 
 class AGMM(nn.Module):

@@ -19,6 +19,7 @@ def load_checkpoint_model(ckpt_path: str | Path, time_steps: int | None = None):
     from .checkpoint import CheckpointError, load_checkpoint
     from .builders import build_model, with_later_keys
 
+    check_time_steps(time_steps)
     ck = load_checkpoint(ckpt_path)   # weights_only: nothing in the file can run code
     try:
         # (the config as recorded stays in the checkpoint dict: the bundle's provenance)
@@ -33,11 +34,22 @@ def load_checkpoint_model(ckpt_path: str | Path, time_steps: int | None = None):
 
 
 def _state_for(model, state: dict) -> dict:
-    """``state`` with the AGMM gates' per-step ``alpha`` of ``model`` where ``T`` changed their
-    length: the gates act in training only, never in the integer forward pass (nor the export)."""
+    """``state`` with ``model``'s own per-step entries (AGMM gates) where ``T`` changed their
+    length: they act in training only, never in the integer forward pass (nor the export)."""
+    from .agmm import is_per_step
     own = model.state_dict()
-    return {name: own[name] if name.startswith("gates.") and name in own and own[name].shape != value.shape
+    return {name: own[name] if is_per_step(name) and name in own and own[name].shape != value.shape
             else value for name, value in state.items()}
+
+
+def check_time_steps(time_steps) -> None:
+    """A one-line :class:`CheckpointError` unless ``time_steps`` is None or a bundle's ``T``."""
+    from bsnn.firmware_export.bundle import MAX_TIME_STEPS
+
+    from .checkpoint import CheckpointError
+    if time_steps is not None and (isinstance(time_steps, bool) or not isinstance(time_steps, int)
+                                   or not 1 <= time_steps <= MAX_TIME_STEPS):
+        raise CheckpointError(f"time_steps must be an integer in [1, {MAX_TIME_STEPS}], got {time_steps!r}")
 
 
 def with_time_steps(cfg: dict, time_steps: int | None) -> dict:
@@ -48,11 +60,7 @@ def with_time_steps(cfg: dict, time_steps: int | None) -> dict:
     cycles per inference for accuracy. ``T`` must lie in the bundle's range."""
     if time_steps is None:
         return cfg
-    from bsnn.firmware_export.bundle import MAX_TIME_STEPS
-
-    from .checkpoint import CheckpointError
-    if isinstance(time_steps, bool) or not isinstance(time_steps, int) or not 1 <= time_steps <= MAX_TIME_STEPS:
-        raise CheckpointError(f"time_steps must be an integer in [1, {MAX_TIME_STEPS}], got {time_steps!r}")
+    check_time_steps(time_steps)
     return {**cfg, "encoding": {**cfg["encoding"], "time_steps": time_steps}}
 
 
@@ -158,6 +166,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, golden_eval: b
     """
     from bsnn.firmware_export.bundle import bundle_output
 
+    check_time_steps(time_steps)
     # The transaction first: an output path that must not be replaced is refused before any work.
     with bundle_output(out_dir, inputs=[ckpt_path]) as staging:
         meta = _export_into(staging, ckpt_path, golden_eval, eval_limit, data_root, fit_widths,

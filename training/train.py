@@ -21,6 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from . import data as data_mod
+from .agmm import is_per_step
 from .averaging import WeightAverage
 from .checkpoint import load_checkpoint
 from .diagnostics import FlipCounter, flip_rates, plot_history, weight_signs, write_history
@@ -224,7 +225,7 @@ def init_from_state(model, state: dict, where: str, layers: str) -> set:
         return {layer_of(k) for k in own} - {None}
     own_layers = {layer_of(k) for k in own} - {None}
     loaded = {i for i in own_layers
-              if all(k in fits for k in own if layer_of(k) == i and not _per_step(k))
+              if all(k in fits for k in own if layer_of(k) == i and not is_per_step(k))
               and any(k in fits for k in own if layer_of(k) == i)}
     model.load_state_dict({k: v for k, v in state.items()
                            if k in fits and layer_of(k) in loaded | {None}}, strict=False)
@@ -257,15 +258,10 @@ def _layer_of(name: str) -> int | None:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
-def _per_step(name: str) -> bool:
-    """An AGMM gate: shaped by the time steps (one entry each), not by the network."""
-    return name.startswith("gates.")
-
-
 def fresh_gates(model, state: dict, loaded: set) -> list:
     """The gates of the ``loaded`` layers that did not load (another number of time steps)."""
     own = model.state_dict()
-    return sorted(k for k in own if _per_step(k) and _layer_of(k) in loaded
+    return sorted(k for k in own if is_per_step(k) and _layer_of(k) in loaded
                   and tuple(state.get(k, own[k]).shape) != tuple(own[k].shape))
 
 

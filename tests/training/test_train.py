@@ -90,8 +90,10 @@ def test_export_with_other_time_steps_runs_the_same_parameters_longer(tmp_path, 
     assert not torch.equal(run_golden(short, *build_data(ck["config"])[1].batch(torch.arange(32))[:2]).hidden_spikes,
                            gold.hidden_spikes)
     for bad in (0, -1, 1 << 16, 2.5, True):
-        with pytest.raises(CheckpointError, match="time_steps must be an integer"):
+        with pytest.raises(CheckpointError, match="^time_steps must be an integer"):
             export_checkpoint(ckpt, tmp_path / "bad", time_steps=bad)
+        with pytest.raises(CheckpointError, match="^time_steps must be an integer"):
+            load_checkpoint_model(ckpt, time_steps=bad)
     assert not (tmp_path / "bad").exists()
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
